@@ -1,0 +1,30 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/xarfd/xarfd/config"
+)
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration `file` (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: rendering configuration: %v\n", cfg.Source, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# %s: ok; effective configuration:\n%s", cfg.Source, out)
+	return 0
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/smtpd"
+	"github.com/xarfd/xarfd/store"
+)
+
+// shutdownGrace is how long a stopping daemon lets sessions that are
+// inside a transaction finish before it closes them.
+const shutdownGrace = 30 * time.Second
+
+// retentionInterval is how often expired data is swept.
+const retentionInterval = 10 * time.Minute
+
+func newLogger(w io.Writer) zerolog.Logger {
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+func cmdServe(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration `file` (default: the embedded default)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr)
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := serve(cfg, log); err != nil {
+		log.Error().Err(err).Msg("xarfd stopped")
+		return 1
+	}
+	return 0
+}
+
+func serve(cfg *config.Config, log zerolog.Logger) error {
+	st, err := store.Open(cfg.DataDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error().Err(err).Msg("closing store")
+		}
+	}()
+	if n, err := st.Recover(); err != nil {
+		return fmt.Errorf("checking stored messages: %w", err)
+	} else if n > 0 {
+		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
+	}
+
+	srv, err := smtpd.New(cfg, ingest.New(st), log.With().Str("component", "smtpd").Logger())
+	if err != nil {
+		return err
+	}
+	var listeners []net.Listener
+	for _, addr := range cfg.SMTP.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("smtp.listen %s: %w", addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var wg sync.WaitGroup
+	serveErr := make(chan error, len(listeners))
+	for _, l := range listeners {
+		log.Info().Str("addr", l.Addr().String()).Str("hostname", cfg.Hostname).Msg("smtp listening")
+		wg.Go(func() {
+			if err := srv.Serve(l); err != nil {
+				serveErr <- fmt.Errorf("smtp %s: %w", l.Addr(), err)
+			}
+		})
+	}
+
+	retention := store.Retention{}
+	for _, ch := range cfg.Channels {
+		retention[ch.Name] = ch.Retention.D()
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	wg.Go(func() {
+		st.RunRetention(rctx, retention, retentionInterval, func(ch string, n int, err error) {
+			if err != nil {
+				log.Error().Err(err).Str("channel", ch).Msg("retention sweep failed")
+				return
+			}
+			log.Info().Str("channel", ch).Int("deleted", n).Msg("retention sweep")
+		})
+	})
+	log.Info().Str("config", cfg.Source).Str("data", st.Path()).Int("channels", len(cfg.Channels)).Msg("xarfd started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping: finishing open sessions")
+	case runErr = <-serveErr:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error().Err(err).Msg("smtp shutdown")
+	}
+	rcancel()
+	wg.Wait()
+	log.Info().Msg("xarfd stopped")
+	return runErr
+}

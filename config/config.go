@@ -1,0 +1,244 @@
+// Package config holds xarfd's configuration: the YAML schema, the default of
+// every key (written once, in defaults.go, beside its documentation), strict
+// decoding that rejects unknown keys, and validation whose errors name the
+// file and the key.
+//
+// The schema is the contract of INTERFACE.md; keys added here are documented
+// in docs/configuration.md.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the whole configuration of one xarfd process.
+type Config struct {
+	// Hostname is the name this host gives in the SMTP greeting, in
+	// Received and redaction headers, and in outbound Message-IDs.
+	Hostname string `yaml:"hostname"`
+	// DataDir holds the bbolt database (xarfd.db).
+	DataDir string `yaml:"data_dir"`
+	// Resolver is the DNS server (host:port) used for DKIM, SPF, contact
+	// zones and MX lookups; empty means the system's resolver.
+	Resolver string `yaml:"resolver"`
+	// Sender is this installation, the XARF "sender" of every report.
+	Sender Org `yaml:"sender"`
+
+	SMTP     SMTP      `yaml:"smtp"`
+	HTTP     HTTP      `yaml:"http"`
+	Channels []Channel `yaml:"channels"`
+	Reporter Reporter  `yaml:"reporter"`
+	Contacts Contacts  `yaml:"contacts"`
+	// OwnNetworks is abuse from our own address space: stored and shown,
+	// never reported outside.
+	OwnNetworks []Prefix `yaml:"own_networks"`
+
+	// Source is the file the configuration was read from, or "(embedded
+	// default)"; it prefixes every error message.
+	Source string `yaml:"-"`
+}
+
+// Org names an organisation as XARF's reporter and sender objects do.
+type Org struct {
+	Org     string `yaml:"org"`
+	Contact string `yaml:"contact"`
+	Domain  string `yaml:"domain"`
+}
+
+// SMTP configures the receiving SMTP server.
+type SMTP struct {
+	Listen []string `yaml:"listen"`
+	// TLS enables STARTTLS (RFC 3207) when both files are set.
+	TLS TLS `yaml:"tls"`
+	// MaxMessageBytes is the SIZE limit (RFC 1870); larger messages get
+	// 552 5.3.4.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxRecipients caps RCPT commands per transaction; the next one gets
+	// 452 4.5.3 (RFC 5321 section 4.5.3.1.8).
+	MaxRecipients int `yaml:"max_recipients"`
+	// ReadTimeout is how long a client may stay silent, and the longest
+	// pause inside DATA.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds each reply write.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxConnections caps concurrent sessions; the next client gets
+	// 421 4.7.0 and is disconnected.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxLineLength caps the length of a command line and of each line of
+	// DATA (RFC 5321 allows 1000; real mail is often longer).
+	MaxLineLength int `yaml:"max_line_length"`
+	// AuthFile lists "name:hash" lines for the channels' accept_from.users.
+	AuthFile string `yaml:"auth_file"`
+}
+
+// TLS names a certificate and its key, both PEM.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// HTTP configures the API listener.
+type HTTP struct {
+	Listen string  `yaml:"listen"`
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one bearer token, stored as the sha256 of its value.
+type Token struct {
+	Name   string   `yaml:"name"`
+	SHA256 string   `yaml:"sha256"`
+	Scopes []string `yaml:"scopes"`
+	// Channels limits the submit scope to these channels; empty = all.
+	Channels []string `yaml:"channels"`
+}
+
+// Channel kinds.
+const (
+	KindARF  = "arf"
+	KindTrap = "trap"
+)
+
+// Channel uses.
+const (
+	UseReport = "report"
+	UseStore  = "store"
+)
+
+// Channel is one data source with its own rules.
+type Channel struct {
+	Name string `yaml:"name"`
+	// Kind is arf (feedback reports) or trap (spam-trap mail).
+	Kind string `yaml:"kind"`
+	// Addresses routes recipients here: "user@domain" exactly, or
+	// "*@domain" for every address of that domain. Matching is
+	// case-insensitive.
+	Addresses  []string   `yaml:"addresses"`
+	AcceptFrom AcceptFrom `yaml:"accept_from"`
+	// Reporter is the organisation that observed the abuse (XARF "reporter").
+	Reporter Org    `yaml:"reporter"`
+	Redact   Redact `yaml:"redact"`
+	// Uses says what the data may be used for: report, store.
+	Uses     []string `yaml:"uses"`
+	ReportTo ReportTo `yaml:"report_to"`
+	// Retention deletes stored messages and reports older than this.
+	Retention Duration `yaml:"retention"`
+	// TrustedRelays forward trap mail to us; the origin is the first
+	// Received hop outside them.
+	TrustedRelays []Prefix `yaml:"trusted_relays"`
+}
+
+// Has reports whether the channel's uses include u.
+func (c *Channel) Has(u string) bool {
+	for _, x := range c.Uses {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+// AcceptFrom restricts who may feed a channel; every empty list allows all.
+type AcceptFrom struct {
+	Networks    []Prefix `yaml:"networks"`
+	DKIMDomains []string `yaml:"dkim_domains"`
+	Users       []string `yaml:"users"`
+}
+
+// Redaction modes.
+const (
+	RedactToken = "token"
+	RedactHMAC  = "hmac"
+)
+
+// Redact is a channel's redaction policy.
+type Redact struct {
+	// Recipients redacts the envelope recipients and every address the
+	// message names as a recipient.
+	Recipients bool     `yaml:"recipients"`
+	Addresses  []string `yaml:"addresses"`
+	Domains    []string `yaml:"domains"`
+	// LocalParts also redacts the local part of each address on its own.
+	LocalParts  bool   `yaml:"local_parts"`
+	Mode        string `yaml:"mode"`
+	HMACKeyFile string `yaml:"hmac_key_file"`
+}
+
+// Enabled reports whether the channel redacts anything.
+func (r Redact) Enabled() bool {
+	return r.Recipients || len(r.Addresses) > 0 || len(r.Domains) > 0
+}
+
+// ReportTo is "origin" or a list of partner addresses.
+type ReportTo struct {
+	Origin   bool
+	Partners []string
+}
+
+// Reporter configures outbound abuse reports.
+type Reporter struct {
+	// Enabled false is a dry run: reports are rendered, never sent.
+	Enabled bool   `yaml:"enabled"`
+	From    string `yaml:"from"`
+	// Format is xarf (XARF v4 over email) or arf (RFC 5965).
+	Format            string    `yaml:"format"`
+	Smarthost         Smarthost `yaml:"smarthost"`
+	DKIM              DKIM      `yaml:"dkim"`
+	PerContactPerHour int       `yaml:"per_contact_per_hour"`
+	Retry             Retry     `yaml:"retry"`
+}
+
+// Smarthost relays outbound reports; empty Address = deliver to MX.
+type Smarthost struct {
+	Address      string `yaml:"address"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// TLS is starttls, implicit (RFC 8314) or none.
+	TLS string `yaml:"tls"`
+}
+
+// DKIM signs outbound reports when all three keys are set.
+type DKIM struct {
+	Domain         string `yaml:"domain"`
+	Selector       string `yaml:"selector"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+// Retry is the outbound retry schedule: exponential from First, with
+// jitter, until GiveUpAfter.
+type Retry struct {
+	First       Duration `yaml:"first"`
+	GiveUpAfter Duration `yaml:"give_up_after"`
+}
+
+// Contacts configures abuse-contact lookup.
+type Contacts struct {
+	Static   []StaticContact `yaml:"static"`
+	DNSZones []string        `yaml:"dns_zones"`
+	RDAP     RDAP            `yaml:"rdap"`
+	CacheTTL Duration        `yaml:"cache_ttl"`
+}
+
+// StaticContact maps a network to its abuse address.
+type StaticContact struct {
+	Network Prefix `yaml:"network"`
+	Email   string `yaml:"email"`
+}
+
+// RDAP configures registry lookups.
+type RDAP struct {
+	Enabled bool   `yaml:"enabled"`
+	BaseURL string `yaml:"base_url"`
+}
+
+// Duration is a time.Duration written as Go duration text ("720h", "60s").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Prefix is a network written as CIDR ("192.0.2.0/24") or a single address.
+type Prefix struct{ netip.Prefix }

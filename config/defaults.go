@@ -1,0 +1,120 @@
+package config
+
+import (
+	_ "embed"
+	"time"
+)
+
+// DefaultYAML is the configuration `xarfd serve` runs on without -config:
+// SMTP on 127.0.0.1:2525, HTTP on 127.0.0.1:8025, data in ./xarfd-data, an
+// ARF channel for fbl@localhost, a redacting trap channel for
+// *@trap.localhost, and the reporter in dry run.
+//
+//go:embed default.yaml
+var DefaultYAML []byte
+
+// The defaults of every key a file may leave out. Each is written here once;
+// docs/configuration.md quotes them.
+const (
+	// DefaultHostname is used when hostname is empty and the system's
+	// hostname cannot be read.
+	DefaultHostname = "localhost"
+	// DefaultDataDir is relative to the working directory.
+	DefaultDataDir = "./xarfd-data"
+	// DefaultSMTPListen and DefaultHTTPListen are loopback-only so that a
+	// fresh install exposes nothing.
+	DefaultSMTPListen = "127.0.0.1:2525"
+	DefaultHTTPListen = "127.0.0.1:8025"
+	// DefaultMaxMessageBytes matches the size most mailbox providers
+	// accept (25 MiB); FBL reports embed the whole reported message.
+	DefaultMaxMessageBytes = 25 << 20
+	// DefaultMaxRecipients: FBL and trap mail rarely has more than a few.
+	DefaultMaxRecipients = 50
+	// DefaultReadTimeout is shorter than RFC 5321's 5 minutes: feeds are
+	// machines, and an idle session holds a connection slot.
+	DefaultReadTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds a reply to a client that stopped reading.
+	DefaultWriteTimeout = 60 * time.Second
+	// DefaultMaxConnections caps sessions (and so memory: each may buffer
+	// one message of up to max_message_bytes).
+	DefaultMaxConnections = 1000
+	// DefaultMaxLineLength is far above RFC 5321's 1000 because reported
+	// messages often carry long unwrapped lines; it still bounds the
+	// memory one command line can take.
+	DefaultMaxLineLength = 64 << 10
+	// DefaultRetention keeps a channel's data for 30 days.
+	DefaultRetention = 720 * time.Hour
+	// DefaultRedactMode keeps addresses syntactically valid without
+	// revealing anything.
+	DefaultRedactMode = RedactToken
+	// DefaultReporterFormat is XARF v4 over email.
+	DefaultReporterFormat = "xarf"
+	// DefaultSmarthostTLS: never send credentials in clear by default.
+	DefaultSmarthostTLS = "starttls"
+	// DefaultPerContactPerHour limits reports to one abuse desk.
+	DefaultPerContactPerHour = 60
+	// DefaultRetryFirst and DefaultGiveUpAfter follow common MTA practice.
+	DefaultRetryFirst  = 5 * time.Minute
+	DefaultGiveUpAfter = 48 * time.Hour
+	// DefaultContactCacheTTL caches abuse-contact lookups for a day.
+	DefaultContactCacheTTL = 24 * time.Hour
+)
+
+// DefaultUses: a channel with no uses reports and stores.
+var defaultUses = []string{UseReport, UseStore}
+
+// defaults returns a Config holding the default of every top-level key;
+// the YAML is decoded onto it, so a key the file leaves out keeps it.
+func defaults() Config {
+	return Config{
+		DataDir: DefaultDataDir,
+		SMTP: SMTP{
+			MaxMessageBytes: DefaultMaxMessageBytes,
+			MaxRecipients:   DefaultMaxRecipients,
+			ReadTimeout:     Duration(DefaultReadTimeout),
+			WriteTimeout:    Duration(DefaultWriteTimeout),
+			MaxConnections:  DefaultMaxConnections,
+			MaxLineLength:   DefaultMaxLineLength,
+		},
+		HTTP: HTTP{Listen: DefaultHTTPListen},
+		Reporter: Reporter{
+			Format:            DefaultReporterFormat,
+			Smarthost:         Smarthost{TLS: DefaultSmarthostTLS},
+			PerContactPerHour: DefaultPerContactPerHour,
+			Retry: Retry{
+				First:       Duration(DefaultRetryFirst),
+				GiveUpAfter: Duration(DefaultGiveUpAfter),
+			},
+		},
+		Contacts: Contacts{CacheTTL: Duration(DefaultContactCacheTTL)},
+	}
+}
+
+// applyListDefaults fills keys inside list items and lists that YAML
+// replaces whole (a decoded list never keeps a pre-set value).
+func applyListDefaults(c *Config, hostname func() (string, error)) {
+	if c.Hostname == "" {
+		c.Hostname = DefaultHostname
+		if h, err := hostname(); err == nil && h != "" {
+			c.Hostname = h
+		}
+	}
+	if len(c.SMTP.Listen) == 0 {
+		c.SMTP.Listen = []string{DefaultSMTPListen}
+	}
+	for i := range c.Channels {
+		ch := &c.Channels[i]
+		if ch.Redact.Mode == "" {
+			ch.Redact.Mode = DefaultRedactMode
+		}
+		if ch.Uses == nil {
+			ch.Uses = append([]string(nil), defaultUses...)
+		}
+		if !ch.ReportTo.Origin && len(ch.ReportTo.Partners) == 0 {
+			ch.ReportTo.Origin = true
+		}
+		if ch.Retention == 0 {
+			ch.Retention = Duration(DefaultRetention)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+// Package smtpd is xarfd's SMTP server, built on emersion/go-smtp.
+//
+// Message flow: a client connects (at most smtp.max_connections at once,
+// the next gets 421 4.7.0); each RCPT is routed to a channel by exact
+// address or "*@domain" (550 5.1.1 otherwise: we are no relay) and checked
+// against that channel's accept_from (550 5.7.1); DATA is read whole,
+// bounded by max_message_bytes (552 5.3.4) and max_line_length, then handed
+// to ingest once, with one delivery per channel. The reply is 250 only
+// after ingest's transaction is durable; our own failures are 451 4.3.0.
+//
+// Only *smtp.SMTPError values leave a session: go-smtp turns any other
+// error into a permanent 554 and shows its text to the client.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/rs/zerolog"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
+)
+
+// Server is the SMTP side of one xarfd process.
+type Server struct {
+	cfg    *config.Config
+	router *Router
+	ingest *ingest.Ingester
+	log    zerolog.Logger
+	srv    *smtp.Server
+	limit  chan struct{} // one token per open session
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	draining bool
+}
+
+// New builds a server from cfg; Serve starts it.
+func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger) (*Server, error) {
+	s := &Server{
+		cfg:      cfg,
+		router:   NewRouter(cfg.Channels),
+		ingest:   in,
+		log:      log,
+		limit:    make(chan struct{}, cfg.SMTP.MaxConnections),
+		sessions: map[*session]struct{}{},
+	}
+	srv := smtp.NewServer(s)
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.SMTP.MaxMessageBytes
+	srv.MaxRecipients = cfg.SMTP.MaxRecipients
+	srv.MaxLineLength = cfg.SMTP.MaxLineLength
+	srv.ReadTimeout = cfg.SMTP.ReadTimeout.D()
+	srv.WriteTimeout = cfg.SMTP.WriteTimeout.D()
+	srv.ErrorLog = zerologAdapter{log}
+	if cfg.SMTP.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.srv = srv
+	return s, nil
+}
+
+// Serve accepts sessions on l until Shutdown; l is wrapped to enforce
+// max_connections.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(&limitListener{Listener: l, s: s})
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, tells idle sessions 421 and closes them, lets
+// sessions inside a transaction finish (until ctx ends, then closes
+// them), and returns when none is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Shutdown(context.Background()) }()
+
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case err := <-done:
+			if errors.Is(err, smtp.ErrServerClosed) {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			s.srv.Close()
+			<-done
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ss := range s.sessions {
+		ss.closeIfIdle()
+	}
+}
+
+func (s *Server) track(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[ss] = struct{}{}
+	if s.draining {
+		ss.closeIfIdle()
+	}
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, ss)
+}
+
+// limitListener hands go-smtp at most cap(s.limit) connections at a time;
+// beyond that a client gets 421 4.7.0 and is closed, instead of waiting
+// in the kernel's backlog with no answer.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.s.limit <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.s.limit }}, nil
+		default:
+			go l.s.refuse(c)
+		}
+	}
+}
+
+func (s *Server) refuse(c net.Conn) {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(replyLine(s.cfg.Hostname, errTooManyConns)))
+	s.log.Warn().Str("peer", c.RemoteAddr().String()).Int("code", errTooManyConns.Code).
+		Int("max_connections", cap(s.limit)).Msg("smtp connection refused")
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+func replyLine(host string, e *smtp.SMTPError) string {
+	c := e.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s %s\r\n", e.Code, c[0], c[1], c[2], host, e.Message)
+}
+
+// zerologAdapter routes go-smtp's own error log (accept errors, panics)
+// into our structured log.
+type zerologAdapter struct{ l zerolog.Logger }
+
+func (z zerologAdapter) Printf(format string, v ...any) { z.l.Error().Msgf(format, v...) }
+func (z zerologAdapter) Println(v ...any)               { z.l.Error().Msg(fmt.Sprint(v...)) }

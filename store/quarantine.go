@@ -1,0 +1,122 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// QuarantineEntry is something kept but set aside: a message that yields
+// no report, or a record this binary could not read at start.
+type QuarantineEntry struct {
+	// Key is the id of the message (or the raw bucket key of an
+	// unreadable record).
+	Key    string    `json:"key"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	// Record holds the bytes of a record that could not be decoded, so
+	// that nothing is lost and a later binary can retry.
+	Record []byte `json:"record,omitempty"`
+}
+
+// Quarantine marks message id as quarantined with reason; its record and
+// raw bytes stay where they are.
+func (s *Store) Quarantine(id ID, reason string) error {
+	now := time.Now().UTC()
+	return s.Commit(func(tx *bbolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		v := msgs.Get(id[:])
+		if v == nil {
+			return ErrNotFound
+		}
+		var m Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("decoding message record: %w", err)
+		}
+		m.Status, m.Reason = StatusQuarantined, reason
+		rec, err := json.Marshal(&m)
+		if err != nil {
+			return err
+		}
+		if err := msgs.Put(id[:], rec); err != nil {
+			return err
+		}
+		return putQuarantine(tx, &QuarantineEntry{Key: id.String(), Reason: reason, At: now})
+	})
+}
+
+func putQuarantine(tx *bbolt.Tx, e *QuarantineEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketQuarantine).Put([]byte(e.Key), b)
+}
+
+// QuarantineEntries lists the quarantine.
+func (s *Store) QuarantineEntries() ([]QuarantineEntry, error) {
+	var out []QuarantineEntry
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketQuarantine).ForEach(func(k, v []byte) error {
+			var e QuarantineEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				e = QuarantineEntry{Key: string(k), Reason: "unreadable quarantine entry", Record: append([]byte(nil), v...)}
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Recover checks every message record at start. A record that cannot be
+// decoded, or whose body is missing, is moved to the quarantine with its
+// bytes, so one bad record never stops the daemon nor gets lost. It
+// returns how many were quarantined.
+func (s *Store) Recover() (int, error) {
+	type bad struct {
+		key    []byte
+		rec    []byte
+		reason string
+	}
+	var found []bad
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketRaw)
+		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			var m Message
+			switch {
+			case len(k) != 16:
+				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message key is not an id"})
+			case json.Unmarshal(v, &m) != nil:
+				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message record cannot be decoded"})
+			case raw.Get(k) == nil:
+				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message body is missing"})
+			}
+			return nil
+		})
+	})
+	if err != nil || len(found) == 0 {
+		return 0, err
+	}
+	now := time.Now().UTC()
+	err = s.Commit(func(tx *bbolt.Tx) error {
+		for _, b := range found {
+			key := fmt.Sprintf("%x", b.key)
+			if len(b.key) == 16 {
+				var id ID
+				copy(id[:], b.key)
+				key = id.String()
+			}
+			if err := putQuarantine(tx, &QuarantineEntry{Key: key, Reason: b.reason, At: now, Record: b.rec}); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketMessages).Delete(b.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(found), err
+}

@@ -1,0 +1,77 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// sweepChunk bounds one retention transaction, so that the sweeper never
+// holds the writer for long and ingest keeps its latency.
+const sweepChunk = 1000
+
+// Sweep deletes the messages of channel received before cutoff and
+// returns how many it deleted.
+func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
+	// Ids are UUIDv7: every id below this key is older than cutoff.
+	var limit ID
+	ms := uint64(cutoff.UnixMilli())
+	for i := 0; i < 6; i++ {
+		limit[i] = byte(ms >> (40 - 8*i))
+	}
+	total := 0
+	for {
+		n := 0
+		err := s.Commit(func(tx *bbolt.Tx) error {
+			n = 0
+			cb := tx.Bucket(bucketChannels).Bucket([]byte(channel))
+			if cb == nil {
+				return nil
+			}
+			var old [][]byte
+			c := cb.Cursor()
+			for k, _ := c.First(); k != nil && bytes.Compare(k, limit[:]) < 0 && len(old) < sweepChunk; k, _ = c.Next() {
+				old = append(old, append([]byte(nil), k...))
+			}
+			for _, k := range old {
+				for _, b := range []*bbolt.Bucket{cb, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw)} {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			n = len(old)
+			return nil
+		})
+		total += n
+		if err != nil || n < sweepChunk {
+			return total, err
+		}
+	}
+}
+
+// Retention maps a channel name to how long its data is kept.
+type Retention map[string]time.Duration
+
+// RunRetention sweeps every channel each interval until ctx ends. report
+// is called after each sweep of a channel that deleted something or
+// failed.
+func (s *Store) RunRetention(ctx context.Context, r Retention, interval time.Duration, report func(channel string, n int, err error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for ch, keep := range r {
+			n, err := s.Sweep(ch, time.Now().Add(-keep))
+			if n > 0 || err != nil {
+				report(ch, n, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

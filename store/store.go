@@ -1,0 +1,401 @@
+// Package store keeps xarfd's data in one bbolt file: received messages
+// with their envelope and raw bytes, a quarantine for what cannot be read,
+// and (in later schema versions) reports, indexes and the outbox.
+//
+// Every write goes through one committer goroutine that groups whatever
+// was queued while the previous transaction was committing into the next
+// one (group commit). A message is acknowledged only after the transaction
+// holding it has been fsynced; NoSync is never used. One fsync then serves
+// many SMTP sessions, which is what lets a 2-core machine take thousands of
+// messages per second while keeping "250 means durable".
+//
+// Buckets (schema version 1):
+//
+//	meta                  "schema" -> uint64 big-endian
+//	messages              id -> JSON Message (envelope, channel, status)
+//	raw                   id -> the message bytes exactly as received
+//	channels/<name>       id -> empty; ids are UUIDv7, so this is also the
+//	                      per-channel time index that retention walks
+//	quarantine            key -> JSON QuarantineEntry
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.etcd.io/bbolt"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "xarfd.db"
+
+// SchemaVersion is the layout this binary reads and writes.
+const SchemaVersion = 1
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketMessages   = []byte("messages")
+	bucketRaw        = []byte("raw")
+	bucketChannels   = []byte("channels")
+	bucketQuarantine = []byte("quarantine")
+	keySchema        = []byte("schema")
+)
+
+// ErrClosed is returned by writes after Close has begun.
+var ErrClosed = errors.New("store: closed")
+
+// ErrNotFound is returned for an unknown id.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrInUse means another process holds the database open.
+var ErrInUse = errors.New("database is in use by another process")
+
+// Options tune Open; the zero value is fine.
+type Options struct {
+	// LockTimeout is how long Open waits for another process to release
+	// the file lock before failing with ErrInUse.
+	LockTimeout time.Duration
+	// MaxBatch caps the operations one group commit takes.
+	MaxBatch int
+	// Migrations overrides the migration table (tests).
+	Migrations []Migration
+}
+
+// Store is an open database. All methods are safe for concurrent use.
+type Store struct {
+	db   *bbolt.DB
+	path string
+
+	mu     sync.RWMutex // guards closed against Commit's send on ops
+	closed bool
+	ops    chan *op
+	done   chan struct{}
+
+	maxBatch int
+	stats    CommitStats
+}
+
+// CommitStats describes group-commit behaviour since Open.
+type CommitStats struct {
+	mu           sync.Mutex
+	Transactions int64
+	Operations   int64
+}
+
+// Snapshot returns the number of transactions and operations committed.
+func (c *CommitStats) Snapshot() (txs, ops int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Transactions, c.Operations
+}
+
+type op struct {
+	fn   func(*bbolt.Tx) error
+	done chan error
+}
+
+// Open opens or creates the database in dir and migrates it to
+// SchemaVersion.
+func Open(dir string, o Options) (*Store, error) {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	if o.Migrations == nil {
+		o.Migrations = migrations
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: o.LockTimeout,
+		// The freelist is rebuilt on open instead of written on every
+		// commit: smaller commits, same durability of the data itself.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("opening %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	s := &Store{
+		db:       db,
+		path:     path,
+		ops:      make(chan *op, o.MaxBatch),
+		done:     make(chan struct{}),
+		maxBatch: o.MaxBatch,
+	}
+	if err := s.migrate(o.Migrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	go s.committer()
+	return s, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Stats returns the group-commit counters.
+func (s *Store) Stats() *CommitStats { return &s.stats }
+
+// Close commits what is queued, stops the committer and closes the file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.ops)
+	s.mu.Unlock()
+	<-s.done
+	return s.db.Close()
+}
+
+// Commit runs fn in a write transaction shared with other queued
+// operations and returns once that transaction is durable. fn may run more
+// than once (when another operation of its group fails, the group is
+// retried without it), so it must only touch the transaction. An error
+// from fn fails only this operation.
+func (s *Store) Commit(fn func(*bbolt.Tx) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.ops <- o
+	s.mu.RUnlock()
+	return <-o.done
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.db.View(fn) }
+
+// committer takes the first queued operation, then everything queued
+// behind it, and commits them in one transaction: the group grows exactly
+// as much as the previous fsync made callers wait, with no fixed delay.
+func (s *Store) committer() {
+	defer close(s.done)
+	for first := range s.ops {
+		batch := []*op{first}
+	drain:
+		for len(batch) < s.maxBatch {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Store) commitBatch(batch []*op) {
+	for len(batch) > 0 {
+		failed := -1
+		var opErr error
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i, o := range batch {
+				if err := o.fn(tx); err != nil {
+					failed, opErr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			// One operation failed: it alone gets the error, the rest
+			// are retried in a fresh transaction.
+			batch[failed].done <- opErr
+			batch = append(batch[:failed], batch[failed+1:]...)
+			continue
+		}
+		if err == nil {
+			s.stats.mu.Lock()
+			s.stats.Transactions++
+			s.stats.Operations += int64(len(batch))
+			s.stats.mu.Unlock()
+		}
+		for _, o := range batch {
+			o.done <- err // nil, or the commit's own I/O error for all
+		}
+		return
+	}
+}
+
+// ID identifies a message or report: a UUIDv7, so ids sort by time.
+type ID = uuid.UUID
+
+// NewID returns a fresh time-ordered id.
+func NewID() (ID, error) { return uuid.NewV7() }
+
+// IDTime returns the creation time encoded in a UUIDv7.
+func IDTime(id ID) time.Time {
+	ms := int64(binary.BigEndian.Uint64(id[:8]) >> 16)
+	return time.UnixMilli(ms)
+}
+
+// Message status values.
+const (
+	// StatusReceived: stored as received, not yet processed further.
+	StatusReceived = "received"
+	// StatusQuarantined: kept, but yields no report; Reason says why.
+	StatusQuarantined = "quarantined"
+)
+
+// Envelope is the SMTP transaction a message arrived in.
+type Envelope struct {
+	PeerIP   netip.Addr `json:"peer_ip"`
+	PeerPort uint16     `json:"peer_port,omitempty"`
+	HELO     string     `json:"helo,omitempty"`
+	// MailFrom is the reverse-path without angle brackets; "" for <>.
+	MailFrom string `json:"mail_from"`
+	// Rcpts are the recipients routed to this message's channel only.
+	Rcpts      []string  `json:"rcpts"`
+	TLS        *TLSState `json:"tls,omitempty"`
+	AuthUser   string    `json:"auth_user,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Via is "smtp" or "http".
+	Via string `json:"via"`
+}
+
+// TLSState records the TLS connection a message came over.
+type TLSState struct {
+	Version     string `json:"version"`
+	CipherSuite string `json:"cipher_suite"`
+	ServerName  string `json:"server_name,omitempty"`
+}
+
+// Message is the record of one message stored for one channel.
+type Message struct {
+	ID       ID       `json:"id"`
+	Channel  string   `json:"channel"`
+	Envelope Envelope `json:"envelope"`
+	Size     int      `json:"size"`
+	Status   string   `json:"status"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// PutMessages stores each message with its raw bytes in one durable
+// transaction: all of them, or none.
+func (s *Store) PutMessages(msgs []*Message, raws [][]byte) error {
+	if len(msgs) != len(raws) {
+		return fmt.Errorf("store: %d messages but %d bodies", len(msgs), len(raws))
+	}
+	encoded := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encoding message record: %w", err)
+		}
+		encoded[i] = b
+	}
+	return s.Commit(func(tx *bbolt.Tx) error {
+		for i, m := range msgs {
+			if err := putMessage(tx, m, encoded[i], raws[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
+	k := m.ID[:]
+	if err := tx.Bucket(bucketMessages).Put(k, rec); err != nil {
+		return fmt.Errorf("storing message record: %w", err)
+	}
+	if err := tx.Bucket(bucketRaw).Put(k, raw); err != nil {
+		return fmt.Errorf("storing message body: %w", err)
+	}
+	cb, err := tx.Bucket(bucketChannels).CreateBucketIfNotExists([]byte(m.Channel))
+	if err != nil {
+		return fmt.Errorf("creating channel index: %w", err)
+	}
+	if err := cb.Put(k, nil); err != nil {
+		return fmt.Errorf("indexing message: %w", err)
+	}
+	return nil
+}
+
+// Message returns the record of id.
+func (s *Store) Message(id ID) (*Message, error) {
+	var m Message
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketMessages).Get(id[:])
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Raw returns a copy of the message bytes of id.
+func (s *Store) Raw(id ID) ([]byte, error) {
+	var raw []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketRaw).Get(id[:])
+		if v == nil {
+			return ErrNotFound
+		}
+		raw = append([]byte(nil), v...)
+		return nil
+	})
+	return raw, err
+}
+
+// ForEachMessage calls fn for every message of channel (all channels when
+// empty), oldest first, until fn returns an error.
+func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		visit := func(k []byte) error {
+			var m Message
+			if err := json.Unmarshal(msgs.Get(k), &m); err != nil {
+				return fmt.Errorf("decoding message %x: %w", k, err)
+			}
+			return fn(&m)
+		}
+		if channel == "" {
+			return msgs.ForEach(func(k, _ []byte) error { return visit(k) })
+		}
+		cb := tx.Bucket(bucketChannels).Bucket([]byte(channel))
+		if cb == nil {
+			return nil
+		}
+		return cb.ForEach(func(k, _ []byte) error { return visit(k) })
+	})
+}
+
+// Count returns the number of stored messages.
+func (s *Store) Count() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketMessages).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
