@@ -150,7 +150,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.s.limit <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.s.limit }}, nil
+			return &limitConn{Conn: c, release: func() { <-l.s.limit }, readTimeout: l.s.cfg.SMTP.ReadTimeout.D()}, nil
 		default:
 			go l.s.refuse(c)
 		}
@@ -165,10 +165,21 @@ func (s *Server) refuse(c net.Conn) {
 		Int("max_connections", cap(s.limit)).Msg("smtp connection refused")
 }
 
+// limitConn returns its slot on Close, and renews the read deadline on
+// every read from the socket, so read_timeout bounds each pause of the
+// client, inside DATA too, rather than the whole transfer: a large message
+// on a slow link is not cut off, a stalled one is. (go-smtp sets the
+// deadline only per command line, and its DATA reader fills whole buffers.)
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	once        sync.Once
+	release     func()
+	readTimeout time.Duration
+}
+
+func (c *limitConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
+	return c.Conn.Read(p)
 }
 
 func (c *limitConn) Close() error {

@@ -127,7 +127,7 @@ func (ss *session) reject(e *smtp.SMTPError) error {
 // Data implements smtp.Session: read the whole message, store it once per
 // channel in one transaction, and only then answer 250.
 func (ss *session) Data(r io.Reader) error {
-	raw, err := io.ReadAll(&deadlineReader{r: r, conn: ss.conn.Conn(), d: ss.s.cfg.SMTP.ReadTimeout.D()})
+	raw, err := io.ReadAll(r)
 	if err != nil {
 		e := dataError(err)
 		ss.logTxn(e.Code, len(raw), nil)
@@ -212,20 +212,6 @@ func (ss *session) Logout() error {
 	}
 	ss.s.untrack(ss)
 	return nil
-}
-
-// deadlineReader renews the read deadline on every read, so read_timeout
-// bounds each pause inside DATA rather than the whole transfer: a large
-// message on a slow link is not cut off, a stalled one is.
-type deadlineReader struct {
-	r    io.Reader
-	conn net.Conn
-	d    time.Duration
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	d.conn.SetReadDeadline(time.Now().Add(d.d))
-	return d.r.Read(p)
 }
 
 func tlsState(c *smtp.Conn) *store.TLSState {

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+hostname: mx.example.net
+sender: {org: Example, contact: abuse@example.net, domain: example.net}
+channels:
+  - name: fbl
+    kind: arf
+    addresses: ["FBL@Example.NET"]
+`
+
+func TestEmbeddedDefault(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source != EmbeddedSource || c.SMTP.Listen[0] != "127.0.0.1:2525" || c.HTTP.Listen != "127.0.0.1:8025" ||
+		c.DataDir != "./xarfd-data" || c.Reporter.Enabled {
+		t.Errorf("embedded default = %+v", c)
+	}
+	fbl, trap := c.Channel("fbl"), c.Channel("trap")
+	if fbl == nil || fbl.Kind != KindARF || fbl.Addresses[0] != "fbl@localhost" {
+		t.Errorf("fbl channel = %+v", fbl)
+	}
+	if trap == nil || trap.Kind != KindTrap || trap.Addresses[0] != "*@trap.localhost" || !trap.Redact.Enabled() {
+		t.Errorf("trap channel = %+v", trap)
+	}
+}
+
+func TestDefaultsFillOmittedKeys(t *testing.T) {
+	c, err := Parse([]byte(minimal), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.Channels[0]
+	if ch.Addresses[0] != "fbl@example.net" {
+		t.Errorf("address not normalised: %q", ch.Addresses[0])
+	}
+	if ch.Retention.D() != DefaultRetention || ch.Redact.Mode != RedactToken || !ch.ReportTo.Origin ||
+		!ch.Has(UseReport) || !ch.Has(UseStore) {
+		t.Errorf("channel defaults = %+v", ch)
+	}
+	if c.SMTP.MaxMessageBytes != DefaultMaxMessageBytes || c.SMTP.ReadTimeout.D() != DefaultReadTimeout ||
+		c.SMTP.Listen[0] != DefaultSMTPListen || c.Reporter.Retry.GiveUpAfter.D() != DefaultGiveUpAfter ||
+		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL {
+		t.Errorf("top-level defaults = %+v", c)
+	}
+	// The effective configuration prints and reads back the same.
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Parse(out, "printed.yaml")
+	if err != nil {
+		t.Fatalf("printed configuration does not load: %v\n%s", err, out)
+	}
+	if c2.SMTP.ReadTimeout != c.SMTP.ReadTimeout || c2.Channels[0].Retention != ch.Retention {
+		t.Error("printed configuration reads back differently")
+	}
+}
+
+func TestFullInterfaceExample(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "redact.key")
+	pw := filepath.Join(dir, "smtp.pw")
+	users := filepath.Join(dir, "users")
+	dkim := filepath.Join(dir, "dkim.pem")
+	for _, f := range []string{pw, users, dkim} {
+		os.WriteFile(f, []byte("x"), 0o600)
+	}
+	os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600)
+	yaml := `
+hostname: mx.example.net
+data_dir: /var/lib/xarfd
+resolver: "127.0.0.1:53"
+sender: {org: Example Net, contact: abuse@example.net, domain: example.net}
+smtp:
+  listen: ["0.0.0.0:25"]
+  max_message_bytes: 26214400
+  max_recipients: 50
+  read_timeout: 60s
+  max_connections: 1000
+http:
+  listen: "0.0.0.0:8025"
+  tokens:
+    - {name: ops, sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", scopes: [read, submit]}
+channels:
+  - name: fbl-yahoo
+    kind: arf
+    addresses: ["fbl@example.net"]
+    accept_from:
+      networks: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
+      dkim_domains: ["yahoo.com"]
+    reporter: {org: Yahoo, contact: fbl@yahoo.com, domain: yahoo.com}
+    redact:
+      recipients: true
+      addresses: ["ceo@example.net"]
+      domains: ["trap.example.net"]
+      mode: hmac
+      hmac_key_file: ` + key + `
+    uses: [report, store]
+    report_to: origin
+    retention: 720h
+  - name: traps
+    kind: trap
+    addresses: ["*@trap.example.net"]
+    report_to: ["partner@example.org"]
+    trusted_relays: ["203.0.113.0/24"]
+reporter:
+  enabled: false
+  from: abuse-reports@example.net
+  format: xarf
+  smarthost: {address: "smtp.example.net:587", username: xarfd, password_file: ` + pw + `, tls: starttls}
+  dkim: {domain: example.net, selector: xarfd, private_key_file: ` + dkim + `}
+  per_contact_per_hour: 60
+  retry: {first: 5m, give_up_after: 48h}
+contacts:
+  static: [{network: "198.51.100.0/24", email: abuse@example.org}]
+  dns_zones: ["abuse-contacts.abusix.zone"]
+  rdap: {enabled: true, base_url: "https://rdap.example.net/"}
+  cache_ttl: 24h
+own_networks: ["192.0.2.0/24"]
+`
+	c, err := Parse([]byte(yaml), "full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Channels[0].AcceptFrom.Networks[2].String(); got != "198.51.100.7/32" {
+		t.Errorf("single address = %s", got)
+	}
+	if rt := c.Channels[1].ReportTo; rt.Origin || len(rt.Partners) != 1 {
+		t.Errorf("report_to list = %+v", rt)
+	}
+	if c.Reporter.Retry.First.D() != 5*time.Minute || c.Contacts.Static[0].Network.Bits() != 24 {
+		t.Errorf("reporter/contacts = %+v %+v", c.Reporter, c.Contacts)
+	}
+}
+
+// TestErrorsNameFileAndKey has one case per class of error; each message
+// must name the file and the key (and the line where it has one).
+func TestErrorsNameFileAndKey(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string // substrings of the error
+	}{
+		{"yaml syntax", "channels: [\n", []string{"bad.yaml", "line"}},
+		{"unknown top-level key", minimal + "smpt: {}\n", []string{"bad.yaml:8: smpt: unknown key"}},
+		{"unknown nested key", minimal + "smtp: {lissten: [x]}\n", []string{"bad.yaml:8: smtp.lissten: unknown key", "listen"}},
+		{"unknown key in list item", minimal + "    colour: red\n", []string{"bad.yaml:8: channels[0].colour: unknown key"}},
+		{"wrong type", minimal + "smtp: {max_recipients: many}\n", []string{"bad.yaml:8: smtp.max_recipients:", "many"}},
+		{"bad duration", minimal + "smtp: {read_timeout: 60}\n", []string{"bad.yaml:8: smtp.read_timeout:", "not a duration"}},
+		{"bad network", minimal + "own_networks: [10.0.0.1/8]\n", []string{"own_networks[0]", "host bits"}},
+		{"bad network text", minimal + "    accept_from: {networks: [nowhere]}\n", []string{"channels[0].accept_from.networks[0]", "not an IP"}},
+		{"bad enum", minimal + "  - {name: b, kind: mbox, addresses: [b@example.net]}\n", []string{"channels[1].kind", "want arf or trap"}},
+		{"bad report_to", minimal + "    report_to: everyone\n", []string{"channels[0].report_to", "origin"}},
+		{"bad routing address", strings.Replace(minimal, "FBL@Example.NET", "fbl", 1), []string{"channels[0].addresses[0]", "user@domain"}},
+		{"address in two channels", minimal + "  - {name: b, kind: arf, addresses: [fbl@example.net]}\n", []string{"channels[1].addresses[0]", `routes to channel "fbl"`}},
+		{"duplicate channel", minimal + "  - {name: fbl, kind: arf, addresses: [x@example.net]}\n", []string{"channels[1].name", "used twice"}},
+		{"no channels", "hostname: a.example\nsender: {org: E, contact: a@b.example, domain: b.example}\n", []string{"bad.yaml: channels: needs at least one"}},
+		{"missing required", strings.Replace(minimal, "contact: abuse@example.net, ", "", 1), []string{"sender.contact: must not be empty"}},
+		{"bad email", minimal + "reporter: {from: not-an-address}\n", []string{"reporter.from", "not a plain email"}},
+		{"missing file", minimal + "    redact: {mode: hmac, hmac_key_file: /nonexistent/key}\n", []string{"channels[0].redact.hmac_key_file", "/nonexistent/key"}},
+		{"hmac without key", minimal + "    redact: {mode: hmac}\n", []string{"channels[0].redact.hmac_key_file: is required"}},
+		{"tls half configured", minimal + "smtp: {tls: {cert_file: /x.pem}}\n", []string{"smtp.tls.key_file: is required"}},
+		{"public API without tokens", minimal + "http: {listen: '0.0.0.0:8025'}\n", []string{"http.listen", "not a loopback"}},
+		{"bad token hash", minimal + "http: {tokens: [{name: a, sha256: abc, scopes: [read]}]}\n", []string{"http.tokens[0].sha256"}},
+		{"bad scope", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [root]}]}\n", []string{"http.tokens[0].scopes[0]", "root"}},
+		{"token for unknown channel", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [submit], channels: [nope]}]}\n", []string{"http.tokens[0].channels[0]", "nope"}},
+		{"users without auth file", minimal + "    accept_from: {users: [p1]}\n", []string{"channels[0].accept_from.users: needs smtp.auth_file"}},
+		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},
+		{"bad listen", minimal + "smtp: {listen: [':nope:']}\n", []string{"smtp.listen[0]"}},
+		{"dkim half configured", minimal + "reporter: {dkim: {domain: example.net}}\n", []string{"reporter.dkim:", "together"}},
+		{"no uses", minimal + "    uses: []\n", []string{"channels[0].uses: needs report, store or both"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "bad.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), "bad.yaml") {
+				t.Errorf("error %q does not start with the file name", err)
+			}
+		})
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	_, err := Parse([]byte(minimal+"    uses: [x]\nsmtp: {max_recipients: 0, max_connections: 0}\n"), "bad.yaml")
+	es, ok := err.(Errors)
+	if !ok || len(es) < 3 {
+		t.Fatalf("want every problem reported, got %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("/nonexistent/xarfd.yaml")
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/xarfd.yaml: cannot read") {
+		t.Fatalf("got %v", err)
+	}
+}

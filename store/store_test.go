@@ -1,0 +1,326 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func open(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func msg(t testing.TB, channel string) *Message {
+	t.Helper()
+	id, err := NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Message{ID: id, Channel: channel, Status: StatusReceived, Envelope: Envelope{
+		PeerIP: netip.MustParseAddr("192.0.2.7"), PeerPort: 4242, MailFrom: "a@origin.example",
+		Rcpts: []string{"x@trap.example"}, ReceivedAt: time.Now().UTC().Truncate(time.Millisecond), Via: "smtp",
+	}}
+}
+
+func TestPutAndRead(t *testing.T) {
+	s := open(t, t.TempDir())
+	m := msg(t, "trap")
+	raw := []byte("Subject: x\r\n\r\n\x00\xff binary")
+	if err := s.PutMessages([]*Message{m}, [][]byte{raw}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Message(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Channel != "trap" || got.Envelope.PeerIP != m.Envelope.PeerIP || got.Envelope.PeerPort != 4242 ||
+		!got.Envelope.ReceivedAt.Equal(m.Envelope.ReceivedAt) || got.Envelope.Rcpts[0] != "x@trap.example" {
+		t.Errorf("got %+v, want %+v", got, m)
+	}
+	b, err := s.Raw(m.ID)
+	if err != nil || !bytes.Equal(b, raw) {
+		t.Errorf("raw = %q, %v", b, err)
+	}
+	other, _ := NewID()
+	if _, err := s.Message(other); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+}
+
+func TestIDsAreTimeOrdered(t *testing.T) {
+	prev, _ := NewID()
+	for i := 0; i < 1000; i++ {
+		id, err := NewID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Compare(id[:], prev[:]) <= 0 {
+			t.Fatalf("id %s not after %s", id, prev)
+		}
+		prev = id
+	}
+	if d := time.Since(IDTime(prev)); d < 0 || d > time.Minute {
+		t.Errorf("IDTime is %v away from now", d)
+	}
+}
+
+// TestGroupCommitConcurrent: many writers at once all get their own
+// record durable, and one failing operation does not fail its batch.
+func TestGroupCommitConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	const n = 200
+	var wg sync.WaitGroup
+	ids := make([]ID, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Go(func() {
+			if i%10 == 3 {
+				errs[i] = s.Commit(func(*bbolt.Tx) error { return fmt.Errorf("planted failure %d", i) })
+				return
+			}
+			m := msg(t, "fbl")
+			ids[i] = m.ID
+			errs[i] = s.PutMessages([]*Message{m}, [][]byte{[]byte(fmt.Sprintf("body %d", i))})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%10 == 3 {
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint("planted failure ", i)) {
+				t.Errorf("op %d: want its own planted error, got %v", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("op %d: %v", i, err)
+		}
+	}
+	s.Close()
+	s = open(t, dir)
+	for i, id := range ids {
+		if i%10 == 3 {
+			continue
+		}
+		b, err := s.Raw(id)
+		if err != nil || string(b) != fmt.Sprintf("body %d", i) {
+			t.Errorf("record %d after reopen: %q %v", i, b, err)
+		}
+	}
+}
+
+func TestCommitAfterClose(t *testing.T) {
+	s := open(t, t.TempDir())
+	s.Close()
+	if err := s.PutMessages([]*Message{msg(t, "x")}, [][]byte{nil}); !errors.Is(err, ErrClosed) {
+		t.Errorf("got %v, want ErrClosed", err)
+	}
+}
+
+func TestDatabaseInUse(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir)
+	_, err := Open(dir, Options{LockTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestSchemaMigration(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	if v, _ := s.Schema(); v != SchemaVersion {
+		t.Fatalf("new database has schema %d, want %d", v, SchemaVersion)
+	}
+	m := msg(t, "fbl")
+	if err := s.PutMessages([]*Message{m}, [][]byte{[]byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// A binary with one more migration upgrades the file once, keeping data.
+	ran := 0
+	next := append(append([]Migration(nil), migrations...), Migration{To: SchemaVersion + 1, Run: func(tx *bbolt.Tx) error {
+		ran++
+		_, err := tx.CreateBucket([]byte("v2"))
+		return err
+	}})
+	for i := 0; i < 2; i++ {
+		s2, err := Open(dir, Options{Migrations: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := s2.Schema(); v != SchemaVersion+1 {
+			t.Errorf("schema after migration = %d", v)
+		}
+		if _, err := s2.Raw(m.ID); err != nil {
+			t.Errorf("data lost in migration: %v", err)
+		}
+		s2.Close()
+	}
+	if ran != 1 {
+		t.Errorf("migration ran %d times, want 1", ran)
+	}
+
+	// This binary refuses the newer file instead of misreading it.
+	_, err := Open(dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "newer than this xarfd") {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
+
+func TestRecoverQuarantinesUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	good := msg(t, "fbl")
+	noBody := msg(t, "fbl")
+	if err := s.PutMessages([]*Message{good, noBody}, [][]byte{[]byte("good"), []byte("gone")}); err != nil {
+		t.Fatal(err)
+	}
+	badID, _ := NewID()
+	err := s.Commit(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketMessages).Put(badID[:], []byte("{not json")); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRaw).Delete(noBody.ID[:])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Recover()
+	if err != nil || n != 2 {
+		t.Fatalf("Recover = %d, %v; want 2", n, err)
+	}
+	q, err := s.QuarantineEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]QuarantineEntry{}
+	for _, e := range q {
+		reasons[e.Key] = e
+	}
+	if e := reasons[badID.String()]; e.Reason != "message record cannot be decoded" || string(e.Record) != "{not json" {
+		t.Errorf("bad record entry = %+v", e)
+	}
+	if e := reasons[noBody.ID.String()]; e.Reason != "message body is missing" {
+		t.Errorf("missing body entry = %+v", e)
+	}
+	// The good one is untouched and a second pass finds nothing.
+	if _, err := s.Message(good.ID); err != nil {
+		t.Error(err)
+	}
+	if n, _ := s.Recover(); n != 0 {
+		t.Errorf("second Recover quarantined %d", n)
+	}
+}
+
+func TestQuarantineMessage(t *testing.T) {
+	s := open(t, t.TempDir())
+	m := msg(t, "fbl")
+	if err := s.PutMessages([]*Message{m}, [][]byte{[]byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Quarantine(m.ID, "not a report: delivery status notification"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Message(m.ID)
+	if got.Status != StatusQuarantined || got.Reason == "" {
+		t.Errorf("status %q reason %q", got.Status, got.Reason)
+	}
+	q, _ := s.QuarantineEntries()
+	if len(q) != 1 || q[0].Key != m.ID.String() {
+		t.Errorf("quarantine = %+v", q)
+	}
+}
+
+// idAt makes a UUIDv7 of the given time, as NewID would have then.
+func idAt(t testing.TB, at time.Time) ID {
+	id, err := NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := uint64(at.UnixMilli())
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], ms<<16)
+	copy(id[:6], b[:6])
+	return id
+}
+
+func TestSweepDeletesOnlyOldDataOfItsChannel(t *testing.T) {
+	s := open(t, t.TempDir())
+	now := time.Now()
+	var msgs []*Message
+	var raws [][]byte
+	add := func(ch string, age time.Duration) *Message {
+		m := msg(t, ch)
+		m.ID = idAt(t, now.Add(-age))
+		msgs = append(msgs, m)
+		raws = append(raws, []byte(ch))
+		return m
+	}
+	var old []*Message
+	for i := 0; i < sweepChunk+5; i++ { // more than one chunk
+		old = append(old, add("trap", 48*time.Hour+time.Duration(i)*time.Second))
+	}
+	fresh := add("trap", time.Hour)
+	otherOld := add("fbl", 48*time.Hour)
+	if err := s.PutMessages(msgs, raws); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Sweep("trap", now.Add(-24*time.Hour))
+	if err != nil || n != len(old) {
+		t.Fatalf("Sweep = %d, %v; want %d", n, err, len(old))
+	}
+	for _, m := range old[:3] {
+		if _, err := s.Raw(m.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("old body still there: %v", err)
+		}
+		if _, err := s.Message(m.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("old record still there: %v", err)
+		}
+	}
+	for _, m := range []*Message{fresh, otherOld} {
+		if _, err := s.Raw(m.ID); err != nil {
+			t.Errorf("%s message swept: %v", m.Channel, err)
+		}
+	}
+	var left int
+	s.ForEachMessage("trap", func(*Message) error { left++; return nil })
+	if left != 1 {
+		t.Errorf("trap index has %d entries, want 1", left)
+	}
+}
+
+func BenchmarkPutMessage(b *testing.B) {
+	for _, size := range []int{2 << 10, 20 << 10} {
+		b.Run(fmt.Sprintf("%dKB/parallel", size>>10), func(b *testing.B) {
+			s := open(b, b.TempDir())
+			raw := bytes.Repeat([]byte("x"), size)
+			b.SetBytes(int64(size))
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.PutMessages([]*Message{msg(b, "fbl")}, [][]byte{raw}); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+			txs, ops := s.Stats().Snapshot()
+			b.ReportMetric(float64(ops)/float64(max(txs, 1)), "ops/commit")
+		})
+	}
+}
