@@ -257,7 +257,9 @@ func (r *Report) date(f Field, w *warnings) *Date {
 		return d
 	}
 	d.Time, d.Parsed, d.DateOnly, d.ZoneAssumed = t, true, dateOnly, zoneAssumed
-	if zoneAssumed {
+	if dateOnly {
+		w.add(WarnDate, "%s %q has no time of day; midnight UTC assumed", f.Name, truncateForText([]byte(f.Value)))
+	} else if zoneAssumed {
 		w.add(WarnDate, "%s %q has no usable time zone; UTC assumed", f.Name, truncateForText([]byte(f.Value)))
 	}
 	return d

@@ -289,7 +289,7 @@ func (e *entity) splitMultipart(depth int, w *warnings) {
 			closing := bytes.Equal(rest, []byte("--"))
 			if closing || len(rest) == 0 {
 				if partStart >= 0 {
-					e.addPart(data, partStart, pos, depth, w)
+					e.addPart(data, partStart, pos, true, depth, w)
 				}
 				if closing {
 					e.closed = true
@@ -301,12 +301,12 @@ func (e *entity) splitMultipart(depth int, w *warnings) {
 		pos = next
 	}
 	if partStart >= 0 {
-		e.addPart(data, partStart, len(data), depth, w)
+		e.addPart(data, partStart, len(data), false, depth, w)
 	}
 	w.add(WarnNoClosingBoundary, "%s never closes (no --%s-- line)", e.mediaType, truncateForText([]byte(b)))
 }
 
-func (e *entity) addPart(data []byte, start, end, depth int, w *warnings) {
+func (e *entity) addPart(data []byte, start, end int, beforeBoundary bool, depth int, w *warnings) {
 	if len(e.parts) >= maxParts {
 		if !e.partsFull {
 			w.add(WarnTruncated, "more than %d parts; the rest ignored", maxParts)
@@ -315,7 +315,7 @@ func (e *entity) addPart(data []byte, start, end, depth int, w *warnings) {
 		return
 	}
 	// The line break before a boundary belongs to the boundary.
-	if end > start && data[end-1] == '\n' {
+	if beforeBoundary && end > start && data[end-1] == '\n' {
 		end--
 	}
 	if end < start {

@@ -3,9 +3,12 @@ package arf
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/emersion/go-message/charset"
 )
 
 // Errors Parse returns when nothing at all can be read.
@@ -77,7 +80,7 @@ func (p *parser) run() {
 		return
 	}
 	if inner, fb := p.findForwarded(p.root, 0); fb != nil {
-		p.w.add(WarnForwarded, "the feedback report is inside a forwarded %s attachment", inner.mediaType)
+		p.w.add(WarnForwarded, "the feedback report is inside an attached message/rfc822")
 		p.fromFeedback(inner, fb)
 		if p.r.Class == ClassARF {
 			p.r.Class = ClassARFMalformed
@@ -153,6 +156,12 @@ func (p *parser) fromFeedback(root, fb *entity) {
 	r.applyFields(parseFeedbackFields(body, fb.mediaType, w), w)
 
 	if parent := fb.parent; parent != nil {
+		for _, s := range parent.parts {
+			if s != fb && s.mediaType == "text/plain" {
+				r.Text = p.text(s)
+				break
+			}
+		}
 		idx := indexOf(parent.parts, fb)
 		if idx != 1 {
 			w.add(WarnPartOrder, "feedback part is part %d of its container, not the second", idx+1)
@@ -190,6 +199,20 @@ func (p *parser) fromFeedback(root, fb *entity) {
 		r.Class, r.Reason = ClassARF, "message/feedback-report part with Feedback-Type "+r.FeedbackType
 	}
 	p.origin()
+}
+
+// text decodes a text part to UTF-8; an unknown charset keeps the bytes.
+func (p *parser) text(e *entity) string {
+	body := e.decodedBody("text part", p.w)
+	cs := strings.ToLower(e.params["charset"])
+	if cs != "" && cs != "utf-8" && cs != "us-ascii" && cs != "ascii" {
+		if rd, err := charset.Reader(cs, bytes.NewReader(body)); err == nil {
+			if out, err := io.ReadAll(io.LimitReader(rd, int64(4*len(body)+16))); err == nil {
+				body = out
+			}
+		}
+	}
+	return strings.TrimSpace(string(body))
 }
 
 func indexOf(list []*entity, e *entity) int {

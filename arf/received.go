@@ -201,7 +201,7 @@ func (r *Received) parseFrom(ts []rtok) {
 				r.HELO = h
 			}
 			if p, ok := commentValue(t.s, "port"); ok && r.Port == 0 {
-				r.Port, _ = strconv.Atoi(strings.Trim(p, ",;"))
+				r.Port = parsePort(strings.Trim(p, ",;"))
 			}
 			continue
 		}
@@ -214,7 +214,7 @@ func (r *Received) parseFrom(ts []rtok) {
 				if i := strings.LastIndex(t.s, "]:"); i > 0 {
 					if a, _, _, _ := ParseIP(t.s[:i+1]); a.IsValid() {
 						literal = a
-						literalPort, _ = strconv.Atoi(t.s[i+2:])
+						literalPort = parsePort(t.s[i+2:])
 					}
 				}
 			}
@@ -223,7 +223,10 @@ func (r *Received) parseFrom(ts []rtok) {
 	// The address the receiver saw (in the comment) beats the literal the
 	// client announced, except that Exim writes the peer as the literal.
 	if !r.IP.IsValid() && literal.IsValid() {
-		r.IP, r.Port = literal, literalPort
+		r.IP = literal
+		if literalPort != 0 {
+			r.Port = literalPort
+		}
 	}
 	if r.HELO == "" && r.FromHost != "" && !strings.EqualFold(r.FromHost, "unknown") {
 		r.HELO = r.FromHost
@@ -268,7 +271,7 @@ func commentAddr(c string) (a netip.Addr, port int, rdns string, ok bool) {
 			continue
 		}
 		if rest := w[end+1:]; strings.HasPrefix(rest, ":") {
-			p, _ = strconv.Atoi(strings.TrimRight(rest[1:], ",;"))
+			p = parsePort(strings.TrimRight(rest[1:], ",;"))
 		}
 		if i > 0 {
 			h := f[i-1]
@@ -324,4 +327,16 @@ func FirstUntrusted(chain []Received, trusted func(Received) bool) (Received, bo
 		return r, true
 	}
 	return Received{}, false
+}
+
+// parsePort returns 0 for anything that is not a TCP port.
+func parsePort(s string) int {
+	if !isDigits(s) || len(s) > 5 {
+		return 0
+	}
+	n, _ := strconv.Atoi(s)
+	if n > 65535 {
+		return 0
+	}
+	return n
 }

@@ -149,6 +149,9 @@ type Report struct {
 
 	// Header is the top-level header of the message Parse was given.
 	Header Header `json:"header"`
+	// Text is the human-readable part of the report, transfer-decoded and
+	// converted to UTF-8 where the charset is known.
+	Text string `json:"text,omitempty"`
 
 	FeedbackType string `json:"feedback_type,omitempty"` // lowercased
 	Version      string `json:"version,omitempty"`

@@ -1,0 +1,91 @@
+package arf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func addSeeds(f *testing.F) {
+	for _, dir := range []string{fixtureDir, corpusDirIfPresent()} {
+		if dir == "" {
+			continue
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+		for _, p := range files {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+}
+
+func corpusDirIfPresent() string {
+	base := os.Getenv("XARFD_SHARED")
+	if base == "" {
+		base = filepath.Join("..", "..", "shared")
+	}
+	dir := filepath.Join(base, "testdata", "arf")
+	if _, err := os.Stat(dir); err != nil {
+		return ""
+	}
+	return dir
+}
+
+// FuzzParse: Parse never panics (a recovered panic surfaces as ErrInternal
+// and fails here), returns a report or an error, and what it returns is
+// internally consistent.
+func FuzzParse(f *testing.F) {
+	addSeeds(f)
+	f.Add([]byte("Content-Type: multipart/report; boundary=x\n\n--x\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r, err := Parse(raw)
+		if errors.Is(err, ErrInternal) {
+			t.Fatalf("panic inside Parse: %v", err)
+		}
+		if (r == nil) == (err == nil) {
+			t.Fatalf("Parse returned report %v and error %v", r != nil, err)
+		}
+		if r == nil {
+			return
+		}
+		switch r.Class {
+		case ClassARF, ClassARFMalformed, ClassJMRP, ClassNotReport:
+		default:
+			t.Fatalf("unknown class %q", r.Class)
+		}
+		if r.Reason == "" {
+			t.Fatal("empty reason")
+		}
+		if r.Class == ClassARF && r.FeedbackType == "" {
+			t.Fatal("arf without Feedback-Type")
+		}
+		if r.Origin != nil && !r.Origin.IP.IsValid() {
+			t.Fatal("origin without address")
+		}
+		_ = r.RecipientAddresses()
+		if len(r.Warnings) > maxWarnings+1 {
+			t.Fatalf("%d warnings", len(r.Warnings))
+		}
+	})
+}
+
+// FuzzParseReceived: never panics; a parsed address is always valid.
+func FuzzParseReceived(f *testing.F) {
+	for _, s := range receivedCases {
+		f.Add(s.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseReceived(s)
+		if err != nil && err != ErrNotReceived {
+			t.Fatalf("unexpected error %v", err)
+		}
+		if r.Port < 0 {
+			t.Fatalf("negative port %d", r.Port)
+		}
+		if r.Raw != s {
+			t.Fatal("Raw not kept")
+		}
+	})
+}
