@@ -1,0 +1,249 @@
+package redact
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+)
+
+// The leak checker is deliberately written apart from the package's own
+// search: it derives every form from the address with the standard library,
+// decodes parts with go-message, and searches with plain substring search,
+// so a blind spot of the redactor is not shared by its test.
+
+type leakForm struct {
+	name   string
+	needle string
+	fold   bool // case-insensitive
+}
+
+func b64Inner(addr []byte, align int, enc *base64.Encoding) string {
+	blob := append(bytes.Repeat([]byte{0xA5}, align), addr...)
+	e := enc.EncodeToString(blob)
+	first := (8*align + 5) / 6
+	last := 8 * (align + len(addr)) / 6
+	return e[first:last]
+}
+
+func fullPercent(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "%%%02X", s[i])
+	}
+	return b.String()
+}
+
+// leakForms lists every encoding of addr the checker looks for.
+func leakForms(addr string) []leakForm {
+	lower := strings.ToLower(addr)
+	var fs []leakForm
+	add := func(name, n string, fold bool) { fs = append(fs, leakForm{name, n, fold}) }
+	add("literal", lower, true)
+	add("url-%40", strings.ReplaceAll(lower, "@", "%40"), true)
+	add("url-query", url.QueryEscape(lower), true)
+	add("url-full", fullPercent(lower), true)
+	add("qp-=40", strings.ReplaceAll(lower, "@", "=40"), true)
+	add("entity", strings.ReplaceAll(lower, "@", "&#64;"), true)
+	for _, sp := range uniq(lower, addr) {
+		b := []byte(sp)
+		add("hex", hex.EncodeToString(b), true)
+		m, s1, s2 := md5.Sum(b), sha1.Sum(b), sha256.Sum256(b)
+		add("md5", hex.EncodeToString(m[:]), true)
+		add("sha1", hex.EncodeToString(s1[:]), true)
+		add("sha256", hex.EncodeToString(s2[:]), true)
+		for align := 0; align < 3; align++ {
+			add(fmt.Sprintf("base64@%d", align), b64Inner(b, align, base64.StdEncoding), false)
+			add(fmt.Sprintf("base64url@%d", align), b64Inner(b, align, base64.URLEncoding), false)
+		}
+	}
+	return fs
+}
+
+func uniq(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if !strings.Contains(strings.Join(out, "\x00")+"\x00", "\x00"+s+"\x00") || len(out) == 0 {
+			if len(out) == 0 || out[len(out)-1] != s {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// searchLeak reports the first form of addr present in text.
+func searchLeak(text []byte, addr string) (string, bool) {
+	lt := bytes.ToLower(text)
+	for _, f := range leakForms(addr) {
+		if f.fold {
+			if bytes.Contains(lt, []byte(strings.ToLower(f.needle))) {
+				return f.name, true
+			}
+		} else if bytes.Contains(text, []byte(f.needle)) {
+			return f.name, true
+		}
+	}
+	return "", false
+}
+
+// qpDecodeLoose removes soft line breaks and =XX escapes without failing.
+func qpDecodeLoose(b []byte) []byte {
+	s := strings.NewReplacer("=\r\n", "", "=\n", "").Replace(string(b))
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' && i+2 < len(s) {
+			if v, err := hex.DecodeString(s[i+1 : i+3]); err == nil {
+				out = append(out, v[0])
+				i += 2
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+// urlDecodeLoose decodes %XX escapes, leaving invalid ones alone.
+func urlDecodeLoose(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] == '%' && i+2 < len(b) {
+			if v, err := hex.DecodeString(string(b[i+1 : i+3])); err == nil {
+				out = append(out, v[0])
+				i += 2
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// assertNoLeak fails tb if any form of any of addrs is in out, raw or after
+// decoding: the whole output, its QP- and URL-decoded renderings, and every
+// header (encoded words decoded) and every part body decoded by go-message,
+// recursing into message/rfc822 parts.
+func assertNoLeak(tb testing.TB, out []byte, addrs []string) {
+	tb.Helper()
+	texts := map[string][]byte{
+		"raw":                out,
+		"qp-decoded raw":     qpDecodeLoose(out),
+		"url-decoded raw":    urlDecodeLoose(out),
+		"qp+url-decoded raw": urlDecodeLoose(qpDecodeLoose(out)),
+		"utf16le-narrowed":   narrowUTF16(out, 0),
+		"utf16be-narrowed":   narrowUTF16(out, 1),
+	}
+	decodedTexts(out, "message", texts, 0)
+	for _, a := range addrs {
+		for where, t := range texts {
+			if form, ok := searchLeak(t, a); ok {
+				tb.Errorf("leak: %s form of %q in %s", form, a, where)
+			}
+		}
+	}
+}
+
+// narrowUTF16 keeps every other byte, turning ASCII UTF-16 into ASCII.
+func narrowUTF16(b []byte, off int) []byte {
+	var out []byte
+	for i := off; i < len(b); i += 2 {
+		out = append(out, b[i])
+	}
+	return out
+}
+
+func decodedTexts(raw []byte, where string, texts map[string][]byte, depth int) {
+	if depth > 20 {
+		return
+	}
+	e, err := message.Read(bytes.NewReader(raw))
+	if e == nil {
+		return
+	}
+	_ = err // unknown charset or encoding still gives an entity
+	_ = e.Walk(func(path []int, part *message.Entity, err error) error {
+		name := fmt.Sprintf("%s part %v", where, path)
+		var hb bytes.Buffer
+		fields := part.Header.Fields()
+		for fields.Next() {
+			v, err := fields.Text()
+			if err != nil {
+				v = fields.Value()
+			}
+			hb.WriteString(fields.Key() + ": " + v + "\n")
+		}
+		texts[name+" headers"] = hb.Bytes()
+		if err != nil || part.Body == nil {
+			return nil
+		}
+		mt, _, _ := part.Header.ContentType()
+		if strings.HasPrefix(mt, "multipart/") {
+			return nil
+		}
+		body, _ := io.ReadAll(part.Body)
+		texts[name+" body"] = body
+		texts[name+" body url-decoded"] = urlDecodeLoose(body)
+		if dec, err := (&mime.WordDecoder{CharsetReader: charset.Reader}).DecodeHeader(string(body)); err == nil {
+			texts[name+" body words"] = []byte(dec)
+		}
+		switch mt {
+		case "message/rfc822", "message/global":
+			decodedTexts(body, name, texts, depth+1)
+		}
+		return nil
+	})
+}
+
+// fakeTB records failures instead of failing the test that uses it.
+type fakeTB struct {
+	testing.TB
+	failed []string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.failed = append(f.failed, fmt.Sprintf(format, args...))
+}
+
+func TestCheckerCatchesLeaks(t *testing.T) {
+	const a = "Trap.Box7@Example.net"
+	enc := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	m5 := md5.Sum([]byte(strings.ToLower(a)))
+	cases := map[string]string{
+		"literal":    "To: trap.box7@example.NET\r\n\r\nhi\r\n",
+		"url":        "X: https://x/?u=trap.box7%40example.net\r\n\r\n",
+		"full-url":   "X: https://x/?u=" + fullPercent("trap.box7@example.net") + "\r\n\r\n",
+		"b64-align1": "X: " + enc("x"+strings.ToLower(a)+"&id=4") + "\r\n\r\n",
+		"b64-align2": "X: " + enc("xy"+a) + "\r\n\r\n",
+		"md5":        "X: " + strings.ToUpper(hex.EncodeToString(m5[:])) + "\r\n\r\n",
+		"qp-soft":    "Content-Transfer-Encoding: quoted-printable\r\n\r\ntrap.bo=\r\nx7=40example.net\r\n",
+		"b64-body":   "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + enc("hello "+a+" bye") + "\r\n",
+		"ew":         "Subject: =?utf-8?q?trap=2Ebox7?= =?utf-8?b?" + enc("@example.net") + "?=\r\n\r\n",
+		"nested": "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n" +
+			"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\n" + enc(a) + "\r\n--b--\r\n",
+	}
+	for name, msg := range cases {
+		f := &fakeTB{TB: t}
+		assertNoLeak(f, []byte(msg), []string{a})
+		if len(f.failed) == 0 {
+			t.Errorf("%s: checker missed the leak", name)
+		}
+	}
+	f := &fakeTB{TB: t}
+	assertNoLeak(f, []byte("To: redacted@redacted.invalid\r\n\r\nclean\r\n"), []string{a})
+	if len(f.failed) != 0 {
+		t.Errorf("checker flagged a clean message: %v", f.failed)
+	}
+}

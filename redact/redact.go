@@ -1,0 +1,210 @@
+package redact
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+)
+
+// Mode selects what an address is replaced with.
+type Mode int
+
+const (
+	// ModeToken replaces every address with TokenAddress.
+	ModeToken Mode = iota
+	// ModeHMAC replaces an address with r-<12 hex>@redacted.invalid, the hex
+	// being the start of HMAC-SHA256(key, lower-cased address): stable for
+	// one key, so hits on one trap correlate without revealing it.
+	ModeHMAC
+)
+
+// TokenAddress is the replacement in ModeToken; it keeps address syntax valid.
+const TokenAddress = "redacted@redacted.invalid"
+
+// pseudoDomain is the domain of every replacement (RFC 2606 .invalid).
+const pseudoDomain = "redacted.invalid"
+
+// HeaderName is the header Apply adds at the top of every message.
+const HeaderName = "X-Xarfd-Redacted"
+
+// ParseMode maps the configuration token ("token", "hmac") to a Mode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "token", "":
+		return ModeToken, nil
+	case "hmac":
+		return ModeHMAC, nil
+	}
+	return 0, fmt.Errorf("redact: unknown mode %q (want token or hmac)", s)
+}
+
+func (m Mode) String() string {
+	if m == ModeHMAC {
+		return "hmac"
+	}
+	return "token"
+}
+
+// Policy is one channel's redaction configuration, built by the caller from
+// the channel's redact: keys.
+type Policy struct {
+	// Hostname names this host in the X-Xarfd-Redacted header.
+	Hostname string
+	Mode     Mode
+	// HMACKey is required (at least 16 bytes) in ModeHMAC.
+	HMACKey []byte
+	// Addresses are redacted in every message of the channel.
+	Addresses []string
+	// Domains: any address at one of them, or at a subdomain, is redacted.
+	Domains []string
+	// LocalPart also redacts the local part of every address standing alone.
+	LocalPart bool
+}
+
+// Redactor applies one Policy. It is immutable and safe for concurrent use.
+type Redactor struct {
+	host      string
+	mode      Mode
+	key       []byte
+	addresses []string
+	domains   []string
+	localPart bool
+}
+
+// ErrUnredactable is wrapped by Apply's error when it cannot guarantee that
+// no form of an address remains (an address survived in a part it could not
+// rewrite, such as a MIME boundary or undecodable base64, or the message
+// nests too deeply). The caller must quarantine the message and must not
+// store or show the original. The error text never contains an address.
+var ErrUnredactable = errors.New("redact: cannot guarantee redaction")
+
+// New validates a Policy.
+func New(p Policy) (*Redactor, error) {
+	if p.Hostname == "" || strings.ContainsAny(p.Hostname, " \t\r\n;") {
+		return nil, errors.New("redact: hostname must be set and must not contain whitespace or ';'")
+	}
+	r := &Redactor{host: p.Hostname, mode: p.Mode, localPart: p.LocalPart}
+	switch p.Mode {
+	case ModeToken:
+	case ModeHMAC:
+		if len(p.HMACKey) < 16 {
+			return nil, errors.New("redact: hmac mode needs a key of at least 16 bytes")
+		}
+		r.key = bytes.Clone(p.HMACKey)
+	default:
+		return nil, fmt.Errorf("redact: unknown mode %d", p.Mode)
+	}
+	for i, a := range p.Addresses {
+		n, ok := normalizeAddr(a)
+		if !ok {
+			// The value itself is not echoed: it may be the address.
+			return nil, fmt.Errorf("redact: addresses[%d] is not an address", i)
+		}
+		r.addresses = append(r.addresses, n)
+	}
+	for i, d := range p.Domains {
+		d = strings.Trim(strings.ToLower(strings.TrimSpace(d)), ".")
+		d = strings.TrimPrefix(d, "*.")
+		d = strings.TrimPrefix(d, "@")
+		if d == "" || strings.ContainsAny(d, " \t\r\n@") {
+			return nil, fmt.Errorf("redact: domains[%d] is not a domain", i)
+		}
+		if pseudoDomain == d || strings.HasSuffix(pseudoDomain, "."+d) {
+			// Every replacement would count as a surviving address.
+			return nil, fmt.Errorf("redact: domains[%d] covers the replacement domain %s", i, pseudoDomain)
+		}
+		r.domains = append(r.domains, d)
+	}
+	return r, nil
+}
+
+// normalizeAddr reduces the ways callers and headers write an address
+// ("<a@b>", "mailto:a@b", "rfc822; a@b", "Name <a@b>") to the address.
+func normalizeAddr(a string) (string, bool) {
+	a = strings.TrimSpace(a)
+	if l := strings.ToLower(a); strings.HasPrefix(l, "rfc822;") || strings.HasPrefix(l, "mailto:") {
+		a = strings.TrimSpace(a[7:])
+	}
+	if strings.ContainsAny(a, "<> \t\"") {
+		if pa, err := mail.ParseAddress(a); err == nil {
+			a = pa.Address
+		}
+	}
+	a = strings.Trim(a, "<>")
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || strings.ContainsAny(a, " \t\r\n<>") {
+		return "", false
+	}
+	return a, true
+}
+
+// pseudonym is the replacement address for a lower-cased address.
+func (r *Redactor) pseudonym(lower string) string {
+	if r.mode == ModeToken {
+		return TokenAddress
+	}
+	m := hmac.New(sha256.New, r.key)
+	m.Write([]byte(lower))
+	return "r-" + hex.EncodeToString(m.Sum(nil))[:12] + "@" + pseudoDomain
+}
+
+// Pseudonym returns what addr is replaced with under this policy, for
+// callers that record the replacement (for example in place of smtp_to).
+func (r *Redactor) Pseudonym(addr string) string {
+	n, ok := normalizeAddr(addr)
+	if !ok {
+		return TokenAddress
+	}
+	return r.pseudonym(strings.ToLower(n))
+}
+
+// Apply returns raw with every form of every address in addrs, in the
+// policy's Addresses and at the policy's Domains replaced, and the
+// X-Xarfd-Redacted header added at the top. See the package documentation
+// for the forms and the guarantee. On error the returned message is nil and
+// the error wraps ErrUnredactable; the caller quarantines the message.
+func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
+	s := newSession(r)
+	for _, a := range r.addresses {
+		s.addTarget(a)
+	}
+	for _, a := range addrs {
+		if n, ok := normalizeAddr(a); ok {
+			s.addTarget(n)
+		}
+	}
+	out := raw
+	if len(s.targets) > 0 || len(r.domains) > 0 {
+		if err := walk(raw, nil, 0, discoverer{s}); err != nil {
+			return nil, Summary{}, err
+		}
+		s.build()
+		if len(s.targets) > 0 {
+			out = s.entity(raw, nil, 0)
+			if s.err != nil {
+				return nil, Summary{}, s.err
+			}
+		}
+		if err := s.verify(out); err != nil {
+			return nil, Summary{}, err
+		}
+	}
+	s.sum.addresses = len(s.targets)
+	return r.addHeader(out, s.sum), s.sum, nil
+}
+
+// addHeader prepends the header even when nothing was found: it records that
+// this host checked the message under its policy, and it is the only change,
+// so a DKIM signature of an unchanged message still verifies.
+func (r *Redactor) addHeader(msg []byte, sum Summary) []byte {
+	eol := eolOf(msg)
+	h := HeaderName + ": " + r.host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eol
+	out := make([]byte, 0, len(h)+len(msg))
+	out = append(out, h...)
+	return append(out, msg...)
+}

@@ -1,0 +1,482 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// session is the state of one Apply call.
+type session struct {
+	r       *Redactor
+	targets []*target
+	byLower map[string]int
+	needles []needle
+	ac      *acMachine
+	sum     Summary
+	err     error
+	inEW    bool // counting matches inside encoded words
+}
+
+func newSession(r *Redactor) *session {
+	return &session{r: r, byLower: map[string]int{}}
+}
+
+// addTarget adds an address (or a new spelling of a known one).
+func (s *session) addTarget(a string) {
+	lower := strings.ToLower(a)
+	if strings.HasSuffix(lower, "@"+pseudoDomain) {
+		return // already a replacement
+	}
+	if i, ok := s.byLower[lower]; ok {
+		t := s.targets[i]
+		if len(t.variants) < maxVariants && !slices.Contains(t.variants, a) {
+			t.variants = append(t.variants, a)
+		}
+		return
+	}
+	t := &target{lower: lower, pseudo: s.r.pseudonym(lower), variants: []string{lower}}
+	if a != lower {
+		t.variants = append(t.variants, a)
+	}
+	s.byLower[lower] = len(s.targets)
+	s.targets = append(s.targets, t)
+}
+
+func (s *session) build() {
+	s.needles = s.needles[:0]
+	for i := range s.targets {
+		s.needlesFor(i)
+	}
+	pats := make([][]byte, len(s.needles))
+	for i := range s.needles {
+		pats[i] = s.needles[i].pat
+	}
+	s.ac = newACMachine(pats)
+}
+
+type match struct {
+	id   int32
+	s, e int
+}
+
+func isWordByte(c byte) bool {
+	return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c >= 0x80
+}
+
+func (s *session) find(text []byte) []match {
+	if s.ac == nil {
+		return nil
+	}
+	var ms []match
+	s.ac.scan(text, func(id int32, st, en int) {
+		n := &s.needles[id]
+		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
+			return
+		}
+		if n.bound && (st > 0 && isWordByte(text[st-1]) || en < len(text) && isWordByte(text[en])) {
+			return
+		}
+		ms = append(ms, match{id, st, en})
+	})
+	return ms
+}
+
+// edit is one replacement, in the coordinates of the text searched.
+type edit struct {
+	s, e int
+	repl []byte
+	form Form
+}
+
+func hasUpperHex(b []byte) bool {
+	for _, c := range b {
+		if c >= 'A' && c <= 'F' {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) replacement(m match, text []byte) edit {
+	n := &s.needles[m.id]
+	t := s.targets[n.target]
+	ed := edit{s: m.s, e: m.e, form: n.form}
+	caseHex := func(h string) []byte {
+		if hasUpperHex(text[m.s:m.e]) {
+			h = strings.ToUpper(h)
+		}
+		return []byte(h)
+	}
+	switch n.form {
+	case FormLiteral:
+		ed.repl = []byte(t.pseudo)
+	case FormLocalPart:
+		ed.repl = []byte(t.pseudo[:strings.LastIndexByte(t.pseudo, '@')])
+	case FormUTF16:
+		ed.repl = utf16Bytes(t.pseudo, n.bigEndian)
+	case FormHex:
+		ed.repl = caseHex(hex.EncodeToString([]byte(t.pseudo)))
+	case FormMD5, FormSHA1, FormSHA256:
+		for _, d := range digests {
+			if d.form == n.form {
+				ed.repl = caseHex(hex.EncodeToString(d.sum([]byte(t.pseudo))))
+			}
+		}
+	case FormBase64, FormBase64URL:
+		return s.b64Edit(m, n, t, text)
+	}
+	return ed
+}
+
+func isB64Char(c byte, std, url bool) bool {
+	return isAlnum(c) || std && (c == '+' || c == '/') || url && (c == '-' || c == '_')
+}
+
+// b64Edit replaces base64 of an address sitting at any offset of a larger
+// blob. It decodes only the quanta that carry the address, puts the
+// pseudonym in its place and re-encodes them. The pseudonym is padded in its
+// local part so its length is congruent mod 3 with what it replaces: every
+// character of the blob after the edit then stays as it was, so a token in a
+// URL keeps its structure and needs no knowledge of where the blob ends.
+func (s *session) b64Edit(m match, n *needle, t *target, text []byte) edit {
+	form := n.form
+	fallback := func() edit {
+		// Not decodable in context: still remove the characters, replacing
+		// them with the pseudonym's at the same alignment.
+		enc := base64.RawStdEncoding
+		if form == FormBase64URL {
+			enc = base64.RawURLEncoding
+		}
+		st, _ := b64Stable([]byte(t.pseudo), n.align, enc)
+		return edit{s: m.s, e: m.e, repl: []byte(st), form: form}
+	}
+	q := m.s - n.stable
+	if q < 0 {
+		return fallback()
+	}
+	for i := q; i < m.s; i++ {
+		if !isB64Char(text[i], true, true) {
+			return fallback()
+		}
+	}
+	full := q + 4*((n.align+n.n+2)/3)
+	x := m.e
+	for x < full && x < len(text) && isB64Char(text[x], true, true) {
+		x++
+	}
+	if (x-q)%4 == 1 {
+		x-- // a dangling character carries no whole byte; leave it
+		if x < m.e {
+			return fallback()
+		}
+	}
+	chars := text[q:x]
+	end := x
+	padded := false
+	if r := (x - q) % 4; r != 0 {
+		want := 4 - r
+		p := 0
+		for end+p < len(text) && p < want && text[end+p] == '=' {
+			p++
+		}
+		if p == want {
+			padded = true
+			end += p
+		}
+	}
+	url := bytes.ContainsAny(chars, "-_")
+	std := bytes.ContainsAny(chars, "+/")
+	if url && std {
+		return fallback()
+	}
+	enc := base64.RawStdEncoding
+	if url {
+		enc, form = base64.RawURLEncoding, FormBase64URL
+	} else if std {
+		form = FormBase64
+	}
+	w, err := enc.DecodeString(string(chars))
+	if err != nil || len(w) < n.align {
+		return fallback()
+	}
+	body := min(n.n, len(w)-n.align)
+	prefix, tail := w[:n.align], w[n.align+body:]
+	local, domain, _ := strings.Cut(t.pseudo, "@")
+	need := ((body-len(t.pseudo))%3 + 3) % 3
+	explicit := url || std
+	var best []byte
+	// Prefer a filler whose encoding needs neither +/ nor -_, so the result
+	// is right whichever alphabet the surrounding blob uses.
+	for try := 0; try < 64; try++ {
+		filler := fillerString(need+3*(try/16), try)
+		blob := make([]byte, 0, len(w)+8)
+		blob = append(blob, prefix...)
+		blob = append(blob, local+filler+"@"+domain...)
+		blob = append(blob, tail...)
+		out := []byte(enc.EncodeToString(blob))
+		if best == nil {
+			best = out
+		}
+		if explicit || !bytes.ContainsAny(out, "+/-_") {
+			best = out
+			break
+		}
+	}
+	if padded {
+		for len(best)%4 != 0 {
+			best = append(best, '=')
+		}
+	}
+	return edit{s: q, e: end, repl: best, form: form}
+}
+
+// fillerString returns n characters, different for each try.
+func fillerString(n, try int) string {
+	const chars = "xyzwvutsrqponmlk"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = chars[(try+i*7)%len(chars)]
+	}
+	return string(b)
+}
+
+// applyEdits selects non-overlapping edits (earliest first, then longest)
+// and writes them into src. With a view, edits are in view coordinates and
+// are mapped back to source spans, written in the source's escaping.
+func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
+	if len(eds) == 0 {
+		return src, false
+	}
+	slices.SortFunc(eds, func(a, b edit) int {
+		if a.s != b.s {
+			return a.s - b.s
+		}
+		return b.e - a.e
+	})
+	out := make([]byte, 0, len(src)+64)
+	last := 0
+	prevEnd := -1
+	for _, ed := range eds {
+		if ed.s < prevEnd {
+			continue
+		}
+		prevEnd = ed.e
+		ss, se, repl, form := ed.s, ed.e, ed.repl, ed.form
+		if v != nil {
+			ss, se = v.span(ed.s, ed.e)
+			st := styleOf(src[ss:se])
+			repl = escape(repl, st)
+			if form == FormLiteral {
+				switch st {
+				case styleURL:
+					form = FormURL
+				case styleEntity:
+					form = FormHTMLEntity
+				case styleQP:
+					form = FormQuotedPrintable
+				}
+			}
+		}
+		if s.inEW && (form == FormLiteral || form == FormQuotedPrintable) {
+			form = FormEncodedWord
+		}
+		s.sum.counts[form]++
+		out = append(out, src[last:ss]...)
+		out = append(out, repl...)
+		last = se
+	}
+	out = append(out, src[last:]...)
+	return out, true
+}
+
+func (s *session) edits(text []byte) []edit {
+	ms := s.find(text)
+	if len(ms) == 0 {
+		return nil
+	}
+	eds := make([]edit, 0, len(ms))
+	for _, m := range ms {
+		eds = append(eds, s.replacement(m, text))
+	}
+	return eds
+}
+
+// redactText redacts one text: a header value, a body, a preamble. hdr
+// enables header unfolding; qpBody keeps a quoted-printable body's lines
+// within the RFC 2045 limit.
+func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
+	orig := src
+	if bytes.Contains(src, []byte("=?")) {
+		src = s.encodedWords(src)
+	}
+	src = s.redactPlain(src, hdr)
+	if qpBody && !bytes.Equal(src, orig) && maxLineLen(orig) <= 76 {
+		src = rewrapQP(src)
+	}
+	return src
+}
+
+func (s *session) redactPlain(src []byte, hdr bool) []byte {
+	// A replacement can make an overlapping, skipped occurrence whole
+	// again; a few rounds settle it, and the verifier checks the result.
+	for round := 0; round < 3; round++ {
+		changed := false
+		if out, ok := s.applyEdits(src, nil, s.edits(src)); ok {
+			src, changed = out, true
+		}
+		if needsView(src, hdr) {
+			v := normalize(src, hdr)
+			if out, ok := s.applyEdits(src, v, s.edits(v.b)); ok {
+				src, changed = out, true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return src
+}
+
+var ewRe = regexp.MustCompile(`=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)
+
+// ewRuns groups encoded words separated only by whitespace: decoders join
+// them, so an address split over several words is whole only in the run.
+func ewRuns(src []byte) [][][]int {
+	locs := ewRe.FindAllIndex(src, -1)
+	var runs [][][]int
+	for i, l := range locs {
+		if i > 0 && len(bytes.Trim(src[locs[i-1][1]:l[0]], " \t\r\n")) == 0 {
+			runs[len(runs)-1] = append(runs[len(runs)-1], l)
+			continue
+		}
+		runs = append(runs, [][]int{l})
+	}
+	return runs
+}
+
+// decodeWord decodes one encoded word to UTF-8. For a charset go-message
+// cannot convert, the raw bytes are returned: addresses are ASCII in every
+// ASCII-compatible charset.
+func decodeWord(w []byte) (text []byte, b bool) {
+	parts := strings.SplitN(string(w[2:len(w)-2]), "?", 3)
+	if len(parts) != 3 {
+		return nil, false
+	}
+	cs, _, _ := strings.Cut(parts[0], "*")
+	b = parts[1] == "b" || parts[1] == "B"
+	var raw []byte
+	if b {
+		p := strings.TrimRight(parts[2], "=")
+		raw, _ = base64.RawStdEncoding.DecodeString(p)
+		if raw == nil {
+			raw = lenientB64([]byte(p))
+		}
+	} else {
+		q := strings.ReplaceAll(parts[2], "_", " ")
+		raw = stageQP([]byte(q), false).b
+	}
+	switch strings.ToLower(cs) {
+	case "utf-8", "us-ascii", "ascii", "utf8":
+		return raw, b
+	}
+	r, err := charset.Reader(cs, bytes.NewReader(raw))
+	if err != nil {
+		return raw, b
+	}
+	dec, err := io.ReadAll(r)
+	if err != nil {
+		return raw, b
+	}
+	return dec, b
+}
+
+func decodeRun(src []byte, run [][]int) ([]byte, bool) {
+	var text []byte
+	b := false
+	for i, l := range run {
+		t, isB := decodeWord(src[l[0]:l[1]])
+		if i == 0 {
+			b = isB
+		}
+		text = append(text, t...)
+	}
+	return text, b
+}
+
+// encodedWords redacts inside RFC 2047 encoded words. A run that contained
+// an address is replaced as a whole by UTF-8 encoded words of the redacted
+// text, in the run's encoding (B or Q).
+func (s *session) encodedWords(src []byte) []byte {
+	runs := ewRuns(src)
+	if len(runs) == 0 {
+		return src
+	}
+	var out []byte
+	last := 0
+	for _, run := range runs {
+		text, b := decodeRun(src, run)
+		s.inEW = true
+		red := s.redactPlain(text, false)
+		s.inEW = false
+		if bytes.Equal(red, text) {
+			continue
+		}
+		start, end := run[0][0], run[len(run)-1][1]
+		out = append(out, src[last:start]...)
+		out = append(out, encodeWords(red, b)...)
+		last = end
+	}
+	if out == nil {
+		return src
+	}
+	return append(out, src[last:]...)
+}
+
+// encodeWords always encodes (even pure ASCII), so the run keeps the
+// syntax it had, e.g. inside a display name.
+func encodeWords(text []byte, b bool) []byte {
+	if !utf8.Valid(text) {
+		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	}
+	var out []byte
+	const maxChunk = 45 // bytes of text per word keeps words under 75 chars
+	for len(text) > 0 {
+		n := min(maxChunk, len(text))
+		for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		if n == 0 {
+			n = min(maxChunk, len(text))
+		}
+		chunk := text[:n]
+		text = text[n:]
+		if len(out) > 0 {
+			out = append(out, ' ')
+		}
+		if b {
+			out = append(out, "=?utf-8?b?"+base64.StdEncoding.EncodeToString(chunk)+"?="...)
+			continue
+		}
+		out = append(out, "=?utf-8?q?"...)
+		for _, c := range chunk {
+			switch {
+			case c == ' ':
+				out = append(out, '_')
+			case isAlnum(c) || strings.IndexByte("!*+-/", c) >= 0:
+				out = append(out, c)
+			default:
+				out = append(out, '=', upperHex[c>>4], upperHex[c&15])
+			}
+		}
+		out = append(out, "?="...)
+	}
+	return out
+}

@@ -1,0 +1,307 @@
+package redact
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+func pathString(path []int) string {
+	if len(path) == 0 {
+		return "the top-level entity"
+	}
+	s := make([]string, len(path))
+	for i, p := range path {
+		s[i] = strconv.Itoa(p)
+	}
+	return "part " + strings.Join(s, ".")
+}
+
+func errTooDeep(path []int) error {
+	return fmt.Errorf("%w: MIME nesting deeper than %d at %s", ErrUnredactable, maxDepth, pathString(path))
+}
+
+// entity rewrites one entity (a message or a body part).
+func (s *session) entity(b []byte, path []int, depth int) []byte {
+	if depth > maxDepth {
+		if s.err == nil {
+			s.err = errTooDeep(path)
+		}
+		return b
+	}
+	fields, hdrEnd, bodyStart := parseHeader(b)
+	out := make([]byte, 0, len(b)+64)
+	for _, f := range fields {
+		out = append(out, b[f.start:f.val]...)
+		out = append(out, s.redactText(b[f.val:f.end], true, false)...)
+	}
+	out = append(out, b[hdrEnd:bodyStart]...)
+	mt, boundary := contentType(headerValue(b, fields, "Content-Type"))
+	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
+	return append(out, s.body(b[bodyStart:], mt, boundary, cte, path, depth)...)
+}
+
+func (s *session) body(b []byte, mt, boundary, cte string, path []int, depth int) []byte {
+	k := classify(mt, boundary)
+	switch cte {
+	case "base64":
+		dec, lay, ok := decodeB64Body(b)
+		if !ok {
+			// Not decodable: redact what is visible; the verifier decodes
+			// leniently and fails the message if anything hides inside.
+			return s.redactText(b, false, false)
+		}
+		red := s.content(dec, k, boundary, path, depth)
+		if bytes.Equal(red, dec) {
+			return b
+		}
+		s.sum.counts[FormBase64Part]++
+		return encodeB64Body(red, lay)
+	case "quoted-printable":
+		if k == kindText {
+			return s.redactText(b, false, true)
+		}
+		dec := qpDecode(b)
+		red := s.content(dec, k, boundary, path, depth)
+		if bytes.Equal(red, dec) {
+			return b
+		}
+		return qpEncode(red, eolOf(b))
+	}
+	return s.content(b, k, boundary, path, depth)
+}
+
+func (s *session) content(b []byte, k kind, boundary string, path []int, depth int) []byte {
+	switch k {
+	case kindMessage:
+		return s.entity(b, path, depth+1)
+	case kindMultipart:
+		segs, ok := splitMultipart(b, boundary)
+		if !ok {
+			return s.redactText(b, false, false)
+		}
+		out := make([]byte, 0, len(b)+64)
+		n := 0
+		for _, sg := range segs {
+			switch {
+			case sg.delim:
+				out = append(out, b[sg.start:sg.end]...)
+			case sg.part:
+				n++
+				out = append(out, s.entity(b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1)...)
+			default:
+				out = append(out, s.redactText(b[sg.start:sg.end], false, false)...)
+			}
+		}
+		return out
+	}
+	return s.redactText(b, false, false)
+}
+
+// visitor receives what the read-only walk finds.
+type visitor interface {
+	field(path []int, name, value []byte) error
+	text(path []int, b []byte, hdr bool) error
+}
+
+// walk visits every header field and every text of an entity, decoding
+// base64 leniently (so undecodable content is still looked into) and also
+// passing the raw body, so nothing is seen only in one form.
+func walk(b []byte, path []int, depth int, v visitor) error {
+	if depth > maxDepth {
+		return errTooDeep(path)
+	}
+	fields, _, bodyStart := parseHeader(b)
+	for _, f := range fields {
+		if err := v.field(path, f.name, b[f.val:f.end]); err != nil {
+			return err
+		}
+	}
+	mt, boundary := contentType(headerValue(b, fields, "Content-Type"))
+	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
+	k := classify(mt, boundary)
+	body := b[bodyStart:]
+	switch cte {
+	case "base64":
+		if err := v.text(path, body, false); err != nil {
+			return err
+		}
+		dec, _, ok := decodeB64Body(body)
+		if !ok {
+			dec = lenientB64(body)
+		}
+		return walkContent(dec, k, boundary, path, depth, v)
+	case "quoted-printable":
+		if k != kindText {
+			if err := v.text(path, body, false); err != nil {
+				return err
+			}
+			return walkContent(qpDecode(body), k, boundary, path, depth, v)
+		}
+	}
+	return walkContent(body, k, boundary, path, depth, v)
+}
+
+func walkContent(b []byte, k kind, boundary string, path []int, depth int, v visitor) error {
+	switch k {
+	case kindMessage:
+		return walk(b, path, depth+1, v)
+	case kindMultipart:
+		segs, ok := splitMultipart(b, boundary)
+		if !ok {
+			return v.text(path, b, false)
+		}
+		n := 0
+		for _, sg := range segs {
+			var err error
+			switch {
+			case sg.delim:
+			case sg.part:
+				n++
+				err = walk(b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1, v)
+			default:
+				err = v.text(path, b[sg.start:sg.end], false)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return v.text(path, b, false)
+}
+
+// eachText calls fn for the text and the views a search must cover: the
+// raw bytes, the normalised view, and every decoded encoded-word run.
+func eachText(b []byte, hdr bool, fn func(t []byte) error) error {
+	if err := fn(b); err != nil {
+		return err
+	}
+	if needsView(b, hdr) {
+		if err := fn(normalize(b, hdr).b); err != nil {
+			return err
+		}
+	}
+	if bytes.Contains(b, []byte("=?")) {
+		for _, run := range ewRuns(b) {
+			dec, _ := decodeRun(b, run)
+			if err := fn(dec); err != nil {
+				return err
+			}
+			if needsView(dec, false) {
+				if err := fn(normalize(dec, false).b); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// atAddrs calls fn for every address-like token around an '@' in t: the
+// longest local part the syntax allows and, when that begins with URL or
+// list punctuation, also the part after it.
+func atAddrs(t []byte, fn func(addr []byte, domain string)) {
+	for i := 0; i < len(t); {
+		j := bytes.IndexByte(t[i:], '@')
+		if j < 0 {
+			return
+		}
+		at := i + j
+		i = at + 1
+		e := at + 1
+		for e < len(t) && (isAlnum(t[e]) || t[e] == '-' || t[e] == '.') {
+			e++
+		}
+		for e > at+1 && t[e-1] == '.' {
+			e--
+		}
+		if e == at+1 {
+			continue
+		}
+		st := at
+		for st > 0 && isAtext(t[st-1]) {
+			st--
+		}
+		if st == at {
+			continue
+		}
+		dom := strings.ToLower(string(t[at+1 : e]))
+		fn(t[st:e], dom)
+		for k := at - 1; k > st; k-- {
+			if strings.IndexByte("=/?&'|!#$^`{}~*%", t[k-1]) >= 0 {
+				fn(t[k:e], dom)
+				break
+			}
+		}
+	}
+}
+
+func isAtext(c byte) bool {
+	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+}
+
+func (r *Redactor) domainMatch(dom string) bool {
+	for _, d := range r.domains {
+		if dom == d || strings.HasSuffix(dom, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// discoverer collects, before redaction, the spellings of known addresses
+// as the message writes them (their base64 and digests differ from the
+// lower-cased address's) and the addresses at configured domains.
+type discoverer struct{ s *session }
+
+func (d discoverer) field(path []int, name, value []byte) error { return d.text(path, value, true) }
+
+func (d discoverer) text(_ []int, b []byte, hdr bool) error {
+	return eachText(b, hdr, func(t []byte) error {
+		atAddrs(t, func(a []byte, dom string) {
+			lower := strings.ToLower(string(a))
+			if _, ok := d.s.byLower[lower]; ok || d.s.r.domainMatch(dom) {
+				d.s.addTarget(string(a))
+			}
+		})
+		return nil
+	})
+}
+
+// verifier fails on any needle or configured-domain address left in the
+// output, looking at the whole message raw and at every decoded part.
+type verifier struct{ s *session }
+
+func (v verifier) field(path []int, _ []byte, value []byte) error {
+	return v.check(path, value, true)
+}
+
+func (v verifier) text(path []int, b []byte, hdr bool) error { return v.check(path, b, hdr) }
+
+func (v verifier) check(path []int, b []byte, hdr bool) error {
+	return eachText(b, hdr, func(t []byte) error {
+		if ms := v.s.find(t); len(ms) > 0 {
+			form := v.s.needles[ms[0].id].form
+			return fmt.Errorf("%w: a %s form of an address survived in %s", ErrUnredactable, form, pathString(path))
+		}
+		var err error
+		atAddrs(t, func(a []byte, dom string) {
+			if err == nil && v.s.r.domainMatch(dom) {
+				err = fmt.Errorf("%w: an address at a redacted domain survived in %s", ErrUnredactable, pathString(path))
+			}
+		})
+		return err
+	})
+}
+
+func (s *session) verify(out []byte) error {
+	v := verifier{s}
+	// The whole message as bytes covers what no part owns: delimiters,
+	// boundaries, header names, text after a broken structure.
+	if err := v.check(nil, out, false); err != nil {
+		return err
+	}
+	return walk(out, nil, 0, v)
+}
