@@ -1,0 +1,212 @@
+// Command xarfd-load measures an SMTP server: it sends -n messages of
+// -size bytes over -c parallel sessions (each session sends its share
+// back to back on one connection) and prints msgs/s and the p50/p99 time
+// from MAIL FROM to the final reply of DATA ("time to 250").
+//
+// With -discard-listen it instead runs a go-smtp server that accepts and
+// discards everything: the baseline that scripts/bench-smtp measures xarfd
+// against in the same run.
+//
+//	xarfd-load -addr 127.0.0.1:2525 -rcpt x@trap.localhost -n 20000 -c 32 -size 2048
+//	xarfd-load -discard-listen 127.0.0.1:2600
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:2525", "SMTP server `host:port` to load")
+	n := flag.Int("n", 10000, "messages to send in all")
+	c := flag.Int("c", 8, "parallel sessions")
+	size := flag.Int("size", 2048, "message size in `bytes`")
+	rcpt := flag.String("rcpt", "x@trap.localhost", "recipient")
+	from := flag.String("from", "load@origin.example", "envelope sender")
+	label := flag.String("label", "", "label printed before the figures")
+	discard := flag.String("discard-listen", "", "run a discarding go-smtp server on `host:port` instead of loading one")
+	flag.Parse()
+
+	if *discard != "" {
+		if err := serveDiscard(*discard); err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	r, err := load(*addr, *from, *rcpt, *n, *c, message(*size))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+		os.Exit(1)
+	}
+	if *label != "" {
+		fmt.Printf("%-8s ", *label)
+	}
+	fmt.Printf("c=%-3d size=%-6d n=%-6d %8.0f msgs/s  p50=%-9s p99=%-9s errors=%d\n",
+		*c, *size, r.sent, r.rate(), r.pct(50), r.pct(99), r.errors)
+	if r.errors > 0 {
+		fmt.Fprintf(os.Stderr, "first error: %v\n", r.firstErr)
+		os.Exit(1)
+	}
+}
+
+// message builds a plausible mail of exactly size bytes (at least the
+// headers), with CRLF lines of 76 characters like real MIME bodies.
+func message(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: load@origin.example\r\nTo: x@trap.localhost\r\nSubject: load test\r\nMessage-ID: <load@origin.example>\r\n\r\n")
+	line := bytes.Repeat([]byte("x"), 76)
+	for b.Len()+78 <= size {
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
+	for b.Len() < size-2 {
+		b.WriteByte('y')
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+type result struct {
+	sent     int
+	errors   int
+	firstErr error
+	elapsed  time.Duration
+	lat      []time.Duration
+}
+
+func (r *result) rate() float64 { return float64(r.sent) / r.elapsed.Seconds() }
+
+func (r *result) pct(p int) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := (len(r.lat)*p + 99) / 100
+	return r.lat[min(max(i-1, 0), len(r.lat)-1)].Round(time.Microsecond)
+}
+
+func load(addr, from, rcpt string, n, c int, msg []byte) (*result, error) {
+	if c < 1 || n < c {
+		return nil, errors.New("need -c >= 1 and -n >= -c")
+	}
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		res      = &result{}
+		wg       sync.WaitGroup
+		firstErr error
+	)
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Go(func() {
+			var lat []time.Duration
+			errs := 0
+			var werr error
+			cl, err := smtp.Dial(addr)
+			if err == nil {
+				err = cl.Hello("load.example")
+			}
+			if err != nil {
+				mu.Lock()
+				res.errors++
+				firstErr = cmp(firstErr, err)
+				mu.Unlock()
+				return
+			}
+			defer cl.Close()
+			for next.Add(1) <= int64(n) {
+				t0 := time.Now()
+				if err := sendOne(cl, from, rcpt, msg); err != nil {
+					errs++
+					werr = cmp(werr, err)
+					cl.Reset()
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			cl.Quit()
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errors += errs
+			firstErr = cmp(firstErr, werr)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.sent = len(res.lat)
+	res.firstErr = firstErr
+	slices.Sort(res.lat)
+	return res, nil
+}
+
+func cmp(have, err error) error {
+	if have != nil {
+		return have
+	}
+	return err
+}
+
+func sendOne(cl *smtp.Client, from, rcpt string, msg []byte) error {
+	if err := cl.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := cl.Rcpt(rcpt, nil); err != nil {
+		return err
+	}
+	w, err := cl.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// serveDiscard runs a go-smtp server with the same limits xarfd uses that
+// reads every message and throws it away.
+func serveDiscard(addr string) error {
+	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil }))
+	s.Domain = "discard.localhost"
+	s.MaxMessageBytes = 25 << 20
+	s.MaxRecipients = 50
+	s.ReadTimeout = time.Minute
+	s.WriteTimeout = time.Minute
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "discard server listening on %s\n", l.Addr())
+	go func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		<-ch
+		s.Close()
+	}()
+	if err := s.Serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type discardSession struct{}
+
+func (discardSession) Reset()                               { /* nothing kept between messages */ }
+func (discardSession) Logout() error                        { return nil }
+func (discardSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (discardSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (discardSession) Data(r io.Reader) error               { _, err := io.Copy(io.Discard, r); return err }

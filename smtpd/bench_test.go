@@ -1,0 +1,39 @@
+package smtpd
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// BenchmarkServe measures SMTP-to-durable-250 in process, 32 sessions at
+// once; the load tool (cmd/xarfd-load) measures the real binary.
+func BenchmarkServe(b *testing.B) {
+	for _, size := range []int{2 << 10, 20 << 10} {
+		b.Run(fmt.Sprintf("%dKB/c32", size>>10), func(b *testing.B) {
+			ts := startServer(b, nil)
+			body := append([]byte("Subject: bench\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), size/66)...)
+			b.SetBytes(int64(len(body)))
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := smtp.Dial(ts.addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				for pb.Next() {
+					if err := c.SendMail("a@origin.example", []string{"x@trap.test.example"}, bytes.NewReader(body)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			txs, ops := ts.store.Stats().Snapshot()
+			b.ReportMetric(float64(ops)/float64(max(txs, 1)), "msgs/commit")
+		})
+	}
+}
