@@ -233,6 +233,9 @@ func (p *parser) embedded(e *entity) *Embedded {
 	// The reported message's own sloppiness is not the report's fault.
 	var ignore warnings
 	h, _ := parseHeader(body, &ignore)
+	if len(h) >= maxHeaderFields {
+		p.w.add(WarnTruncated, "reported message has more than %d header fields; the rest ignored", maxHeaderFields)
+	}
 	return &Embedded{
 		ContentType: e.mediaType,
 		HeadersOnly: headersOnly(e.mediaType),

@@ -45,7 +45,7 @@ type rtok struct {
 // tokenizeReceived splits at white space into words and parenthesised
 // comments (nested, with backslash escapes); brackets are part of words.
 func tokenizeReceived(v string) []rtok {
-	var toks []rtok
+	toks := make([]rtok, 0, 24)
 	i := 0
 	for i < len(v) {
 		c := v[i]
