@@ -78,21 +78,26 @@ func unfold(v []byte) string {
 	return strings.ReplaceAll(s, "\n", "")
 }
 
+var charsetRe = regexp.MustCompile(`(?i)charset\s*=\s*(?:"([^"]*)"|([^\s;]+))`)
+
 var boundaryRe = regexp.MustCompile(`(?i)boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))`)
 
 // contentType parses leniently: a malformed parameter list must not hide a
 // multipart body from redaction.
-func contentType(v string) (mediaType, boundary string) {
+func contentType(v string) (mediaType, boundary, cs string) {
 	mt, params, err := mime.ParseMediaType(v)
 	if err == nil {
-		return strings.ToLower(mt), params["boundary"]
+		return strings.ToLower(mt), params["boundary"], params["charset"]
 	}
 	mt, _, _ = strings.Cut(v, ";")
 	mt = strings.ToLower(strings.TrimSpace(mt))
 	if m := boundaryRe.FindStringSubmatch(v); m != nil {
 		boundary = m[1] + m[2]
 	}
-	return mt, boundary
+	if m := charsetRe.FindStringSubmatch(v); m != nil {
+		cs = m[1] + m[2]
+	}
+	return mt, boundary, cs
 }
 
 // kind is how a body is walked.

@@ -18,8 +18,8 @@ var testKey = []byte("0123456789abcdef-test-key")
 
 type fixture struct {
 	rcpt, addresses, domains, check []string
-	localPart, wantErr               bool
-	mode                             Mode
+	localPart, wantErr              bool
+	mode                            Mode
 }
 
 func readFixture(t *testing.T, path string) fixture {

@@ -333,9 +333,14 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 			src, changed = out, true
 		}
 		if needsView(src, hdr) {
-			v := normalize(src, hdr)
-			if out, ok := s.applyEdits(src, v, s.edits(v.b)); ok {
-				src, changed = out, true
+			vs := views(src, hdr)
+			for k := 0; k < len(vs); k++ {
+				if out, ok := s.applyEdits(src, vs[k], s.edits(vs[k].b)); ok {
+					src, changed = out, true
+					// Spans refer to the old text: render again and
+					// go on with the next kind of rendering.
+					vs = views(src, hdr)
+				}
 			}
 		}
 		if !changed {

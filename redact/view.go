@@ -1,5 +1,7 @@
 package redact
 
+import "slices"
+
 // A view is a decoded rendering of a text in which every byte remembers the
 // source bytes it came from, so that a needle found in the decoded text can be
 // replaced in the source without decoding and re-encoding the rest of it. This
@@ -49,15 +51,43 @@ func needsView(src []byte, hdr bool) bool {
 	return false
 }
 
-// normalize undoes, in two stages, the transport escapes an address commonly
-// hides behind: first quoted-printable (=XX, soft line breaks) and header
-// folding, then URL percent-encoding and HTML character references. Two
-// stages rather than one so that a percent escape split by a soft line break
-// is still seen.
-func normalize(src []byte, hdr bool) *view {
-	a := stageQP(src, hdr)
-	b := stageURL(a.b)
-	// Compose the second stage's spans (indices into a.b) with the first's.
+// views renders src with the transport escapes an address commonly hides
+// behind undone: quoted-printable (=XX, soft line breaks) and header folding,
+// then URL percent-encoding and HTML character references, each also a
+// second time (QP of QP, %2540). Every rendering is returned and searched,
+// not only the last: decoding once more can destroy what one decoding
+// revealed (a digest "=807b..." after a soft line break is not QP).
+// Renderings that change nothing are left out; the raw text is not included.
+func views(src []byte, hdr bool) []*view {
+	var out []*view
+	addURL := func(v *view) {
+		for round := 0; round < maxRounds; round++ {
+			next := stageURL(v.b)
+			if len(next.b) == len(v.b) {
+				return
+			}
+			v = compose(v, next)
+			out = append(out, v)
+		}
+	}
+	q1 := stageQP(src, hdr)
+	if len(q1.b) != len(src) {
+		out = append(out, q1)
+	}
+	addURL(q1)
+	if q2 := stageQP(q1.b, false); len(q2.b) != len(q1.b) {
+		q2 = compose(q1, q2)
+		out = append(out, q2)
+		addURL(q2)
+	}
+	return out
+}
+
+const maxRounds = 2
+
+// compose maps the spans of b (indices into a.b) to a's sources.
+func compose(a, b *view) *view {
+	b = &view{b: b.b, start: slices.Clone(b.start), end: slices.Clone(b.end)}
 	for i := range b.b {
 		s, e := int(b.start[i]), int(b.end[i])
 		b.start[i] = a.start[s]

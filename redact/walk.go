@@ -37,12 +37,12 @@ func (s *session) entity(b []byte, path []int, depth int) []byte {
 		out = append(out, s.redactText(b[f.val:f.end], true, false)...)
 	}
 	out = append(out, b[hdrEnd:bodyStart]...)
-	mt, boundary := contentType(headerValue(b, fields, "Content-Type"))
+	mt, boundary, cs := contentType(headerValue(b, fields, "Content-Type"))
 	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
-	return append(out, s.body(b[bodyStart:], mt, boundary, cte, path, depth)...)
+	return append(out, s.body(b[bodyStart:], mt, boundary, cs, cte, path, depth)...)
 }
 
-func (s *session) body(b []byte, mt, boundary, cte string, path []int, depth int) []byte {
+func (s *session) body(b []byte, mt, boundary, cs, cte string, path []int, depth int) []byte {
 	k := classify(mt, boundary)
 	switch cte {
 	case "base64":
@@ -53,6 +53,9 @@ func (s *session) body(b []byte, mt, boundary, cte string, path []int, depth int
 			return s.redactText(b, false, false)
 		}
 		red := s.content(dec, k, boundary, path, depth)
+		if k == kindText {
+			red = s.utf16Text(red, cs)
+		}
 		if bytes.Equal(red, dec) {
 			return b
 		}
@@ -69,7 +72,30 @@ func (s *session) body(b []byte, mt, boundary, cte string, path []int, depth int
 		}
 		return qpEncode(red, eolOf(b))
 	}
-	return s.content(b, k, boundary, path, depth)
+	red := s.content(b, k, boundary, path, depth)
+	if k == kindText {
+		red = s.utf16Text(red, cs)
+	}
+	return red
+}
+
+// utf16Text redacts UTF-16 text transcoded to UTF-8 (see utf16.go).
+func (s *session) utf16Text(b []byte, cs string) []byte {
+	is, be, bom := utf16Order(cs, b)
+	if !is {
+		return b
+	}
+	body := b
+	if bom {
+		body = b[2:]
+	}
+	odd := body[len(body)&^1:]
+	text := utf16ToUTF8(b[:len(b)-len(odd)], be, bom)
+	red := s.redactText(text, false, false)
+	if bytes.Equal(red, text) {
+		return b
+	}
+	return utf8ToUTF16(red, be, bom, odd)
 }
 
 func (s *session) content(b []byte, k kind, boundary string, path []int, depth int) []byte {
@@ -108,7 +134,7 @@ type visitor interface {
 // walk visits every header field and every text of an entity, decoding
 // base64 leniently (so undecodable content is still looked into) and also
 // passing the raw body, so nothing is seen only in one form.
-func walk(b []byte, path []int, depth int, v visitor) error {
+func walk(b []byte, path []int, depth int, v visitor) (err error) {
 	if depth > maxDepth {
 		return errTooDeep(path)
 	}
@@ -118,10 +144,15 @@ func walk(b []byte, path []int, depth int, v visitor) error {
 			return err
 		}
 	}
-	mt, boundary := contentType(headerValue(b, fields, "Content-Type"))
+	mt, boundary, cs := contentType(headerValue(b, fields, "Content-Type"))
 	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
 	k := classify(mt, boundary)
 	body := b[bodyStart:]
+	defer func() {
+		if err == nil && k == kindText {
+			err = walkUTF16(body, cte, cs, path, v)
+		}
+	}()
 	switch cte {
 	case "base64":
 		if err := v.text(path, body, false); err != nil {
@@ -141,6 +172,22 @@ func walk(b []byte, path []int, depth int, v visitor) error {
 		}
 	}
 	return walkContent(body, k, boundary, path, depth, v)
+}
+
+// walkUTF16 shows a visitor the UTF-8 transcoding of UTF-16 text.
+func walkUTF16(body []byte, cte, cs string, path []int, v visitor) error {
+	if cte == "base64" {
+		if dec, _, ok := decodeB64Body(body); ok {
+			body = dec
+		} else {
+			body = lenientB64(body)
+		}
+	}
+	is, be, bom := utf16Order(cs, body)
+	if !is {
+		return nil
+	}
+	return v.text(path, utf16ToUTF8(body[:len(body)&^1], be, bom), false)
 }
 
 func walkContent(b []byte, k kind, boundary string, path []int, depth int, v visitor) error {
@@ -179,8 +226,10 @@ func eachText(b []byte, hdr bool, fn func(t []byte) error) error {
 		return err
 	}
 	if needsView(b, hdr) {
-		if err := fn(normalize(b, hdr).b); err != nil {
-			return err
+		for _, v := range views(b, hdr) {
+			if err := fn(v.b); err != nil {
+				return err
+			}
 		}
 	}
 	if bytes.Contains(b, []byte("=?")) {
@@ -190,8 +239,10 @@ func eachText(b []byte, hdr bool, fn func(t []byte) error) error {
 				return err
 			}
 			if needsView(dec, false) {
-				if err := fn(normalize(dec, false).b); err != nil {
-					return err
+				for _, v := range views(dec, false) {
+					if err := fn(v.b); err != nil {
+						return err
+					}
 				}
 			}
 		}
