@@ -58,6 +58,9 @@ channels:
     kind: trap
     addresses: ["*@trap.e2e.example"]
     redact: {recipients: true}
+  - name: plain
+    kind: trap
+    addresses: ["*@plain.e2e.example"]
 `
 
 // writeConfig writes yaml plus a data_dir and port-0 listener into dir.
@@ -123,7 +126,7 @@ func startDaemon(t testing.TB, dir string, args ...string) *daemon {
 			<-d.exited
 		}
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.logs.String())
+			t.Logf("daemon log (last lines):\n%s", tail(d.logs.String(), 40))
 		}
 	})
 	select {
@@ -200,4 +203,12 @@ func runXarfd(t testing.TB, args ...string) (int, string, string) {
 		t.Fatal(err)
 	}
 	return code, out.String(), errb.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -95,11 +95,14 @@ func TestServeStoresWhatItAcknowledges(t *testing.T) {
 	d.stop()
 
 	st := openStore(t, filepath.Join(dir, "data"))
-	for _, id := range ids {
-		raw, err := st.Raw(id)
-		if err != nil || !bytes.Equal(raw, body) {
-			t.Errorf("%s: raw %q, %v", id, raw, err)
-		}
+	// ids[0] is the redacting trap channel, ids[1] the ARF channel.
+	raw, err := st.Raw(ids[0])
+	if err != nil || bytes.Contains(bytes.ToLower(raw), []byte("victim@trap")) ||
+		!bytes.HasPrefix(raw, []byte("X-Xarfd-Redacted: mx.e2e.example;")) {
+		t.Errorf("trap record not redacted: %q, %v", raw, err)
+	}
+	if raw, err := st.Raw(ids[1]); err != nil || !bytes.Equal(raw, body) {
+		t.Errorf("fbl record not byte-identical: %q, %v", raw, err)
 	}
 	chans := map[string]bool{}
 	for _, id := range append(ids, swaksIDs...) {
@@ -152,7 +155,8 @@ func sendWithSwaks(t *testing.T, addr string) []store.ID {
 
 // TestDurabilityAfterSIGKILL: concurrent clients send; the daemon is killed
 // mid-stream and restarted; every id that got a 250 must be there with
-// byte-identical raw bytes.
+// byte-identical raw bytes (to a channel that does not redact, so the
+// stored bytes are the sent ones).
 func TestDurabilityAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, baseConfig)
@@ -173,7 +177,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := 0; i < 2000; i++ {
 				body := fmt.Appendf(nil, "Subject: w%d m%d\r\n\r\n%s\r\n", w, i, bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, rng.IntN(8000)))
-				ids, err := send(d.addr, "s@origin.example", []string{fmt.Sprintf("t%d@trap.e2e.example", w)}, body)
+				ids, err := send(d.addr, "s@origin.example", []string{fmt.Sprintf("t%d@plain.e2e.example", w)}, body)
 				if err != nil {
 					return // the daemon is gone: stop this client
 				}
@@ -283,7 +287,7 @@ func TestCheckConfig(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte(baseConfig+"smtp: {max_recipients: 0, lissten: x}\n"), 0o600)
 	code, _, stderr = runXarfd(t, "check-config", "-config", bad)
-	if code != 1 || !strings.Contains(stderr, bad+":12: smtp.lissten: unknown key") {
+	if code != 1 || !strings.Contains(stderr, bad+":15: smtp.lissten: unknown key") {
 		t.Errorf("bad config: exit %d, stderr %q", code, stderr)
 	}
 	code, _, stderr = runXarfd(t, "serve", "-config", bad)

@@ -62,7 +62,11 @@ func startServer(t testing.TB, tweak func(*config.Config)) *testServer {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := New(cfg, ingest.New(st), zerolog.New(logs))
+	in, err := ingest.New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, in, zerolog.New(logs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func (ss *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		e := dataError(err)
-		ss.logTxn(e.Code, len(raw), nil)
+		ss.logTxn(e.Code, len(raw), nil, nil)
 		return e
 	}
 	env := store.Envelope{
@@ -142,17 +142,17 @@ func (ss *session) Data(r io.Reader) error {
 		TLS:        tlsState(ss.conn),
 		Via:        "smtp",
 	}
-	ids, err := ss.s.ingest.Accept(env, ss.txn.byChan, raw)
+	res, err := ss.s.ingest.Accept(env, ss.txn.byChan, raw)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
-		ss.logTxn(errLocal.Code, len(raw), nil)
+		ss.logTxn(errLocal.Code, len(raw), nil, nil)
 		return errLocal
 	}
-	idText := make([]string, len(ids))
-	for i, id := range ids {
-		idText[i] = id.String()
+	idText := make([]string, len(res))
+	for i, r := range res {
+		idText[i] = r.ID.String()
 	}
-	ss.logTxn(250, len(raw), idText)
+	ss.logTxn(250, len(raw), idText, res)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")}
 }
 
@@ -173,7 +173,7 @@ func dataError(err error) *smtp.SMTPError {
 
 // logTxn writes the one log line of a transaction. It names no recipient
 // and no body: both can be personal data of a redacting channel.
-func (ss *session) logTxn(code, size int, ids []string) {
+func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 	ev := ss.log.Info()
 	if code >= 400 {
 		ev = ss.log.Warn()
@@ -182,6 +182,13 @@ func (ss *session) logTxn(code, size int, ids []string) {
 	for i, d := range ss.txn.byChan {
 		chans[i] = d.Channel.Name
 	}
+	redacted, quarantined := 0, 0
+	for _, r := range res {
+		redacted += r.Redaction.Total()
+		if r.Quarantined {
+			quarantined++
+		}
+	}
 	ev.Strs("channels", chans).
 		Strs("ids", ids).
 		Str("helo", ss.conn.Hostname()).
@@ -189,6 +196,8 @@ func (ss *session) logTxn(code, size int, ids []string) {
 		Int("rejected_rcpts", ss.txn.rejected).
 		Int("size", size).
 		Int("code", code).
+		Int("redactions", redacted).
+		Int("quarantined", quarantined).
 		Dur("duration", time.Since(ss.txn.started)).
 		Msg("smtp transaction")
 	ss.txn.lastCode = 0
@@ -199,7 +208,7 @@ func (ss *session) logTxn(code, size int, ids []string) {
 // (all recipients refused, or RSET) is logged here.
 func (ss *session) Reset() {
 	if ss.txn.hasFrom && ss.txn.lastCode != 0 {
-		ss.logTxn(ss.txn.lastCode, 0, nil)
+		ss.logTxn(ss.txn.lastCode, 0, nil, nil)
 	}
 	ss.txn = txn{}
 	ss.setBusy(false)
@@ -208,7 +217,7 @@ func (ss *session) Reset() {
 // Logout implements smtp.Session.
 func (ss *session) Logout() error {
 	if ss.txn.hasFrom && ss.txn.lastCode != 0 {
-		ss.logTxn(ss.txn.lastCode, 0, nil)
+		ss.logTxn(ss.txn.lastCode, 0, nil, nil)
 	}
 	ss.s.untrack(ss)
 	return nil

@@ -91,7 +91,7 @@ func (s *Store) Recover() (int, error) {
 				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message key is not an id"})
 			case json.Unmarshal(v, &m) != nil:
 				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message record cannot be decoded"})
-			case raw.Get(k) == nil:
+			case !m.Withheld && raw.Get(k) == nil:
 				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message body is missing"})
 			}
 			return nil

@@ -293,6 +293,9 @@ type Message struct {
 	Size     int      `json:"size"`
 	Status   string   `json:"status"`
 	Reason   string   `json:"reason,omitempty"`
+	// Withheld: the body was not stored (its redaction could not be
+	// guaranteed); the record keeps the envelope and the reason.
+	Withheld bool `json:"withheld,omitempty"`
 }
 
 // PutMessages stores each message with its raw bytes in one durable
@@ -324,8 +327,16 @@ func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
 	if err := tx.Bucket(bucketMessages).Put(k, rec); err != nil {
 		return fmt.Errorf("storing message record: %w", err)
 	}
-	if err := tx.Bucket(bucketRaw).Put(k, raw); err != nil {
-		return fmt.Errorf("storing message body: %w", err)
+	if !m.Withheld {
+		if err := tx.Bucket(bucketRaw).Put(k, raw); err != nil {
+			return fmt.Errorf("storing message body: %w", err)
+		}
+	}
+	if m.Status == StatusQuarantined {
+		e := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
+		if err := putQuarantine(tx, e); err != nil {
+			return fmt.Errorf("quarantining message: %w", err)
+		}
 	}
 	cb, err := tx.Bucket(bucketChannels).CreateBucketIfNotExists([]byte(m.Channel))
 	if err != nil {

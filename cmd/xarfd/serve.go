@@ -72,7 +72,11 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
 	}
 
-	srv, err := smtpd.New(cfg, ingest.New(st), log.With().Str("component", "smtpd").Logger())
+	in, err := ingest.New(cfg, st)
+	if err != nil {
+		return err
+	}
+	srv, err := smtpd.New(cfg, in, log.With().Str("component", "smtpd").Logger())
 	if err != nil {
 		return err
 	}
