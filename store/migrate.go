@@ -19,7 +19,7 @@ type Migration struct {
 // SchemaVersion. A new layout adds an entry here and bumps SchemaVersion.
 var migrations = []Migration{
 	{To: 1, Run: func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketRaw, bucketChannels, bucketQuarantine} {
+		for _, b := range [][]byte{bucketMessages, bucketRaw, bucketChannels, bucketQuarantine, bucketReports, bucketByIP, bucketOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -16,11 +17,7 @@ const sweepChunk = 1000
 // returns how many it deleted.
 func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 	// Ids are UUIDv7: every id below this key is older than cutoff.
-	var limit ID
-	ms := uint64(cutoff.UnixMilli())
-	for i := 0; i < 6; i++ {
-		limit[i] = byte(ms >> (40 - 8*i))
-	}
+	limit := timeKey(cutoff)
 	total := 0
 	for {
 		n := 0
@@ -36,10 +33,8 @@ func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 				old = append(old, append([]byte(nil), k...))
 			}
 			for _, k := range old {
-				for _, b := range []*bbolt.Bucket{cb, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw)} {
-					if err := b.Delete(k); err != nil {
-						return err
-					}
+				if err := deleteAll(tx, cb, k); err != nil {
+					return err
 				}
 			}
 			n = len(old)
@@ -50,6 +45,26 @@ func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 			return total, err
 		}
 	}
+}
+
+// deleteAll removes everything stored under id k: message, body, report
+// and its indexes (a report and its evidence go together).
+func deleteAll(tx *bbolt.Tx, channelIndex *bbolt.Bucket, k []byte) error {
+	reports := tx.Bucket(bucketReports)
+	if v := reports.Get(k); v != nil {
+		var r Report
+		if json.Unmarshal(v, &r) == nil && r.SourceIP.IsValid() {
+			if err := tx.Bucket(bucketByIP).Delete(ipKey(r.SourceIP, r.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range []*bbolt.Bucket{channelIndex, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw), reports, tx.Bucket(bucketOutbox)} {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Retention maps a channel name to how long its data is kept.

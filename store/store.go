@@ -14,9 +14,16 @@
 //	meta                  "schema" -> uint64 big-endian
 //	messages              id -> JSON Message (envelope, channel, status)
 //	raw                   id -> the message bytes exactly as received
-//	channels/<name>       id -> empty; ids are UUIDv7, so this is also the
-//	                      per-channel time index that retention walks
+//	reports               id -> JSON Report (the XARF document and its keys)
+//	by_ip                 16-byte source IP || id -> empty
+//	outbox                id -> JSON OutboxEntry
+//	channels/<name>       id -> empty, for messages and reports; ids are
+//	                      UUIDv7, so this is also the per-channel time
+//	                      index that queries and retention walk
 //	quarantine            key -> JSON QuarantineEntry
+//
+// A report has the id of the message it came from, so the message's
+// stored bytes are the report's evidence.
 package store
 
 import (
@@ -24,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -304,22 +312,11 @@ func (s *Store) PutMessages(msgs []*Message, raws [][]byte) error {
 	if len(msgs) != len(raws) {
 		return fmt.Errorf("store: %d messages but %d bodies", len(msgs), len(raws))
 	}
-	encoded := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("encoding message record: %w", err)
-		}
-		encoded[i] = b
+	entries := make([]Entry, len(msgs))
+	for i := range msgs {
+		entries[i] = Entry{Message: msgs[i], Raw: raws[i]}
 	}
-	return s.Commit(func(tx *bbolt.Tx) error {
-		for i, m := range msgs {
-			if err := putMessage(tx, m, encoded[i], raws[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.Put(entries)
 }
 
 func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
@@ -337,13 +334,6 @@ func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
 		if err := putQuarantine(tx, e); err != nil {
 			return fmt.Errorf("quarantining message: %w", err)
 		}
-	}
-	cb, err := tx.Bucket(bucketChannels).CreateBucketIfNotExists([]byte(m.Channel))
-	if err != nil {
-		return fmt.Errorf("creating channel index: %w", err)
-	}
-	if err := cb.Put(k, nil); err != nil {
-		return fmt.Errorf("indexing message: %w", err)
 	}
 	return nil
 }
@@ -384,8 +374,12 @@ func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		visit := func(k []byte) error {
+			v := msgs.Get(k)
+			if v == nil {
+				return nil // a submitted report without message
+			}
 			var m Message
-			if err := json.Unmarshal(msgs.Get(k), &m); err != nil {
+			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("decoding message %x: %w", k, err)
 			}
 			return fn(&m)
@@ -399,6 +393,30 @@ func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
 		}
 		return cb.ForEach(func(k, _ []byte) error { return visit(k) })
 	})
+}
+
+// Backup writes a consistent copy of the whole database to w while the
+// daemon keeps running (a read transaction; writers are not blocked). The
+// copy is a valid bbolt file that xarfd can open as its data_dir's
+// xarfd.db. It returns the number of bytes written.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Size returns the database size in bytes, as a backup would write it.
+func (s *Store) Size() (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n, err
 }
 
 // Count returns the number of stored messages.

@@ -1,0 +1,267 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+var (
+	bucketReports = []byte("reports")
+	// bucketByIP indexes reports by source: key = 16-byte IP || id.
+	bucketByIP = []byte("by_ip")
+)
+
+// Report is one stored XARF report. Its id is the id of the message it
+// came from (a message yields at most one report per channel), so the
+// message's stored (redacted) bytes are its evidence.
+type Report struct {
+	ID      ID     `json:"id"`
+	Channel string `json:"channel"`
+	// SourceIP is the report's source_identifier when it is an address.
+	SourceIP netip.Addr `json:"source_ip,omitzero"`
+	// Via is "smtp" or "http" (a submitted XARF document).
+	Via string `json:"via"`
+	// XARF is the document exactly as served by the API.
+	XARF json.RawMessage `json:"xarf"`
+}
+
+// Entry is what one delivery stores: a message record with its bytes, a
+// report, or both (same id). Put stores a batch of them atomically.
+type Entry struct {
+	Message *Message
+	Raw     []byte
+	Report  *Report
+	// Outbox, when set, queues the report for the reporter.
+	Outbox *OutboxEntry
+}
+
+func (e *Entry) id() ID {
+	if e.Message != nil {
+		return e.Message.ID
+	}
+	return e.Report.ID
+}
+
+func (e *Entry) channel() string {
+	if e.Message != nil {
+		return e.Message.Channel
+	}
+	return e.Report.Channel
+}
+
+// Put stores every entry in one durable transaction: all of them, or
+// none. It returns after the transaction has been fsynced.
+func (s *Store) Put(entries []Entry) error {
+	type enc struct{ msg, rep []byte }
+	encoded := make([]enc, len(entries))
+	for i, e := range entries {
+		if e.Message == nil && e.Report == nil {
+			return errors.New("store: empty entry")
+		}
+		if e.Message != nil && e.Report != nil && e.Message.ID != e.Report.ID {
+			return errors.New("store: message and report ids differ")
+		}
+		var err error
+		if e.Message != nil {
+			if encoded[i].msg, err = json.Marshal(e.Message); err != nil {
+				return fmt.Errorf("encoding message record: %w", err)
+			}
+		}
+		if e.Report != nil {
+			if encoded[i].rep, err = json.Marshal(e.Report); err != nil {
+				return fmt.Errorf("encoding report: %w", err)
+			}
+		}
+	}
+	return s.Commit(func(tx *bbolt.Tx) error {
+		for i := range entries {
+			e := &entries[i]
+			if err := indexChannel(tx, e.channel(), e.id()); err != nil {
+				return err
+			}
+			if e.Message != nil {
+				if err := putMessage(tx, e.Message, encoded[i].msg, e.Raw); err != nil {
+					return err
+				}
+			}
+			if e.Report != nil {
+				if err := putReport(tx, e.Report, encoded[i].rep); err != nil {
+					return err
+				}
+			}
+			if e.Outbox != nil {
+				if err := putOutbox(tx, e.Outbox); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func indexChannel(tx *bbolt.Tx, channel string, id ID) error {
+	cb, err := tx.Bucket(bucketChannels).CreateBucketIfNotExists([]byte(channel))
+	if err != nil {
+		return fmt.Errorf("creating channel index: %w", err)
+	}
+	if err := cb.Put(id[:], nil); err != nil {
+		return fmt.Errorf("indexing by channel: %w", err)
+	}
+	return nil
+}
+
+func putReport(tx *bbolt.Tx, r *Report, rec []byte) error {
+	if err := tx.Bucket(bucketReports).Put(r.ID[:], rec); err != nil {
+		return fmt.Errorf("storing report: %w", err)
+	}
+	if r.SourceIP.IsValid() {
+		if err := tx.Bucket(bucketByIP).Put(ipKey(r.SourceIP, r.ID), nil); err != nil {
+			return fmt.Errorf("indexing report by source: %w", err)
+		}
+	}
+	return nil
+}
+
+func ipKey(ip netip.Addr, id ID) []byte {
+	a := ip.Unmap().As16()
+	return append(a[:], id[:]...)
+}
+
+// GetReport returns the report id.
+func (s *Store) GetReport(id ID) (*Report, error) {
+	var r Report
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketReports).Get(id[:])
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Query selects reports, newest first. Every zero field means "any".
+type Query struct {
+	Channel  string
+	SourceIP netip.Addr
+	// Since and Until bound the report's id time (its arrival): Since
+	// inclusive, Until exclusive.
+	Since, Until time.Time
+	// Before continues a listing: only ids older than it (the cursor).
+	Before ID
+	Limit  int
+}
+
+// MaxLimit caps one page.
+const MaxLimit = 1000
+
+// Reports returns one page of reports matching q, newest first, and the
+// cursor of the next page (zero when this is the last).
+func (s *Store) Reports(q Query) ([]Report, ID, error) {
+	if q.Limit <= 0 || q.Limit > MaxLimit {
+		q.Limit = MaxLimit
+	}
+	// Upper bound on the key: the cursor, or Until as an id prefix.
+	upper := maxID
+	if !q.Until.IsZero() {
+		upper = timeKey(q.Until)
+	}
+	if q.Before != (ID{}) && bytes.Compare(q.Before[:], upper[:]) < 0 {
+		upper = q.Before
+	}
+	var lower ID
+	if !q.Since.IsZero() {
+		lower = timeKey(q.Since)
+	}
+	var (
+		out  []Report
+		next ID
+	)
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		reports := tx.Bucket(bucketReports)
+		take := func(id []byte) (bool, error) {
+			v := reports.Get(id)
+			if v == nil {
+				return true, nil // a message without report
+			}
+			var r Report
+			if err := json.Unmarshal(v, &r); err != nil {
+				return false, fmt.Errorf("decoding report %x: %w", id, err)
+			}
+			if q.Channel != "" && r.Channel != q.Channel {
+				return true, nil
+			}
+			if len(out) == q.Limit {
+				next = out[len(out)-1].ID
+				return false, nil
+			}
+			out = append(out, r)
+			return true, nil
+		}
+		var (
+			c      *bbolt.Cursor
+			prefix []byte
+		)
+		switch {
+		case q.SourceIP.IsValid():
+			a := q.SourceIP.Unmap().As16()
+			prefix = a[:]
+			c = tx.Bucket(bucketByIP).Cursor()
+		case q.Channel != "":
+			cb := tx.Bucket(bucketChannels).Bucket([]byte(q.Channel))
+			if cb == nil {
+				return nil
+			}
+			c = cb.Cursor()
+		default:
+			c = reports.Cursor()
+		}
+		start := append(append([]byte(nil), prefix...), upper[:]...)
+		k, _ := c.Seek(start)
+		if k == nil {
+			k, _ = c.Last()
+		}
+		for ; k != nil; k, _ = c.Prev() {
+			if !bytes.HasPrefix(k, prefix) {
+				if bytes.Compare(k, prefix) < 0 {
+					break
+				}
+				continue
+			}
+			id := k[len(prefix):]
+			if bytes.Compare(id, upper[:]) >= 0 {
+				continue
+			}
+			if bytes.Compare(id, lower[:]) < 0 {
+				break
+			}
+			more, err := take(id)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+var maxID = ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// timeKey is the smallest id of the millisecond t.
+func timeKey(t time.Time) ID {
+	var id ID
+	ms := uint64(t.UnixMilli())
+	for i := 0; i < 6; i++ {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	return id
+}
