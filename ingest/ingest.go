@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/redact"
 	"github.com/xarfd/xarfd/store"
 )
@@ -49,17 +50,31 @@ type Result struct {
 	Redaction redact.Summary
 }
 
+// Options are the optional parts of an Ingester.
+type Options struct {
+	// Metrics counts messages, outcomes and redactions; nil counts nothing.
+	Metrics *metrics.Metrics
+	// OnReport is called once for every report after the transaction
+	// holding it is durable (the SSE stream hangs here). It runs on the
+	// ingesting goroutine and must not block.
+	OnReport func(*store.Report)
+	// Validator checks XARF documents submitted over HTTP.
+	Validator Validator
+}
+
 // Ingester stores messages. It is safe for concurrent use.
 type Ingester struct {
+	cfg       *config.Config
 	store     *store.Store
+	opt       Options
 	redactors map[string]*redact.Redactor // by channel name; nil = no redaction
 	now       func() time.Time
 }
 
 // New returns an Ingester writing to st, with the redaction policy of
 // every channel of cfg ready (HMAC keys are read here, once).
-func New(cfg *config.Config, st *store.Store) (*Ingester, error) {
-	in := &Ingester{store: st, redactors: map[string]*redact.Redactor{}, now: time.Now}
+func New(cfg *config.Config, st *store.Store, opt Options) (*Ingester, error) {
+	in := &Ingester{cfg: cfg, store: st, opt: opt, redactors: map[string]*redact.Redactor{}, now: time.Now}
 	for i := range cfg.Channels {
 		ch := &cfg.Channels[i]
 		if !ch.Redact.Enabled() {

@@ -33,7 +33,7 @@ channels:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	in, err := New(cfg, st)
+	in, err := New(cfg, st, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

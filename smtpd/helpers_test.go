@@ -62,7 +62,7 @@ func startServer(t testing.TB, tweak func(*config.Config)) *testServer {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	in, err := ingest.New(cfg, st)
+	in, err := ingest.New(cfg, st, ingest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
 	}
 
-	in, err := ingest.New(cfg, st)
+	in, err := ingest.New(cfg, st, ingest.Options{})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,127 @@
+// Package metrics holds xarfd's Prometheus collectors in one registry
+// that the daemon creates once and hands to every package that counts
+// something; /metrics serves it. Every label has a bounded set of values
+// (reply codes, channel names from the configuration, fixed outcomes and
+// forms): never an address, an IP or free text.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Outcomes of one message for one channel.
+const (
+	OutcomeReport     = "report"      // a XARF report was stored
+	OutcomeQuarantine = "quarantined" // kept aside with a reason
+	OutcomeStored     = "stored"      // stored, no report (yet)
+	OutcomeError      = "error"       // not stored: our fault, 451
+)
+
+// Metrics is the set of collectors. A nil *Metrics is valid and counts
+// nothing, so packages and tests need not build one.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	smtpReplies   *prometheus.CounterVec
+	messages      *prometheus.CounterVec
+	redactions    *prometheus.CounterVec
+	commitLatency prometheus.Histogram
+	deliveries    *prometheus.CounterVec
+	sseDropped    prometheus.Counter
+}
+
+// New registers every collector in a fresh registry, with the Go runtime
+// and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		smtpReplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_smtp_replies_total",
+			Help: "Final SMTP replies to transactions and refused recipients, by reply code.",
+		}, []string{"code"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_messages_total",
+			Help: "Messages ingested per channel, by outcome (report, quarantined, stored, error).",
+		}, []string{"channel", "outcome"}),
+		redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_redactions_total",
+			Help: "Occurrences of recipient data replaced, by channel and encoded form.",
+		}, []string{"channel", "form"}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "xarfd_store_commit_seconds",
+			Help:    "Time from handing a message to the store to its durable commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_deliveries_total",
+			Help: "Outbound report delivery attempts, by result (sent, deferred, failed, dry-run).",
+		}, []string{"result"}),
+		sseDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_stream_dropped_total",
+			Help: "Live-stream consumers dropped because they did not keep up.",
+		}),
+	}
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.deliveries, m.sseDropped,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SMTPReply counts one reply code.
+func (m *Metrics) SMTPReply(code int) {
+	if m == nil {
+		return
+	}
+	m.smtpReplies.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// Message counts one message of a channel with its outcome.
+func (m *Metrics) Message(channel, outcome string) {
+	if m == nil {
+		return
+	}
+	m.messages.WithLabelValues(channel, outcome).Inc()
+}
+
+// Redactions adds n replaced occurrences of form in channel.
+func (m *Metrics) Redactions(channel, form string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.redactions.WithLabelValues(channel, form).Add(float64(n))
+}
+
+// CommitLatency observes one store commit, in seconds.
+func (m *Metrics) CommitLatency(seconds float64) {
+	if m == nil {
+		return
+	}
+	m.commitLatency.Observe(seconds)
+}
+
+// Delivery counts one delivery attempt result.
+func (m *Metrics) Delivery(result string) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(result).Inc()
+}
+
+// StreamDropped counts one dropped live-stream consumer.
+func (m *Metrics) StreamDropped() {
+	if m == nil {
+		return
+	}
+	m.sseDropped.Inc()
+}
+
+// Gauge registers a gauge whose value is read at scrape time (for
+// example the outbox depth, read from the store).
+func (m *Metrics) Gauge(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
