@@ -27,8 +27,9 @@ func (e *InvalidError) Error() string {
 
 // SubmitXARF stores a XARF v4 document submitted over HTTP as a report of
 // ch, after validating it. The document is stored as submitted, except
-// that report_id is replaced by the id xarfd assigns (the submitter's id is
-// kept in the stored record's via). A redacting channel cannot accept
+// that report_id is replaced by the id xarfd assigns (time-ordered, unique
+// in this store), which the caller returns to the submitter. A redacting
+// channel cannot accept
 // documents: xarfd cannot know which of their fields hold recipient data.
 func (in *Ingester) SubmitXARF(ch *config.Channel, doc []byte) (store.ID, error) {
 	if in.opt.Validator == nil {
