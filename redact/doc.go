@@ -21,7 +21,8 @@
 //   - the address as text, in any ASCII case;
 //   - behind quoted-printable escapes and soft line breaks (=40, =\n), URL
 //     percent-encoding (%40, or every byte escaped, any hex case), HTML
-//     character references (&#64;), and header folding, in any mix;
+//     character references (&#64;), and header folding, in any mix and
+//     each applied up to twice (QP of QP, %2540);
 //   - inside RFC 2047 encoded words, B or Q, in any charset go-message
 //     decodes, also split over adjacent words: the run of words is replaced
 //     by UTF-8 encoded words of the redacted text;
@@ -31,7 +32,10 @@
 //     alignments inside a larger blob, padded or not (tokens in URLs and
 //     List-Unsubscribe): only the quanta carrying the address are rewritten;
 //   - hex of the address, md5, sha1 and sha256 hex digests of it (either
-//     hex case), UTF-16 text of it (either byte order);
+//     hex case);
+//   - in UTF-16 text: a part declared UTF-16 is transcoded to UTF-8,
+//     redacted in every form above and transcoded back; undeclared UTF-16
+//     is searched for the address itself;
 //   - with Policy.LocalPart, the local part standing alone as a word.
 //
 // Hex, digest and base64 forms are computed from the lower-cased address
@@ -40,8 +44,8 @@
 // r-<12 hex of HMAC-SHA256(key, lower-cased address)>@redacted.invalid
 // (ModeHMAC). A form is replaced by the same form of the replacement: a
 // digest by the digest of the replacement (same length), base64 by base64
-// of the replacement (whose local part may carry up to eight filler
-// letters, so that the rest of the blob keeps its alignment and every
+// of the replacement (whose local part may carry a few filler letters,
+// so that the rest of the blob keeps its alignment and every
 // character after it stays unchanged), a URL-encoded address by the
 // URL-encoded replacement, and so on.
 //
@@ -76,7 +80,8 @@
 //
 // Not found: addresses in compressed or otherwise encoded attachments (zip,
 // PDF streams), in charsets that are not ASCII-compatible other than UTF-16
-// (UTF-32, EBCDIC), percent-encoding applied twice, whitespace or comments
+// (UTF-32, EBCDIC; UTF-16 only when declared on a part that is not
+// quoted-printable), escapes applied three times or more, whitespace or comments
 // inside an address (obsolete "a @ b" syntax), digests of other spellings
 // (trailing newline, upper case not written in the message), digests or
 // base64 of addresses at configured domains that appear nowhere in a

@@ -71,16 +71,11 @@ func leakForms(addr string) []leakForm {
 	return fs
 }
 
-func uniq(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if !strings.Contains(strings.Join(out, "\x00")+"\x00", "\x00"+s+"\x00") || len(out) == 0 {
-			if len(out) == 0 || out[len(out)-1] != s {
-				out = append(out, s)
-			}
-		}
+func uniq(lower, asWritten string) []string {
+	if lower == asWritten {
+		return []string{lower}
 	}
-	return out
+	return []string{lower, asWritten}
 }
 
 // searchLeak reports the first form of addr present in text.

@@ -137,7 +137,7 @@ func normalizeAddr(a string) (string, bool) {
 	}
 	a = strings.Trim(a, "<>")
 	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || strings.ContainsAny(a, " \t\r\n<>") {
+	if at <= 0 || at == len(a)-1 || len(a) > 320 || strings.ContainsAny(a, " \t\r\n<>") {
 		return "", false
 	}
 	return a, true

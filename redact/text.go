@@ -23,6 +23,8 @@ type session struct {
 	sum     Summary
 	err     error
 	inEW    bool // counting matches inside encoded words
+	inQP    bool // writing into a quoted-printable body
+	skipped bool // an overlapping occurrence was left for another round
 }
 
 func newSession(r *Redactor) *session {
@@ -266,10 +268,16 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 	prevEnd := -1
 	for _, ed := range eds {
 		if ed.s < prevEnd {
+			s.skipped = true
 			continue
 		}
 		prevEnd = ed.e
 		ss, se, repl, form := ed.s, ed.e, ed.repl, ed.form
+		if v == nil && s.inQP {
+			// Base64 padding written raw into quoted-printable
+			// would be read as a broken escape.
+			repl = escape(repl, styleQP)
+		}
 		if v != nil {
 			ss, se = v.span(ed.s, ed.e)
 			st := styleOf(src[ss:se])
@@ -317,7 +325,9 @@ func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
 	if bytes.Contains(src, []byte("=?")) {
 		src = s.encodedWords(src)
 	}
+	s.inQP = qpBody
 	src = s.redactPlain(src, hdr)
+	s.inQP = false
 	if qpBody && !bytes.Equal(src, orig) && maxLineLen(orig) <= 76 {
 		src = rewrapQP(src)
 	}
@@ -328,22 +338,22 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 	// A replacement can make an overlapping, skipped occurrence whole
 	// again; a few rounds settle it, and the verifier checks the result.
 	for round := 0; round < 3; round++ {
-		changed := false
+		s.skipped = false
 		if out, ok := s.applyEdits(src, nil, s.edits(src)); ok {
-			src, changed = out, true
+			src = out
 		}
 		if needsView(src, hdr) {
 			vs := views(src, hdr)
 			for k := 0; k < len(vs); k++ {
 				if out, ok := s.applyEdits(src, vs[k], s.edits(vs[k].b)); ok {
-					src, changed = out, true
+					src = out
 					// Spans refer to the old text: render again and
 					// go on with the next kind of rendering.
 					vs = views(src, hdr)
 				}
 			}
 		}
-		if !changed {
+		if !s.skipped {
 			break
 		}
 	}

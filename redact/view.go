@@ -1,6 +1,6 @@
 package redact
 
-import "slices"
+import "bytes"
 
 // A view is a decoded rendering of a text in which every byte remembers the
 // source bytes it came from, so that a needle found in the decoded text can be
@@ -62,32 +62,46 @@ func views(src []byte, hdr bool) []*view {
 	var out []*view
 	addURL := func(v *view) {
 		for round := 0; round < maxRounds; round++ {
+			if bytes.IndexByte(v.b, '%') < 0 && bytes.IndexByte(v.b, '&') < 0 {
+				return
+			}
 			next := stageURL(v.b)
 			if len(next.b) == len(v.b) {
 				return
 			}
-			v = compose(v, next)
-			out = append(out, v)
+			if v != nil && v.start != nil {
+				next = compose(v, next)
+			}
+			out = append(out, next)
+			v = next
 		}
+	}
+	if bytes.IndexByte(src, '=') < 0 && (!hdr || bytes.IndexByte(src, '\n') < 0) {
+		// Nothing for the first stage: URL-decode the source directly,
+		// its spans are already source offsets.
+		addURL(&view{b: src})
+		return out
 	}
 	q1 := stageQP(src, hdr)
 	if len(q1.b) != len(src) {
 		out = append(out, q1)
 	}
 	addURL(q1)
-	if q2 := stageQP(q1.b, false); len(q2.b) != len(q1.b) {
-		q2 = compose(q1, q2)
-		out = append(out, q2)
-		addURL(q2)
+	if bytes.IndexByte(q1.b, '=') >= 0 {
+		if q2 := stageQP(q1.b, false); len(q2.b) != len(q1.b) {
+			q2 = compose(q1, q2)
+			out = append(out, q2)
+			addURL(q2)
+		}
 	}
 	return out
 }
 
 const maxRounds = 2
 
-// compose maps the spans of b (indices into a.b) to a's sources.
+// compose maps the spans of b (indices into a.b) to a's sources; b is
+// fresh from a stage, so it is rewritten in place.
 func compose(a, b *view) *view {
-	b = &view{b: b.b, start: slices.Clone(b.start), end: slices.Clone(b.end)}
 	for i := range b.b {
 		s, e := int(b.start[i]), int(b.end[i])
 		b.start[i] = a.start[s]

@@ -261,8 +261,11 @@ func atAddrs(t []byte, fn func(addr []byte, domain string)) {
 		}
 		at := i + j
 		i = at + 1
+		// RFC 5321 limits (64 octets of local part, 255 of domain) bound
+		// the work per '@' and the size of the needles an adversary can
+		// make us build.
 		e := at + 1
-		for e < len(t) && (isAlnum(t[e]) || t[e] == '-' || t[e] == '.') {
+		for e < len(t) && e-at <= 255 && (isAlnum(t[e]) || t[e] == '-' || t[e] == '.') {
 			e++
 		}
 		for e > at+1 && t[e-1] == '.' {
@@ -272,7 +275,7 @@ func atAddrs(t []byte, fn func(addr []byte, domain string)) {
 			continue
 		}
 		st := at
-		for st > 0 && isAtext(t[st-1]) {
+		for st > 0 && at-st < 64 && isAtext(t[st-1]) {
 			st--
 		}
 		if st == at {
