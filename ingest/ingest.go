@@ -19,16 +19,20 @@
 package ingest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/redact"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/xarf"
 )
 
 // Delivery is the part of one message that goes to one channel: the
@@ -46,6 +50,8 @@ type Result struct {
 	// Quarantined is set when the message was kept aside; Reason says why.
 	Quarantined bool
 	Reason      string
+	// Report is set when a XARF report was stored (same id).
+	Report bool
 	// Redaction counts what was redacted (zero for other channels).
 	Redaction redact.Summary
 }
@@ -114,10 +120,11 @@ func newRedactor(host string, rc *config.Redact) (*redact.Redactor, error) {
 // ErrNoDelivery is returned when Accept is called without a delivery.
 var ErrNoDelivery = errors.New("ingest: no delivery")
 
-// Accept stores raw once per delivery, redacted as each channel requires,
-// in one durable transaction, and returns one Result per delivery in
-// order. env.Rcpts is ignored: each record gets its delivery's recipients.
-// raw is not modified.
+// Accept runs raw through the pipeline once per delivery (classify,
+// origin, redact, convert) and stores every record, report and outbox
+// entry in one durable transaction, then returns one Result per delivery
+// in order. env.Rcpts is ignored: each record gets its delivery's
+// recipients. raw is not modified. An error means nothing was stored.
 func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte) ([]Result, error) {
 	if len(deliveries) == 0 {
 		return nil, ErrNoDelivery
@@ -125,8 +132,7 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = in.now().UTC()
 	}
-	msgs := make([]*store.Message, len(deliveries))
-	raws := make([][]byte, len(deliveries))
+	entries := make([]store.Entry, len(deliveries))
 	res := make([]Result, len(deliveries))
 	for i, d := range deliveries {
 		id, err := store.NewID()
@@ -135,25 +141,162 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 		}
 		m := &store.Message{ID: id, Channel: d.Channel.Name, Envelope: env, Size: len(raw), Status: store.StatusReceived}
 		m.Envelope.Rcpts = append([]string(nil), d.Rcpts...)
-		body := raw
 		res[i].ID = id
-		if r := in.redactors[d.Channel.Name]; r != nil {
-			body = in.redact(r, d, m, raw, &res[i])
-		}
-		msgs[i], raws[i] = m, body
+		entries[i] = in.process(d, m, raw, &res[i])
 	}
-	if err := in.store.PutMessages(msgs, raws); err != nil {
+	start := time.Now()
+	if err := in.store.Put(entries); err != nil {
+		for _, d := range deliveries {
+			in.opt.Metrics.Message(d.Channel.Name, metrics.OutcomeError)
+		}
 		return nil, fmt.Errorf("storing message: %w", err)
+	}
+	in.opt.Metrics.CommitLatency(time.Since(start).Seconds())
+	for i, e := range entries {
+		in.count(deliveries[i].Channel.Name, &res[i])
+		if e.Report != nil && in.opt.OnReport != nil {
+			in.opt.OnReport(e.Report)
+		}
 	}
 	return res, nil
 }
 
+func (in *Ingester) count(channel string, r *Result) {
+	switch {
+	case r.Quarantined:
+		in.opt.Metrics.Message(channel, metrics.OutcomeQuarantine)
+	case r.Report:
+		in.opt.Metrics.Message(channel, metrics.OutcomeReport)
+	default:
+		in.opt.Metrics.Message(channel, metrics.OutcomeStored)
+	}
+	r.Redaction.Each(func(f redact.Form, n int) {
+		in.opt.Metrics.Redactions(channel, f.String(), n)
+	})
+}
+
+// process turns one delivery into what is stored for it. It never fails:
+// whatever cannot be turned into a report is quarantined with the reason.
+func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Result) (e store.Entry) {
+	e = store.Entry{Message: m}
+	defer func() {
+		// A converter bug must not lose the message nor kill the session.
+		if p := recover(); p != nil {
+			in.quarantine(m, res, fmt.Sprintf("internal error while converting (%v)", p))
+			if e.Raw == nil && !m.Withheld {
+				e.Raw = raw
+			}
+			e.Report, e.Outbox = nil, nil
+		}
+	}()
+	ch := d.Channel
+	var parsed *arf.Report
+	if ch.Kind == config.KindARF {
+		// Parse the message as received first: the addresses the report
+		// names (Original-Rcpt-To, JMRP's recipient header, the embedded
+		// message's recipients) are what redaction must find.
+		parsed, _ = arf.Parse(raw)
+	}
+	body := raw
+	if r := in.redactors[ch.Name]; r != nil {
+		if body = in.redact(r, d, m, raw, parsed, res); body == nil {
+			return e // withheld and quarantined
+		}
+		if parsed != nil {
+			parsed, _ = arf.Parse(body) // text fields must come from the redacted bytes
+		}
+	}
+	e.Raw = body
+	rep, err := in.convert(ch, m, body, parsed)
+	if err != nil {
+		in.quarantine(m, res, err.Error())
+		return e
+	}
+	doc, err := json.Marshal(rep)
+	if err != nil {
+		in.quarantine(m, res, "cannot encode report: "+err.Error())
+		return e
+	}
+	m.Status = store.StatusConverted
+	e.Report = &store.Report{ID: m.ID, Channel: ch.Name, Via: m.Envelope.Via, XARF: doc}
+	if a, err := netip.ParseAddr(rep.SourceIdentifier); err == nil {
+		e.Report.SourceIP = a.Unmap()
+	}
+	if ch.Has(config.UseReport) {
+		e.Outbox = &store.OutboxEntry{ID: m.ID, Channel: ch.Name, Status: store.OutboxPending, Created: m.Envelope.ReceivedAt}
+	}
+	res.Report = true
+	return e
+}
+
+func (in *Ingester) quarantine(m *store.Message, res *Result, reason string) {
+	m.Status, m.Reason = store.StatusQuarantined, reason
+	res.Quarantined, res.Reason = true, reason
+}
+
+// convert builds the XARF report of one delivery from the bytes that are
+// stored (redacted where the channel redacts).
+func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, parsed *arf.Report) (*xarf.Report, error) {
+	input := xarf.Input{
+		ReportID:           m.ID.String(),
+		Received:           m.Envelope.ReceivedAt,
+		Reporter:           in.reporter(ch),
+		Sender:             xarf.Contact{Org: in.cfg.Sender.Org, Contact: in.cfg.Sender.Contact, Domain: in.cfg.Sender.Domain},
+		RecipientsRedacted: ch.Redact.Recipients,
+		Message:            body,
+		Trusted:            trustedFunc(ch),
+	}
+	if m.Envelope.Via == "smtp" && m.Envelope.PeerIP.IsValid() {
+		input.Envelope = &xarf.Envelope{
+			Peer:     netip.AddrPortFrom(m.Envelope.PeerIP, m.Envelope.PeerPort),
+			MailFrom: m.Envelope.MailFrom,
+		}
+	}
+	if ch.Kind == config.KindTrap {
+		if !ch.Redact.Recipients && len(m.Envelope.Rcpts) > 0 {
+			input.Recipient = m.Envelope.Rcpts[0]
+		}
+		return xarf.FromTrap(input)
+	}
+	if !ch.Redact.Recipients && parsed != nil && len(parsed.OriginalRcptTo) > 0 {
+		input.Recipient = parsed.OriginalRcptTo[0]
+	}
+	return xarf.FromARF(parsed, input)
+}
+
+// reporter is the channel's XARF reporter; a channel without one reports
+// as this installation.
+func (in *Ingester) reporter(ch *config.Channel) xarf.Contact {
+	r := ch.Reporter
+	if r.Org == "" || r.Contact == "" || r.Domain == "" {
+		r = in.cfg.Sender
+	}
+	return xarf.Contact{Org: r.Org, Contact: r.Contact, Domain: r.Domain}
+}
+
+func trustedFunc(ch *config.Channel) func(netip.Addr) bool {
+	if len(ch.TrustedRelays) == 0 {
+		return nil
+	}
+	return func(a netip.Addr) bool {
+		for _, p := range ch.TrustedRelays {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // redact rewrites the body and the record's recipients for a redacting
 // channel and returns the body to store (nil when it must be withheld).
-func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw []byte, res *Result) []byte {
+func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw []byte, parsed *arf.Report, res *Result) []byte {
 	var addrs []string
 	if d.Channel.Redact.Recipients {
 		addrs = append(append(addrs, d.Rcpts...), redact.MessageRecipients(raw)...)
+		if parsed != nil {
+			addrs = append(addrs, parsed.RecipientAddresses()...)
+		}
 		for j, a := range m.Envelope.Rcpts {
 			m.Envelope.Rcpts[j] = r.Pseudonym(a)
 		}
@@ -161,9 +304,8 @@ func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw
 	out, sum, err := r.Apply(raw, addrs)
 	if err != nil {
 		// The error text never holds an address (redact's guarantee).
-		m.Status, m.Reason, m.Withheld = store.StatusQuarantined, "redaction cannot be guaranteed: "+err.Error(), true
-		m.Size = 0
-		res.Quarantined, res.Reason = true, m.Reason
+		in.quarantine(m, res, "redaction cannot be guaranteed: "+err.Error())
+		m.Withheld, m.Size = true, 0
 		return nil
 	}
 	m.Size = len(out)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/xarf"
 )
 
 func setup(t *testing.T, extra string) (*config.Config, *store.Store, *Ingester) {
@@ -131,5 +133,134 @@ func TestNoDelivery(t *testing.T) {
 	_, _, in := setup(t, "")
 	if _, err := in.Accept(env(), nil, []byte("x")); err != ErrNoDelivery {
 		t.Errorf("got %v", err)
+	}
+}
+
+// sharedDir is the shared corpus and schemas (XARFD_SHARED, default
+// ../../shared from this package); tests that need it skip when absent.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("XARFD_SHARED")
+	if dir == "" {
+		dir = "../../shared"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "xarf", "xarf-spec", "schemas", "v4")); err != nil {
+		t.Skipf("shared corpus not found at %s; set XARFD_SHARED", dir)
+	}
+	return dir
+}
+
+func validator(t *testing.T) *xarf.Validator {
+	t.Helper()
+	v, err := xarf.NewValidator(filepath.Join(sharedDir(t), "xarf", "xarf-spec", "schemas", "v4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestTrapDirectDeliveryBecomesReport(t *testing.T) {
+	cfg, st, in := setup(t, "")
+	v := validator(t)
+	var published []*store.Report
+	in.opt.OnReport = func(r *store.Report) { published = append(published, r) }
+	e := env()
+	e.PeerIP, e.PeerPort = netip.MustParseAddr("203.0.113.9"), 40123
+	raw := []byte("From: Spammer <spam@origin.example>\r\nTo: trap@trap.test.example\r\nSubject: Cheap pills\r\nMessage-ID: <1@origin.example>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nbuy\r\n")
+	res, err := in.Accept(e, []Delivery{{Channel: cfg.Channel("trap"), Rcpts: []string{"trap@trap.test.example"}}}, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Report || res[0].Quarantined {
+		t.Fatalf("result = %+v", res[0])
+	}
+	rep, err := st.GetReport(res[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Validate(rep.XARF); err != nil {
+		t.Errorf("stored report does not validate: %v\n%s", err, rep.XARF)
+	}
+	var doc xarf.Report
+	if err := json.Unmarshal(rep.XARF, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.SourceIdentifier != "203.0.113.9" || doc.SourcePort != 40123 || doc.SMTPFrom != "s@origin.example" ||
+		doc.EvidenceSource != xarf.SourceSpamtrap || doc.SMTPTo != "" || doc.ReportID != res[0].ID.String() ||
+		rep.SourceIP.String() != "203.0.113.9" {
+		t.Errorf("report = %+v", doc)
+	}
+	if bytes.Contains(bytes.ToLower(rep.XARF), []byte("trap@trap")) {
+		t.Error("report carries the trap address")
+	}
+	m, _ := st.Message(res[0].ID)
+	if m.Status != store.StatusConverted {
+		t.Errorf("message status %q", m.Status)
+	}
+	if box, _, _ := st.Outbox(store.OutboxPending, store.ID{}, 10); len(box) != 1 || box[0].ID != res[0].ID {
+		t.Errorf("outbox = %+v", box)
+	}
+	if len(published) != 1 || published[0].ID != res[0].ID {
+		t.Errorf("OnReport saw %d reports", len(published))
+	}
+}
+
+func TestCorpusThroughIngest(t *testing.T) {
+	dir := filepath.Join(sharedDir(t), "testdata", "arf")
+	cfg, st, in := setup(t, "  - {name: fblr, kind: arf, addresses: [\"fblr@test.example\"], redact: {recipients: true}}\n")
+	v := validator(t)
+	var truth struct {
+		Samples map[string]struct{ Category string }
+	}
+	tb, err := os.ReadFile(filepath.Join(dir, "truth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(tb, &truth); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) < 40 {
+		t.Fatalf("only %d corpus files", len(files))
+	}
+	reports, quarantined := 0, 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range []string{"fbl", "fblr"} {
+			res, err := in.Accept(env(), []Delivery{{Channel: cfg.Channel(ch), Rcpts: []string{ch + "@test.example"}}}, raw)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			neg := truth.Samples[filepath.Base(f)].Category == "negative"
+			if neg && res[0].Report {
+				t.Errorf("%s: a non-report yielded a report", filepath.Base(f))
+			}
+			if res[0].Quarantined {
+				quarantined++
+				m, _ := st.Message(res[0].ID)
+				if m.Reason == "" {
+					t.Errorf("%s: quarantined without reason", filepath.Base(f))
+				}
+				if !neg {
+					t.Logf("%s (%s): quarantined: %s", filepath.Base(f), ch, m.Reason)
+				}
+				continue
+			}
+			reports++
+			rep, err := st.GetReport(res[0].ID)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if err := v.Validate(rep.XARF); err != nil {
+				t.Errorf("%s (%s): invalid XARF: %v", filepath.Base(f), ch, err)
+			}
+		}
+	}
+	t.Logf("%d reports, %d quarantined", reports, quarantined)
+	if reports < 60 {
+		t.Errorf("only %d reports from %d files x 2 channels", reports, len(files))
 	}
 }

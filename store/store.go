@@ -266,6 +266,8 @@ func IDTime(id ID) time.Time {
 const (
 	// StatusReceived: stored as received, not yet processed further.
 	StatusReceived = "received"
+	// StatusConverted: a report with the same id was stored with it.
+	StatusConverted = "converted"
 	// StatusQuarantined: kept, but yields no report; Reason says why.
 	StatusQuarantined = "quarantined"
 )
