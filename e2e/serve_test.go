@@ -176,7 +176,8 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := 0; i < 2000; i++ {
-				body := fmt.Appendf(nil, "Subject: w%d m%d\r\n\r\n%s\r\n", w, i, bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, rng.IntN(8000)))
+				body := fmt.Appendf(nil, "Received: from spam.example (spam.example [203.0.113.%d]) by relay.e2e.example with ESMTP id %d; Fri, 27 Nov 2026 10:00:00 +0000\r\nSubject: w%d m%d\r\n\r\n%s\r\n",
+					w+1, i, w, i, bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, rng.IntN(8000)))
 				ids, err := send(d.addr, "s@origin.example", []string{fmt.Sprintf("t%d@plain.e2e.example", w)}, body)
 				if err != nil {
 					return // the daemon is gone: stop this client
@@ -197,7 +198,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 
 	// Restart on the killed database: it must open, recover and serve.
 	d2 := startDaemon(t, dir, "-config", cfg)
-	if _, err := send(d2.addr, "s@origin.example", []string{"after@trap.e2e.example"}, []byte("Subject: after\r\n\r\nx\r\n")); err != nil {
+	if _, err := send(d2.addr, "s@origin.example", []string{"after@plain.e2e.example"}, []byte("Received: from a (a [198.51.100.1]) by b; Fri, 27 Nov 2026 10:00:00 +0000\r\nSubject: after\r\n\r\nx\r\n")); err != nil {
 		t.Fatalf("send after restart: %v", err)
 	}
 	d2.stop()
@@ -217,7 +218,10 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged messages lost or changed", lost, len(acks))
 	}
 	if q, _ := st.QuarantineEntries(); len(q) != 0 {
-		t.Errorf("quarantine after clean kill: %+v", q)
+		t.Errorf("%d quarantined after the kill, first: %+v", len(q), q[0])
+	}
+	if r, _, err := st.Reports(store.Query{Limit: 1}); err != nil || len(r) != 1 {
+		t.Errorf("no report stored: %v", err)
 	}
 }
 

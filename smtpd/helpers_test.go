@@ -15,6 +15,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -66,7 +67,7 @@ func startServer(t testing.TB, tweak func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, in, zerolog.New(logs))
+	srv, err := New(cfg, in, zerolog.New(logs), metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}

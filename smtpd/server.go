@@ -26,6 +26,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/metrics"
 )
 
 // Server is the SMTP side of one xarfd process.
@@ -34,6 +35,7 @@ type Server struct {
 	router *Router
 	ingest *ingest.Ingester
 	log    zerolog.Logger
+	m      *metrics.Metrics
 	srv    *smtp.Server
 	limit  chan struct{} // one token per open session
 
@@ -42,13 +44,14 @@ type Server struct {
 	draining bool
 }
 
-// New builds a server from cfg; Serve starts it.
-func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger) (*Server, error) {
+// New builds a server from cfg; Serve starts it. m may be nil.
+func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics.Metrics) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		router:   NewRouter(cfg.Channels),
 		ingest:   in,
 		log:      log,
+		m:        m,
 		limit:    make(chan struct{}, cfg.SMTP.MaxConnections),
 		sessions: map[*session]struct{}{},
 	}
@@ -161,6 +164,7 @@ func (s *Server) refuse(c net.Conn) {
 	defer c.Close()
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	c.Write([]byte(replyLine(s.cfg.Hostname, errTooManyConns)))
+	s.m.SMTPReply(errTooManyConns.Code)
 	s.log.Warn().Str("peer", c.RemoteAddr().String()).Int("code", errTooManyConns.Code).
 		Int("max_connections", cap(s.limit)).Msg("smtp connection refused")
 }

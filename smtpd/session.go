@@ -121,6 +121,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 func (ss *session) reject(e *smtp.SMTPError) error {
 	ss.txn.rejected++
 	ss.txn.lastCode = e.Code
+	ss.s.m.SMTPReply(e.Code)
 	return e
 }
 
@@ -182,11 +183,15 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 	for i, d := range ss.txn.byChan {
 		chans[i] = d.Channel.Name
 	}
-	redacted, quarantined := 0, 0
+	ss.s.m.SMTPReply(code)
+	redacted, quarantined, reports := 0, 0, 0
 	for _, r := range res {
 		redacted += r.Redaction.Total()
 		if r.Quarantined {
 			quarantined++
+		}
+		if r.Report {
+			reports++
 		}
 	}
 	ev.Strs("channels", chans).
@@ -197,6 +202,7 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 		Int("size", size).
 		Int("code", code).
 		Int("redactions", redacted).
+		Int("reports", reports).
 		Int("quarantined", quarantined).
 		Dur("duration", time.Since(ss.txn.started)).
 		Msg("smtp transaction")

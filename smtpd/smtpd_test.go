@@ -29,7 +29,9 @@ func TestAcceptStoresRawAndEnvelope(t *testing.T) {
 	}
 	if m.Channel != "fbl" || m.Envelope.MailFrom != "bounce@origin.example" ||
 		m.Envelope.HELO != "client.test.example" || m.Envelope.PeerIP.String() != "127.0.0.1" ||
-		m.Envelope.PeerPort == 0 || m.Envelope.Via != "smtp" || m.Status != store.StatusReceived {
+		m.Envelope.PeerPort == 0 || m.Envelope.Via != "smtp" ||
+		// plain mail to an ARF address is no report: kept, with the reason
+		m.Status != store.StatusQuarantined || !strings.Contains(m.Reason, "not a feedback report") {
 		t.Errorf("record = %+v", m)
 	}
 	if len(m.Envelope.Rcpts) != 1 || m.Envelope.Rcpts[0] != "fbl@test.example" {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/smtpd"
 	"github.com/xarfd/xarfd/store"
 )
@@ -72,11 +73,16 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
 	}
 
-	in, err := ingest.New(cfg, st, ingest.Options{})
+	m := metrics.New()
+	m.Gauge("xarfd_outbox_pending", "Reports waiting in the outbox.", func() float64 {
+		n, _ := st.OutboxDepth()
+		return float64(n)
+	})
+	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m})
 	if err != nil {
 		return err
 	}
-	srv, err := smtpd.New(cfg, in, log.With().Str("component", "smtpd").Logger())
+	srv, err := smtpd.New(cfg, in, log.With().Str("component", "smtpd").Logger(), m)
 	if err != nil {
 		return err
 	}
