@@ -92,6 +92,9 @@ type build struct {
 	r     *Report
 	notes []string
 	tags  []string
+	// from says why smtp_from is missing: "null", "unknown", "redacted",
+	// "invalid"; "" when it is set.
+	from string
 }
 
 func (b *build) tag(ns, pred string) {
@@ -427,18 +430,20 @@ func (b *build) setOrigin(o origin, received time.Time) {
 // envelope sender is known at all; "" with known is the null sender.
 func (b *build) setFrom(v string, known bool, how string) {
 	a := reversePath(v)
+	b.from = ""
 	switch {
 	case !known:
+		b.from = "unknown"
 		b.tag("smtp-from", "unknown")
 	case a == "":
 		b.tag("smtp-from", "null")
-		b.note("Null envelope sender (a bounce or auto-reply).")
+		b.from = "null (a bounce or auto-reply)"
 	case isPlaceholder(a):
 		b.tag("smtp-from", "redacted")
-		b.note("The envelope sender was redacted (it named a protected recipient).")
+		b.from = "redacted"
 	case !validEmail(a):
 		b.tag("smtp-from", "invalid")
-		b.note("The envelope sender is not a valid address and is left out.")
+		b.from = "not a valid address"
 	default:
 		b.r.SMTPFrom = a
 		if how != "" {
@@ -518,14 +523,14 @@ func (b *build) finish(in *Input, conf float64, o origin) {
 	default:
 		r.Protocol = ProtocolOther
 		b.tag("protocol", "smtp")
-		var missing []string
+		var why []string
 		if r.SMTPFrom == "" {
-			missing = append(missing, "envelope sender")
+			why = append(why, "the envelope sender is "+b.from)
 		}
 		if r.SourcePort == 0 {
-			missing = append(missing, "source port")
+			why = append(why, "the source port is unknown")
 		}
-		b.note("Delivered over SMTP; protocol is given as \"other\" because the %s is unknown (XARF requires both for smtp).", strings.Join(missing, " and "))
+		b.note("Delivered over SMTP; protocol is given as \"other\" because %s; XARF's smtp needs both the envelope sender and the source port.", strings.Join(why, " and "))
 	}
 	if in.RecipientsRedacted {
 		b.tag("redacted", "recipients")

@@ -1,6 +1,7 @@
 package xarf
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"net/netip"
@@ -85,9 +86,12 @@ func mustValid(t *testing.T, name string, doc []byte) {
 
 func marshal(t testing.TB, r *Report) []byte {
 	t.Helper()
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
