@@ -161,6 +161,24 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 	return res, nil
 }
 
+// Convert runs raw through the pipeline for one delivery exactly as
+// Accept does, without storing anything (xarfd parse). The entry holds
+// what would be stored: the (redacted) bytes, the record and the report.
+func (in *Ingester) Convert(env store.Envelope, d Delivery, raw []byte) (store.Entry, Result, error) {
+	if env.ReceivedAt.IsZero() {
+		env.ReceivedAt = in.now().UTC()
+	}
+	id, err := store.NewID()
+	if err != nil {
+		return store.Entry{}, Result{}, fmt.Errorf("making message id: %w", err)
+	}
+	m := &store.Message{ID: id, Channel: d.Channel.Name, Envelope: env, Size: len(raw), Status: store.StatusReceived}
+	m.Envelope.Rcpts = append([]string(nil), d.Rcpts...)
+	res := Result{ID: id}
+	e := in.process(d, m, raw, &res)
+	return e, res, nil
+}
+
 func (in *Ingester) count(channel string, r *Result) {
 	switch {
 	case r.Quarantined:

@@ -14,6 +14,8 @@ const usage = `usage: xarfd <command> [flags]
 commands:
   serve [-config FILE]          run the daemon (no -config: the embedded default)
   check-config [-config FILE]   validate a configuration and print the effective one
+  parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-rcpt ADDR]... FILE...
+                                run messages through the pipeline offline; print XARF as JSON Lines
   version                       print the version
 
 Run "xarfd <command> -h" for a command's flags.
@@ -33,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "parse":
+		return cmdParse(args[1:], os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xarfd", version())
 		return 0
