@@ -108,4 +108,3 @@ func TestParseTrapWithEnvelope(t *testing.T) {
 		t.Errorf("forwarded origin: %v %s", err, out)
 	}
 }
-
