@@ -1,0 +1,149 @@
+package xarf
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+const smallTrap = "Received: from mail.spam.example (mail.spam.example [198.51.100.5])\r\n" +
+	"\tby mx.trap.example (Postfix) with ESMTP id 1; Sun, 01 Mar 2026 09:00:00 +0000\r\n" +
+	"From: Spammer <s@spam.example>\r\nSubject: hi\r\nMessage-ID: <1@spam.example>\r\n\r\nbody\r\n"
+
+func trapInput(msg string) Input {
+	in := corpusInput([]byte(msg))
+	in.Envelope = &Envelope{Peer: netip.MustParseAddrPort("198.51.100.5:40000"), MailFrom: "s@spam.example"}
+	return in
+}
+
+// TestHugeMessage: above 5 MiB the evidence is the header alone, and the
+// description and tags say so.
+func TestHugeMessage(t *testing.T) {
+	head := strings.SplitAfter(smallTrap, "\r\n\r\n")[0]
+	msg := head + strings.Repeat("spam spam spam spam spam spam spam spam spam spam\r\n", MaxEvidenceSize/50+10)
+	if len(msg) <= MaxEvidenceSize {
+		t.Fatal("test message too small")
+	}
+	doc, err := FromTrap(trapInput(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustValid(t, "huge", marshal(t, doc))
+	ev := doc.Evidence[0]
+	data, _ := base64.StdEncoding.DecodeString(ev.Payload)
+	if string(data) != head || ev.ContentType != "text/rfc822-headers" || *ev.Size != int64(len(head)) {
+		t.Errorf("evidence: %s, %d bytes: %q", ev.ContentType, len(data), data)
+	}
+	if !containsString(doc.Tags, "evidence:headers-only") || !strings.Contains(doc.Description, "header only") {
+		t.Errorf("tags %v, description %s", doc.Tags, doc.Description)
+	}
+	// Exactly at the limit the whole message is kept.
+	exact := msg[:MaxEvidenceSize]
+	doc, err = FromTrap(trapInput(exact))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Evidence[0].ContentType != "message/rfc822" || *doc.Evidence[0].Size != MaxEvidenceSize {
+		t.Errorf("at the limit: %s %d", doc.Evidence[0].ContentType, *doc.Evidence[0].Size)
+	}
+}
+
+func TestHeaderBlock(t *testing.T) {
+	for in, want := range map[string]string{
+		"A: b\r\n\r\nbody":   "A: b\r\n\r\n",
+		"A: b\n\nbody":       "A: b\n\n",
+		"A: b\nC: d\n":       "A: b\nC: d\n",
+		"\r\nbody":           "\r\n",
+		"\nbody":             "\n",
+		"A: b\n\r\nmixed":    "A: b\n\r\n",
+		"no header end here": "no header end here",
+	} {
+		if got := string(headerBlock([]byte(in))); got != want {
+			t.Errorf("headerBlock(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestInputErrors(t *testing.T) {
+	for name, mod := range map[string]func(*Input){
+		"bad id":      func(in *Input) { in.ReportID = "42" },
+		"no reporter": func(in *Input) { in.Reporter = Contact{} },
+		"bad sender":  func(in *Input) { in.Sender.Contact = "not an address" },
+		"bad domain":  func(in *Input) { in.Sender.Domain = "exa mple.net" },
+		"no message":  func(in *Input) { in.Message = nil },
+		"no received": func(in *Input) { in.Received = time.Time{} },
+	} {
+		in := trapInput(smallTrap)
+		mod(&in)
+		if _, err := FromTrap(in); !errors.Is(err, ErrInput) {
+			t.Errorf("%s: FromTrap: %v", name, err)
+		}
+		if _, err := FromARF(nil, in); !errors.Is(err, ErrInput) {
+			t.Errorf("%s: FromARF: %v", name, err)
+		}
+	}
+}
+
+func TestSMTPFromAndTo(t *testing.T) {
+	for _, c := range []struct {
+		from, want, tag string
+	}{
+		{"s@spam.example", "s@spam.example", ""},
+		{"<s@spam.example>", "s@spam.example", ""},
+		{"redacted@redacted.invalid", "", "smtp-from:redacted"},
+		{"not an address", "", "smtp-from:invalid"},
+		{"", "", "smtp-from:null"},
+	} {
+		in := trapInput(smallTrap)
+		in.Envelope.MailFrom = c.from
+		doc, err := FromTrap(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.SMTPFrom != c.want || (c.tag != "" && !containsString(doc.Tags, c.tag)) {
+			t.Errorf("MAIL FROM %q: smtp_from %q tags %v", c.from, doc.SMTPFrom, doc.Tags)
+		}
+		if (doc.Protocol == ProtocolSMTP) != (c.want != "") {
+			t.Errorf("MAIL FROM %q: protocol %s", c.from, doc.Protocol)
+		}
+	}
+	in := trapInput(smallTrap)
+	in.RecipientsRedacted, in.Recipient = false, "trap@trap.example"
+	doc, err := FromTrap(in)
+	if err != nil || doc.SMTPTo != "trap@trap.example" || containsString(doc.Tags, "redacted:recipients") {
+		t.Errorf("unredacted recipient: %v %+v", err, doc)
+	}
+	in.RecipientsRedacted = true
+	if doc, _ := FromTrap(in); doc.SMTPTo != "" || strings.Contains(doc.Description, "trap@trap.example") {
+		t.Errorf("redacted recipient leaked: %+v", doc)
+	}
+}
+
+func TestFromARFRefusals(t *testing.T) {
+	report := func(ft string) string {
+		return "From: fbl@provider.example\r\nSubject: FBL\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n" +
+			"--b\r\nContent-Type: text/plain\r\n\r\nreport\r\n" +
+			"--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: " + ft + "\r\nUser-Agent: x/1\r\nVersion: 1\r\nSource-IP: 198.51.100.9\r\n" +
+			"--b--\r\n"
+	}
+	if _, err := FromARF(nil, corpusInput([]byte(report("not-spam")))); !errors.Is(err, ErrNotAbuse) {
+		t.Errorf("not-spam: %v", err)
+	}
+	doc, err := FromARF(nil, corpusInput([]byte(report("virus"))))
+	if err != nil || doc.SourceIdentifier != "198.51.100.9" || !containsString(doc.Tags, "feedback-type:virus") || doc.EvidenceSource != SourceUserComplaint {
+		t.Fatalf("virus: %v %+v", err, doc)
+	}
+	mustValid(t, "virus", marshal(t, doc))
+	plain := "From: a@b.example\r\nSubject: hello\r\n\r\nhi\r\n"
+	if _, err := FromARF(nil, corpusInput([]byte(plain))); !errors.Is(err, ErrNotReport) {
+		t.Errorf("plain mail: %v", err)
+	}
+	if !bytes.Contains([]byte(report("abuse")), []byte("Source-IP")) {
+		t.Fatal("bad test report")
+	}
+}
