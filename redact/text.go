@@ -344,12 +344,18 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 		}
 		if needsView(src, hdr) {
 			vs := views(src, hdr)
-			for k := 0; k < len(vs); k++ {
+			for k, rebuilt := 0, 0; k < len(vs); k++ {
 				if out, ok := s.applyEdits(src, vs[k], s.edits(vs[k].b)); ok {
 					src = out
-					// Spans refer to the old text: render again and
-					// go on with the next kind of rendering.
-					vs = views(src, hdr)
+					// Spans refer to the old text, and renderings
+					// that no longer change anything drop out of the
+					// list: render again and start over. Every
+					// rebuild follows a replacement, so this ends.
+					if rebuilt++; rebuilt > 8 {
+						s.skipped = true
+						break
+					}
+					vs, k = views(src, hdr), -1
 				}
 			}
 		}
