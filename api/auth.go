@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/xarfd/xarfd/config"
+)
+
+// Scopes a token can hold.
+const (
+	scopeRead   = "read"
+	scopeSubmit = "submit"
+	scopeAdmin  = "admin"
+)
+
+type token struct {
+	name     string
+	hash     [sha256.Size]byte
+	scopes   []string
+	channels []string // submit only to these; empty = all
+}
+
+// has reports whether the token grants scope; admin implies read.
+func (t *token) has(scope string) bool {
+	return slices.Contains(t.scopes, scope) || (scope == scopeRead && slices.Contains(t.scopes, scopeAdmin))
+}
+
+// mayFeed reports whether the token may submit to channel.
+func (t *token) mayFeed(channel string) bool {
+	return t == nil || len(t.channels) == 0 || slices.Contains(t.channels, channel)
+}
+
+func parseTokens(cfg []config.Token, log zerolog.Logger) []token {
+	var out []token
+	for _, ct := range cfg {
+		b, err := hex.DecodeString(strings.TrimSpace(ct.SHA256))
+		if err != nil || len(b) != sha256.Size {
+			// config validation refuses this; never let such a token in.
+			log.Error().Str("token", ct.Name).Msg("http.tokens: sha256 is not 64 hex digits; token ignored")
+			continue
+		}
+		t := token{name: ct.Name, scopes: ct.Scopes, channels: ct.Channels}
+		copy(t.hash[:], b)
+		out = append(out, t)
+	}
+	if len(cfg) > 0 && len(out) == 0 {
+		// Tokens were meant to be required: require one that cannot match.
+		out = append(out, token{name: "(none valid)"})
+	}
+	return out
+}
+
+type tokenKey struct{}
+
+// tokenOf returns the request's authenticated token (nil when the API is
+// open).
+func tokenOf(r *http.Request) *token {
+	t, _ := r.Context().Value(tokenKey{}).(*token)
+	return t
+}
+
+// lookup finds the token whose hash matches presented. It hashes the
+// value and compares it with every configured hash in constant time,
+// without stopping at a match.
+func (s *Server) lookup(presented string) *token {
+	sum := sha256.Sum256([]byte(presented))
+	found := -1
+	for i := range s.tokens {
+		eq := subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return nil
+	}
+	return &s.tokens[found]
+}
+
+// authorize requires a bearer token with scope when tokens are
+// configured.
+func (s *Server) authorize(scope string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(s.tokens) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		presented, ok := bearer(r.Header.Get("Authorization"))
+		var t *token
+		if ok {
+			t = s.lookup(presented)
+		}
+		if t == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="xarfd"`)
+			msg := "missing bearer token"
+			if ok {
+				msg = "invalid token"
+			}
+			writeError(w, http.StatusUnauthorized, msg)
+			return
+		}
+		infoOf(r).token = t.name
+		if !t.has(scope) {
+			writeError(w, http.StatusForbidden, "token lacks the "+scope+" scope")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
+	})
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" value.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// remoteIP is the address of the HTTP client (the TCP peer; forwarding
+// headers are not trusted).
+func remoteIP(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return ""
+}

@@ -1,0 +1,272 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/metrics"
+	"github.com/xarfd/xarfd/store"
+)
+
+// Defaults of the tunable Options.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultStreamBuffer = 1024
+	// DefaultPageSize is the page size of listings without limit.
+	DefaultPageSize = 100
+)
+
+// Timeouts of the http.Server. Long responses (the stream, the backup)
+// extend their write deadline before every write instead.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 2 * time.Minute
+	writeTimeout      = 2 * time.Minute
+	idleTimeout       = 2 * time.Minute
+	// writeWait bounds one write of a long response: a client that does
+	// not take a chunk within it is disconnected.
+	writeWait = 30 * time.Second
+)
+
+// Options are what a Server needs.
+type Options struct {
+	Config   *config.Config
+	Store    *store.Store
+	Ingester *ingest.Ingester
+	// Metrics is served on /metrics; nil serves a fresh, empty set.
+	Metrics *metrics.Metrics
+	Logger  zerolog.Logger
+	// Ready reports whether the rest of the daemon runs (the SMTP
+	// listeners); nil means it does. /healthz also checks the store.
+	Ready func() error
+	// Hub is the live stream that ingest publishes to (Options.OnReport);
+	// nil makes a new one, available as Server.Hub.
+	Hub *Hub
+	// Heartbeat is the interval of the stream's keep-alive comment
+	// (DefaultHeartbeat when zero).
+	Heartbeat time.Duration
+	// StreamBuffer is how many reports a stream consumer may lag behind
+	// before it is dropped (DefaultStreamBuffer when zero).
+	StreamBuffer int
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	cfg      *config.Config
+	st       *store.Store
+	in       *ingest.Ingester
+	m        *metrics.Metrics
+	log      zerolog.Logger
+	ready    func() error
+	hub      *Hub
+	beat     time.Duration
+	buf      int
+	tokens   []token
+	channels map[string]*config.Channel
+
+	handler http.Handler
+	srv     *http.Server
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed when Shutdown begins: ends streams
+}
+
+// New returns a Server; it does not listen yet (see Serve).
+func New(o Options) *Server {
+	s := &Server{
+		cfg:      o.Config,
+		st:       o.Store,
+		in:       o.Ingester,
+		m:        o.Metrics,
+		log:      o.Logger,
+		ready:    o.Ready,
+		hub:      o.Hub,
+		beat:     o.Heartbeat,
+		buf:      o.StreamBuffer,
+		channels: map[string]*config.Channel{},
+		closing:  make(chan struct{}),
+	}
+	if s.m == nil {
+		s.m = metrics.New()
+	}
+	if s.hub == nil {
+		s.hub = NewHub(s.m)
+	}
+	if s.beat <= 0 {
+		s.beat = DefaultHeartbeat
+	}
+	if s.buf <= 0 {
+		s.buf = DefaultStreamBuffer
+	}
+	for i := range s.cfg.Channels {
+		ch := &s.cfg.Channels[i]
+		s.channels[ch.Name] = ch
+	}
+	s.tokens = parseTokens(s.cfg.HTTP.Tokens, s.log)
+	s.handler = s.routes()
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          newStdLogger(s.log),
+	}
+	return s
+}
+
+// Hub returns the live stream that ingest's OnReport should publish to.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Handler returns the API as an http.Handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves the API on l until Shutdown; it logs "http listening"
+// with the listener's actual address first. It returns nil after
+// Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	s.log.Info().Str("addr", l.Addr().String()).Bool("tokens", len(s.tokens) > 0).Msg("http listening")
+	err := s.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown ends live streams, stops accepting, and waits for the other
+// requests to finish until ctx ends. On a nil Server it does nothing.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	s.closeOnce.Do(func() { close(s.closing) })
+	return s.srv.Shutdown(ctx)
+}
+
+// route is one endpoint with the scope it needs ("" = open).
+type route struct {
+	method, path string
+	scope        string
+	h            http.HandlerFunc
+}
+
+func (s *Server) routes() http.Handler {
+	rs := []route{
+		{"GET", "/healthz", "", s.healthz},
+		{"GET", "/metrics", "", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{}).ServeHTTP},
+		{"GET", "/api/v1/reports", scopeRead, s.listReports},
+		{"GET", "/api/v1/reports/{id}", scopeRead, s.getReport},
+		{"GET", "/api/v1/reports/{id}/evidence", scopeRead, s.getEvidence},
+		{"GET", "/api/v1/messages", scopeRead, s.listMessages},
+		{"POST", "/api/v1/channels/{name}/messages", scopeSubmit, s.submitMessage},
+		{"POST", "/api/v1/channels/{name}/reports", scopeSubmit, s.submitReport},
+		{"GET", "/api/v1/stream", scopeRead, s.stream},
+		{"GET", "/api/v1/outbox", scopeRead, s.listOutbox},
+		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
+	}
+	mux := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, r := range rs {
+		h := http.Handler(r.h)
+		if r.scope != "" {
+			h = s.authorize(r.scope, h)
+		}
+		mux.Handle(r.method+" "+r.path, h)
+		allow[r.path] = append(allow[r.path], r.method)
+	}
+	for path, methods := range allow {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			for _, m := range methods {
+				w.Header().Add("Allow", m)
+				if m == "GET" {
+					w.Header().Add("Allow", "HEAD")
+				}
+			}
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return s.logRequests(mux)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	status, code := "ok", http.StatusOK
+	if err := s.health(); err != nil {
+		requestLog(r).Warn().Err(err).Msg("not healthy")
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]string{"status": status})
+}
+
+func (s *Server) health() error {
+	select {
+	case <-s.closing:
+		return errors.New("shutting down")
+	default:
+	}
+	if err := s.st.View(func(*bbolt.Tx) error { return nil }); err != nil {
+		return err
+	}
+	if s.ready != nil {
+		return s.ready()
+	}
+	return nil
+}
+
+// writeJSON replies with v as JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+type errorBody struct {
+	Error     string   `json:"error"`
+	Reasons   []string `json:"reasons,omitempty"`
+	RequestID string   `json:"request_id,omitempty"`
+}
+
+// writeError replies {"error": msg}; msg is always a fixed text or
+// names a parameter, never an internal error's text.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+// internalError logs err with the request id and replies with a generic
+// text naming only the request id.
+func internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	code, msg := http.StatusInternalServerError, "internal error"
+	if errors.Is(err, store.ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		code, msg = http.StatusServiceUnavailable, "unavailable, try again later"
+	}
+	info := infoOf(r)
+	requestLog(r).Error().Err(err).Msg(what)
+	writeJSON(w, code, errorBody{Error: msg, RequestID: info.id})
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
