@@ -16,6 +16,8 @@ commands:
   check-config [-config FILE]   validate a configuration and print the effective one
   parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-rcpt ADDR]... FILE...
                                 run messages through the pipeline offline; print XARF as JSON Lines
+  reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
+                                list stored reports through the HTTP API as JSON Lines
   version                       print the version
 
 Run "xarfd <command> -h" for a command's flags.
@@ -37,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "parse":
 		return cmdParse(args[1:], os.Stdin, stdout, stderr)
+	case "reports":
+		return cmdReports(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xarfd", version())
 		return 0

@@ -16,6 +16,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
@@ -78,7 +79,8 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
-	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m})
+	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
+	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: hub.Publish})
 	if err != nil {
 		return err
 	}
@@ -97,12 +99,31 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		}
 		listeners = append(listeners, l)
 	}
+	var httpL net.Listener // nil: http.listen is empty, the API is off
+	if cfg.HTTP.Listen != "" {
+		if httpL, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	var wg sync.WaitGroup
-	serveErr := make(chan error, len(listeners))
+	serveErr := make(chan error, len(listeners)+1)
+	var apiSrv *api.Server // Shutdown of a nil one does nothing
+	if httpL != nil {
+		apiSrv = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
+			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
+		wg.Go(func() {
+			if err := apiSrv.Serve(httpL); err != nil {
+				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
+			}
+		})
+	}
 	for _, l := range listeners {
 		log.Info().Str("addr", l.Addr().String()).Str("hostname", cfg.Hostname).Msg("smtp listening")
 		wg.Go(func() {
@@ -138,6 +159,9 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("smtp shutdown")
+	}
+	if err := apiSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error().Err(err).Msg("http shutdown")
 	}
 	rcancel()
 	wg.Wait()
