@@ -103,8 +103,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would otherwise end the request (and its
-	// context) while it streams.
+	// No read deadline for the stream's life. (HTTP/1.1 connections clear
+	// it themselves once the handler runs; an HTTP/2 stream would keep
+	// the server's ReadTimeout.)
 	if err := rc.SetReadDeadline(time.Time{}); err != nil {
 		internalError(w, r, "stream: clearing read deadline", err)
 		return

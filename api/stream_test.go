@@ -31,13 +31,18 @@ type sseClient struct {
 
 func openStream(t *testing.T, e *env, query, token string) *sseClient {
 	t.Helper()
+	return openStreamAt(t, e.ts.URL, query, token)
+}
+
+func openStreamAt(t *testing.T, base, query, token string) *sseClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/api/v1/stream"+query, nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/stream"+query, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := e.ts.Client().Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,5 +292,36 @@ func TestShutdownEndsStreams(t *testing.T) {
 		case <-timeout:
 			t.Fatal("stream still open after Shutdown")
 		}
+	}
+}
+
+// TestStreamOutlivesServerTimeouts runs the real http.Server (Serve) with
+// read and write timeouts far shorter than the stream's life: the stream
+// must keep delivering, and other requests stay bounded.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.Heartbeat = 30 * time.Millisecond })
+	e.srv.srv.ReadTimeout = 200 * time.Millisecond
+	e.srv.srv.WriteTimeout = 200 * time.Millisecond
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(l) }()
+	defer func() {
+		e.srv.Shutdown(context.Background())
+		if err := <-served; err != nil {
+			t.Errorf("Serve after Shutdown: %v", err)
+		}
+	}()
+	c := openStreamAt(t, "http://"+l.Addr().String(), "", "")
+	if !strings.Contains(e.log.String(), `"addr":"`+l.Addr().String()+`","tokens":false,"message":"http listening"`) {
+		t.Errorf("no http listening line with the address:\n%s", e.log.String())
+	}
+	time.Sleep(time.Second) // five write timeouts and read timeouts
+	id := idAt(time.Now())
+	e.hub.Publish(&store.Report{ID: id, Channel: "fbl", XARF: json.RawMessage(`{"report_id":"` + id.String() + `"}`)})
+	if ev := c.next(t); ev.id != id.String() {
+		t.Fatalf("event after the server timeouts: %+v", ev)
 	}
 }
