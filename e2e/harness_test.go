@@ -68,6 +68,9 @@ func writeConfig(t testing.TB, dir, yaml string) string {
 	t.Helper()
 	path := filepath.Join(dir, "xarfd.yaml")
 	full := yaml + "\ndata_dir: " + filepath.Join(dir, "data") + "\nsmtp: {listen: [\"127.0.0.1:0\"]}\n"
+	if !strings.Contains(yaml, "\nhttp:") {
+		full += "http: {listen: \"127.0.0.1:0\"}\n"
+	}
 	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
 		t.Fatal(err)
 	}
