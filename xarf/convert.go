@@ -151,8 +151,8 @@ func (in *Input) check() error {
 		name string
 		c    Contact
 	}{{"reporter", in.Reporter}, {"sender", in.Sender}} {
-		if c.c.Org == "" || !validEmail(c.c.Contact) || !validHostname(c.c.Domain) {
-			return fmt.Errorf("%w: %s needs org, a contact address and a domain", ErrInput, c.name)
+		if c.c.Org == "" || utf8.RuneCountInString(c.c.Org) > 200 || !validEmail(c.c.Contact) || !validHostname(c.c.Domain) {
+			return fmt.Errorf("%w: %s needs org (at most 200 characters), a contact address and a host name as domain", ErrInput, c.name)
 		}
 	}
 	if len(in.Message) == 0 {
