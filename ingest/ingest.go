@@ -319,6 +319,11 @@ func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw
 			m.Envelope.Rcpts[j] = r.Pseudonym(a)
 		}
 	}
+	if from := m.Envelope.MailFrom; from != "" && isRedacted(from, addrs, &d.Channel.Redact) {
+		// A spammer may forge the trap address as the sender; the stored
+		// envelope and the report's smtp_from must not reveal it either.
+		m.Envelope.MailFrom = r.Pseudonym(from)
+	}
 	out, sum, err := r.Apply(raw, addrs)
 	if err != nil {
 		// The error text never holds an address (redact's guarantee).
@@ -329,4 +334,28 @@ func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw
 	m.Size = len(out)
 	res.Redaction = sum
 	return out
+}
+
+// isRedacted reports whether addr is one of addrs or of the channel's
+// configured addresses, or lies at one of its configured domains.
+func isRedacted(addr string, addrs []string, rc *config.Redact) bool {
+	a := strings.ToLower(strings.Trim(addr, "<> "))
+	for _, list := range [][]string{addrs, rc.Addresses} {
+		for _, x := range list {
+			if strings.EqualFold(strings.Trim(x, "<> "), a) {
+				return true
+			}
+		}
+	}
+	_, domain, ok := strings.Cut(a, "@")
+	if !ok {
+		return false
+	}
+	for _, d := range rc.Domains {
+		d = strings.ToLower(d)
+		if domain == d || strings.HasSuffix(domain, "."+d) {
+			return true
+		}
+	}
+	return false
 }

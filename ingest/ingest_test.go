@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/leakcheck"
 	"github.com/xarfd/xarfd/store"
 	"github.com/xarfd/xarfd/xarf"
 )
@@ -262,5 +263,27 @@ func TestCorpusThroughIngest(t *testing.T) {
 	t.Logf("%d reports, %d quarantined", reports, quarantined)
 	if reports < 60 {
 		t.Errorf("only %d reports from %d files x 2 channels", reports, len(files))
+	}
+}
+
+// TestForgedTrapSenderIsRedacted: spam "from" the trap address itself
+// must not reveal it through the envelope or the report's smtp_from.
+func TestForgedTrapSenderIsRedacted(t *testing.T) {
+	cfg, st, in := setup(t, "")
+	e := env()
+	e.PeerIP, e.MailFrom = netip.MustParseAddr("203.0.113.9"), "Trap@trap.test.example"
+	raw := []byte("Return-Path: <trap@trap.test.example>\r\nFrom: trap@trap.test.example\r\nTo: trap@trap.test.example\r\nSubject: x\r\n\r\nx\r\n")
+	res, err := in.Accept(e, []Delivery{{Channel: cfg.Channel("trap"), Rcpts: []string{"trap@trap.test.example"}}}, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.Message(res[0].ID)
+	rep, err := st.GetReport(res[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := st.Raw(res[0].ID)
+	for _, b := range [][]byte{[]byte(m.Envelope.MailFrom), rep.XARF, body} {
+		leakcheck.Check(t, b, []string{"trap@trap.test.example"})
 	}
 }

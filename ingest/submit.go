@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/xarf"
 )
 
 // Validator checks a XARF document against the schema and the rules the
@@ -74,4 +76,22 @@ func (in *Ingester) SubmitXARF(ch *config.Channel, doc []byte) (store.ID, error)
 		in.opt.OnReport(rep)
 	}
 	return id, nil
+}
+
+// XARFValidator checks documents with v: the official schema, then the
+// rules it cannot express (xarf.Validator.Check).
+func XARFValidator(v *xarf.Validator) Validator { return xarfValidator{v} }
+
+type xarfValidator struct{ v *xarf.Validator }
+
+func (x xarfValidator) Validate(doc []byte) []string {
+	err := x.v.Check(doc)
+	if err == nil {
+		return nil
+	}
+	var ve *xarf.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Reasons
+	}
+	return []string{err.Error()}
 }

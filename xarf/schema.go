@@ -2,11 +2,11 @@ package xarf
 
 import (
 	"bytes"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -34,18 +34,44 @@ func (offline) Load(url string) (any, error) {
 
 // NewValidator loads every *.json file under schemaDir (the xarf-spec
 // schemas/v4 directory), registers each by its $id, and compiles the master
-// schema. A file without $id is registered by its file URL.
+// schema. A file without $id is registered by its path.
 func NewValidator(schemaDir string) (*Validator, error) {
+	v, err := NewValidatorFS(os.DirFS(schemaDir))
+	if err != nil {
+		return nil, fmt.Errorf("%w (schema directory %s)", err, schemaDir)
+	}
+	return v, nil
+}
+
+// embedded is a copy of the official XARF v4.2.0 schemas (MIT licence,
+// schemas/LICENSE.txt), so that the daemon validates submissions without
+// the spec on disk. TestEmbeddedSchemasMatchSpec keeps it equal to the
+// spec's files.
+//
+//go:embed schemas/v4
+var embedded embed.FS
+
+// EmbeddedValidator compiles the schemas built into the binary.
+func EmbeddedValidator() (*Validator, error) {
+	sub, err := fs.Sub(embedded, "schemas/v4")
+	if err != nil {
+		return nil, err
+	}
+	return NewValidatorFS(sub)
+}
+
+// NewValidatorFS is NewValidator over any file system.
+func NewValidatorFS(fsys fs.FS) (*Validator, error) {
 	c := jsonschema.NewCompiler()
 	c.UseLoader(offline{})
 	c.AssertFormat()
 	c.AssertContent()
 	n := 0
-	err := filepath.WalkDir(schemaDir, func(path string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
 			return err
 		}
-		b, err := os.ReadFile(path)
+		b, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
 		}
@@ -58,11 +84,7 @@ func NewValidator(schemaDir string) (*Validator, error) {
 			id, _ = m["$id"].(string)
 		}
 		if id == "" {
-			abs, err := filepath.Abs(path)
-			if err != nil {
-				return err
-			}
-			id = "file://" + filepath.ToSlash(abs)
+			id = "file:///" + path
 		}
 		if err := c.AddResource(id, doc); err != nil {
 			return fmt.Errorf("registering schema %s as %s: %w", path, id, err)
@@ -71,14 +93,14 @@ func NewValidator(schemaDir string) (*Validator, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("xarf: loading schemas from %s: %w", schemaDir, err)
+		return nil, fmt.Errorf("xarf: loading schemas: %w", err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("xarf: no schema files in %s", schemaDir)
+		return nil, errors.New("xarf: no schema files")
 	}
 	sch, err := c.Compile(MasterSchemaID)
 	if err != nil {
-		return nil, fmt.Errorf("xarf: compiling %s from %s: %w", MasterSchemaID, schemaDir, err)
+		return nil, fmt.Errorf("xarf: compiling %s: %w", MasterSchemaID, err)
 	}
 	return &Validator{master: sch}, nil
 }

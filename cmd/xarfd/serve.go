@@ -22,6 +22,7 @@ import (
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/smtpd"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/xarf"
 )
 
 // shutdownGrace is how long a stopping daemon lets sessions that are
@@ -80,7 +81,11 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		return float64(n)
 	})
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
-	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: hub.Publish})
+	schema, err := xarf.EmbeddedValidator()
+	if err != nil {
+		return fmt.Errorf("loading the XARF schemas: %w", err)
+	}
+	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: hub.Publish, Validator: ingest.XARFValidator(schema)})
 	if err != nil {
 		return err
 	}
