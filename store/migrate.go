@@ -19,7 +19,8 @@ type Migration struct {
 // SchemaVersion. A new layout adds an entry here and bumps SchemaVersion.
 var migrations = []Migration{
 	{To: 1, Run: func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMessages, bucketRaw, bucketChannels, bucketQuarantine, bucketReports, bucketByIP, bucketOutbox} {
+		for _, b := range [][]byte{bucketMessages, bucketRaw, bucketChannels, bucketQuarantine, bucketReports, bucketByIP, bucketOutbox,
+			bucketOutboxDue, bucketOutboxMail, bucketOutboxDedup, bucketOutboxRate, bucketContacts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
