@@ -269,7 +269,46 @@ func (p *parser) findForwarded(e *entity, depth int) (*entity, *entity) {
 	return inner, fb
 }
 
-var feedbackTypeLine = regexp.MustCompile(`(?im)^[ \t]*feedback[-_]type[ \t]*:`)
+// feedbackTypeLine returns the offset of the first line of body that
+// starts with "Feedback-Type:" (any case, "_" for "-", blanks allowed
+// around the name), or -1. A hand-written scan: this runs over every text
+// part of every message, trap mail included, and a case-insensitive
+// multi-line regexp has no literal prefix to skip ahead with.
+func feedbackTypeLine(body []byte) int {
+	for start := 0; start < len(body); {
+		line := body[start:]
+		if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
+			line = line[:nl]
+		}
+		if isFeedbackTypeLine(line) {
+			return start
+		}
+		start += len(line) + 1
+	}
+	return -1
+}
+
+func isFeedbackTypeLine(line []byte) bool {
+	line = bytes.TrimLeft(line, " \t")
+	const name = "feedback-type"
+	if len(line) < len(name)+1 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := line[i] | 0x20 // ASCII lower case; '-' and '_' are handled below
+		if i == 8 {
+			if line[i] != '-' && line[i] != '_' {
+				return false
+			}
+			continue
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	rest := bytes.TrimLeft(line[len(name):], " \t")
+	return len(rest) > 0 && rest[0] == ':'
+}
 
 // fromText finds feedback fields pasted into a text part (some ticket
 // systems and forwarders flatten the report).
@@ -281,11 +320,11 @@ func (p *parser) fromText() bool {
 		}
 		var ignore warnings
 		body := e.decodedBody("text part", &ignore)
-		loc := feedbackTypeLine.FindIndex(body)
-		if loc == nil {
+		at := feedbackTypeLine(body)
+		if at < 0 {
 			return false
 		}
-		block := body[loc[0]:]
+		block := body[at:]
 		if end := bytes.Index(block, []byte("\n\n")); end >= 0 {
 			block = block[:end]
 		}

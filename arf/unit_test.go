@@ -162,3 +162,21 @@ func TestRecipientAddresses(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestFeedbackTypeLine(t *testing.T) {
+	for body, want := range map[string]int{
+		"Feedback-Type: abuse\n":                 0,
+		"x\n  feedback_type : abuse\n":           2,
+		"x\r\nFEEDBACK-TYPE:abuse":               3,
+		"no feedback-type: here\n":               -1,
+		"Feedback-Typed: x\n":                    -1,
+		"Feedback-Type abuse\n":                  -1,
+		"":                                       -1,
+		"Feedback\n-Type: x":                     -1,
+		"a\nb\n\tFeedback-type\t:\tauth-failure": 4,
+	} {
+		if got := feedbackTypeLine([]byte(body)); got != want {
+			t.Errorf("feedbackTypeLine(%q) = %d, want %d", body, got, want)
+		}
+	}
+}

@@ -26,7 +26,7 @@ func BenchmarkServe(b *testing.B) {
 				}
 				defer c.Close()
 				for pb.Next() {
-					if err := c.SendMail("a@origin.example", []string{"x@trap.test.example"}, bytes.NewReader(body)); err != nil {
+					if err := c.SendMail("a@origin.example", []string{"x@plain.test.example"}, bytes.NewReader(body)); err != nil {
 						b.Error(err)
 						return
 					}

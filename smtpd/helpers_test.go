@@ -33,6 +33,9 @@ channels:
     kind: trap
     addresses: ["*@trap.test.example"]
     redact: {recipients: true}
+  - name: plain
+    kind: trap
+    addresses: ["*@plain.test.example"]
   - name: partner
     kind: arf
     addresses: ["partner@test.example"]

@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ func main() {
 	from := flag.String("from", "load@origin.example", "envelope sender")
 	label := flag.String("label", "", "label printed before the figures")
 	discard := flag.String("discard-listen", "", "run a discarding go-smtp server on `host:port` instead of loading one")
+	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
 	flag.Parse()
 
 	if *discard != "" {
@@ -47,7 +49,20 @@ func main() {
 		}
 		return
 	}
-	r, err := load(*addr, *from, *rcpt, *n, *c, message(*size))
+	msgs := [][]byte{message(*size)}
+	if *files != "" {
+		var err error
+		if msgs, err = readMessages(*files); err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+		total := 0
+		for _, m := range msgs {
+			total += len(m)
+		}
+		*size = total / len(msgs)
+	}
+	r, err := load(*addr, *from, *rcpt, *n, *c, msgs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xarfd-load:", err)
 		os.Exit(1)
@@ -98,7 +113,26 @@ func (r *result) pct(p int) time.Duration {
 	return r.lat[min(max(i-1, 0), len(r.lat)-1)].Round(time.Microsecond)
 }
 
-func load(addr, from, rcpt string, n, c int, msg []byte) (*result, error) {
+// readMessages loads the files matching glob, with CRLF line endings as
+// SMTP carries them.
+func readMessages(glob string) ([][]byte, error) {
+	names, err := filepath.Glob(glob)
+	if err != nil || len(names) == 0 {
+		return nil, fmt.Errorf("-msg %q matches no file", glob)
+	}
+	var msgs [][]byte
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		b = bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+		msgs = append(msgs, b)
+	}
+	return msgs, nil
+}
+
+func load(addr, from, rcpt string, n, c int, msgs [][]byte) (*result, error) {
 	if c < 1 || n < c {
 		return nil, errors.New("need -c >= 1 and -n >= -c")
 	}
@@ -127,9 +161,13 @@ func load(addr, from, rcpt string, n, c int, msg []byte) (*result, error) {
 				return
 			}
 			defer cl.Close()
-			for next.Add(1) <= int64(n) {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					break
+				}
 				t0 := time.Now()
-				if err := sendOne(cl, from, rcpt, msg); err != nil {
+				if err := sendOne(cl, from, rcpt, msgs[int(i)%len(msgs)]); err != nil {
 					errs++
 					werr = cmp(werr, err)
 					cl.Reset()
