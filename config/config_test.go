@@ -166,6 +166,7 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"duplicate channel", minimal + "  - {name: fbl, kind: arf, addresses: [x@example.net]}\n", []string{"channels[1].name", "used twice"}},
 		{"no channels", "hostname: a.example\nsender: {org: E, contact: a@b.example, domain: b.example}\n", []string{"bad.yaml: channels: needs at least one"}},
 		{"missing required", strings.Replace(minimal, "contact: abuse@example.net, ", "", 1), []string{"sender.contact: must not be empty"}},
+		{"missing sender org", strings.Replace(minimal, "org: Example, ", "", 1), []string{"sender.org: must not be empty"}},
 		{"bad email", minimal + "reporter: {from: not-an-address}\n", []string{"reporter.from", "not a plain email"}},
 		{"missing file", minimal + "    redact: {mode: hmac, hmac_key_file: /nonexistent/key}\n", []string{"channels[0].redact.hmac_key_file", "/nonexistent/key"}},
 		{"hmac without key", minimal + "    redact: {mode: hmac}\n", []string{"channels[0].redact.hmac_key_file: is required"}},

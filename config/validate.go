@@ -65,6 +65,9 @@ func (c *Config) validate() error {
 			v.bad("resolver", "%q: want host:port, such as 127.0.0.1:53", c.Resolver)
 		}
 	}
+	if strings.TrimSpace(c.Sender.Org) == "" {
+		v.bad("sender.org", "must not be empty: every XARF report names its sender")
+	}
 	v.email("sender.contact", c.Sender.Contact, true)
 	v.domain("sender.domain", c.Sender.Domain, true)
 
