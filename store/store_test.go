@@ -324,3 +324,16 @@ func BenchmarkPutMessage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPutMessageSerial is one client waiting for each commit: the
+// fsync latency bound of a single SMTP session.
+func BenchmarkPutMessageSerial(b *testing.B) {
+	s := open(b, b.TempDir())
+	raw := bytes.Repeat([]byte("x"), 2<<10)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if err := s.PutMessages([]*Message{msg(b, "fbl")}, [][]byte{raw}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
