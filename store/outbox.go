@@ -79,6 +79,8 @@ type OutboxEntry struct {
 	// accepted the message (a retry sends to the rest only).
 	Recipients []string `json:"recipients,omitempty"`
 	Delivered  []string `json:"delivered,omitempty"`
+	// Rejected refused the report permanently (5xx to RCPT or DATA).
+	Rejected []string `json:"rejected,omitempty"`
 	// ContactSource says where the contact came from: static, dns:<zone>,
 	// rdap or partners.
 	ContactSource string `json:"contact_source,omitempty"`

@@ -1,0 +1,204 @@
+package reporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/store"
+)
+
+// Contact sources, as recorded in OutboxEntry.ContactSource.
+const (
+	SourceStatic   = "static"
+	SourceDNS      = "dns"
+	SourceRDAP     = "rdap"
+	SourcePartners = "partners"
+)
+
+// ErrNoContact means every source answered and none named an abuse
+// address: a definite answer, cached for the negative TTL.
+var ErrNoContact = errors.New("no abuse contact found")
+
+// Contact is the answer of a lookup.
+type Contact struct {
+	Emails []string
+	// Source is static, dns:<zone> or rdap.
+	Source string
+}
+
+// Contacts resolves the abuse contact of an address: the static table
+// (longest prefix), then the DNS zones in order, then RDAP; the first
+// answer wins. Lookups are cached in the store for cache_ttl (negative
+// answers for NegativeTTL). A lookup that fails for a transient reason
+// (timeout, SERVFAIL, HTTP 5xx) returns that error and caches nothing, so
+// it is retried.
+type Contacts struct {
+	cfg         *config.Contacts
+	st          *store.Store
+	dns         *net.Resolver
+	rdap        *RDAP
+	timeout     time.Duration
+	negativeTTL time.Duration
+	now         func() time.Time
+}
+
+// NewContacts builds a resolver; resolver is the DNS server (host:port)
+// to ask, empty for the system's.
+func NewContacts(cfg *config.Contacts, resolver string, st *store.Store, rdap *RDAP) *Contacts {
+	neg := min(cfg.CacheTTL.D(), time.Hour)
+	return &Contacts{cfg: cfg, st: st, dns: NewDNSResolver(resolver), rdap: rdap,
+		timeout: 10 * time.Second, negativeTTL: neg, now: time.Now}
+}
+
+// NewDNSResolver returns a resolver that asks server (host:port), or the
+// system's resolver when server is empty.
+func NewDNSResolver(server string) *net.Resolver {
+	if server == "" {
+		return net.DefaultResolver
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, server)
+	}}
+}
+
+// Lookup returns the abuse contact of a.
+func (c *Contacts) Lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
+	a = a.Unmap()
+	if ct := c.static(a); ct != nil {
+		return ct, nil
+	}
+	key := "ip:" + a.String()
+	if cached, ok, _ := c.st.Contact(key, c.now()); ok {
+		if len(cached.Emails) == 0 {
+			return nil, ErrNoContact
+		}
+		return &Contact{Emails: cached.Emails, Source: cached.Source}, nil
+	}
+	ct, err := c.lookup(ctx, a)
+	switch {
+	case err == nil:
+		_ = c.st.PutContact(key, &store.CachedContact{Emails: ct.Emails, Source: ct.Source, Expires: c.now().Add(c.cfg.CacheTTL.D())})
+		return ct, nil
+	case errors.Is(err, ErrNoContact):
+		_ = c.st.PutContact(key, &store.CachedContact{Expires: c.now().Add(c.negativeTTL)})
+	}
+	return nil, err
+}
+
+func (c *Contacts) static(a netip.Addr) *Contact {
+	best := -1
+	var out *Contact
+	for _, s := range c.cfg.Static {
+		if s.Network.Contains(a) && s.Network.Bits() > best {
+			best = s.Network.Bits()
+			out = &Contact{Emails: []string{s.Email}, Source: SourceStatic}
+		}
+	}
+	return out
+}
+
+func (c *Contacts) lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
+	var transient error
+	for _, zone := range c.cfg.DNSZones {
+		emails, err := c.zone(ctx, a, zone)
+		if err != nil {
+			transient = errors.Join(transient, err)
+			continue
+		}
+		if len(emails) > 0 {
+			return &Contact{Emails: emails, Source: SourceDNS + ":" + zone}, nil
+		}
+	}
+	if c.rdap != nil {
+		rctx, cancel := context.WithTimeout(ctx, c.timeout)
+		emails, err := c.rdap.AbuseEmails(rctx, a)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNoContact) {
+			transient = errors.Join(transient, err)
+		}
+		if len(emails) > 0 {
+			return &Contact{Emails: emails, Source: SourceRDAP}, nil
+		}
+	}
+	if transient != nil {
+		return nil, fmt.Errorf("looking up abuse contact of %s: %w", a, transient)
+	}
+	return nil, ErrNoContact
+}
+
+// zone asks one abuse-contacts zone: TXT records at the reversed address
+// under zone, each holding one or more addresses. NXDOMAIN and no TXT are
+// "none" (nil, nil); other failures are errors.
+func (c *Contacts) zone(ctx context.Context, a netip.Addr, zone string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	name := ReverseName(a, zone)
+	txts, err := c.dns.LookupTXT(ctx, name)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("TXT %s: %w", name, err)
+	}
+	return ParseEmails(strings.Join(txts, " ")), nil
+}
+
+// ReverseName is a's name under zone in the DNSBL / abuse-contacts style:
+// IPv4 octets reversed, IPv6 nibbles reversed, then the zone.
+func ReverseName(a netip.Addr, zone string) string {
+	a = a.Unmap()
+	var parts []string
+	if a.Is4() {
+		b := a.As4()
+		for i := 3; i >= 0; i-- {
+			parts = append(parts, fmt.Sprint(b[i]))
+		}
+	} else {
+		b := a.As16()
+		const hex = "0123456789abcdef"
+		for i := 15; i >= 0; i-- {
+			parts = append(parts, string(hex[b[i]&0xf]), string(hex[b[i]>>4]))
+		}
+	}
+	return strings.Join(parts, ".") + "." + strings.TrimSuffix(zone, ".")
+}
+
+// ParseEmails returns the valid, distinct (case-insensitively) addresses
+// in s, separated by white space, commas or semicolons; "mailto:" is
+// stripped.
+func ParseEmails(s string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\t' || r == '"' }) {
+		f = strings.TrimPrefix(strings.TrimPrefix(f, "mailto:"), "MAILTO:")
+		if !ValidEmail(f) || seen[strings.ToLower(f)] {
+			continue
+		}
+		seen[strings.ToLower(f)] = true
+		out = append(out, f)
+	}
+	return out
+}
+
+// ValidEmail reports whether s is a bare addr-spec with a dotted domain
+// and nothing that could inject into a header or an SMTP command.
+func ValidEmail(s string) bool {
+	if len(s) > 254 || strings.ContainsAny(s, "<>\r\n \t,;\"") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s {
+		return false
+	}
+	at := strings.LastIndexByte(s, '@')
+	return at > 0 && strings.Contains(s[at+1:], ".")
+}
