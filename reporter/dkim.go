@@ -18,7 +18,7 @@ import (
 // so that nobody can add them later.
 func signedHeaders() []string {
 	return []string{"From", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID",
-	"Auto-Submitted", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
+		"Auto-Submitted", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"}
 }
 
 // Signer DKIM-signs outbound reports (relaxed/relaxed, SHA-256).
