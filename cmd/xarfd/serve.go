@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
+	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/smtpd"
 	"github.com/xarfd/xarfd/store"
 	"github.com/xarfd/xarfd/xarf"
@@ -85,7 +87,12 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading the XARF schemas: %w", err)
 	}
-	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: hub.Publish, Validator: ingest.XARFValidator(schema)})
+	rep, err := newReporter(cfg, st, m, log)
+	if err != nil {
+		return err
+	}
+	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake() } // neither blocks
+	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)})
 	if err != nil {
 		return err
 	}
@@ -152,6 +159,11 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 			log.Info().Str("channel", ch).Int("deleted", n).Msg("retention sweep")
 		})
 	})
+	wg.Go(func() {
+		if err := rep.Run(rctx); err != nil {
+			log.Error().Err(err).Msg("reporter stopped")
+		}
+	})
 	log.Info().Str("config", cfg.Source).Str("data", st.Path()).Int("channels", len(cfg.Channels)).Msg("xarfd started")
 
 	var runErr error
@@ -172,4 +184,19 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// newReporter builds the outbox worker. XARFD_TEST_MX_PORT (tests only)
+// makes MX delivery use another port than 25, so that end-to-end tests
+// can point MX records at a desk on 127.0.0.1.
+func newReporter(cfg *config.Config, st *store.Store, m *metrics.Metrics, log zerolog.Logger) (*reporter.Reporter, error) {
+	opt := reporter.Options{Metrics: m, Logger: log.With().Str("component", "reporter").Logger(), UserAgent: "xarfd/" + version()}
+	if p := os.Getenv("XARFD_TEST_MX_PORT"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("XARFD_TEST_MX_PORT=%q: want a port number", p)
+		}
+		opt.MXPort = n
+	}
+	return reporter.New(cfg, st, opt)
 }
