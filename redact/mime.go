@@ -275,7 +275,10 @@ func lenientB64(body []byte) []byte {
 // qpDecode decodes quoted-printable leniently: a malformed escape is kept as
 // it is, as RFC 2045 recommends.
 func qpDecode(b []byte) []byte {
-	return stageQP(b, false).b
+	var v view
+	v.reset(len(b), false)
+	stageQP(&v, b, false)
+	return v.b
 }
 
 // qpEncode writes quoted-printable for bodies that had to be decoded as a

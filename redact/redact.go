@@ -170,6 +170,7 @@ func (r *Redactor) Pseudonym(addr string) string {
 // the error wraps ErrUnredactable; the caller quarantines the message.
 func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
 	s := newSession(r)
+	defer s.release()
 	for _, a := range r.addresses {
 		s.addTarget(a)
 	}

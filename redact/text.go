@@ -25,10 +25,20 @@ type session struct {
 	inEW    bool // counting matches inside encoded words
 	inQP    bool // writing into a quoted-printable body
 	skipped bool // an overlapping occurrence was left for another round
+	scratch *scratch
 }
 
+// newSession starts an Apply call; the caller must call release when the
+// call's results no longer refer to anything the session built.
 func newSession(r *Redactor) *session {
-	return &session{r: r, byLower: map[string]int{}}
+	return &session{r: r, byLower: map[string]int{}, scratch: scratchPool.Get().(*scratch)}
+}
+
+// release returns the session's buffers for reuse. Nothing Apply returns
+// points into them: renderings are only searched and mapped back to spans.
+func (s *session) release() {
+	s.scratch.release()
+	s.scratch = nil
 }
 
 // addTarget adds an address (or a new spelling of a known one).
@@ -343,9 +353,23 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 			src = out
 		}
 		if needsView(src, hdr) {
-			vs := views(src, hdr)
+			vs := s.scratch.search.views(src, hdr)
 			for k, rebuilt := 0, 0; k < len(vs); k++ {
-				if out, ok := s.applyEdits(src, vs[k], s.edits(vs[k].b)); ok {
+				eds := s.edits(vs[k].b)
+				if len(eds) == 0 {
+					continue
+				}
+				// Only now are the spans of this rendering needed.
+				sv := s.scratch.spanned.spanView(src, hdr, k)
+				if sv == nil || !bytes.Equal(sv.b, vs[k].b) {
+					// Cannot happen: rendering is deterministic and
+					// spans decide nothing. Were it to, spans would
+					// not fit the edits; leave the text to the
+					// verifier rather than corrupt it.
+					s.skipped = true
+					break
+				}
+				if out, ok := s.applyEdits(src, sv, eds); ok {
 					src = out
 					// Spans refer to the old text, and renderings
 					// that no longer change anything drop out of the
@@ -355,7 +379,7 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 						s.skipped = true
 						break
 					}
-					vs, k = views(src, hdr), -1
+					vs, k = s.scratch.search.views(src, hdr), -1
 				}
 			}
 		}
@@ -402,7 +426,7 @@ func decodeWord(w []byte) (text []byte, b bool) {
 		}
 	} else {
 		q := strings.ReplaceAll(parts[2], "_", " ")
-		raw = stageQP([]byte(q), false).b
+		raw = qpDecode([]byte(q))
 	}
 	switch strings.ToLower(cs) {
 	case "utf-8", "us-ascii", "ascii", "utf8":

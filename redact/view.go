@@ -1,26 +1,67 @@
 package redact
 
-import "bytes"
+import (
+	"bytes"
+	"sync"
+)
 
 // A view is a decoded rendering of a text in which every byte remembers the
 // source bytes it came from, so that a needle found in the decoded text can be
 // replaced in the source without decoding and re-encoding the rest of it. This
 // keeps quoted-printable bodies, URLs and headers byte-identical outside the
 // occurrences that are replaced.
+//
+// Searching needs only the decoded bytes, and almost every rendering is only
+// searched. Spans cost eight bytes per byte, so they are recorded only when a
+// rendering is built again for replacing (viewSet.spanView), after a search
+// of it found something.
 type view struct {
 	b          []byte
-	start, end []int32 // source span of b[i] is [start[i], end[i])
-}
-
-func (v *view) add(c byte, s, e int) {
-	v.b = append(v.b, c)
-	v.start = append(v.start, int32(s))
-	v.end = append(v.end, int32(e))
+	start, end []int32 // source span of b[i] is [start[i], end[i]), when withSpans
+	withSpans  bool
 }
 
 // span returns the source span of the view bytes [i, j).
 func (v *view) span(i, j int) (int, int) {
 	return int(v.start[i]), int(v.end[j-1])
+}
+
+// reset empties v, keeping its buffers, for a rendering of a text of n
+// bytes: no stage makes a text longer, so appends never reallocate.
+func (v *view) reset(n int, spans bool) {
+	v.b = emptyCap(v.b, n)
+	v.withSpans = spans
+	if spans {
+		v.start = emptyCap(v.start, n)
+		v.end = emptyCap(v.end, n)
+	}
+}
+
+func emptyCap[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, 0, n)
+	}
+	return s[:0]
+}
+
+// add appends one decoded byte that came from src[s:e].
+func (v *view) add(c byte, s, e int) {
+	v.b = append(v.b, c)
+	if v.withSpans {
+		v.start = append(v.start, int32(s))
+		v.end = append(v.end, int32(e))
+	}
+}
+
+// copyRun appends src[s:e] as it is, every byte its own span.
+func (v *view) copyRun(src []byte, s, e int) {
+	v.b = append(v.b, src[s:e]...)
+	if v.withSpans {
+		for i := s; i < e; i++ {
+			v.start = append(v.start, int32(i))
+			v.end = append(v.end, int32(i+1))
+		}
+	}
 }
 
 func unhex(c byte) (byte, bool) {
@@ -36,83 +77,158 @@ func unhex(c byte) (byte, bool) {
 }
 
 // needsView reports whether normalising src can change it at all; most header
-// fields and many bodies skip the second scan.
+// fields and many bodies skip the second scan. (One vectorised search per
+// trigger byte is faster than one loop over all of them.)
 func needsView(src []byte, hdr bool) bool {
-	for _, c := range src {
-		switch c {
-		case '%', '=', '&':
-			return true
-		case '\n':
-			if hdr {
-				return true
-			}
-		}
-	}
-	return false
+	return bytes.IndexByte(src, '=') >= 0 || bytes.IndexByte(src, '%') >= 0 ||
+		bytes.IndexByte(src, '&') >= 0 || hdr && bytes.IndexByte(src, '\n') >= 0
 }
 
-// views renders src with the transport escapes an address commonly hides
+// A viewSet renders one text at a time into views it keeps, so that the
+// buffers of one text's renderings are reused for the next text's. The
+// renderings it returns are valid until its next render call.
+type viewSet struct {
+	pool []*view // every view allocated so far; the first used are in use
+	used int
+	out  []*view // the renderings of the current text
+	src  view    // the text itself, as the base of a URL stage
+}
+
+func (vs *viewSet) alloc(n int, spans bool) *view {
+	if vs.used == len(vs.pool) {
+		vs.pool = append(vs.pool, &view{})
+	}
+	v := vs.pool[vs.used]
+	vs.used++
+	v.reset(n, spans)
+	return v
+}
+
+// views renders src for searching: the decoded bytes of every rendering.
+func (vs *viewSet) views(src []byte, hdr bool) []*view {
+	return vs.render(src, hdr, false, -1)
+}
+
+// spanView renders src again with source spans, up to its k-th rendering,
+// and returns that one. Rendering is deterministic and the spans do not
+// take part in any decision, so its bytes are those of views(src, hdr)[k].
+func (vs *viewSet) spanView(src []byte, hdr bool, k int) *view {
+	out := vs.render(src, hdr, true, k)
+	if k >= len(out) {
+		return nil
+	}
+	return out[k]
+}
+
+// render renders src with the transport escapes an address commonly hides
 // behind undone: quoted-printable (=XX, soft line breaks) and header folding,
 // then URL percent-encoding and HTML character references, each also a
 // second time (QP of QP, %2540). Every rendering is returned and searched,
 // not only the last: decoding once more can destroy what one decoding
 // revealed (a digest "=807b..." after a soft line break is not QP).
 // Renderings that change nothing are left out; the raw text is not included.
-func views(src []byte, hdr bool) []*view {
-	var out []*view
-	addURL := func(v *view) {
-		for round := 0; round < maxRounds; round++ {
+// With limit >= 0 it stops once the limit-th rendering is made.
+func (vs *viewSet) render(src []byte, hdr, spans bool, limit int) []*view {
+	vs.used = 0
+	vs.out = vs.out[:0]
+	done := func() bool { return limit >= 0 && len(vs.out) > limit }
+	// addURL adds the URL renderings of v; base tells that v is the text
+	// itself, whose offsets are already source offsets.
+	addURL := func(v *view, base bool) {
+		for round := 0; round < maxRounds && !done(); round++ {
 			if bytes.IndexByte(v.b, '%') < 0 && bytes.IndexByte(v.b, '&') < 0 {
 				return
 			}
-			next := stageURL(v.b)
+			next := vs.alloc(len(v.b), spans)
+			stageURL(next, v.b)
 			if len(next.b) == len(v.b) {
 				return
 			}
-			if v != nil && v.start != nil {
-				next = compose(v, next)
+			if spans && !base {
+				compose(v, next)
 			}
-			out = append(out, next)
-			v = next
+			vs.out = append(vs.out, next)
+			v, base = next, false
 		}
 	}
 	if bytes.IndexByte(src, '=') < 0 && (!hdr || bytes.IndexByte(src, '\n') < 0) {
 		// Nothing for the first stage: URL-decode the source directly,
 		// its spans are already source offsets.
-		addURL(&view{b: src})
-		return out
+		vs.src = view{b: src}
+		addURL(&vs.src, true)
+		vs.src = view{}
+		return vs.out
 	}
-	q1 := stageQP(src, hdr)
+	q1 := vs.alloc(len(src), spans)
+	stageQP(q1, src, hdr)
 	if len(q1.b) != len(src) {
-		out = append(out, q1)
+		vs.out = append(vs.out, q1)
 	}
-	addURL(q1)
-	if bytes.IndexByte(q1.b, '=') >= 0 {
-		if q2 := stageQP(q1.b, false); len(q2.b) != len(q1.b) {
-			q2 = compose(q1, q2)
-			out = append(out, q2)
-			addURL(q2)
+	addURL(q1, false)
+	if !done() && bytes.IndexByte(q1.b, '=') >= 0 {
+		q2 := vs.alloc(len(q1.b), spans)
+		if stageQP(q2, q1.b, false); len(q2.b) != len(q1.b) {
+			if spans {
+				compose(q1, q2)
+			}
+			vs.out = append(vs.out, q2)
+			addURL(q2, false)
 		}
 	}
-	return out
+	return vs.out
 }
 
 const maxRounds = 2
 
 // compose maps the spans of b (indices into a.b) to a's sources; b is
 // fresh from a stage, so it is rewritten in place.
-func compose(a, b *view) *view {
+func compose(a, b *view) {
 	for i := range b.b {
 		s, e := int(b.start[i]), int(b.end[i])
 		b.start[i] = a.start[s]
 		b.end[i] = a.end[e-1]
 	}
-	return b
 }
 
-func stageQP(src []byte, hdr bool) *view {
-	v := &view{b: make([]byte, 0, len(src)), start: make([]int32, 0, len(src)), end: make([]int32, 0, len(src))}
+// scratchPool keeps the renderings' buffers from one Apply to the next.
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// scratch is the reusable memory of one Apply call.
+type scratch struct {
+	search  viewSet // renderings being searched
+	spanned viewSet // a rendering rebuilt with spans for replacing
+}
+
+// maxPooledView bounds what a pooled scratch keeps, so that one huge
+// message does not pin its buffers for the next ones.
+const maxPooledView = 4 << 20
+
+func (sc *scratch) release() {
+	for _, vs := range []*viewSet{&sc.search, &sc.spanned} {
+		for _, v := range vs.pool {
+			if cap(v.b) > maxPooledView {
+				*vs = viewSet{}
+				break
+			}
+			v.b = v.b[:0]
+		}
+		vs.out = vs.out[:0]
+		vs.used = 0
+	}
+	scratchPool.Put(sc)
+}
+
+// stageQP decodes quoted-printable (and, in a header, unfolds) src into v.
+func stageQP(v *view, src []byte, hdr bool) {
 	for i := 0; i < len(src); {
+		// Copy the run up to the next byte that can start an escape.
+		j := i + nextQPSpecial(src[i:], hdr)
+		if j > i {
+			v.copyRun(src, i, j)
+			if i = j; i == len(src) {
+				break
+			}
+		}
 		c := src[i]
 		if c == '=' {
 			if i+2 < len(src) {
@@ -159,12 +275,36 @@ func stageQP(src []byte, hdr bool) *view {
 		v.add(c, i, i+1)
 		i++
 	}
-	return v
 }
 
-func stageURL(src []byte) *view {
-	v := &view{b: make([]byte, 0, len(src)), start: make([]int32, 0, len(src)), end: make([]int32, 0, len(src))}
+func nextQPSpecial(b []byte, hdr bool) int {
+	if !hdr {
+		if k := bytes.IndexByte(b, '='); k >= 0 {
+			return k
+		}
+		return len(b)
+	}
+	for k, c := range b {
+		if c == '=' || c == '\r' || c == '\n' {
+			return k
+		}
+	}
+	return len(b)
+}
+
+// stageURL decodes percent-encoding and character references in src into v.
+func stageURL(v *view, src []byte) {
 	for i := 0; i < len(src); {
+		j := i
+		for j < len(src) && src[j] != '%' && src[j] != '&' {
+			j++
+		}
+		if j > i {
+			v.copyRun(src, i, j)
+			if i = j; i == len(src) {
+				break
+			}
+		}
 		c := src[i]
 		switch c {
 		case '%':
@@ -187,7 +327,6 @@ func stageURL(src []byte) *view {
 		v.add(c, i, i+1)
 		i++
 	}
-	return v
 }
 
 // entity decodes an HTML character reference to an ASCII byte: &#64; &#x40;
@@ -201,7 +340,7 @@ func entity(b []byte) (byte, int) {
 			name string
 			c    byte
 		}{{"&commat;", '@'}, {"&period;", '.'}, {"&amp;", '&'}, {"&plus;", '+'}, {"&sol;", '/'}, {"&equals;", '='}} {
-			if len(b) >= len(e.name) && string(foldBytes(b[:len(e.name)])) == e.name {
+			if len(b) >= len(e.name) && foldedEqual(b[:len(e.name)], e.name) {
 				return e.c, len(e.name)
 			}
 		}
@@ -238,12 +377,17 @@ func entity(b []byte) (byte, int) {
 	return byte(val), i
 }
 
-func foldBytes(b []byte) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		out[i] = foldTable[c]
+// foldedEqual reports whether b, ASCII-folded, equals the lower-case s.
+func foldedEqual(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
 	}
-	return out
+	for i, c := range b {
+		if foldTable[c] != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // escapeStyle tells how the source bytes of a match were escaped, so that

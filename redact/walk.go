@@ -220,13 +220,14 @@ func walkContent(b []byte, k kind, boundary string, path []int, depth int, v vis
 }
 
 // eachText calls fn for the text and the views a search must cover: the
-// raw bytes, the normalised view, and every decoded encoded-word run.
-func eachText(b []byte, hdr bool, fn func(t []byte) error) error {
+// raw bytes, the normalised view, and every decoded encoded-word run. The
+// renderings are built in vs and valid only during the call of fn.
+func eachText(vs *viewSet, b []byte, hdr bool, fn func(t []byte) error) error {
 	if err := fn(b); err != nil {
 		return err
 	}
 	if needsView(b, hdr) {
-		for _, v := range views(b, hdr) {
+		for _, v := range vs.views(b, hdr) {
 			if err := fn(v.b); err != nil {
 				return err
 			}
@@ -239,7 +240,7 @@ func eachText(b []byte, hdr bool, fn func(t []byte) error) error {
 				return err
 			}
 			if needsView(dec, false) {
-				for _, v := range views(dec, false) {
+				for _, v := range vs.views(dec, false) {
 					if err := fn(v.b); err != nil {
 						return err
 					}
@@ -313,7 +314,7 @@ type discoverer struct{ s *session }
 func (d discoverer) field(path []int, name, value []byte) error { return d.text(path, value, true) }
 
 func (d discoverer) text(_ []int, b []byte, hdr bool) error {
-	return eachText(b, hdr, func(t []byte) error {
+	return eachText(&d.s.scratch.search, b, hdr, func(t []byte) error {
 		atAddrs(t, func(a []byte, dom string) {
 			lower := strings.ToLower(string(a))
 			if _, ok := d.s.byLower[lower]; ok || d.s.r.domainMatch(dom) {
@@ -335,7 +336,7 @@ func (v verifier) field(path []int, _ []byte, value []byte) error {
 func (v verifier) text(path []int, b []byte, hdr bool) error { return v.check(path, b, hdr) }
 
 func (v verifier) check(path []int, b []byte, hdr bool) error {
-	return eachText(b, hdr, func(t []byte) error {
+	return eachText(&v.s.scratch.search, b, hdr, func(t []byte) error {
 		if ms := v.s.find(t); len(ms) > 0 {
 			form := v.s.needles[ms[0].id].form
 			return fmt.Errorf("%w: a %s form of an address survived in %s", ErrUnredactable, form, pathString(path))
