@@ -24,6 +24,33 @@ var (
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 	// errTooManyConns: more than smtp.max_connections sessions.
 	errTooManyConns = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}
+	// errAuthRequired: the channel takes mail only from SMTP AUTH users and
+	// the session has not authenticated (RFC 4954 section 6). Permanent:
+	// retrying without credentials cannot succeed.
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	// errAuthFailed: wrong user name or password, or an authorization
+	// identity other than the user (RFC 4954 section 6).
+	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	// errAuthThrottled: the peer failed AUTH too often; the connection is
+	// closed after this reply.
+	errAuthThrottled = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentication attempts, try again later"}
+	// errAuthInTransaction: AUTH after MAIL (RFC 4954 section 4).
+	errAuthInTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not permitted during a mail transaction"}
+	// errEncryptionRequired: AUTH without TLS (go-smtp refuses it first
+	// with 523 5.7.10; this is the second line of defence).
+	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
+	// errSeparateTransaction: a channel that requires DKIM is judged at
+	// the end of DATA, where one reply covers every recipient; its
+	// recipients therefore never share a transaction with another
+	// channel's. The client sends the deferred recipient again in a new
+	// transaction (RFC 5321 section 4.5.3.1.10).
+	errSeparateTransaction = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients: send this one in a separate transaction"}
+	// errNoDKIM: the channel requires a valid DKIM signature of one of its
+	// dkim_domains and the message has none.
+	errNoDKIM = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender not allowed for this recipient: no valid DKIM signature of an accepted domain"}
+	// errDKIMTemp: a signature of an accepted domain could not be checked
+	// now (its key lookup timed out): the client retries later.
+	errDKIMTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "Cannot verify the DKIM signature now, try again later"}
 	// errBadPeer: the peer address is not TCP/IP (cannot route policy).
 	errBadPeer = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot determine peer address"}
 )

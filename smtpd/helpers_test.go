@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -53,7 +54,14 @@ type testServer struct {
 // temporary directory; tweak adjusts the parsed configuration.
 func startServer(t testing.TB, tweak func(*config.Config)) *testServer {
 	t.Helper()
-	cfg, err := config.Parse([]byte(testConfig), "test.yaml")
+	return startServerWith(t, testConfig, tweak, nil)
+}
+
+// startServerWith starts a server on the configuration yaml; srvTweak,
+// when set, adjusts the Server before it serves.
+func startServerWith(t testing.TB, yaml string, tweak func(*config.Config), srvTweak func(*Server)) *testServer {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +81,9 @@ func startServer(t testing.TB, tweak func(*config.Config)) *testServer {
 	srv, err := New(cfg, in, zerolog.New(logs), metrics.New())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if srvTweak != nil {
+		srvTweak(srv)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -241,4 +252,34 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// stripAR checks that a stored message starts with our one
+// Authentication-Results field, in the message's own line ending, and
+// returns what follows it: the message as received.
+func stripAR(t testing.TB, raw []byte) []byte {
+	t.Helper()
+	const prefix = "Authentication-Results: mx.test.example;"
+	if !bytes.HasPrefix(raw, []byte(prefix)) {
+		t.Fatalf("stored message does not start with %q: %.200q", prefix, raw)
+	}
+	eol := []byte("\r\n")
+	if raw[len(prefix)] == '\n' {
+		eol = []byte("\n")
+	}
+	rest := raw
+	for {
+		i := bytes.Index(rest, eol)
+		if i < 0 {
+			t.Fatalf("unterminated Authentication-Results field: %.200q", raw)
+		}
+		line := rest[:i]
+		if bytes.ContainsAny(line, "\r\n") {
+			t.Fatalf("mixed line endings in Authentication-Results: %q", line)
+		}
+		rest = rest[i+len(eol):]
+		if len(rest) == 0 || rest[0] != '\t' {
+			return rest
+		}
+	}
 }

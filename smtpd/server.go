@@ -1,12 +1,17 @@
 // Package smtpd is xarfd's SMTP server, built on emersion/go-smtp.
 //
 // Message flow: a client connects (at most smtp.max_connections at once,
-// the next gets 421 4.7.0); each RCPT is routed to a channel by exact
-// address or "*@domain" (550 5.1.1 otherwise: we are no relay) and checked
-// against that channel's accept_from (550 5.7.1); DATA is read whole,
-// bounded by max_message_bytes (552 5.3.4) and max_line_length, then handed
+// the next gets 421 4.7.0); it may STARTTLS and then AUTH as a user of
+// smtp.auth_file; each RCPT is routed to a channel by exact address or
+// "*@domain" (550 5.1.1 otherwise: we are no relay) and checked against
+// that channel's accept_from networks (550 5.7.1) and users (530 5.7.0
+// unauthenticated, 550 5.7.1 another user); DATA is read whole, bounded by
+// max_message_bytes (552 5.3.4) and max_line_length, its DKIM signatures,
+// SPF and iprev are checked, a channel's dkim_domains decide (550 5.7.1),
+// an Authentication-Results header goes on top, and the message is handed
 // to ingest once, with one delivery per channel. The reply is 250 only
 // after ingest's transaction is durable; our own failures are 451 4.3.0.
+// docs/auth.md says who may feed a channel and why each reply is chosen.
 //
 // Only *smtp.SMTPError values leave a session: go-smtp turns any other
 // error into a permanent 554 and shows its text to the client.
@@ -24,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 
+	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
@@ -39,6 +45,10 @@ type Server struct {
 	srv    *smtp.Server
 	limit  chan struct{} // one token per open session
 
+	users     *auth.Users // nil: no smtp.auth_file, AUTH not offered
+	checker   *auth.Checker
+	authFails *failLimiter
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
@@ -47,15 +57,34 @@ type Server struct {
 // New builds a server from cfg; Serve starts it. m may be nil.
 func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics.Metrics) (*Server, error) {
 	s := &Server{
-		cfg:      cfg,
-		router:   NewRouter(cfg.Channels),
-		ingest:   in,
-		log:      log,
-		m:        m,
-		limit:    make(chan struct{}, cfg.SMTP.MaxConnections),
-		sessions: map[*session]struct{}{},
+		cfg:       cfg,
+		router:    NewRouter(cfg.Channels),
+		ingest:    in,
+		log:       log,
+		m:         m,
+		limit:     make(chan struct{}, cfg.SMTP.MaxConnections),
+		sessions:  map[*session]struct{}{},
+		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
+		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
+	}
+	if cfg.SMTP.AuthFile != "" {
+		u, err := auth.LoadUsers(cfg.SMTP.AuthFile)
+		if err != nil {
+			return nil, err
+		}
+		s.users = u
+	}
+	for i, ch := range cfg.Channels {
+		for _, name := range ch.AcceptFrom.Users {
+			if s.users == nil || !s.users.Has(name) {
+				return nil, fmt.Errorf("channels[%d].accept_from.users: %q is not a user of smtp.auth_file %s", i, name, cfg.SMTP.AuthFile)
+			}
+		}
 	}
 	srv := smtp.NewServer(s)
+	// AUTH only over TLS (go-smtp answers 523 5.7.10 on a plain
+	// connection and does not advertise it there).
+	srv.AllowInsecureAuth = false
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.SMTP.MaxMessageBytes
 	srv.MaxRecipients = cfg.SMTP.MaxRecipients

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -8,13 +9,17 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 
+	"github.com/xarfd/xarfd/auth"
+	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/store"
 )
@@ -32,6 +37,11 @@ type session struct {
 	busy   bool       // inside a transaction: MAIL given, not yet reset
 	closed bool
 
+	// authUser is the SMTP AUTH identity; "" until AUTH succeeds. A
+	// session is new after STARTTLS, so it is never carried from a plain
+	// connection into TLS.
+	authUser string
+
 	txn txn
 }
 
@@ -43,6 +53,7 @@ type txn struct {
 	nRcpt    int
 	rejected int
 	lastCode int
+	checks   *auth.Results // set at the end of DATA
 }
 
 // NewSession implements smtp.Backend.
@@ -107,6 +118,17 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !allowedPeer(ch, ss.peer.Addr()) {
 		return ss.reject(errSenderNotAllowed)
 	}
+	if users := ch.AcceptFrom.Users; len(users) > 0 {
+		if ss.authUser == "" {
+			return ss.reject(errAuthRequired)
+		}
+		if !slices.Contains(users, ss.authUser) {
+			return ss.reject(errSenderNotAllowed)
+		}
+	}
+	if n := len(ss.txn.byChan); n > 0 && !ss.hasChannel(ch) && (needsDKIM(ch) || needsDKIM(ss.txn.byChan[0].Channel)) {
+		return ss.reject(errSeparateTransaction)
+	}
 	ss.txn.nRcpt++
 	for i := range ss.txn.byChan {
 		if ss.txn.byChan[i].Channel == ch {
@@ -117,6 +139,18 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.txn.byChan = append(ss.txn.byChan, ingest.Delivery{Channel: ch, Rcpts: []string{to}})
 	return nil
 }
+
+func (ss *session) hasChannel(ch *config.Channel) bool {
+	for _, d := range ss.txn.byChan {
+		if d.Channel == ch {
+			return true
+		}
+	}
+	return false
+}
+
+// needsDKIM reports whether ch is decided at the end of DATA.
+func needsDKIM(ch *config.Channel) bool { return len(ch.AcceptFrom.DKIMDomains) > 0 }
 
 func (ss *session) reject(e *smtp.SMTPError) error {
 	ss.txn.rejected++
@@ -134,16 +168,44 @@ func (ss *session) Data(r io.Reader) error {
 		ss.logTxn(e.Code, len(raw), nil, nil)
 		return e
 	}
+	receivedAt := time.Now().UTC()
+	checks := ss.s.checker.Check(context.Background(), auth.Input{
+		Raw:      raw,
+		PeerIP:   ss.peer.Addr(),
+		HELO:     ss.conn.Hostname(),
+		MailFrom: ss.txn.from,
+		AuthUser: ss.authUser,
+	})
+	ss.txn.checks = checks
+	// One reply covers every recipient, and a DKIM-requiring channel's
+	// recipients are alone in their transaction (see Rcpt): refusing here
+	// never takes a delivery away from a channel that would accept it.
+	for _, d := range ss.txn.byChan {
+		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
+		case auth.Refused:
+			ss.logTxn(errNoDKIM.Code, len(raw), nil, nil)
+			return errNoDKIM
+		case auth.Deferred:
+			ss.logTxn(errDKIMTemp.Code, len(raw), nil, nil)
+			return errDKIMTemp
+		}
+	}
+	// The header goes on top; the message below it stays byte for byte
+	// as received.
+	hdr := checks.Header(ss.s.cfg.Hostname, auth.LineEnding(raw))
+	stamped := make([]byte, 0, len(hdr)+len(raw))
+	stamped = append(append(stamped, hdr...), raw...)
 	env := store.Envelope{
 		PeerIP:     ss.peer.Addr(),
 		PeerPort:   ss.peer.Port(),
 		HELO:       ss.conn.Hostname(),
 		MailFrom:   ss.txn.from,
-		ReceivedAt: time.Now().UTC(),
+		ReceivedAt: receivedAt,
 		TLS:        tlsState(ss.conn),
+		AuthUser:   ss.authUser,
 		Via:        "smtp",
 	}
-	res, err := ss.s.ingest.Accept(env, ss.txn.byChan, raw)
+	res, err := ss.s.ingest.Accept(env, ss.txn.byChan, stamped)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
 		ss.logTxn(errLocal.Code, len(raw), nil, nil)
@@ -194,6 +256,16 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 			reports++
 		}
 	}
+	if ss.authUser != "" {
+		ev = ev.Str("auth_user", ss.authUser)
+	}
+	if c := ss.txn.checks; c != nil {
+		dk := make([]string, len(c.DKIM))
+		for i, d := range c.DKIM {
+			dk[i] = d.Result + ":" + d.Domain
+		}
+		ev = ev.Strs("dkim", dk).Str("spf", c.SPF).Str("iprev", c.IPRev)
+	}
 	ev.Strs("channels", chans).
 		Strs("ids", ids).
 		Str("helo", ss.conn.Hostname()).
@@ -208,6 +280,7 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 		Msg("smtp transaction")
 	ss.txn.lastCode = 0
 	ss.txn.rejected = 0
+	ss.txn.checks = nil
 }
 
 // Reset implements smtp.Session. A transaction that ended without DATA
@@ -239,4 +312,106 @@ func tlsState(c *smtp.Conn) *store.TLSState {
 		CipherSuite: tls.CipherSuiteName(st.CipherSuite),
 		ServerName:  st.ServerName,
 	}
+}
+
+// AuthMechanisms implements smtp.AuthSession. go-smtp asks only on a TLS
+// connection (AllowInsecureAuth is off), so AUTH is never advertised in
+// clear; without smtp.auth_file it is not advertised at all.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.users == nil {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession for PLAIN (RFC 4616) and LOGIN.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.users == nil {
+		ss.s.m.SMTPReply(smtp.ErrAuthUnsupported.Code)
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if _, isTLS := ss.conn.TLSConnectionState(); !isTLS {
+		ss.s.m.SMTPReply(errEncryptionRequired.Code)
+		return nil, errEncryptionRequired
+	}
+	if ss.txn.hasFrom {
+		ss.s.m.SMTPReply(errAuthInTransaction.Code)
+		return nil, errAuthInTransaction
+	}
+	if ss.s.authFails.blocked(ss.peer.Addr()) {
+		ss.log.Warn().Int("code", errAuthThrottled.Code).Msg("smtp auth refused: too many failures from this address")
+		ss.s.m.SMTPReply(errAuthThrottled.Code)
+		ss.hangUp(errAuthThrottled)
+		return nil, errAuthThrottled
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(ss.authenticate), nil
+	case sasl.Login:
+		return &loginServer{authenticate: ss.authenticate}, nil
+	}
+	ss.s.m.SMTPReply(smtp.ErrAuthUnknownMechanism.Code)
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authenticate checks one user name and password. The authorization
+// identity of PLAIN may be empty or the user's own name: nobody acts for
+// somebody else here. Failures are counted against the peer's address;
+// the user name tried is not logged (it is sometimes a password typed
+// into the wrong field).
+func (ss *session) authenticate(identity, user, password string) error {
+	ok := ss.s.users.Verify(user, password)
+	if !ok || (identity != "" && identity != user) {
+		ss.s.authFails.fail(ss.peer.Addr())
+		ss.s.m.SMTPReply(errAuthFailed.Code)
+		ss.log.Warn().Int("code", errAuthFailed.Code).Msg("smtp auth failed")
+		return errAuthFailed
+	}
+	ss.authUser = user
+	ss.s.m.SMTPReply(235)
+	ss.log.Info().Str("auth_user", user).Msg("smtp auth")
+	return nil
+}
+
+// hangUp sends e and closes the connection, as closeIfIdle does. go-smtp
+// then writes e again into the closed connection, which goes nowhere.
+func (ss *session) hangUp(e *smtp.SMTPError) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return
+	}
+	ss.closed = true
+	nc := ss.conn.Conn()
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write([]byte(replyLine(ss.s.cfg.Hostname, e)))
+	nc.Close()
+}
+
+// loginServer is the server side of the LOGIN mechanism (the
+// draft-murchison-sasl-login exchange): "Username:", then "Password:",
+// each answered in base64; an initial response is the user name.
+type loginServer struct {
+	step         int
+	user         string
+	authenticate func(identity, user, password string) error
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		if response == nil {
+			l.step = 1
+			return []byte("Username:"), false, nil
+		}
+		l.user, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 1:
+		l.user, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.authenticate("", l.user, string(response))
+	}
+	return nil, true, sasl.ErrUnexpectedClientResponse
 }
