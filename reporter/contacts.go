@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/store"
@@ -178,7 +179,7 @@ func ReverseName(a netip.Addr, zone string) string {
 func ParseEmails(s string) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\t' || r == '"' }) {
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == '"' || unicode.IsSpace(r) }) {
 		f = strings.TrimPrefix(strings.TrimPrefix(f, "mailto:"), "MAILTO:")
 		if !ValidEmail(f) || seen[strings.ToLower(f)] {
 			continue
