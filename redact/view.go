@@ -128,6 +128,10 @@ func (vs *viewSet) spanView(src []byte, hdr bool, k int) *view {
 // revealed (a digest "=807b..." after a soft line break is not QP).
 // Renderings that change nothing are left out; the raw text is not included.
 // With limit >= 0 it stops once the limit-th rendering is made.
+//
+// A stage that would change nothing is not run at all (qpChanges,
+// urlChanges): its rendering would be left out, and the next stage would
+// see the same bytes with the same, identity, spans.
 func (vs *viewSet) render(src []byte, hdr, spans bool, limit int) []*view {
 	vs.used = 0
 	vs.out = vs.out[:0]
@@ -136,14 +140,11 @@ func (vs *viewSet) render(src []byte, hdr, spans bool, limit int) []*view {
 	// itself, whose offsets are already source offsets.
 	addURL := func(v *view, base bool) {
 		for round := 0; round < maxRounds && !done(); round++ {
-			if bytes.IndexByte(v.b, '%') < 0 && bytes.IndexByte(v.b, '&') < 0 {
+			if !urlChanges(v.b) {
 				return
 			}
 			next := vs.alloc(len(v.b), spans)
 			stageURL(next, v.b)
-			if len(next.b) == len(v.b) {
-				return
-			}
 			if spans && !base {
 				compose(v, next)
 			}
@@ -151,29 +152,23 @@ func (vs *viewSet) render(src []byte, hdr, spans bool, limit int) []*view {
 			v, base = next, false
 		}
 	}
-	if bytes.IndexByte(src, '=') < 0 && (!hdr || bytes.IndexByte(src, '\n') < 0) {
-		// Nothing for the first stage: URL-decode the source directly,
-		// its spans are already source offsets.
-		vs.src = view{b: src}
-		addURL(&vs.src, true)
-		vs.src = view{}
-		return vs.out
-	}
-	q1 := vs.alloc(len(src), spans)
-	stageQP(q1, src, hdr)
-	if len(q1.b) != len(src) {
+	vs.src = view{b: src}
+	defer func() { vs.src = view{} }()
+	q1, base := &vs.src, true
+	if qpChanges(src, hdr) {
+		q1, base = vs.alloc(len(src), spans), false
+		stageQP(q1, src, hdr)
 		vs.out = append(vs.out, q1)
 	}
-	addURL(q1, false)
-	if !done() && bytes.IndexByte(q1.b, '=') >= 0 {
+	addURL(q1, base)
+	if !done() && qpChanges(q1.b, false) {
 		q2 := vs.alloc(len(q1.b), spans)
-		if stageQP(q2, q1.b, false); len(q2.b) != len(q1.b) {
-			if spans {
-				compose(q1, q2)
-			}
-			vs.out = append(vs.out, q2)
-			addURL(q2, false)
+		stageQP(q2, q1.b, false)
+		if spans && !base {
+			compose(q1, q2)
 		}
+		vs.out = append(vs.out, q2)
+		addURL(q2, false)
 	}
 	return vs.out
 }
@@ -218,63 +213,90 @@ func (sc *scratch) release() {
 	scratchPool.Put(sc)
 }
 
+// qpAt tells what stageQP does at src[i], a byte nextQPSpecial stopped at:
+// n == 0, keep the byte; otherwise consume n bytes, emitting c if emit (an
+// =XX escape) or nothing (a soft line break, a fold). Every decoding
+// shortens the text, so a rendering changed iff some qpAt consumed.
+func qpAt(src []byte, i int, hdr bool) (c byte, n int, emit bool) {
+	if src[i] == '=' {
+		if i+2 < len(src) {
+			if h, ok := unhex(src[i+1]); ok {
+				if l, ok := unhex(src[i+2]); ok {
+					return h<<4 | l, 3, true
+				}
+			}
+		}
+		// Soft line break, allowing transport padding before the EOL.
+		j := i + 1
+		for j < len(src) && (src[j] == ' ' || src[j] == '\t') {
+			j++
+		}
+		if j < len(src) && src[j] == '\r' {
+			j++
+		}
+		if j < len(src) && src[j] == '\n' {
+			return 0, j + 1 - i, false
+		}
+	}
+	if hdr && (src[i] == '\r' || src[i] == '\n') {
+		// A fold: drop the line break and the whitespace after it, so
+		// that a token broken by a careless folder is whole again.
+		j := i
+		if src[j] == '\r' {
+			j++
+		}
+		if j < len(src) && src[j] == '\n' {
+			j++
+			k := j
+			for k < len(src) && (src[k] == ' ' || src[k] == '\t') {
+				k++
+			}
+			if k > j {
+				return 0, k - i, false
+			}
+		}
+	}
+	return 0, 0, false
+}
+
 // stageQP decodes quoted-printable (and, in a header, unfolds) src into v.
 func stageQP(v *view, src []byte, hdr bool) {
 	for i := 0; i < len(src); {
 		// Copy the run up to the next byte that can start an escape.
-		j := i + nextQPSpecial(src[i:], hdr)
-		if j > i {
+		if j := i + nextQPSpecial(src[i:], hdr); j > i {
 			v.copyRun(src, i, j)
 			if i = j; i == len(src) {
 				break
 			}
 		}
-		c := src[i]
-		if c == '=' {
-			if i+2 < len(src) {
-				if h, ok := unhex(src[i+1]); ok {
-					if l, ok := unhex(src[i+2]); ok {
-						v.add(h<<4|l, i, i+3)
-						i += 3
-						continue
-					}
-				}
-			}
-			// Soft line break, allowing transport padding before the EOL.
-			j := i + 1
-			for j < len(src) && (src[j] == ' ' || src[j] == '\t') {
-				j++
-			}
-			if j < len(src) && src[j] == '\r' {
-				j++
-			}
-			if j < len(src) && src[j] == '\n' {
-				i = j + 1
-				continue
-			}
+		c, n, emit := qpAt(src, i, hdr)
+		switch {
+		case n == 0:
+			v.add(src[i], i, i+1)
+			i++
+		case emit:
+			v.add(c, i, i+n)
+			i += n
+		default:
+			i += n
 		}
-		if hdr && (c == '\r' || c == '\n') {
-			// A fold: drop the line break and the whitespace after it, so
-			// that a token broken by a careless folder is whole again.
-			j := i
-			if src[j] == '\r' {
-				j++
-			}
-			if j < len(src) && src[j] == '\n' {
-				j++
-				k := j
-				for k < len(src) && (src[k] == ' ' || src[k] == '\t') {
-					k++
-				}
-				if k > j {
-					i = k
-					continue
-				}
-			}
-		}
-		v.add(c, i, i+1)
-		i++
 	}
+}
+
+// qpChanges reports whether stageQP(src, hdr) would decode anything. The
+// stage keeps every byte before its first decoding, so that is the first
+// special byte at which qpAt consumes.
+func qpChanges(src []byte, hdr bool) bool {
+	for i := 0; i < len(src); i++ {
+		j := nextQPSpecial(src[i:], hdr)
+		if i += j; i == len(src) {
+			return false
+		}
+		if _, n, _ := qpAt(src, i, hdr); n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func nextQPSpecial(b []byte, hdr bool) int {
@@ -292,41 +314,83 @@ func nextQPSpecial(b []byte, hdr bool) int {
 	return len(b)
 }
 
+// urlAt tells what stageURL does at src[i], a byte nextURLSpecial stopped
+// at: n == 0, keep the byte; otherwise emit c for n bytes.
+func urlAt(src []byte, i int) (c byte, n int) {
+	switch src[i] {
+	case '%':
+		if i+2 < len(src) {
+			if h, ok := unhex(src[i+1]); ok {
+				if l, ok := unhex(src[i+2]); ok {
+					return h<<4 | l, 3
+				}
+			}
+		}
+	case '&':
+		return entity(src[i:])
+	}
+	return 0, 0
+}
+
 // stageURL decodes percent-encoding and character references in src into v.
 func stageURL(v *view, src []byte) {
+	sp := urlSpecials{b: src, pct: -1, amp: -1}
 	for i := 0; i < len(src); {
-		j := i
-		for j < len(src) && src[j] != '%' && src[j] != '&' {
-			j++
-		}
-		if j > i {
+		if j := sp.next(i); j > i {
 			v.copyRun(src, i, j)
 			if i = j; i == len(src) {
 				break
 			}
 		}
-		c := src[i]
-		switch c {
-		case '%':
-			if i+2 < len(src) {
-				if h, ok := unhex(src[i+1]); ok {
-					if l, ok := unhex(src[i+2]); ok {
-						v.add(h<<4|l, i, i+3)
-						i += 3
-						continue
-					}
-				}
-			}
-		case '&':
-			if d, n := entity(src[i:]); n > 0 {
-				v.add(d, i, i+n)
-				i += n
-				continue
-			}
+		if c, n := urlAt(src, i); n > 0 {
+			v.add(c, i, i+n)
+			i += n
+			continue
 		}
-		v.add(c, i, i+1)
+		v.add(src[i], i, i+1)
 		i++
 	}
+}
+
+// urlChanges reports whether stageURL(src) would decode anything.
+func urlChanges(src []byte) bool {
+	sp := urlSpecials{b: src, pct: -1, amp: -1}
+	for i := 0; i < len(src); i++ {
+		if i = sp.next(i); i == len(src) {
+			return false
+		}
+		if _, n := urlAt(src, i); n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// urlSpecials finds the '%' and '&' bytes of a text in order. It remembers
+// the next of each, so that every byte is searched once: searching afresh
+// for both from every position is quadratic in "&#&#&#...".
+type urlSpecials struct {
+	b        []byte
+	pct, amp int // next '%' and '&' at or after the last position asked; len(b) if none
+}
+
+// next returns the index of the first '%' or '&' at or after i, or len(b).
+// Positions asked must not decrease.
+func (sp *urlSpecials) next(i int) int {
+	if sp.pct < i {
+		sp.pct = indexFrom(sp.b, i, '%')
+	}
+	if sp.amp < i {
+		sp.amp = indexFrom(sp.b, i, '&')
+	}
+	return min(sp.pct, sp.amp)
+}
+
+func indexFrom(b []byte, i int, c byte) int {
+	if k := bytes.IndexByte(b[i:], c); k >= 0 {
+		return i + k
+	}
+	return len(b)
 }
 
 // entity decodes an HTML character reference to an ASCII byte: &#64; &#x40;
