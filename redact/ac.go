@@ -5,30 +5,29 @@ package redact
 // size whatever the number of addresses and forms.
 //
 // A message is scanned several times over (raw and rendered, while
-// redacting and while verifying), so the scan loop is what Apply spends
-// most of its time in. It runs on a dense transition table: one load per
-// byte, fail links folded in. Bytes that occur in no needle share one
-// column, so the table is states x (distinct needle bytes + 1). Past
-// maxDense entries (many addresses found at a configured domain) the
-// sparse automaton is scanned instead; both find the same occurrences.
-
-type acEdge struct {
-	c    byte
-	next int32
-}
+// redacting and while verifying), and a new automaton is built for every
+// message, so both building and scanning are on the hot path. The automaton
+// is a dense transition table built in place: one load per scanned byte,
+// fail links folded in, one allocation. Bytes that occur in no needle share
+// one column, so the table is states x (distinct needle bytes + 1). Past
+// maxDense entries (many addresses found at a configured domain) a sparse
+// automaton is built instead; both report the same occurrences in the same
+// order.
 
 type acMachine struct {
-	root  [256]int32 // dense transitions out of the root: most steps start here
-	edges [][]acEdge // sparse transitions of the other states (few children each)
-	fail  []int32
-	out   [][]int32 // needle ids ending at this state, fail chain merged in
-	lens  []int     // needle lengths
+	lens []int // needle lengths
 
-	// Dense form, nil when over budget. An entry is the next state's row
-	// offset (state*nclass), bitwise negated when that state has outputs.
+	// Dense form. An entry is the next state's row offset (state*nclass),
+	// bitwise negated when an occurrence ends in that state.
 	delta  []int32
-	class  [256]int32 // byte (folded) -> column
+	class  [256]int32 // byte -> column (folded)
 	nclass int32
+	// Needles ending in state s are ownIDs[ownAt[s]:ownAt[s+1]], in id
+	// order; dict[s] is the nearest state on s's fail chain that has some
+	// (0: none). An occurrence of every one of them ends where s is reached.
+	ownIDs, ownAt, dict []int32
+
+	sparse *acSparse // instead of the dense form, when over budget
 }
 
 // maxDense bounds the dense table (4 bytes an entry).
@@ -45,13 +44,158 @@ var foldTable = func() (t [256]byte) {
 }()
 
 func newACMachine(pats [][]byte) *acMachine {
-	m := &acMachine{edges: [][]acEdge{nil}, fail: []int32{0}, out: [][]int32{nil}}
+	var used [256]bool
+	bound := 1 // states: at most one per needle byte, and the root
+	for _, p := range pats {
+		bound += len(p)
+		for _, c := range p {
+			used[foldTable[c]] = true
+		}
+	}
+	nc := int32(1) // column 0: bytes in no needle, always back to the root
+	var col [256]int32
+	for c := range used {
+		if used[c] {
+			col[c] = nc
+			nc++
+		}
+	}
+	if bound*int(nc) > maxDense {
+		return newSparseMachine(pats)
+	}
+	return newDenseMachine(pats, &col, nc)
+}
+
+func newDenseMachine(pats [][]byte, col *[256]int32, nc int32) *acMachine {
+	m := &acMachine{nclass: nc, lens: make([]int, len(pats))}
+	for c := range m.class {
+		m.class[c] = col[foldTable[c]]
+	}
+	// The trie, in delta: an entry is a child's state number, 0 for none
+	// (no edge leads back to the root).
+	d := make([]int32, nc, 4*int(nc))
+	ends := make([]int32, len(pats)) // state each needle ends in; 0: empty needle
+	for id, p := range pats {
+		m.lens[id] = len(p)
+		s := int32(0)
+		for _, c := range p {
+			e := s*nc + col[foldTable[c]]
+			if d[e] == 0 {
+				d[e] = int32(len(d)) / nc
+				d = append(d, make([]int32, nc)...)
+			}
+			s = d[e]
+		}
+		ends[id] = s
+	}
+	states := int32(len(d)) / nc
+	m.ownAt = make([]int32, states+1)
+	for _, s := range ends {
+		if s != 0 {
+			m.ownAt[s+1]++
+		}
+	}
+	for s := int32(0); s < states; s++ {
+		m.ownAt[s+1] += m.ownAt[s]
+	}
+	m.ownIDs = make([]int32, m.ownAt[states])
+	next := append([]int32(nil), m.ownAt[:states]...)
+	for id, s := range ends {
+		if s != 0 {
+			m.ownIDs[next[s]] = int32(id)
+			next[s]++
+		}
+	}
+	// Breadth first, each row is completed in place: a child's entry
+	// becomes its encoded offset, a missing one the fail state's entry
+	// (shallower, so already complete).
+	fail := make([]int32, states)
+	m.dict = make([]int32, states)
+	hasOut := func(s int32) bool { return m.ownAt[s+1] > m.ownAt[s] || m.dict[s] != 0 }
+	queue := make([]int32, 1, states)
+	for qi := 0; qi < len(queue); qi++ {
+		s := queue[qi]
+		row := d[s*nc : (s+1)*nc]
+		var frow []int32
+		if s != 0 {
+			frow = d[fail[s]*nc : (fail[s]+1)*nc]
+		}
+		for c := range row {
+			t := row[c]
+			if t == 0 {
+				if s != 0 {
+					row[c] = frow[c]
+				}
+				continue
+			}
+			if s != 0 {
+				f := frow[c]
+				if f < 0 {
+					f = ^f
+				}
+				fail[t] = f / nc
+			}
+			if f := fail[t]; m.ownAt[f+1] > m.ownAt[f] {
+				m.dict[t] = f
+			} else {
+				m.dict[t] = m.dict[f]
+			}
+			row[c] = t * nc
+			if hasOut(t) {
+				row[c] = ^row[c]
+			}
+			queue = append(queue, t)
+		}
+	}
+	m.delta = d
+	return m
+}
+
+// scan calls fn(id, start, end) for every (folded) occurrence of every
+// needle, in the order of their ends and, at one end, longest needle state
+// first along the fail chain.
+func (m *acMachine) scan(text []byte, fn func(id int32, start, end int)) {
+	if m.sparse != nil {
+		m.sparse.scan(text, m.lens, fn)
+		return
+	}
+	d, cl, nc := m.delta, &m.class, m.nclass
+	off := int32(0)
+	for i, c := range text {
+		off = d[off+cl[c]]
+		if off < 0 {
+			off = ^off
+			for s := off / nc; s != 0; s = m.dict[s] {
+				for _, id := range m.ownIDs[m.ownAt[s]:m.ownAt[s+1]] {
+					fn(id, i+1-m.lens[id], i+1)
+				}
+			}
+		}
+	}
+}
+
+// acSparse is the automaton with sparse transitions, for needle sets whose
+// dense table would be too large.
+type acEdge struct {
+	c    byte
+	next int32
+}
+
+type acSparse struct {
+	root  [256]int32 // dense transitions out of the root: most steps start here
+	edges [][]acEdge // sparse transitions of the other states (few children each)
+	fail  []int32
+	out   [][]int32 // needle ids ending at this state, fail chain merged in
+}
+
+func newSparseMachine(pats [][]byte) *acMachine {
+	m := &acSparse{edges: [][]acEdge{nil}, fail: []int32{0}, out: [][]int32{nil}}
 	for i := range m.root {
 		m.root[i] = -1
 	}
-	m.lens = make([]int, len(pats))
+	lens := make([]int, len(pats))
 	for id, p := range pats {
-		m.lens[id] = len(p)
+		lens[id] = len(p)
 		if len(p) == 0 {
 			continue
 		}
@@ -105,72 +249,10 @@ func newACMachine(pats [][]byte) *acMachine {
 			queue = append(queue, e.next)
 		}
 	}
-	m.buildDense()
-	return m
+	return &acMachine{lens: lens, sparse: m}
 }
 
-// buildDense fills the dense table. States are numbered in insertion
-// order, so it visits them breadth first (a fail link is shallower than
-// its state, so its row is complete when the state's row copies from it).
-func (m *acMachine) buildDense() {
-	var used [256]bool
-	for s := range m.edges {
-		for _, e := range m.edges[s] {
-			used[e.c] = true
-		}
-	}
-	for c, n := range m.root {
-		if n >= 0 {
-			used[c] = true
-		}
-	}
-	nc := int32(1) // column 0: bytes in no needle, always back to the root
-	var col [256]int32
-	for c := range used {
-		if used[c] {
-			col[c] = nc
-			nc++
-		}
-	}
-	states := len(m.edges)
-	if states*int(nc) > maxDense {
-		return
-	}
-	for c := range m.class {
-		m.class[c] = col[foldTable[c]]
-	}
-	m.nclass = nc
-	d := make([]int32, states*int(nc))
-	enc := func(n int32) int32 {
-		if len(m.out[n]) > 0 {
-			return ^(n * nc)
-		}
-		return n * nc
-	}
-	for c := range used {
-		if n := m.root[c]; used[c] && n >= 0 {
-			d[col[c]] = enc(n)
-		}
-	}
-	order := make([]int32, 0, states)
-	for c := 0; c < 256; c++ {
-		if n := m.root[c]; n >= 0 {
-			order = append(order, n)
-		}
-	}
-	for i := 0; i < len(order); i++ {
-		s := order[i]
-		row := d[s*nc : (s+1)*nc]
-		copy(row, d[m.fail[s]*nc:(m.fail[s]+1)*nc])
-		for _, e := range m.edges[s] {
-			row[col[e.c]] = enc(e.next)
-			order = append(order, e.next)
-		}
-	}
-	m.delta = d
-}
-
-func (m *acMachine) child(s int32, c byte) int32 {
+func (m *acSparse) child(s int32, c byte) int32 {
 	if s == 0 {
 		return m.root[c]
 	}
@@ -182,28 +264,7 @@ func (m *acMachine) child(s int32, c byte) int32 {
 	return -1
 }
 
-// scan calls fn(id, start, end) for every (folded) occurrence of every
-// needle, in the order of their ends and, at one end, of the out lists.
-func (m *acMachine) scan(text []byte, fn func(id int32, start, end int)) {
-	if m.delta == nil {
-		m.scanSparse(text, fn)
-		return
-	}
-	d, cl, nc := m.delta, &m.class, m.nclass
-	off := int32(0)
-	for i, c := range text {
-		off = d[off+cl[c]]
-		if off < 0 {
-			off = ^off
-			for _, id := range m.out[off/nc] {
-				fn(id, i+1-m.lens[id], i+1)
-			}
-		}
-	}
-}
-
-// scanSparse is scan on the sparse automaton.
-func (m *acMachine) scanSparse(text []byte, fn func(id int32, start, end int)) {
+func (m *acSparse) scan(text []byte, lens []int, fn func(id int32, start, end int)) {
 	s := int32(0)
 	for i, c := range text {
 		c = foldTable[c]
@@ -218,7 +279,7 @@ func (m *acMachine) scanSparse(text []byte, fn func(id int32, start, end int)) {
 			s = m.fail[s]
 		}
 		for _, id := range m.out[s] {
-			fn(id, i+1-m.lens[id], i+1)
+			fn(id, i+1-lens[id], i+1)
 		}
 	}
 }

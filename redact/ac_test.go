@@ -29,11 +29,10 @@ func TestDenseScanMatchesSparse(t *testing.T) {
 			pats[i] = randBytes(rng.Intn(7)) // empty needles included
 		}
 		m := newACMachine(pats)
-		if m.delta == nil {
+		if m.sparse != nil {
 			t.Fatal("small machine has no dense table")
 		}
-		sparse := *m
-		sparse.delta = nil
+		sparse := newSparseMachine(pats)
 		text := randBytes(rng.Intn(400))
 		var dense, want []hit
 		m.scan(text, func(id int32, s, e int) { dense = append(dense, hit{id, s, e}) })
