@@ -43,7 +43,10 @@ var foldTable = func() (t [256]byte) {
 	return t
 }()
 
-func newACMachine(pats [][]byte) *acMachine {
+// newACMachine builds the automaton of pats. The dense table is built in
+// buf's memory when it is large enough (buf is reused from message to
+// message; the machine owns it until it is dropped).
+func newACMachine(pats [][]byte, buf []int32) *acMachine {
 	var used [256]bool
 	bound := 1 // states: at most one per needle byte, and the root
 	for _, p := range pats {
@@ -63,32 +66,46 @@ func newACMachine(pats [][]byte) *acMachine {
 	if bound*int(nc) > maxDense {
 		return newSparseMachine(pats)
 	}
-	return newDenseMachine(pats, &col, nc)
+	if cap(buf) < bound*int(nc) {
+		buf = make([]int32, bound*int(nc))
+	}
+	return newDenseMachine(pats, &col, nc, buf[:bound*int(nc)])
 }
 
-func newDenseMachine(pats [][]byte, col *[256]int32, nc int32) *acMachine {
+func newDenseMachine(pats [][]byte, col *[256]int32, nc int32, d []int32) *acMachine {
 	m := &acMachine{nclass: nc, lens: make([]int, len(pats))}
 	for c := range m.class {
 		m.class[c] = col[foldTable[c]]
 	}
-	// The trie, in delta: an entry is a child's state number, 0 for none
-	// (no edge leads back to the root).
-	d := make([]int32, nc, 4*int(nc))
+	// The trie, in d: an entry is a child's state number, 0 for none (no
+	// edge leads back to the root). Each state also records its parent's
+	// list of children (first, sib) and the column of its edge.
+	clear(d[:nc])
+	first := []int32{0}
+	sib := []int32{0}
+	edgeCol := []int32{0}
 	ends := make([]int32, len(pats)) // state each needle ends in; 0: empty needle
+	states := int32(1)
 	for id, p := range pats {
 		m.lens[id] = len(p)
 		s := int32(0)
 		for _, c := range p {
 			e := s*nc + col[foldTable[c]]
 			if d[e] == 0 {
-				d[e] = int32(len(d)) / nc
-				d = append(d, make([]int32, nc)...)
+				t := states
+				states++
+				clear(d[t*nc : (t+1)*nc])
+				d[e] = t
+				first = append(first, 0)
+				sib = append(sib, first[s])
+				first[s] = t
+				edgeCol = append(edgeCol, col[foldTable[c]])
 			}
 			s = d[e]
 		}
 		ends[id] = s
 	}
-	states := int32(len(d)) / nc
+	d = d[:states*nc]
 	m.ownAt = make([]int32, states+1)
 	for _, s := range ends {
 		if s != 0 {
@@ -106,9 +123,9 @@ func newDenseMachine(pats [][]byte, col *[256]int32, nc int32) *acMachine {
 			next[s]++
 		}
 	}
-	// Breadth first, each row is completed in place: a child's entry
-	// becomes its encoded offset, a missing one the fail state's entry
-	// (shallower, so already complete).
+	// Breadth first, each row is completed in place: a missing child's
+	// entry is the fail state's entry (shallower, so already complete),
+	// a child's is its encoded offset.
 	fail := make([]int32, states)
 	m.dict = make([]int32, states)
 	hasOut := func(s int32) bool { return m.ownAt[s+1] > m.ownAt[s] || m.dict[s] != 0 }
@@ -119,15 +136,10 @@ func newDenseMachine(pats [][]byte, col *[256]int32, nc int32) *acMachine {
 		var frow []int32
 		if s != 0 {
 			frow = d[fail[s]*nc : (fail[s]+1)*nc]
+			copy(row, frow) // the root row keeps its zeros
 		}
-		for c := range row {
-			t := row[c]
-			if t == 0 {
-				if s != 0 {
-					row[c] = frow[c]
-				}
-				continue
-			}
+		for t := first[s]; t != 0; t = sib[t] {
+			c := edgeCol[t]
 			if s != 0 {
 				f := frow[c]
 				if f < 0 {

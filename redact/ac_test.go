@@ -28,7 +28,7 @@ func TestDenseScanMatchesSparse(t *testing.T) {
 		for i := range pats {
 			pats[i] = randBytes(rng.Intn(7)) // empty needles included
 		}
-		m := newACMachine(pats)
+		m := newACMachine(pats, nil)
 		if m.sparse != nil {
 			t.Fatal("small machine has no dense table")
 		}

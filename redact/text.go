@@ -37,6 +37,10 @@ func newSession(r *Redactor) *session {
 // release returns the session's buffers for reuse. Nothing Apply returns
 // points into them: renderings are only searched and mapped back to spans.
 func (s *session) release() {
+	if s.ac != nil && s.ac.delta != nil {
+		s.scratch.acTable = s.ac.delta[:0]
+		s.ac = nil
+	}
 	s.scratch.release()
 	s.scratch = nil
 }
@@ -71,7 +75,7 @@ func (s *session) build() {
 	for i := range s.needles {
 		pats[i] = s.needles[i].pat
 	}
-	s.ac = newACMachine(pats)
+	s.ac = newACMachine(pats, s.scratch.acTable)
 }
 
 type match struct {

@@ -192,6 +192,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 type scratch struct {
 	search  viewSet // renderings being searched
 	spanned viewSet // a rendering rebuilt with spans for replacing
+	acTable []int32 // the automaton's dense table (at most maxDense entries)
 }
 
 // maxPooledView bounds what a pooled scratch keeps, so that one huge
