@@ -52,7 +52,9 @@ type Deliverer struct {
 }
 
 func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
-	dl := net.Dialer{Timeout: cmp.Or(d.DialTimeout, 30*time.Second)}
+	// Host names (MX hosts, the smarthost) resolve through the
+	// configured resolver too.
+	dl := net.Dialer{Timeout: cmp.Or(d.DialTimeout, 30*time.Second), Resolver: d.Resolver}
 	return dl.DialContext(ctx, "tcp", addr)
 }
 
