@@ -200,28 +200,32 @@ func decodeB64Body(body []byte) ([]byte, b64Layout, bool) {
 	}
 	trimmed := bytes.TrimRight(body, " \t\r\n")
 	lay.finalEOL = len(trimmed) < len(body)
-	lines := bytes.Split(trimmed, []byte("\n"))
+	// The lines of trimmed, walked without building a list of them.
 	chars := make([]byte, 0, len(trimmed))
-	for i, l := range lines {
+	nlines, irregular := 0, false
+	for rest := trimmed; ; nlines++ {
+		l := rest
+		i := bytes.IndexByte(rest, '\n')
+		if i >= 0 {
+			l, rest = rest[:i], rest[i+1:]
+		}
 		l = bytes.TrimRight(l, "\r")
-		if i == 0 {
+		if nlines == 0 {
 			lay.lineLen = len(l)
+		} else if i >= 0 && len(l) != lay.lineLen {
+			irregular = true // a line other than the last differs
 		}
 		chars = append(chars, l...)
+		if i < 0 {
+			nlines++
+			break
+		}
 	}
-	if len(lines) == 1 {
+	if nlines == 1 {
 		lay.lineLen = 0
-	} else {
+	} else if irregular || lay.lineLen%4 != 0 || lay.lineLen == 0 {
 		// Irregular wrapping cannot be reproduced; use the usual 76.
-		for _, l := range lines[:len(lines)-1] {
-			if len(bytes.TrimRight(l, "\r")) != lay.lineLen {
-				lay.lineLen = 76
-				break
-			}
-		}
-		if lay.lineLen%4 != 0 || lay.lineLen == 0 {
-			lay.lineLen = 76
-		}
+		lay.lineLen = 76
 	}
 	enc := base64.StdEncoding
 	if len(chars)%4 != 0 {
@@ -320,6 +324,7 @@ func rewrapQP(b []byte) []byte {
 		eol = "\r\n"
 	}
 	var out bytes.Buffer
+	out.Grow(len(b) + len(b)/32) // room for the soft breaks of long lines
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		line, rest := b, []byte(nil)

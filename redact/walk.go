@@ -176,6 +176,10 @@ func walk(b []byte, path []int, depth int, v visitor) (err error) {
 
 // walkUTF16 shows a visitor the UTF-8 transcoding of UTF-16 text.
 func walkUTF16(body []byte, cte, cs string, path []int, v visitor) error {
+	if is, _, _ := utf16Order(cs, nil); !is {
+		// The charset alone decides; do not decode base64 for nothing.
+		return nil
+	}
 	if cte == "base64" {
 		if dec, _, ok := decodeB64Body(body); ok {
 			body = dec
