@@ -445,8 +445,9 @@ func (s *gateSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	for _, c := range s.g.got {
 		n += c
 	}
+	open := s.g.open
 	s.g.mu.Unlock()
-	if n >= s.g.open {
+	if n >= open {
 		select {
 		case s.g.held <- struct{}{}:
 		default:
