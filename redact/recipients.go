@@ -69,7 +69,7 @@ func (c *recipientCollector) field(_ []int, name, value []byte) error {
 	// Also every address-shaped token: a field mail cannot parse still
 	// names its recipient.
 	for _, t := range [...]string{v, dec} {
-		atAddrs([]byte(t), func(a []byte, _ string) {
+		atAddrs([]byte(t), func(a, _ []byte) {
 			c.add(strings.TrimLeft(string(a), "=/?&'|!#$^`{}~*%"))
 		})
 	}

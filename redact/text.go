@@ -15,17 +15,18 @@ import (
 
 // session is the state of one Apply call.
 type session struct {
-	r       *Redactor
-	targets []*target
-	byLower map[string]int
-	needles []needle
-	ac      *acMachine
-	sum     Summary
-	err     error
-	inEW    bool // counting matches inside encoded words
-	inQP    bool // writing into a quoted-printable body
-	skipped bool // an overlapping occurrence was left for another round
-	scratch *scratch
+	r        *Redactor
+	targets  []*target
+	byLower  map[string]int
+	needles  []needle
+	ac       *acMachine
+	sum      Summary
+	err      error
+	inEW     bool // counting matches inside encoded words
+	inQP     bool // writing into a quoted-printable body
+	skipped  bool // an overlapping occurrence was left for another round
+	scratch  *scratch
+	lowerBuf []byte // discovery's lower-cased candidate address
 }
 
 // newSession starts an Apply call; the caller must call release when the

@@ -258,7 +258,10 @@ func eachText(vs *viewSet, b []byte, hdr bool, fn func(t []byte) error) error {
 // atAddrs calls fn for every address-like token around an '@' in t: the
 // longest local part the syntax allows and, when that begins with URL or
 // list punctuation, also the part after it.
-func atAddrs(t []byte, fn func(addr []byte, domain string)) {
+//
+// The domain is passed as written: it is ASCII (letters, digits, '-', '.'),
+// so domainMatch compares it ASCII-folded without lower-casing a copy.
+func atAddrs(t []byte, fn func(addr, domain []byte)) {
 	for i := 0; i < len(t); {
 		j := bytes.IndexByte(t[i:], '@')
 		if j < 0 {
@@ -286,7 +289,7 @@ func atAddrs(t []byte, fn func(addr []byte, domain string)) {
 		if st == at {
 			continue
 		}
-		dom := strings.ToLower(string(t[at+1 : e]))
+		dom := t[at+1 : e]
 		fn(t[st:e], dom)
 		for k := at - 1; k > st; k-- {
 			if strings.IndexByte("=/?&'|!#$^`{}~*%", t[k-1]) >= 0 {
@@ -297,13 +300,23 @@ func atAddrs(t []byte, fn func(addr []byte, domain string)) {
 	}
 }
 
+func appendFolded(dst, b []byte) []byte {
+	for _, c := range b {
+		dst = append(dst, foldTable[c])
+	}
+	return dst
+}
+
 func isAtext(c byte) bool {
 	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
 }
 
-func (r *Redactor) domainMatch(dom string) bool {
+// domainMatch reports whether dom (ASCII, any case) is one of the policy's
+// domains or a subdomain of one.
+func (r *Redactor) domainMatch(dom []byte) bool {
 	for _, d := range r.domains {
-		if dom == d || strings.HasSuffix(dom, "."+d) {
+		if len(dom) == len(d) && foldedEqual(dom, d) ||
+			len(dom) > len(d) && dom[len(dom)-len(d)-1] == '.' && foldedEqual(dom[len(dom)-len(d):], d) {
 			return true
 		}
 	}
@@ -319,9 +332,11 @@ func (d discoverer) field(path []int, name, value []byte) error { return d.text(
 
 func (d discoverer) text(_ []int, b []byte, hdr bool) error {
 	return eachText(&d.s.scratch.search, b, hdr, func(t []byte) error {
-		atAddrs(t, func(a []byte, dom string) {
-			lower := strings.ToLower(string(a))
-			if _, ok := d.s.byLower[lower]; ok || d.s.r.domainMatch(dom) {
+		atAddrs(t, func(a, dom []byte) {
+			// a is ASCII (atext, '@', domain bytes): folding it is
+			// lower-casing it. The map lookup does not copy the key.
+			d.s.lowerBuf = appendFolded(d.s.lowerBuf[:0], a)
+			if _, ok := d.s.byLower[string(d.s.lowerBuf)]; ok || d.s.r.domainMatch(dom) {
 				d.s.addTarget(string(a))
 			}
 		})
@@ -346,7 +361,7 @@ func (v verifier) check(path []int, b []byte, hdr bool) error {
 			return fmt.Errorf("%w: a %s form of an address survived in %s", ErrUnredactable, form, pathString(path))
 		}
 		var err error
-		atAddrs(t, func(a []byte, dom string) {
+		atAddrs(t, func(a, dom []byte) {
 			if err == nil && v.s.r.domainMatch(dom) {
 				err = fmt.Errorf("%w: an address at a redacted domain survived in %s", ErrUnredactable, pathString(path))
 			}
