@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -312,10 +313,8 @@ func (s *Server) listOutbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := q.Get("status")
-	switch status {
-	case "", store.OutboxPending, store.OutboxSent, store.OutboxFailed, store.OutboxDryRun:
-	default:
-		replyBadParam(w, &badParam{"status", "want pending, sent, failed or dry-run"})
+	if status != "" && !slices.Contains(store.OutboxStatuses, status) {
+		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(store.OutboxStatuses, ", ")})
 		return
 	}
 	limit, err := parseLimit(q)

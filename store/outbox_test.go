@@ -126,11 +126,19 @@ func TestForgetReportAndPruneMail(t *testing.T) {
 	if _, err := s.GetOutbox(m.ID); err != nil {
 		t.Fatalf("outbox entry lost: %v", err)
 	}
-	// A rendered message whose entry retention removed is pruned.
+	// Retention removes a rendered message with its entry.
 	if err := s.Commit(func(tx *bbolt.Tx) error { return PutOutboxMailTx(tx, m.ID, []byte("rendered")) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Sweep("x", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OutboxMail(m.ID); err != ErrNotFound {
+		t.Fatalf("rendered mail outlived retention: %v", err)
+	}
+	// A rendered message without entry (left by an older binary) is pruned.
+	orphan, _ := NewID()
+	if err := s.Commit(func(tx *bbolt.Tx) error { return PutOutboxMailTx(tx, orphan, []byte("rendered")) }); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.PruneOutboxMail(); err != nil || n != 1 {

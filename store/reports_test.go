@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // seedReports stores n reports, one per minute going back from now,
@@ -199,5 +201,45 @@ func TestOutboxAndBackup(t *testing.T) {
 	}
 	if d, _ := b.OutboxDepth(); d != 2 {
 		t.Errorf("backup outbox depth %d", d)
+	}
+}
+
+// TestSweepForgetsOutboxState: retention removes a report's outbox entry
+// with its due-index key and its rendered message, which embeds the
+// evidence and must not outlive it.
+func TestSweepForgetsOutboxState(t *testing.T) {
+	s := open(t, t.TempDir())
+	old := time.Now().Add(-48 * time.Hour)
+	id := idAt(t, old)
+	m := msg(t, "trap")
+	m.ID = id
+	r := &Report{ID: id, Channel: "trap", Via: "smtp", XARF: json.RawMessage(`{}`)}
+	if err := s.Put([]Entry{{Message: m, Raw: []byte("evidence"), Report: r,
+		Outbox: &OutboxEntry{ID: id, Channel: "trap", Status: OutboxPending, Created: old}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(func(tx *bbolt.Tx) error { return PutOutboxMailTx(tx, id, []byte("rendered with evidence")) }); err != nil {
+		t.Fatal(err)
+	}
+	if due, _, err := s.DueOutbox(time.Now(), 10); err != nil || len(due) != 1 {
+		t.Fatalf("due before sweep: %v %v", due, err)
+	}
+	if n, err := s.Sweep("trap", time.Now().Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if _, err := s.OutboxMail(id); err == nil {
+		t.Error("rendered message outlived its report")
+	}
+	if _, err := s.GetOutbox(id); err == nil {
+		t.Error("outbox entry outlived its report")
+	}
+	err := s.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketOutboxDue).Cursor().First(); k != nil {
+			t.Errorf("due index still holds %x", k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -59,12 +59,33 @@ func deleteAll(tx *bbolt.Tx, channelIndex *bbolt.Bucket, k []byte) error {
 			}
 		}
 	}
-	for _, b := range []*bbolt.Bucket{channelIndex, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw), reports, tx.Bucket(bucketOutbox)} {
+	if err := deleteOutbox(tx, k); err != nil {
+		return err
+	}
+	for _, b := range []*bbolt.Bucket{channelIndex, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw), reports} {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// deleteOutbox removes the outbox entry k with its due-index key and its
+// rendered message (which embeds the evidence and must not outlive it).
+func deleteOutbox(tx *bbolt.Tx, k []byte) error {
+	ob := tx.Bucket(bucketOutbox)
+	if v := ob.Get(k); v != nil {
+		var e OutboxEntry
+		if json.Unmarshal(v, &e) == nil && e.Status == OutboxPending {
+			if err := tx.Bucket(bucketOutboxDue).Delete(dueKey(e.due(), e.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Bucket(bucketOutboxMail).Delete(k); err != nil {
+		return err
+	}
+	return ob.Delete(k)
 }
 
 // Retention maps a channel name to how long its data is kept.
