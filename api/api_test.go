@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -356,6 +358,24 @@ func TestOutboxListing(t *testing.T) {
 	}
 	if r := e.get("/api/v1/outbox?status=queued", ""); r.code != 400 {
 		t.Errorf("bad status: %d", r.code)
+	}
+	if r := e.get("/api/v1/outbox?status=withheld", ""); r.code != 200 {
+		t.Errorf("reporter status withheld: %d %s", r.code, r.body)
+	}
+
+	// The rendered message of an entry, as sent.
+	id := entries[1].Outbox.ID
+	if r := e.get("/api/v1/outbox/"+id.String()+"/message", ""); r.code != 404 {
+		t.Errorf("message before rendering: %d", r.code)
+	}
+	if err := e.st.Commit(func(tx *bbolt.Tx) error {
+		return store.PutOutboxMailTx(tx, id, []byte("Subject: report\r\n\r\nbody\r\n"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.get("/api/v1/outbox/"+id.String()+"/message", "")
+	if r.code != 200 || r.h.Get("Content-Type") != "message/rfc822" || string(r.body) != "Subject: report\r\n\r\nbody\r\n" {
+		t.Errorf("rendered message: %d %q %q", r.code, r.h.Get("Content-Type"), r.body)
 	}
 }
 

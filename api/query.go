@@ -247,6 +247,34 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 	w.Write(raw)
 }
 
+// GET /api/v1/outbox/{id}/message: the rendered (and signed) report
+// message of an outbox entry, exactly as it was or would be sent.
+func (s *Server) getOutboxMessage(w http.ResponseWriter, r *http.Request) {
+	if _, err := query(r, nil); err != nil {
+		replyBadParam(w, err)
+		return
+	}
+	id, ok := pathID(r)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such outbox entry")
+		return
+	}
+	raw, err := s.st.OutboxMail(id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no rendered message for this entry")
+		return
+	}
+	if err != nil {
+		internalError(w, r, "reading rendered message", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "message/rfc822")
+	h.Set("Content-Length", strconv.Itoa(len(raw)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(raw)
+}
+
 type messageEntry struct {
 	ID       string    `json:"id"`
 	Channel  string    `json:"channel,omitempty"`

@@ -176,6 +176,7 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/api/v1/channels/{name}/reports", scopeSubmit, s.submitReport},
 		{"GET", "/api/v1/stream", scopeRead, s.stream},
 		{"GET", "/api/v1/outbox", scopeRead, s.listOutbox},
+		{"GET", "/api/v1/outbox/{id}/message", scopeRead, s.getOutboxMessage},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
 	}
 	mux := http.NewServeMux()
