@@ -44,6 +44,14 @@ func FuzzParse(f *testing.F) {
 		if errors.Is(err, ErrInternal) {
 			t.Fatalf("panic inside Parse: %v", err)
 		}
+		// ParseHeader reads the same top-level header, never more.
+		h, herr := ParseHeader(raw)
+		if errors.Is(herr, ErrInternal) {
+			t.Fatalf("panic inside ParseHeader: %v", herr)
+		}
+		if r != nil && len(h) != len(r.Header) {
+			t.Fatalf("ParseHeader found %d fields, Parse %d", len(h), len(r.Header))
+		}
 		if (r == nil) == (err == nil) {
 			t.Fatalf("Parse returned report %v and error %v", r != nil, err)
 		}

@@ -522,3 +522,27 @@ func (p *parser) negativeReason() string {
 	}
 	return "plain message: no feedback report"
 }
+
+// ParseHeader reads only the top-level header of raw, as leniently as
+// Parse does (line endings, BOM, folding), without walking the body: for
+// callers that need the header of plain mail (trap hits) and nothing
+// else. It returns ErrEmpty or ErrNoHeader when there is none.
+func ParseHeader(raw []byte) (h Header, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h, err = nil, fmt.Errorf("%w: %v", ErrInternal, p)
+		}
+	}()
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, ErrEmpty
+	}
+	if len(raw) > MaxInputSize {
+		raw = raw[:MaxInputSize]
+	}
+	var w warnings
+	h, _ = parseHeader(normalize(raw, &w), &w)
+	if len(h) == 0 {
+		return nil, ErrNoHeader
+	}
+	return h, nil
+}

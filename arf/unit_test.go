@@ -180,3 +180,26 @@ func TestFeedbackTypeLine(t *testing.T) {
 		}
 	}
 }
+
+func TestParseHeader(t *testing.T) {
+	raw := []byte("\xef\xbb\xbfReceived: from a (a [192.0.2.1])\r\n\tby b; Fri, 27 Nov 2026 10:00:00 +0000\r\nSubject: hi\r\n\r\nSubject: not a header\r\n")
+	h, err := ParseHeader(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 {
+		t.Fatalf("fields = %+v", h)
+	}
+	if v, _ := h.Get("subject"); v != "hi" {
+		t.Errorf("Subject = %q", v)
+	}
+	if v, _ := h.Get("Received"); !strings.Contains(v, "by b;") {
+		t.Errorf("folded Received = %q", v)
+	}
+	if _, err := ParseHeader([]byte(" \r\n")); err != ErrEmpty {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := ParseHeader([]byte("\r\njust a body\r\n")); err != ErrNoHeader {
+		t.Errorf("no header: %v", err)
+	}
+}

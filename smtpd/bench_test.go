@@ -3,20 +3,23 @@ package smtpd
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/emersion/go-smtp"
 )
 
-// BenchmarkServe measures SMTP-to-durable-250 in process, 32 sessions at
-// once; the load tool (cmd/xarfd-load) measures the real binary.
+// BenchmarkServe measures SMTP-to-durable-250 in process, with one
+// session and with 32 at once; the load tool (cmd/xarfd-load) measures the
+// real binary.
 func BenchmarkServe(b *testing.B) {
-	for _, size := range []int{2 << 10, 20 << 10} {
-		b.Run(fmt.Sprintf("%dKB/c32", size>>10), func(b *testing.B) {
+	for _, bc := range []struct{ size, sessions int }{{2 << 10, 1}, {2 << 10, 32}, {20 << 10, 1}, {20 << 10, 32}} {
+		size := bc.size
+		b.Run(fmt.Sprintf("%dKB/c%d", size>>10, bc.sessions), func(b *testing.B) {
 			ts := startServer(b, nil)
 			body := append([]byte("Subject: bench\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), size/66)...)
 			b.SetBytes(int64(len(body)))
-			b.SetParallelism(16)
+			b.SetParallelism(max(bc.sessions/runtime.GOMAXPROCS(0), 1))
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				c, err := smtp.Dial(ts.addr)

@@ -189,14 +189,14 @@ func FromTrap(in Input) (*Report, error) {
 	if err := in.check(); err != nil {
 		return nil, err
 	}
-	// arf.Parse reads the header leniently (line endings, BOM, mbox From
-	// line, folding); for plain mail it yields ClassNotReport, ignored here.
-	msg, err := arf.Parse(in.Message)
+	// Only the header matters for a trap hit; arf reads it as leniently as
+	// a report's (line endings, BOM, folding) without walking the body.
+	h, err := arf.ParseHeader(in.Message)
 	if err != nil {
 		return nil, fmt.Errorf("reading trap message: %w", err)
 	}
 	b := newBuild(&in, SourceSpamtrap)
-	o, err := trapOrigin(&in, msg.Header)
+	o, err := trapOrigin(&in, h)
 	if err != nil {
 		return nil, err
 	}
@@ -217,13 +217,13 @@ func FromTrap(in Input) (*Report, error) {
 	case env != nil:
 		b.setFrom(env.MailFrom, true, "relay-mail-from")
 	default:
-		if rp, ok := msg.Header.Get("Return-Path"); ok {
+		if rp, ok := h.Get("Return-Path"); ok {
 			b.setFrom(rp, true, "return-path")
 		} else {
 			b.setFrom("", false, "")
 		}
 	}
-	b.headerFields(msg.Header)
+	b.headerFields(h)
 	conf := 0.95 // the peer itself delivered to a trap
 	if o.method != "smtp-peer" {
 		conf = 0.9 // read from headers our trusted relays wrote
