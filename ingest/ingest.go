@@ -124,7 +124,8 @@ var ErrNoDelivery = errors.New("ingest: no delivery")
 // origin, redact, convert) and stores every record, report and outbox
 // entry in one durable transaction, then returns one Result per delivery
 // in order. env.Rcpts is ignored: each record gets its delivery's
-// recipients. raw is not modified. An error means nothing was stored.
+// recipients. raw is neither modified nor retained after Accept returns
+// (smtpd recycles its buffer). An error means nothing was stored.
 func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte) ([]Result, error) {
 	if len(deliveries) == 0 {
 		return nil, ErrNoDelivery

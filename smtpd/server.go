@@ -52,6 +52,27 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
+
+	// bufs recycles DATA buffers. A buffer goes back only after ingest
+	// returned, when the store has committed (bbolt has copied the bytes
+	// into its pages) and nothing refers to it any more.
+	bufs sync.Pool
+}
+
+// maxPooledBuf keeps an occasional huge message from pinning its buffer.
+const maxPooledBuf = 1 << 20
+
+func (s *Server) getBuf() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+func (s *Server) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooledBuf {
+		s.bufs.Put(b)
+	}
 }
 
 // New builds a server from cfg; Serve starts it. m may be nil.

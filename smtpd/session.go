@@ -162,7 +162,11 @@ func (ss *session) reject(e *smtp.SMTPError) error {
 // Data implements smtp.Session: read the whole message, store it once per
 // channel in one transaction, and only then answer 250.
 func (ss *session) Data(r io.Reader) error {
-	raw, err := io.ReadAll(r)
+	bp := ss.s.getBuf()
+	defer ss.s.putBuf(bp)
+	buf, err := readData(r, *bp)
+	*bp = buf // keep a grown buffer for the next message
+	raw := buf[headroom:]
 	if err != nil {
 		e := dataError(err)
 		ss.logTxn(e.Code, len(raw), nil, nil)
@@ -191,10 +195,16 @@ func (ss *session) Data(r io.Reader) error {
 		}
 	}
 	// The header goes on top; the message below it stays byte for byte
-	// as received.
+	// as received. It is written into the headroom in front of the
+	// message, so stamping copies nothing.
 	hdr := checks.Header(ss.s.cfg.Hostname, auth.LineEnding(raw))
-	stamped := make([]byte, 0, len(hdr)+len(raw))
-	stamped = append(append(stamped, hdr...), raw...)
+	var stamped []byte
+	if len(hdr) <= headroom {
+		stamped = buf[headroom-len(hdr):]
+		copy(stamped, hdr)
+	} else {
+		stamped = append(append(make([]byte, 0, len(hdr)+len(raw)), hdr...), raw...)
+	}
 	env := store.Envelope{
 		PeerIP:     ss.peer.Addr(),
 		PeerPort:   ss.peer.Port(),
@@ -217,6 +227,32 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.logTxn(250, len(raw), idText, res)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")}
+}
+
+// headroom is kept free in front of each message read, for the
+// Authentication-Results header (a few hundred bytes).
+const headroom = 2048
+
+// readData appends DATA to buf[:headroom] and returns it; the message is
+// buf[headroom:]. Unlike io.ReadAll it starts from a recycled buffer.
+func readData(r io.Reader, buf []byte) ([]byte, error) {
+	if cap(buf) < headroom+4096 {
+		buf = make([]byte, 0, headroom+64<<10)
+	}
+	buf = buf[:headroom]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // dataError maps a failure to read DATA to its reply.
