@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/internal/syncbuf"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -96,25 +96,8 @@ type env struct {
 	ts  *httptest.Server
 	hub *Hub
 	m   *metrics.Metrics
-	log *syncBuf
+	log *syncbuf.Buffer
 	cfg *config.Config
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newEnv starts the API over a real store and ingester in a temporary
@@ -131,7 +114,7 @@ func newEnv(t *testing.T, tokens bool, tune func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, st: st, m: metrics.New(), log: &syncBuf{}, cfg: cfg}
+	e := &env{t: t, st: st, m: metrics.New(), log: &syncbuf.Buffer{}, cfg: cfg}
 	e.hub = NewHub(e.m)
 	e.in, err = ingest.New(cfg, st, ingest.Options{Metrics: e.m, OnReport: e.hub.Publish, Validator: fakeValidator{}})
 	if err != nil {

@@ -179,15 +179,36 @@ func pathID(r *http.Request) (store.ID, bool) {
 	return id, err == nil
 }
 
-// GET /api/v1/reports/{id}
-func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
+// idOnly reads the {id} of a request that takes no query parameters,
+// answering 400 or 404 (with "no such <what>") itself when it cannot.
+func idOnly(w http.ResponseWriter, r *http.Request, what string) (store.ID, bool) {
 	if _, err := query(r, nil); err != nil {
 		replyBadParam(w, err)
-		return
+		return store.ID{}, false
 	}
 	id, ok := pathID(r)
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such report")
+		writeError(w, http.StatusNotFound, "no such "+what)
+	}
+	return id, ok
+}
+
+// writeMessage serves a stored mail message as message/rfc822.
+func writeMessage(w http.ResponseWriter, raw []byte, filename string) {
+	h := w.Header()
+	h.Set("Content-Type", "message/rfc822")
+	h.Set("Content-Length", strconv.Itoa(len(raw)))
+	if filename != "" {
+		h.Set("Content-Disposition", `attachment; filename="`+filename+`"`)
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(raw)
+}
+
+// GET /api/v1/reports/{id}
+func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
+	id, ok := idOnly(w, r, "report")
+	if !ok {
 		return
 	}
 	rep, err := s.st.GetReport(id)
@@ -212,13 +233,8 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 
 // GET /api/v1/reports/{id}/evidence
 func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r, nil); err != nil {
-		replyBadParam(w, err)
-		return
-	}
-	id, ok := pathID(r)
+	id, ok := idOnly(w, r, "report")
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such report")
 		return
 	}
 	// Only a report's evidence is served: a quarantined message (no
@@ -239,24 +255,14 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 		internalError(w, r, "reading evidence", err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "message/rfc822")
-	h.Set("Content-Length", strconv.Itoa(len(raw)))
-	h.Set("Content-Disposition", `attachment; filename="`+id.String()+`.eml"`)
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.Write(raw)
+	writeMessage(w, raw, id.String()+".eml")
 }
 
 // GET /api/v1/outbox/{id}/message: the rendered (and signed) report
 // message of an outbox entry, exactly as it was or would be sent.
 func (s *Server) getOutboxMessage(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r, nil); err != nil {
-		replyBadParam(w, err)
-		return
-	}
-	id, ok := pathID(r)
+	id, ok := idOnly(w, r, "outbox entry")
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such outbox entry")
 		return
 	}
 	raw, err := s.st.OutboxMail(id)
@@ -268,11 +274,7 @@ func (s *Server) getOutboxMessage(w http.ResponseWriter, r *http.Request) {
 		internalError(w, r, "reading rendered message", err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "message/rfc822")
-	h.Set("Content-Length", strconv.Itoa(len(raw)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.Write(raw)
+	writeMessage(w, raw, "")
 }
 
 type messageEntry struct {

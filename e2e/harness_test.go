@@ -14,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/xarfd/xarfd/internal/syncbuf"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -81,7 +81,7 @@ type daemon struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	addr   string
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan struct{}
 	err    error // exit status, valid after exited is closed
 }
@@ -96,7 +96,7 @@ func startDaemon(t testing.TB, dir string, args ...string) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, cmd: cmd, logs: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,23 +172,6 @@ func openStore(t testing.TB, dataDir string) *store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runXarfd runs a non-serving subcommand and returns its exit code,

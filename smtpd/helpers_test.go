@@ -8,7 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/internal/syncbuf"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -47,7 +47,7 @@ type testServer struct {
 	addr  string
 	store *store.Store
 	srv   *Server
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 }
 
 // startServer runs a real Server on 127.0.0.1:0 over a real store in a
@@ -73,7 +73,7 @@ func startServerWith(t testing.TB, yaml string, tweak func(*config.Config), srvT
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	in, err := ingest.New(cfg, st, ingest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -234,24 +234,6 @@ func (ts *testServer) count(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// syncBuffer collects the server's log for assertions while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // stripAR checks that a stored message starts with our one
