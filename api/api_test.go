@@ -397,7 +397,8 @@ func TestSubmitMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Envelope.Via != "http" || m.Envelope.PeerIP.String() != "127.0.0.1" || m.Envelope.MailFrom != "spammer@spam.example" || m.Channel != "trap" {
+	if m.Envelope.Via != "http" || m.Envelope.PeerIP.String() != "127.0.0.1" || m.Envelope.MailFrom != "spammer@spam.example" || m.Channel != "trap" ||
+		m.Envelope.AuthUser != "token:feeder" {
 		t.Errorf("envelope: %+v", m.Envelope)
 	}
 	raw, _ := e.st.Raw(id)

@@ -131,6 +131,11 @@ func (s *Server) submitMessage(w http.ResponseWriter, r *http.Request) {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		env.PeerIP = ap.Addr().Unmap()
 	}
+	if t := tokenOf(r); t != nil {
+		// The record says how the submitter was authenticated, as
+		// SMTP AUTH does for mail.
+		env.AuthUser = "token:" + t.name
+	}
 	res, err := s.in.Accept(env, []ingest.Delivery{{Channel: ch, Rcpts: rcpts}}, body)
 	if err != nil {
 		internalError(w, r, "ingesting message", err)
