@@ -264,6 +264,13 @@ func runXarfdIn(t *testing.T, dir string, args ...string) (int, string, string) 
 // TestEmbeddedDefault runs `xarfd serve` with no flags, as the README's
 // first command does, in an empty directory.
 func TestEmbeddedDefault(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8025"} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("the embedded default listens on %s, which another process holds: stop it (%v)", addr, err)
+		}
+		l.Close()
+	}
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	if d.addr != "127.0.0.1:2525" {
