@@ -296,19 +296,11 @@ func (s *Store) OutboxMail(id ID) ([]byte, error) {
 // keeping the outbox entry and the channel index (so that retention still
 // finds the entry). For channels whose uses lack store, after delivery.
 func ForgetReportTx(tx *bbolt.Tx, id ID) error {
-	reports := tx.Bucket(bucketReports)
-	if v := reports.Get(id[:]); v != nil {
-		var r Report
-		if json.Unmarshal(v, &r) == nil && r.SourceIP.IsValid() {
-			if err := tx.Bucket(bucketByIP).Delete(ipKey(r.SourceIP, r.ID)); err != nil {
-				return err
-			}
-		}
+	if err := deleteRecord(tx, id[:]); err != nil {
+		return fmt.Errorf("deleting delivered report data: %w", err)
 	}
-	for _, b := range [][]byte{bucketReports, bucketMessages, bucketRaw, bucketOutboxMail} {
-		if err := tx.Bucket(b).Delete(id[:]); err != nil {
-			return fmt.Errorf("deleting delivered report data: %w", err)
-		}
+	if err := tx.Bucket(bucketOutboxMail).Delete(id[:]); err != nil {
+		return fmt.Errorf("deleting delivered report data: %w", err)
 	}
 	return nil
 }

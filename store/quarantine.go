@@ -26,21 +26,22 @@ type QuarantineEntry struct {
 func (s *Store) Quarantine(id ID, reason string) error {
 	now := time.Now().UTC()
 	return s.Commit(func(tx *bbolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		v := msgs.Get(id[:])
-		if v == nil {
-			return ErrNotFound
-		}
-		var m Message
-		if err := json.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("decoding message record: %w", err)
-		}
-		m.Status, m.Reason = StatusQuarantined, reason
-		rec, err := json.Marshal(&m)
+		rec, ok, err := getRecord(tx, id[:])
 		if err != nil {
 			return err
 		}
-		if err := msgs.Put(id[:], rec); err != nil {
+		if !ok || len(rec.msg) == 0 {
+			return ErrNotFound
+		}
+		var m Message
+		if err := json.Unmarshal(rec.msg, &m); err != nil {
+			return fmt.Errorf("decoding message record: %w", err)
+		}
+		m.Status, m.Reason = StatusQuarantined, reason
+		if rec.msg, err = json.Marshal(&m); err != nil {
+			return err
+		}
+		if err := putRecord(tx, id, &rec); err != nil {
 			return err
 		}
 		return putQuarantine(tx, &QuarantineEntry{Key: id.String(), Reason: reason, At: now})
@@ -71,8 +72,8 @@ func (s *Store) QuarantineEntries() ([]QuarantineEntry, error) {
 	return out, err
 }
 
-// Recover checks every message record at start. A record that cannot be
-// decoded, or whose body is missing, is moved to the quarantine with its
+// Recover checks every record at start. A record that cannot be decoded,
+// or whose message body is missing, is moved to the quarantine with its
 // bytes, so one bad record never stops the daemon nor gets lost. It
 // returns how many were quarantined.
 func (s *Store) Recover() (int, error) {
@@ -83,17 +84,25 @@ func (s *Store) Recover() (int, error) {
 	}
 	var found []bad
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		raw := tx.Bucket(bucketRaw)
-		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			reason := ""
+			rec, err := decodeRecord(v)
 			var m Message
 			switch {
 			case len(k) != 16:
-				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message key is not an id"})
-			case json.Unmarshal(v, &m) != nil:
-				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message record cannot be decoded"})
-			case !m.Withheld && raw.Get(k) == nil:
-				found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), "message body is missing"})
+				reason = "record key is not an id"
+			case err != nil:
+				reason = "record cannot be decoded"
+			case len(rec.msg) > 0 && json.Unmarshal(rec.msg, &m) != nil:
+				reason = "message record cannot be decoded"
+			case len(rec.msg) > 0 && !m.Withheld && !rec.hasRaw:
+				reason = "message body is missing"
+			case len(rec.rep) > 0 && !json.Valid(rec.rep):
+				reason = "report cannot be decoded"
+			default:
+				return nil
 			}
+			found = append(found, bad{append([]byte(nil), k...), append([]byte(nil), v...), reason})
 			return nil
 		})
 	})
@@ -112,7 +121,7 @@ func (s *Store) Recover() (int, error) {
 			if err := putQuarantine(tx, &QuarantineEntry{Key: key, Reason: b.reason, At: now, Record: b.rec}); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketMessages).Delete(b.key); err != nil {
+			if err := tx.Bucket(bucketRecords).Delete(b.key); err != nil {
 				return err
 			}
 		}

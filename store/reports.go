@@ -12,7 +12,6 @@ import (
 )
 
 var (
-	bucketReports = []byte("reports")
 	// bucketByIP indexes reports by source: key = 16-byte IP || id.
 	bucketByIP = []byte("by_ip")
 )
@@ -56,7 +55,9 @@ func (e *Entry) channel() string {
 }
 
 // Put stores every entry in one durable transaction: all of them, or
-// none. It returns after the transaction has been fsynced.
+// none. It returns after the transaction has been fsynced. An entry with
+// only a message, or only a report, keeps the other part of a record
+// already stored under its id.
 func (s *Store) Put(entries []Entry) error {
 	type enc struct{ msg, rep []byte }
 	encoded := make([]enc, len(entries))
@@ -82,17 +83,36 @@ func (s *Store) Put(entries []Entry) error {
 	return s.Commit(func(tx *bbolt.Tx) error {
 		for i := range entries {
 			e := &entries[i]
-			if err := indexChannel(tx, e.channel(), e.id()); err != nil {
+			id := e.id()
+			old, _, err := getRecord(tx, id[:])
+			if err != nil {
 				return err
 			}
+			rec := old // parts not given stay as stored
 			if e.Message != nil {
-				if err := putMessage(tx, e.Message, encoded[i].msg, e.Raw); err != nil {
-					return err
+				rec.msg, rec.raw, rec.hasRaw = encoded[i].msg, e.Raw, !e.Message.Withheld
+				if !rec.hasRaw {
+					rec.raw = nil
 				}
 			}
 			if e.Report != nil {
-				if err := putReport(tx, e.Report, encoded[i].rep); err != nil {
-					return err
+				rec.rep = encoded[i].rep
+			}
+			if err := putRecord(tx, id, &rec); err != nil {
+				return err
+			}
+			if err := indexChannel(tx, e.channel(), id); err != nil {
+				return err
+			}
+			if m := e.Message; m != nil && m.Status == StatusQuarantined {
+				q := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
+				if err := putQuarantine(tx, q); err != nil {
+					return fmt.Errorf("quarantining message: %w", err)
+				}
+			}
+			if r := e.Report; r != nil && r.SourceIP.IsValid() {
+				if err := tx.Bucket(bucketByIP).Put(ipKey(r.SourceIP, r.ID), nil); err != nil {
+					return fmt.Errorf("indexing report by source: %w", err)
 				}
 			}
 			if e.Outbox != nil {
@@ -106,24 +126,10 @@ func (s *Store) Put(entries []Entry) error {
 }
 
 func indexChannel(tx *bbolt.Tx, channel string, id ID) error {
-	cb, err := tx.Bucket(bucketChannels).CreateBucketIfNotExists([]byte(channel))
-	if err != nil {
-		return fmt.Errorf("creating channel index: %w", err)
-	}
-	if err := cb.Put(id[:], nil); err != nil {
+	b := tx.Bucket(bucketByChannel)
+	b.FillPercent = appendFill
+	if err := b.Put(channelKey(channel, id), nil); err != nil {
 		return fmt.Errorf("indexing by channel: %w", err)
-	}
-	return nil
-}
-
-func putReport(tx *bbolt.Tx, r *Report, rec []byte) error {
-	if err := tx.Bucket(bucketReports).Put(r.ID[:], rec); err != nil {
-		return fmt.Errorf("storing report: %w", err)
-	}
-	if r.SourceIP.IsValid() {
-		if err := tx.Bucket(bucketByIP).Put(ipKey(r.SourceIP, r.ID), nil); err != nil {
-			return fmt.Errorf("indexing report by source: %w", err)
-		}
 	}
 	return nil
 }
@@ -137,11 +143,14 @@ func ipKey(ip netip.Addr, id ID) []byte {
 func (s *Store) GetReport(id ID) (*Report, error) {
 	var r Report
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketReports).Get(id[:])
-		if v == nil {
+		rec, ok, err := getRecord(tx, id[:])
+		if err != nil {
+			return err
+		}
+		if !ok || len(rec.rep) == 0 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(v, &r)
+		return json.Unmarshal(rec.rep, &r)
 	})
 	if err != nil {
 		return nil, err
@@ -187,14 +196,16 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 		next ID
 	)
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		reports := tx.Bucket(bucketReports)
 		take := func(id []byte) (bool, error) {
-			v := reports.Get(id)
-			if v == nil {
+			rec, ok, err := getRecord(tx, id)
+			if err != nil {
+				return false, err
+			}
+			if !ok || len(rec.rep) == 0 {
 				return true, nil // a message without report
 			}
 			var r Report
-			if err := json.Unmarshal(v, &r); err != nil {
+			if err := json.Unmarshal(rec.rep, &r); err != nil {
 				return false, fmt.Errorf("decoding report %x: %w", id, err)
 			}
 			if q.Channel != "" && r.Channel != q.Channel {
@@ -217,13 +228,10 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 			prefix = a[:]
 			c = tx.Bucket(bucketByIP).Cursor()
 		case q.Channel != "":
-			cb := tx.Bucket(bucketChannels).Bucket([]byte(q.Channel))
-			if cb == nil {
-				return nil
-			}
-			c = cb.Cursor()
+			prefix = channelPrefix(q.Channel)
+			c = tx.Bucket(bucketByChannel).Cursor()
 		default:
-			c = reports.Cursor()
+			c = tx.Bucket(bucketRecords).Cursor()
 		}
 		start := append(append([]byte(nil), prefix...), upper[:]...)
 		k, _ := c.Seek(start)

@@ -19,21 +19,19 @@ func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 	// Ids are UUIDv7: every id below this key is older than cutoff.
 	limit := timeKey(cutoff)
 	total := 0
+	prefix := channelPrefix(channel)
 	for {
 		n := 0
 		err := s.Commit(func(tx *bbolt.Tx) error {
 			n = 0
-			cb := tx.Bucket(bucketChannels).Bucket([]byte(channel))
-			if cb == nil {
-				return nil
-			}
 			var old [][]byte
-			c := cb.Cursor()
-			for k, _ := c.First(); k != nil && bytes.Compare(k, limit[:]) < 0 && len(old) < sweepChunk; k, _ = c.Next() {
+			c := tx.Bucket(bucketByChannel).Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) &&
+				bytes.Compare(k[len(prefix):], limit[:]) < 0 && len(old) < sweepChunk; k, _ = c.Next() {
 				old = append(old, append([]byte(nil), k...))
 			}
 			for _, k := range old {
-				if err := deleteAll(tx, cb, k); err != nil {
+				if err := deleteAll(tx, k, k[len(prefix):]); err != nil {
 					return err
 				}
 			}
@@ -47,27 +45,32 @@ func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 	}
 }
 
-// deleteAll removes everything stored under id k: message, body, report
-// and its indexes (a report and its evidence go together).
-func deleteAll(tx *bbolt.Tx, channelIndex *bbolt.Bucket, k []byte) error {
-	reports := tx.Bucket(bucketReports)
-	if v := reports.Get(k); v != nil {
+// deleteAll removes everything stored under id: the record (message,
+// body, report), the source index, the outbox entry and the channel index
+// key ck (a report and its evidence go together).
+func deleteAll(tx *bbolt.Tx, ck, id []byte) error {
+	if err := deleteRecord(tx, id); err != nil {
+		return err
+	}
+	if err := deleteOutbox(tx, id); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketByChannel).Delete(ck)
+}
+
+// deleteRecord removes the record of id and its source-index key. A
+// record that cannot be decoded is deleted all the same: its index key
+// then stays behind, and queries skip keys without record.
+func deleteRecord(tx *bbolt.Tx, id []byte) error {
+	if rec, ok, _ := getRecord(tx, id); ok && len(rec.rep) > 0 {
 		var r Report
-		if json.Unmarshal(v, &r) == nil && r.SourceIP.IsValid() {
+		if json.Unmarshal(rec.rep, &r) == nil && r.SourceIP.IsValid() {
 			if err := tx.Bucket(bucketByIP).Delete(ipKey(r.SourceIP, r.ID)); err != nil {
 				return err
 			}
 		}
 	}
-	if err := deleteOutbox(tx, k); err != nil {
-		return err
-	}
-	for _, b := range []*bbolt.Bucket{channelIndex, tx.Bucket(bucketMessages), tx.Bucket(bucketRaw), reports} {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return tx.Bucket(bucketRecords).Delete(id)
 }
 
 // deleteOutbox removes the outbox entry k with its due-index key and its

@@ -9,24 +9,27 @@
 // many SMTP sessions, which is what lets a 2-core machine take thousands of
 // messages per second while keeping "250 means durable".
 //
-// Buckets (schema version 1):
+// Buckets (schema version 2):
 //
 //	meta                  "schema" -> uint64 big-endian
-//	messages              id -> JSON Message (envelope, channel, status)
-//	raw                   id -> the message bytes exactly as received
-//	reports               id -> JSON Report (the XARF document and its keys)
+//	records               id -> message record, report and message bytes
+//	                      in one value (see record.go)
+//	by_channel            channel || 0x00 || id -> empty; ids are UUIDv7,
+//	                      so this is also the per-channel time index that
+//	                      queries and retention walk
 //	by_ip                 16-byte source IP || id -> empty
-//	outbox                id -> JSON OutboxEntry
-//	channels/<name>       id -> empty, for messages and reports; ids are
-//	                      UUIDv7, so this is also the per-channel time
-//	                      index that queries and retention walk
+//	outbox                id -> JSON OutboxEntry (and the outbox_* buckets)
 //	quarantine            key -> JSON QuarantineEntry
 //
 // A report has the id of the message it came from, so the message's
-// stored bytes are the report's evidence.
+// stored bytes are the report's evidence. Storing a message with its
+// report touches five B+trees (records, by_channel, by_ip, outbox,
+// outbox_due); each one costs page writes inside the commit that the
+// SMTP client waits for, which is why they are not more.
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -46,16 +49,30 @@ import (
 const FileName = "xarfd.db"
 
 // SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta       = []byte("meta")
-	bucketMessages   = []byte("messages")
-	bucketRaw        = []byte("raw")
-	bucketChannels   = []byte("channels")
+	bucketRecords    = []byte("records")
+	bucketByChannel  = []byte("by_channel")
 	bucketQuarantine = []byte("quarantine")
 	keySchema        = []byte("schema")
 )
+
+// appendFill is the FillPercent of buckets whose keys only grow (UUIDv7
+// ids, or a prefix then such ids): bbolt's default of one half leaves
+// every page of an append-only tree half empty, which doubles the pages
+// each commit writes.
+const appendFill = 1.0
+
+// channelKey is the by_channel key of id; channel names never contain
+// 0x00 (config allows [a-z0-9_-]), so the prefix is unambiguous.
+func channelKey(channel string, id ID) []byte {
+	k := make([]byte, 0, len(channel)+1+len(id))
+	return append(append(append(k, channel...), 0), id[:]...)
+}
+
+func channelPrefix(channel string) []byte { return append([]byte(channel), 0) }
 
 // ErrClosed is returned by writes after Close has begun.
 var ErrClosed = errors.New("store: closed")
@@ -87,8 +104,9 @@ type Store struct {
 	ops    chan *op
 	done   chan struct{}
 
-	maxBatch int
-	stats    CommitStats
+	maxBatch    int
+	stats       CommitStats
+	foundSchema uint64
 }
 
 // CommitStats describes group-commit behaviour since Open.
@@ -321,21 +339,25 @@ func (s *Store) PutMessages(msgs []*Message, raws [][]byte) error {
 	return s.Put(entries)
 }
 
-func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
-	k := m.ID[:]
-	if err := tx.Bucket(bucketMessages).Put(k, rec); err != nil {
-		return fmt.Errorf("storing message record: %w", err)
+// getRecord decodes the record of id; ok is false when there is none.
+// Its parts alias bbolt memory, valid only inside tx.
+func getRecord(tx *bbolt.Tx, id []byte) (rec record, ok bool, err error) {
+	v := tx.Bucket(bucketRecords).Get(id)
+	if v == nil {
+		return rec, false, nil
 	}
-	if !m.Withheld {
-		if err := tx.Bucket(bucketRaw).Put(k, raw); err != nil {
-			return fmt.Errorf("storing message body: %w", err)
-		}
+	rec, err = decodeRecord(v)
+	if err != nil {
+		return rec, false, fmt.Errorf("record %x: %w", id, err)
 	}
-	if m.Status == StatusQuarantined {
-		e := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
-		if err := putQuarantine(tx, e); err != nil {
-			return fmt.Errorf("quarantining message: %w", err)
-		}
+	return rec, true, nil
+}
+
+func putRecord(tx *bbolt.Tx, id ID, r *record) error {
+	b := tx.Bucket(bucketRecords)
+	b.FillPercent = appendFill
+	if err := b.Put(id[:], r.encode()); err != nil {
+		return fmt.Errorf("storing record: %w", err)
 	}
 	return nil
 }
@@ -344,11 +366,14 @@ func putMessage(tx *bbolt.Tx, m *Message, rec, raw []byte) error {
 func (s *Store) Message(id ID) (*Message, error) {
 	var m Message
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketMessages).Get(id[:])
-		if v == nil {
+		rec, ok, err := getRecord(tx, id[:])
+		if err != nil {
+			return err
+		}
+		if !ok || len(rec.msg) == 0 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(v, &m)
+		return json.Unmarshal(rec.msg, &m)
 	})
 	if err != nil {
 		return nil, err
@@ -360,11 +385,14 @@ func (s *Store) Message(id ID) (*Message, error) {
 func (s *Store) Raw(id ID) ([]byte, error) {
 	var raw []byte
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketRaw).Get(id[:])
-		if v == nil {
+		rec, ok, err := getRecord(tx, id[:])
+		if err != nil {
+			return err
+		}
+		if !ok || !rec.hasRaw {
 			return ErrNotFound
 		}
-		raw = append([]byte(nil), v...)
+		raw = append([]byte(nil), rec.raw...)
 		return nil
 	})
 	return raw, err
@@ -374,26 +402,31 @@ func (s *Store) Raw(id ID) ([]byte, error) {
 // empty), oldest first, until fn returns an error.
 func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		visit := func(k []byte) error {
-			v := msgs.Get(k)
-			if v == nil {
+		visit := func(id []byte) error {
+			rec, ok, err := getRecord(tx, id)
+			if err != nil {
+				return err
+			}
+			if !ok || len(rec.msg) == 0 {
 				return nil // a submitted report without message
 			}
 			var m Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decoding message %x: %w", k, err)
+			if err := json.Unmarshal(rec.msg, &m); err != nil {
+				return fmt.Errorf("decoding message %x: %w", id, err)
 			}
 			return fn(&m)
 		}
 		if channel == "" {
-			return msgs.ForEach(func(k, _ []byte) error { return visit(k) })
+			return tx.Bucket(bucketRecords).ForEach(func(k, _ []byte) error { return visit(k) })
 		}
-		cb := tx.Bucket(bucketChannels).Bucket([]byte(channel))
-		if cb == nil {
-			return nil
+		prefix := channelPrefix(channel)
+		c := tx.Bucket(bucketByChannel).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if err := visit(k[len(prefix):]); err != nil {
+				return err
+			}
 		}
-		return cb.ForEach(func(k, _ []byte) error { return visit(k) })
+		return nil
 	})
 }
 
@@ -425,8 +458,12 @@ func (s *Store) Size() (int64, error) {
 func (s *Store) Count() (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(bucketMessages).Stats().KeyN
-		return nil
+		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+			if rec, err := decodeRecord(v); err == nil && len(rec.msg) > 0 {
+				n++
+			}
+			return nil
+		})
 	})
 	return n, err
 }

@@ -167,6 +167,9 @@ func TestSchemaMigration(t *testing.T) {
 		if v, _ := s2.Schema(); v != SchemaVersion+1 {
 			t.Errorf("schema after migration = %d", v)
 		}
+		if want := []uint64{SchemaVersion, SchemaVersion + 1}[i]; s2.FoundSchema() != want {
+			t.Errorf("open %d found schema %d, want %d", i, s2.FoundSchema(), want)
+		}
 		if _, err := s2.Raw(m.ID); err != nil {
 			t.Errorf("data lost in migration: %v", err)
 		}
@@ -192,18 +195,29 @@ func TestRecoverQuarantinesUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	badID, _ := NewID()
+	garbageID, _ := NewID()
+	badRec := (&record{msg: []byte("{not json"), raw: []byte("body"), hasRaw: true}).encode()
 	err := s.Commit(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketMessages).Put(badID[:], []byte("{not json")); err != nil {
+		b := tx.Bucket(bucketRecords)
+		if err := b.Put(badID[:], badRec); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRaw).Delete(noBody.ID[:])
+		if err := b.Put(garbageID[:], []byte("\x07garbage")); err != nil {
+			return err
+		}
+		rec, _, err := getRecord(tx, noBody.ID[:])
+		if err != nil {
+			return err
+		}
+		rec.raw, rec.hasRaw = nil, false
+		return putRecord(tx, noBody.ID, &rec)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.Recover()
-	if err != nil || n != 2 {
-		t.Fatalf("Recover = %d, %v; want 2", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("Recover = %d, %v; want 3", n, err)
 	}
 	q, err := s.QuarantineEntries()
 	if err != nil {
@@ -213,8 +227,11 @@ func TestRecoverQuarantinesUnreadable(t *testing.T) {
 	for _, e := range q {
 		reasons[e.Key] = e
 	}
-	if e := reasons[badID.String()]; e.Reason != "message record cannot be decoded" || string(e.Record) != "{not json" {
+	if e := reasons[badID.String()]; e.Reason != "message record cannot be decoded" || !bytes.Equal(e.Record, badRec) {
 		t.Errorf("bad record entry = %+v", e)
+	}
+	if e := reasons[garbageID.String()]; e.Reason != "record cannot be decoded" || string(e.Record) != "\x07garbage" {
+		t.Errorf("garbage record entry = %+v", e)
 	}
 	if e := reasons[noBody.ID.String()]; e.Reason != "message body is missing" {
 		t.Errorf("missing body entry = %+v", e)

@@ -71,6 +71,9 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 			log.Error().Err(err).Msg("closing store")
 		}
 	}()
+	if v := st.FoundSchema(); v != 0 && v != store.SchemaVersion {
+		log.Info().Uint64("from", v).Uint64("to", store.SchemaVersion).Msg("database schema migrated")
+	}
 	if n, err := st.Recover(); err != nil {
 		return fmt.Errorf("checking stored messages: %w", err)
 	} else if n > 0 {
