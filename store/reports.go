@@ -59,8 +59,24 @@ func (e *Entry) channel() string {
 // only a message, or only a report, keeps the other part of a record
 // already stored under its id.
 func (s *Store) Put(entries []Entry) error {
-	type enc struct{ msg, rep []byte }
-	encoded := make([]enc, len(entries))
+	// Everything that does not need the transaction is done before it:
+	// the commit holds bbolt's single writer, and every microsecond in it
+	// is added to every SMTP session waiting for its 250.
+	type prepared struct {
+		id          ID
+		rec         record // the parts this entry gives
+		given       byte   // which: givesMessage, givesReport
+		value       []byte // rec encoded: the record of a new id
+		channelKey  []byte
+		ipKey       []byte
+		quarantine  []byte // the quarantine entry of a quarantined message
+		quarantineK []byte
+	}
+	const (
+		givesMessage = 1 << iota
+		givesReport
+	)
+	ps := make([]prepared, len(entries))
 	for i, e := range entries {
 		if e.Message == nil && e.Report == nil {
 			return errors.New("store: empty entry")
@@ -68,70 +84,83 @@ func (s *Store) Put(entries []Entry) error {
 		if e.Message != nil && e.Report != nil && e.Message.ID != e.Report.ID {
 			return errors.New("store: message and report ids differ")
 		}
+		p := &ps[i]
+		p.id = e.id()
 		var err error
-		if e.Message != nil {
-			if encoded[i].msg, err = json.Marshal(e.Message); err != nil {
+		if m := e.Message; m != nil {
+			p.given |= givesMessage
+			if p.rec.msg, err = json.Marshal(m); err != nil {
 				return fmt.Errorf("encoding message record: %w", err)
 			}
+			if !m.Withheld {
+				p.rec.raw, p.rec.hasRaw = e.Raw, true
+			}
+			if m.Status == StatusQuarantined {
+				q := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
+				if p.quarantine, err = json.Marshal(q); err != nil {
+					return fmt.Errorf("encoding quarantine entry: %w", err)
+				}
+				p.quarantineK = []byte(q.Key)
+			}
 		}
-		if e.Report != nil {
-			if encoded[i].rep, err = json.Marshal(e.Report); err != nil {
+		if r := e.Report; r != nil {
+			p.given |= givesReport
+			if p.rec.rep, err = json.Marshal(r); err != nil {
 				return fmt.Errorf("encoding report: %w", err)
 			}
+			if r.SourceIP.IsValid() {
+				p.ipKey = ipKey(r.SourceIP, r.ID)
+			}
 		}
+		p.value = p.rec.encode()
+		p.channelKey = channelKey(e.channel(), p.id)
 	}
 	return s.Commit(func(tx *bbolt.Tx) error {
-		for i := range entries {
-			e := &entries[i]
-			id := e.id()
-			old, _, err := getRecord(tx, id[:])
-			if err != nil {
-				return err
-			}
-			rec := old // parts not given stay as stored
-			if e.Message != nil {
-				rec.msg, rec.raw, rec.hasRaw = encoded[i].msg, e.Raw, !e.Message.Withheld
-				if !rec.hasRaw {
-					rec.raw = nil
+		records := tx.Bucket(bucketRecords)
+		records.FillPercent = appendFill
+		byChannel := tx.Bucket(bucketByChannel)
+		byChannel.FillPercent = appendFill
+		for i := range ps {
+			p := &ps[i]
+			value := p.value
+			if old := records.Get(p.id[:]); old != nil {
+				// Parts not given stay as stored.
+				rec, err := decodeRecord(old)
+				if err != nil {
+					return fmt.Errorf("record %s: %w", p.id, err)
 				}
+				if p.given&givesMessage != 0 {
+					rec.msg, rec.raw, rec.hasRaw = p.rec.msg, p.rec.raw, p.rec.hasRaw
+				}
+				if p.given&givesReport != 0 {
+					rec.rep = p.rec.rep
+				}
+				value = rec.encode()
 			}
-			if e.Report != nil {
-				rec.rep = encoded[i].rep
+			if err := records.Put(p.id[:], value); err != nil {
+				return fmt.Errorf("storing record: %w", err)
 			}
-			if err := putRecord(tx, id, &rec); err != nil {
-				return err
+			if err := byChannel.Put(p.channelKey, nil); err != nil {
+				return fmt.Errorf("indexing by channel: %w", err)
 			}
-			if err := indexChannel(tx, e.channel(), id); err != nil {
-				return err
-			}
-			if m := e.Message; m != nil && m.Status == StatusQuarantined {
-				q := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
-				if err := putQuarantine(tx, q); err != nil {
+			if p.quarantine != nil {
+				if err := tx.Bucket(bucketQuarantine).Put(p.quarantineK, p.quarantine); err != nil {
 					return fmt.Errorf("quarantining message: %w", err)
 				}
 			}
-			if r := e.Report; r != nil && r.SourceIP.IsValid() {
-				if err := tx.Bucket(bucketByIP).Put(ipKey(r.SourceIP, r.ID), nil); err != nil {
+			if p.ipKey != nil {
+				if err := tx.Bucket(bucketByIP).Put(p.ipKey, nil); err != nil {
 					return fmt.Errorf("indexing report by source: %w", err)
 				}
 			}
-			if e.Outbox != nil {
-				if err := putOutbox(tx, e.Outbox); err != nil {
+			if o := entries[i].Outbox; o != nil {
+				if err := putOutbox(tx, o); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	})
-}
-
-func indexChannel(tx *bbolt.Tx, channel string, id ID) error {
-	b := tx.Bucket(bucketByChannel)
-	b.FillPercent = appendFill
-	if err := b.Put(channelKey(channel, id), nil); err != nil {
-		return fmt.Errorf("indexing by channel: %w", err)
-	}
-	return nil
 }
 
 func ipKey(ip netip.Addr, id ID) []byte {
