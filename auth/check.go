@@ -122,25 +122,66 @@ type Results struct {
 // Check runs every check at once and returns when all are done or the
 // timeout has passed (what did not finish is a temperror).
 func (c *Checker) Check(ctx context.Context, in Input) *Results {
+	res := &Results{AuthUser: in.AuthUser, PeerIP: in.PeerIP.Unmap(), MailFrom: in.MailFrom, HELO: in.HELO}
+	// Most trap hits carry no signature and come from a relay on our own
+	// network: then there is nothing to look up, and no goroutine, timer
+	// or header parse is spent on every message.
+	sig, complete := scanDKIMSignature(in.Raw)
+	verify := sig || !complete // a header without its end is reported by the verifier
+	remote := c.CheckLocalPeers || public(res.PeerIP)
+	if !remote {
+		res.SPF, res.SPFReason = None, "peer address is not public"
+		res.IPRev, res.IPRevReason = None, "peer address is not public"
+		if !verify {
+			return res
+		}
+	}
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	res := &Results{AuthUser: in.AuthUser, PeerIP: in.PeerIP.Unmap(), MailFrom: in.MailFrom, HELO: in.HELO}
-	var wg sync.WaitGroup
-	wg.Go(func() { c.dkim(ctx, in.Raw, res) })
-	if c.CheckLocalPeers || public(res.PeerIP) {
-		wg.Go(func() { res.SPF, res.SPFReason = c.spf(ctx, res.PeerIP, in.HELO, in.MailFrom) })
-		wg.Go(func() { res.IPRev, res.IPRevReason = c.iprev(ctx, res.PeerIP) })
-	} else {
-		res.SPF, res.SPFReason = None, "peer address is not public"
-		res.IPRev, res.IPRevReason = None, "peer address is not public"
+	if !remote {
+		c.dkim(ctx, in.Raw, res)
+		return res
 	}
+	var wg sync.WaitGroup
+	if verify {
+		wg.Go(func() { c.dkim(ctx, in.Raw, res) })
+	}
+	wg.Go(func() { res.SPF, res.SPFReason = c.spf(ctx, res.PeerIP, in.HELO, in.MailFrom) })
+	wg.Go(func() { res.IPRev, res.IPRevReason = c.iprev(ctx, res.PeerIP) })
 	wg.Wait()
 	return res
+}
+
+// scanDKIMSignature reports whether the header of raw has a field that
+// the DKIM verifier takes for a signature (go-msgauth: the text before
+// the first colon, trimmed, equal to DKIM-Signature in any case), and
+// whether the header ends with an empty line at all.
+func scanDKIMSignature(raw []byte) (sig, complete bool) {
+	fields := 0
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = bytes.TrimSuffix(raw[:i], []byte("\r")), raw[i+1:]
+		} else {
+			raw = nil // a last line without its newline is a field, never the end
+		}
+		if len(line) == 0 {
+			return sig, true
+		}
+		if fields > 0 && (line[0] == ' ' || line[0] == '\t') {
+			continue // a continuation line
+		}
+		fields++
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		if bytes.EqualFold(bytes.TrimSpace(name), []byte("DKIM-Signature")) {
+			sig = true
+		}
+	}
+	return sig, false
 }
 
 // public reports whether ip is a globally routable unicast address.

@@ -113,6 +113,40 @@ func TestDKIM(t *testing.T) {
 	}
 }
 
+// A message from a relay on our own network gets no SPF or iprev check,
+// and DKIM is verified in the caller's goroutine; the timeout still holds.
+func TestDKIMFromLocalRelay(t *testing.T) {
+	w := newWorld(t)
+	w.checker.CheckLocalPeers = false
+	w.checker.Timeout = 500 * time.Millisecond
+	hangs := authtest.NewDKIMKey(t, "reporter.example", "slow")
+	w.dns.Hang("slow._domainkey.reporter.example")
+	for _, c := range []struct {
+		name, raw, dkim, dkimError string
+	}{
+		{name: "signed", raw: string(w.key.Sign(t, []byte(msg))), dkim: "pass"},
+		{name: "unsigned", raw: msg},
+		{name: "header never ends", raw: "From: a@reporter.example\r\nSubject: x\r\n", dkimError: "message header could not be read"},
+		{name: "key lookup hangs", raw: string(hangs.Sign(t, []byte(msg))), dkim: "temperror"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := w.check(t, []byte(c.raw), loopback, "fbl@reporter.example")
+			if r.SPF != auth.None || r.IPRev != auth.None {
+				t.Errorf("SPF %q, iprev %q: want none for a local peer", r.SPF, r.IPRev)
+			}
+			got := ""
+			if len(r.DKIM) == 1 {
+				got = r.DKIM[0].Result
+			} else if len(r.DKIM) > 1 {
+				t.Fatalf("DKIM = %+v", r.DKIM)
+			}
+			if got != c.dkim || r.DKIMError != c.dkimError {
+				t.Errorf("DKIM %q, error %q; want %q, %q", got, r.DKIMError, c.dkim, c.dkimError)
+			}
+		})
+	}
+}
+
 func TestMaxSignatures(t *testing.T) {
 	w := newWorld(t)
 	raw := []byte(msg)
