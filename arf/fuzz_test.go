@@ -97,3 +97,32 @@ func FuzzParseReceived(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHeaderPrefix: reading the header from headerPart gives exactly
+// the fields that normalizing and parsing the whole message gives.
+func FuzzParseHeaderPrefix(f *testing.F) {
+	addSeeds(f)
+	for _, s := range []string{
+		"From: a\r\n\r\nbody\r\n\r\n", "From: a\n\nbody", "From: a\r\rSubject: b\r\n\r\n",
+		"From: a\r\n   \r\nSubject: b\r\n\r\n", "\r\n\r\nFrom: a", "From a@b Mon\nSubject: x\n\n",
+		"\xef\xbb\xbfFrom: a\r\n\r\n", "From: a\r\r\nb: c\n\n", "Subject: no end",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > MaxInputSize {
+			return
+		}
+		var w1, w2 warnings
+		whole, _ := parseHeader(normalize(raw, &w1), &w1)
+		part, _ := parseHeader(normalize(headerPart(raw), &w2), &w2)
+		if len(whole) != len(part) {
+			t.Fatalf("%q: %d fields from the whole message, %d from its header part", raw, len(whole), len(part))
+		}
+		for i := range whole {
+			if whole[i] != part[i] {
+				t.Fatalf("%q: field %d is %+v, from the header part %+v", raw, i, whole[i], part[i])
+			}
+		}
+	})
+}

@@ -540,9 +540,30 @@ func ParseHeader(raw []byte) (h Header, err error) {
 		raw = raw[:MaxInputSize]
 	}
 	var w warnings
-	h, _ = parseHeader(normalize(raw, &w), &w)
+	h, _ = parseHeader(normalize(headerPart(raw), &w), &w)
 	if len(h) == 0 {
 		return nil, ErrNoHeader
 	}
 	return h, nil
+}
+
+// headerPart returns raw up to and including its first empty line (LF or
+// CRLF), or all of raw when there is none. The header parser stops at or
+// before that line, so it reads the same fields, and the body is not
+// normalized (copied) for nothing: trap hits are mostly body.
+func headerPart(raw []byte) []byte {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return raw
+		}
+		j += i
+		switch rest := raw[j+1:]; {
+		case len(rest) > 0 && rest[0] == '\n':
+			return raw[:j+2]
+		case len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n':
+			return raw[:j+3]
+		}
+		i = j + 1
+	}
 }
