@@ -315,6 +315,54 @@ func TestQuarantineListing(t *testing.T) {
 	}
 }
 
+// The quarantine listing pages like the others: a flood of bounces to a
+// trap never turns into one giant response.
+func TestQuarantinePaging(t *testing.T) {
+	e := newEnv(t, false, nil)
+	var want []string
+	for i := range 5 {
+		id := idAt(time.Now().Add(time.Duration(i) * time.Millisecond))
+		m := &store.Message{ID: id, Channel: "fbl", Status: store.StatusQuarantined, Reason: "bounce", Envelope: store.Envelope{Via: "smtp"}}
+		if err := e.st.PutMessages([]*store.Message{m}, [][]byte{[]byte("Subject: x\r\n\r\nx\r\n")}); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{id.String()}, want...)
+	}
+	var got []string
+	path := "/api/v1/messages?status=quarantined&limit=2"
+	for pages := 0; ; pages++ {
+		r := e.get(path, "")
+		if r.code != 200 || pages > 3 {
+			t.Fatalf("page %d: %d %s", pages, r.code, r.body)
+		}
+		var l struct {
+			Messages []struct {
+				ID string `json:"id"`
+			} `json:"messages"`
+			NextCursor string `json:"next_cursor"`
+		}
+		r.json(t, &l)
+		if len(l.Messages) > 2 {
+			t.Fatalf("page of %d with limit=2", len(l.Messages))
+		}
+		for _, m := range l.Messages {
+			got = append(got, m.ID)
+		}
+		if l.NextCursor == "" {
+			break
+		}
+		path = "/api/v1/messages?status=quarantined&limit=2&cursor=" + url.QueryEscape(l.NextCursor)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged ids %v, want newest first %v", got, want)
+	}
+	for _, bad := range []string{"limit=0", "limit=x", "cursor=" + strings.Repeat("f", 65)} {
+		if r := e.get("/api/v1/messages?status=quarantined&"+bad, ""); r.code != 400 {
+			t.Errorf("%s: %d", bad, r.code)
+		}
+	}
+}
+
 func TestOutboxListing(t *testing.T) {
 	e := newEnv(t, false, nil)
 	var entries []store.Entry

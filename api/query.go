@@ -288,9 +288,9 @@ type messageEntry struct {
 	Via      string    `json:"via,omitempty"`
 }
 
-// GET /api/v1/messages?status=quarantined[&channel=]
+// GET /api/v1/messages?status=quarantined[&channel=][&limit=][&cursor=]
 func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, []string{"status", "channel"})
+	q, err := query(r, []string{"status", "channel", "limit", "cursor"})
 	if err != nil {
 		replyBadParam(w, err)
 		return
@@ -303,31 +303,35 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 	if !s.knownChannel(w, channel) {
 		return
 	}
-	entries, err := s.st.QuarantineEntries()
+	limit, err := parseLimit(q)
+	if err != nil {
+		replyBadParam(w, err)
+		return
+	}
+	// Quarantine keys are message ids, or for a record that could not be
+	// read the hex of its key: the cursor is the last key of a page.
+	cursor := q.Get("cursor")
+	if len(cursor) > 64 {
+		replyBadParam(w, &badParam{"cursor", "not a cursor returned by this API"})
+		return
+	}
+	page, next, err := s.st.QuarantinePage(channel, cursor, limit)
 	if err != nil {
 		internalError(w, r, "listing quarantine", err)
 		return
 	}
-	out := make([]messageEntry, 0, len(entries))
-	for _, e := range entries {
-		// Never the body, nor the record bytes: they may hold what
-		// redaction did not get to. Only the record's non-personal fields.
-		me := messageEntry{ID: e.Key, Status: store.StatusQuarantined, Reason: e.Reason, At: e.At}
-		if id, err := uuid.Parse(e.Key); err == nil {
-			if m, err := s.st.Message(id); err == nil {
-				me.Channel, me.Size, me.Withheld, me.Via = m.Channel, m.Size, m.Withheld, m.Envelope.Via
-			} else if !errors.Is(err, store.ErrNotFound) {
-				internalError(w, r, "reading quarantined message", err)
-				return
-			}
-		}
-		if channel != "" && me.Channel != channel {
-			continue
+	out := make([]messageEntry, 0, len(page))
+	for _, p := range page {
+		// Never the body, nor the record bytes, nor the envelope: they
+		// may hold what redaction did not get to. Only the record's
+		// non-personal fields.
+		me := messageEntry{ID: p.Entry.Key, Status: store.StatusQuarantined, Reason: p.Entry.Reason, At: p.Entry.At}
+		if m := p.Message; m != nil {
+			me.Channel, me.Size, me.Withheld, me.Via = m.Channel, m.Size, m.Withheld, m.Envelope.Via
 		}
 		out = append(out, me)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
-	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out, "next_cursor": next})
 }
 
 type outboxPage struct {

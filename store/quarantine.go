@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"go.etcd.io/bbolt"
 )
 
@@ -70,6 +71,65 @@ func (s *Store) QuarantineEntries() ([]QuarantineEntry, error) {
 		})
 	})
 	return out, err
+}
+
+// QuarantinedMessage is one quarantine entry with the record of its
+// message (nil when the entry is a record that could not be read).
+type QuarantinedMessage struct {
+	Entry   QuarantineEntry
+	Message *Message
+}
+
+// QuarantinePage lists the quarantine newest first: keys are ids, which
+// sort by arrival. It starts below the key before ("" for the newest),
+// returns at most limit entries (MaxLimit when 0 or more), only those of
+// channel when it is set, and the cursor of the next page ("" on the
+// last). Entry and record are read in one transaction.
+func (s *Store) QuarantinePage(channel, before string, limit int) ([]QuarantinedMessage, string, error) {
+	if limit <= 0 || limit > MaxLimit {
+		limit = MaxLimit
+	}
+	var (
+		out  []QuarantinedMessage
+		next string
+	)
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketQuarantine).Cursor()
+		var k, v []byte
+		if before == "" {
+			k, v = c.Last()
+		} else if k, v = c.Seek([]byte(before)); k == nil {
+			k, v = c.Last()
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if before != "" && string(k) >= before {
+				continue
+			}
+			var e QuarantineEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				e = QuarantineEntry{Key: string(k), Reason: "unreadable quarantine entry"}
+			}
+			q := QuarantinedMessage{Entry: e}
+			if id, err := uuid.Parse(string(k)); err == nil {
+				if rec, ok, _ := getRecord(tx, id[:]); ok && len(rec.msg) > 0 {
+					var m Message
+					if json.Unmarshal(rec.msg, &m) == nil {
+						q.Message = &m
+					}
+				}
+			}
+			if channel != "" && (q.Message == nil || q.Message.Channel != channel) {
+				continue
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].Entry.Key
+				return nil
+			}
+			out = append(out, q)
+		}
+		return nil
+	})
+	return out, next, err
 }
 
 // Recover checks every record at start. A record that cannot be decoded,

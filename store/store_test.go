@@ -354,3 +354,65 @@ func BenchmarkPutMessageSerial(b *testing.B) {
 		}
 	}
 }
+
+func TestQuarantinePage(t *testing.T) {
+	s := open(t, t.TempDir())
+	var ids []ID
+	for i := range 7 {
+		m := msg(t, []string{"trap", "fbl"}[i%2])
+		m.Status, m.Reason = StatusQuarantined, fmt.Sprintf("reason %d", i)
+		if err := s.PutMessages([]*Message{m}, [][]byte{[]byte("body")}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	// A record that could not be read sits in the quarantine without a
+	// message; its key is newer than every id above.
+	badID, _ := NewID()
+	err := s.Commit(func(tx *bbolt.Tx) error { return tx.Bucket(bucketRecords).Put(badID[:], []byte("garbage")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Recover(); n != 1 || err != nil {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+
+	// Pages of three, newest first, cover everything exactly once.
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, next, err := s.QuarantinePage("", cursor, 3)
+		if err != nil || pages > 5 {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		for _, q := range page {
+			got = append(got, q.Entry.Key)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	want := []string{badID.String()}
+	for i := len(ids) - 1; i >= 0; i-- {
+		want = append(want, ids[i].String())
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("paged keys\n got %v\nwant %v", got, want)
+	}
+
+	// The channel filter keeps messages of that channel only, with their
+	// records; the unreadable record has no channel.
+	page, next, err := s.QuarantinePage("fbl", "", 0)
+	if err != nil || next != "" || len(page) != 3 {
+		t.Fatalf("fbl page: %d entries, next %q, %v", len(page), next, err)
+	}
+	for _, q := range page {
+		if q.Message == nil || q.Message.Channel != "fbl" || q.Entry.Reason != q.Message.Reason {
+			t.Errorf("fbl entry %+v with message %+v", q.Entry, q.Message)
+		}
+	}
+	if all, _, _ := s.QuarantinePage("", "", 1); len(all) != 1 || all[0].Message != nil || all[0].Entry.Reason != "record cannot be decoded" {
+		t.Errorf("newest entry = %+v", all)
+	}
+}
