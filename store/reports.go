@@ -108,6 +108,9 @@ func (s *Store) Put(entries []Entry) error {
 			if p.rec.rep, err = json.Marshal(r); err != nil {
 				return fmt.Errorf("encoding report: %w", err)
 			}
+			if p.rec.hasRaw {
+				p.rec.rep, p.rec.cutAt, p.rec.cut = cutEvidence(p.rec.rep, p.rec.raw)
+			}
 			if r.SourceIP.IsValid() {
 				p.ipKey = ipKey(r.SourceIP, r.ID)
 			}
@@ -130,10 +133,16 @@ func (s *Store) Put(entries []Entry) error {
 					return fmt.Errorf("record %s: %w", p.id, err)
 				}
 				if p.given&givesMessage != 0 {
+					if p.given&givesReport == 0 && rec.cut {
+						// The stored report's evidence is the old body:
+						// it goes back into the report before the body
+						// changes under it.
+						rec.rep, rec.cut = rec.report(), false
+					}
 					rec.msg, rec.raw, rec.hasRaw = p.rec.msg, p.rec.raw, p.rec.hasRaw
 				}
 				if p.given&givesReport != 0 {
-					rec.rep = p.rec.rep
+					rec.rep, rec.cut, rec.cutAt = p.rec.rep, p.rec.cut, p.rec.cutAt
 				}
 				value = rec.encode()
 			}
@@ -179,7 +188,7 @@ func (s *Store) GetReport(id ID) (*Report, error) {
 		if !ok || len(rec.rep) == 0 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(rec.rep, &r)
+		return json.Unmarshal(rec.report(), &r)
 	})
 	if err != nil {
 		return nil, err
@@ -234,7 +243,7 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 				return true, nil // a message without report
 			}
 			var r Report
-			if err := json.Unmarshal(rec.rep, &r); err != nil {
+			if err := json.Unmarshal(rec.report(), &r); err != nil {
 				return false, fmt.Errorf("decoding report %x: %w", id, err)
 			}
 			if q.Channel != "" && r.Channel != q.Channel {
