@@ -19,7 +19,6 @@
 package ingest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -231,7 +230,9 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 		in.quarantine(m, res, err.Error())
 		return e
 	}
-	doc, err := json.Marshal(rep)
+	// MarshalJSON directly: through json.Marshal its output would be
+	// scanned and compacted once more, base64 evidence and all.
+	doc, err := rep.MarshalJSON()
 	if err != nil {
 		in.quarantine(m, res, "cannot encode report: "+err.Error())
 		return e

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -81,12 +82,27 @@ func migrateRecordsStep(tx *bbolt.Tx) (bool, error) {
 			ids = append(ids, append([]byte(nil), k...))
 		}
 		for _, k := range ids {
-			var r record
+			var (
+				r   record
+				err error
+			)
 			if b := tx.Bucket(v1Messages); b != nil {
 				r.msg = append([]byte(nil), b.Get(k)...)
 			}
 			if b := tx.Bucket(v1Reports); b != nil {
-				r.rep = append([]byte(nil), b.Get(k)...)
+				if v := b.Get(k); v != nil {
+					// Schema 1 kept the document inside the report's
+					// JSON. One that does not decode is moved as it is,
+					// for Recover to quarantine with its bytes.
+					var rep Report
+					if json.Unmarshal(v, &rep) != nil {
+						r.rep = append([]byte(nil), v...)
+					} else if r.rep, err = encodeReport(&rep); err != nil {
+						return false, err
+					} else {
+						r.xarf = rep.XARF
+					}
+				}
 			}
 			if b := tx.Bucket(v1Raw); b != nil {
 				if v := b.Get(k); v != nil {

@@ -169,19 +169,29 @@ func TestMigrateV1ToV2Resumes(t *testing.T) {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
+	same := func(a, b record) bool {
+		return bytes.Equal(a.msg, b.msg) && bytes.Equal(a.rep, b.rep) && bytes.Equal(a.xarf, b.xarf) &&
+			bytes.Equal(a.raw, b.raw) && a.hasRaw == b.hasRaw && a.cut == b.cut && a.cutAt == b.cutAt
+	}
 	for _, r := range []record{
 		{},
 		{msg: []byte(`{"id":1}`)},
-		{rep: []byte(`{"r":1}`)},
-		{msg: []byte("m"), rep: []byte("r"), raw: []byte("raw\x00bytes"), hasRaw: true},
+		{rep: []byte(`{"r":1}`), xarf: []byte(`{"x":1}`)},
+		{msg: []byte("m"), rep: []byte("r"), xarf: []byte("x"), raw: []byte("raw\x00bytes"), hasRaw: true},
+		{msg: []byte("m"), rep: []byte("r"), xarf: []byte(`{"payload":""}`), raw: []byte("x"), hasRaw: true, cut: true, cutAt: 12},
 		{msg: []byte("m"), hasRaw: true}, // an empty body is still a body
 	} {
 		got, err := decodeRecord(r.encode())
-		if err != nil || !bytes.Equal(got.msg, r.msg) || !bytes.Equal(got.rep, r.rep) || !bytes.Equal(got.raw, r.raw) || got.hasRaw != r.hasRaw {
+		if err != nil || !same(got, r) {
 			t.Errorf("round trip of %+v = %+v, %v", r, got, err)
 		}
 	}
-	for _, bad := range []string{"", "\x01", "\x02\x00\x00\x00", "\x01\x00\x05ab", "\x01\x00\x00\x00trailing"} {
+	for _, bad := range []string{
+		"", "\x01", "\x02\x00\x00\x00\x00", "\x01\x00\x05ab", "\x01\x00\x00\x00\x00trailing",
+		"\x01\x04\x00\x00\x00",         // an unknown flag
+		"\x01\x02\x00\x00\x01x\x00",    // a cut without a body
+		"\x01\x03\x00\x00\x01x\x05raw", // a cut beyond the document
+	} {
 		if _, err := decodeRecord([]byte(bad)); err == nil {
 			t.Errorf("decodeRecord(%q) succeeded", bad)
 		}
@@ -189,14 +199,18 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add((&record{msg: []byte("m"), rep: []byte("r"), raw: []byte("x"), hasRaw: true}).encode())
+	f.Add((&record{msg: []byte("m"), rep: []byte("r"), xarf: []byte("x"), raw: []byte("x"), hasRaw: true}).encode())
+	f.Add((&record{xarf: []byte(`{"payload":""}`), raw: []byte("x"), hasRaw: true, cut: true, cutAt: 12}).encode())
 	f.Add([]byte("\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
 		if err != nil {
 			return
 		}
-		if again, err := decodeRecord(r.encode()); err != nil || !bytes.Equal(again.msg, r.msg) || !bytes.Equal(again.rep, r.rep) || !bytes.Equal(again.raw, r.raw) {
+		_ = r.document()
+		again, err := decodeRecord(r.encode())
+		if err != nil || !bytes.Equal(again.msg, r.msg) || !bytes.Equal(again.rep, r.rep) || !bytes.Equal(again.xarf, r.xarf) ||
+			!bytes.Equal(again.raw, r.raw) || again.cut != r.cut || again.cutAt != r.cutAt {
 			t.Fatalf("re-encoding %q does not round-trip", b)
 		}
 	})

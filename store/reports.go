@@ -105,11 +105,12 @@ func (s *Store) Put(entries []Entry) error {
 		}
 		if r := e.Report; r != nil {
 			p.given |= givesReport
-			if p.rec.rep, err = json.Marshal(r); err != nil {
+			if p.rec.rep, err = encodeReport(r); err != nil {
 				return fmt.Errorf("encoding report: %w", err)
 			}
+			p.rec.xarf = r.XARF
 			if p.rec.hasRaw {
-				p.rec.rep, p.rec.cutAt, p.rec.cut = cutEvidence(p.rec.rep, p.rec.raw)
+				p.rec.xarf, p.rec.cutAt, p.rec.cut = cutEvidence(r.XARF, p.rec.raw)
 			}
 			if r.SourceIP.IsValid() {
 				p.ipKey = ipKey(r.SourceIP, r.ID)
@@ -135,14 +136,14 @@ func (s *Store) Put(entries []Entry) error {
 				if p.given&givesMessage != 0 {
 					if p.given&givesReport == 0 && rec.cut {
 						// The stored report's evidence is the old body:
-						// it goes back into the report before the body
-						// changes under it.
-						rec.rep, rec.cut = rec.report(), false
+						// it goes back into the document before the
+						// body changes under it.
+						rec.xarf, rec.cut = rec.document(), false
 					}
 					rec.msg, rec.raw, rec.hasRaw = p.rec.msg, p.rec.raw, p.rec.hasRaw
 				}
 				if p.given&givesReport != 0 {
-					rec.rep, rec.cut, rec.cutAt = p.rec.rep, p.rec.cut, p.rec.cutAt
+					rec.rep, rec.xarf, rec.cut, rec.cutAt = p.rec.rep, p.rec.xarf, p.rec.cut, p.rec.cutAt
 				}
 				value = rec.encode()
 			}
@@ -179,7 +180,7 @@ func ipKey(ip netip.Addr, id ID) []byte {
 
 // GetReport returns the report id.
 func (s *Store) GetReport(id ID) (*Report, error) {
-	var r Report
+	var r *Report
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		rec, ok, err := getRecord(tx, id[:])
 		if err != nil {
@@ -188,12 +189,13 @@ func (s *Store) GetReport(id ID) (*Report, error) {
 		if !ok || len(rec.rep) == 0 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(rec.report(), &r)
+		r, err = rec.report()
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r, nil
 }
 
 // Query selects reports, newest first. Every zero field means "any".
@@ -242,18 +244,18 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 			if !ok || len(rec.rep) == 0 {
 				return true, nil // a message without report
 			}
-			var r Report
-			if err := json.Unmarshal(rec.report(), &r); err != nil {
+			var m reportMeta
+			if err := json.Unmarshal(rec.rep, &m); err != nil {
 				return false, fmt.Errorf("decoding report %x: %w", id, err)
 			}
-			if q.Channel != "" && r.Channel != q.Channel {
+			if q.Channel != "" && m.Channel != q.Channel {
 				return true, nil
 			}
 			if len(out) == q.Limit {
 				next = out[len(out)-1].ID
 				return false, nil
 			}
-			out = append(out, r)
+			out = append(out, Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via, XARF: rec.document()})
 			return true, nil
 		}
 		var (
