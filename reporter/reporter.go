@@ -313,7 +313,7 @@ func (r *Reporter) evaluate(ctx context.Context, e *store.OutboxEntry) (bool, er
 	if !ch.Has(config.UseReport) {
 		return false, r.withhold(e, fmt.Sprintf("channel %q does not use report", e.Channel))
 	}
-	rep, err := r.st.GetReport(e.ID)
+	rep, err := r.st.GetReportMeta(e.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, r.withhold(e, "the report was deleted before it could be sent")
 	} else if err != nil {

@@ -60,6 +60,12 @@ func TestEvidenceStoredOnce(t *testing.T) {
 	if err != nil || !bytes.Equal(got.XARF, r.XARF) {
 		t.Fatalf("report read back differs (%v):\n got %s\nwant %s", err, got.XARF, r.XARF)
 	}
+	if meta, err := s.GetReportMeta(m.ID); err != nil || meta.XARF != nil || meta.Channel != "trap" || meta.ID != m.ID {
+		t.Errorf("GetReportMeta = %+v, %v", meta, err)
+	}
+	if _, err := s.GetReportMeta(ID{1}); err != ErrNotFound {
+		t.Errorf("GetReportMeta of an unknown id: %v", err)
+	}
 	page, _, err := s.Reports(Query{Channel: "trap"})
 	if err != nil || len(page) != 1 || !bytes.Equal(page[0].XARF, r.XARF) {
 		t.Fatalf("report listed differs (%v): %d reports", err, len(page))

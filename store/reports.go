@@ -178,6 +178,27 @@ func ipKey(ip netip.Addr, id ID) []byte {
 	return append(a[:], id[:]...)
 }
 
+// GetReportMeta returns the report id without its XARF document (XARF is
+// nil): what policy needs, without copying the document and putting its
+// evidence back.
+func (s *Store) GetReportMeta(id ID) (*Report, error) {
+	var m reportMeta
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		rec, ok, err := getRecord(tx, id[:])
+		if err != nil {
+			return err
+		}
+		if !ok || len(rec.rep) == 0 {
+			return ErrNotFound
+		}
+		return json.Unmarshal(rec.rep, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via}, nil
+}
+
 // GetReport returns the report id.
 func (s *Store) GetReport(id ID) (*Report, error) {
 	var r *Report
