@@ -130,6 +130,12 @@ func putOutbox(tx *bbolt.Tx, e *OutboxEntry) error {
 	if err != nil {
 		return fmt.Errorf("encoding outbox entry: %w", err)
 	}
+	return putOutboxEncoded(tx, e, b)
+}
+
+// putOutboxEncoded is putOutbox with e already encoded as b (Put encodes
+// before it takes the writer).
+func putOutboxEncoded(tx *bbolt.Tx, e *OutboxEntry, b []byte) error {
 	ob := tx.Bucket(bucketOutbox)
 	due := tx.Bucket(bucketOutboxDue)
 	if old := ob.Get(e.ID[:]); old != nil {

@@ -71,6 +71,7 @@ func (s *Store) Put(entries []Entry) error {
 		ipKey       []byte
 		quarantine  []byte // the quarantine entry of a quarantined message
 		quarantineK []byte
+		outbox      []byte // the outbox entry, encoded
 	}
 	const (
 		givesMessage = 1 << iota
@@ -114,6 +115,11 @@ func (s *Store) Put(entries []Entry) error {
 			}
 			if r.SourceIP.IsValid() {
 				p.ipKey = ipKey(r.SourceIP, r.ID)
+			}
+		}
+		if e.Outbox != nil {
+			if p.outbox, err = json.Marshal(e.Outbox); err != nil {
+				return fmt.Errorf("encoding outbox entry: %w", err)
 			}
 		}
 		p.value = p.rec.encode()
@@ -164,7 +170,7 @@ func (s *Store) Put(entries []Entry) error {
 				}
 			}
 			if o := entries[i].Outbox; o != nil {
-				if err := putOutbox(tx, o); err != nil {
+				if err := putOutboxEncoded(tx, o, p.outbox); err != nil {
 					return err
 				}
 			}
