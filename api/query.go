@@ -309,9 +309,10 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Quarantine keys are message ids, or for a record that could not be
-	// read the hex of its key: the cursor is the last key of a page.
+	// read the hex of its key (up to bbolt's key limit): the cursor is the
+	// last key of a page.
 	cursor := q.Get("cursor")
-	if len(cursor) > 64 {
+	if len(cursor) > 2*bbolt.MaxKeySize {
 		replyBadParam(w, &badParam{"cursor", "not a cursor returned by this API"})
 		return
 	}
