@@ -1,6 +1,7 @@
 // Package store keeps xarfd's data in one bbolt file: received messages
-// with their envelope and raw bytes, a quarantine for what cannot be read,
-// and (in later schema versions) reports, indexes and the outbox.
+// with their envelope and bytes, their XARF reports, the indexes that
+// queries and retention walk, a quarantine for what cannot be read, and
+// the reporter's outbox.
 //
 // Every write goes through one committer goroutine that groups whatever
 // was queued while the previous transaction was committing into the next
