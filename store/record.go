@@ -139,6 +139,10 @@ type reportMeta struct {
 	Via      string     `json:"via"`
 }
 
+func (m *reportMeta) report(xarf []byte) *Report {
+	return &Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via, XARF: xarf}
+}
+
 func encodeReport(r *Report) (meta []byte, err error) {
 	return json.Marshal(reportMeta{ID: r.ID, Channel: r.Channel, SourceIP: r.SourceIP, Via: r.Via})
 }
@@ -149,7 +153,7 @@ func (r *record) report() (*Report, error) {
 	if err := json.Unmarshal(r.rep, &m); err != nil {
 		return nil, err
 	}
-	return &Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via, XARF: r.document()}, nil
+	return m.report(r.document()), nil
 }
 
 // payloadKey starts an evidence payload in JSON as encoding/json writes

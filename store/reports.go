@@ -188,41 +188,33 @@ func ipKey(ip netip.Addr, id ID) []byte {
 // nil): what policy needs, without copying the document and putting its
 // evidence back.
 func (s *Store) GetReportMeta(id ID) (*Report, error) {
-	var m reportMeta
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		rec, ok, err := getRecord(tx, id[:])
-		if err != nil {
-			return err
-		}
-		if !ok || len(rec.rep) == 0 {
+	var r *Report
+	err := s.viewRecord(id, func(rec *record) error {
+		if len(rec.rep) == 0 {
 			return ErrNotFound
 		}
-		return json.Unmarshal(rec.rep, &m)
+		var m reportMeta
+		if err := json.Unmarshal(rec.rep, &m); err != nil {
+			return err
+		}
+		r = m.report(nil)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via}, nil
+	return r, err
 }
 
 // GetReport returns the report id.
 func (s *Store) GetReport(id ID) (*Report, error) {
 	var r *Report
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		rec, ok, err := getRecord(tx, id[:])
-		if err != nil {
-			return err
-		}
-		if !ok || len(rec.rep) == 0 {
+	err := s.viewRecord(id, func(rec *record) error {
+		if len(rec.rep) == 0 {
 			return ErrNotFound
 		}
+		var err error
 		r, err = rec.report()
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	return r, err
 }
 
 // Query selects reports, newest first. Every zero field means "any".
@@ -282,7 +274,7 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 				next = out[len(out)-1].ID
 				return false, nil
 			}
-			out = append(out, Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via, XARF: rec.document()})
+			out = append(out, *m.report(rec.document()))
 			return true, nil
 		}
 		var (

@@ -363,15 +363,27 @@ func putRecord(tx *bbolt.Tx, id ID, r *record) error {
 	return nil
 }
 
-// Message returns the record of id.
-func (s *Store) Message(id ID) (*Message, error) {
-	var m Message
-	err := s.db.View(func(tx *bbolt.Tx) error {
+// viewRecord runs fn on the record of id in a read transaction;
+// ErrNotFound when there is none. The record aliases bbolt memory, valid
+// only inside fn.
+func (s *Store) viewRecord(id ID, fn func(*record) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
 		rec, ok, err := getRecord(tx, id[:])
 		if err != nil {
 			return err
 		}
-		if !ok || len(rec.msg) == 0 {
+		if !ok {
+			return ErrNotFound
+		}
+		return fn(&rec)
+	})
+}
+
+// Message returns the record of id.
+func (s *Store) Message(id ID) (*Message, error) {
+	var m Message
+	err := s.viewRecord(id, func(rec *record) error {
+		if len(rec.msg) == 0 {
 			return ErrNotFound
 		}
 		return json.Unmarshal(rec.msg, &m)
@@ -385,12 +397,8 @@ func (s *Store) Message(id ID) (*Message, error) {
 // Raw returns a copy of the message bytes of id.
 func (s *Store) Raw(id ID) ([]byte, error) {
 	var raw []byte
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		rec, ok, err := getRecord(tx, id[:])
-		if err != nil {
-			return err
-		}
-		if !ok || !rec.hasRaw {
+	err := s.viewRecord(id, func(rec *record) error {
+		if !rec.hasRaw {
 			return ErrNotFound
 		}
 		raw = append([]byte(nil), rec.raw...)
