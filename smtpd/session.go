@@ -85,14 +85,9 @@ func newSessionID() string {
 func (ss *session) closeIfIdle() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.busy || ss.closed {
-		return
+	if !ss.busy {
+		ss.closeLocked(errShuttingDown)
 	}
-	ss.closed = true
-	nc := ss.conn.Conn()
-	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write([]byte(replyLine(ss.s.cfg.Hostname, errShuttingDown)))
-	nc.Close()
 }
 
 func (ss *session) setBusy(b bool) {
@@ -414,6 +409,11 @@ func (ss *session) authenticate(identity, user, password string) error {
 func (ss *session) hangUp(e *smtp.SMTPError) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.closeLocked(e)
+}
+
+// closeLocked writes e and closes the connection, once; ss.mu is held.
+func (ss *session) closeLocked(e *smtp.SMTPError) {
 	if ss.closed {
 		return
 	}
