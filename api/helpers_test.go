@@ -22,6 +22,7 @@ import (
 	"github.com/xarfd/xarfd/internal/syncbuf"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 )
 
 // Tokens of the test configuration (the config holds their sha256).
@@ -109,11 +110,7 @@ func newEnv(t *testing.T, tokens bool, tune func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	e := &env{t: t, st: st, m: metrics.New(), log: &syncbuf.Buffer{}, cfg: cfg}
 	e.hub = NewHub(e.m)
 	e.in, err = ingest.New(cfg, st, ingest.Options{Metrics: e.m, OnReport: e.hub.Publish, Validator: fakeValidator{}})

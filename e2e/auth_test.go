@@ -14,6 +14,7 @@ import (
 
 	"github.com/xarfd/xarfd/auth/authtest"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 )
 
 const (
@@ -182,7 +183,7 @@ func TestAuthOverRealBinary(t *testing.T) {
 	}
 
 	d.stop()
-	st := openStore(t, dataDir)
+	st := storetest.Open(t, dataDir)
 	for _, c := range []struct{ id, channel, user, ar string }{
 		{partnerID, "partners", "partner1", "auth=pass smtp.auth=partner1;"},
 		{signedID, "signed", "partner1", "dkim=pass header.d=reporter.example header.i=@reporter.example;"},

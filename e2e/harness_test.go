@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/internal/syncbuf"
-	"github.com/xarfd/xarfd/store"
 )
 
 var binary string
@@ -161,17 +160,6 @@ func (d *daemon) kill() {
 	d.t.Helper()
 	d.cmd.Process.Kill()
 	<-d.exited
-}
-
-// openStore opens the data directory of a stopped daemon.
-func openStore(t testing.TB, dataDir string) *store.Store {
-	t.Helper()
-	st, err := store.Open(dataDir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // runXarfd runs a non-serving subcommand and returns its exit code,

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 )
 
 // send delivers one message with go-smtp's client and returns the ids of
@@ -94,7 +95,7 @@ func TestServeStoresWhatItAcknowledges(t *testing.T) {
 	swaksIDs := sendWithSwaks(t, d.addr)
 	d.stop()
 
-	st := openStore(t, filepath.Join(dir, "data"))
+	st := storetest.Open(t, filepath.Join(dir, "data"))
 	// ids[0] is the redacting trap channel, ids[1] the ARF channel.
 	raw, err := st.Raw(ids[0])
 	if err != nil || bytes.Contains(bytes.ToLower(raw), []byte("victim@trap")) ||
@@ -204,7 +205,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	}
 	d2.stop()
 
-	st := openStore(t, filepath.Join(dir, "data"))
+	st := storetest.Open(t, filepath.Join(dir, "data"))
 	lost := 0
 	for _, a := range acks {
 		raw, err := st.Raw(a.id)

@@ -12,6 +12,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/internal/leakcheck"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 	"github.com/xarfd/xarfd/xarf"
 )
 
@@ -31,11 +32,7 @@ channels:
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	in, err := New(cfg, st, Options{})
 	if err != nil {
 		t.Fatal(err)

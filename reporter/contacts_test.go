@@ -18,7 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/xarfd/xarfd/config"
-	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 )
 
 func TestRDAPRecordedShapes(t *testing.T) {
@@ -132,11 +132,7 @@ func TestContactsOrderAndCache(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	defer rd.Close()
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t, t.TempDir())
 	cfg := &config.Contacts{
 		Static: []config.StaticContact{
 			{Network: config.Prefix{Prefix: netip.MustParsePrefix("192.88.99.128/25")}, Email: "wide@static.example"},

@@ -18,6 +18,7 @@ import (
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
+	"github.com/xarfd/xarfd/store/storetest"
 )
 
 // desk is an in-process abuse desk: a go-smtp server on 127.0.0.1 whose
@@ -125,11 +126,7 @@ contacts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	in, err := ingest.New(cfg, st, ingest.Options{})
 	if err != nil {
 		t.Fatal(err)
