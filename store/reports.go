@@ -130,6 +130,8 @@ func (s *Store) Put(entries []Entry) error {
 		records.FillPercent = appendFill
 		byChannel := tx.Bucket(bucketByChannel)
 		byChannel.FillPercent = appendFill
+		quarantine := tx.Bucket(bucketQuarantine)
+		quarantine.FillPercent = appendFill
 		for i := range ps {
 			p := &ps[i]
 			value := p.value
@@ -160,7 +162,7 @@ func (s *Store) Put(entries []Entry) error {
 				return fmt.Errorf("indexing by channel: %w", err)
 			}
 			if p.quarantine != nil {
-				if err := tx.Bucket(bucketQuarantine).Put(p.quarantineK, p.quarantine); err != nil {
+				if err := quarantine.Put(p.quarantineK, p.quarantine); err != nil {
 					return fmt.Errorf("quarantining message: %w", err)
 				}
 			}

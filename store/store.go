@@ -61,7 +61,8 @@ var (
 )
 
 // appendFill is the FillPercent of buckets whose keys only grow (UUIDv7
-// ids, or a prefix then such ids): bbolt's default of one half leaves
+// ids, their text form, or a prefix then an id): bbolt's default of one
+// half leaves
 // every page of an append-only tree half empty, which doubles the pages
 // each commit writes.
 const appendFill = 1.0
