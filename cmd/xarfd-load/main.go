@@ -3,12 +3,19 @@
 // back to back on one connection) and prints msgs/s and the p50/p99 time
 // from MAIL FROM to the final reply of DATA ("time to 250").
 //
-// With -discard-listen it instead runs a go-smtp server that accepts and
-// discards everything: the baseline that scripts/bench-smtp measures xarfd
-// against in the same run.
+// It can instead run one of the two baselines that scripts/bench-smtp
+// measures xarfd against in the same run. -discard-listen runs a go-smtp
+// server that reads every message and throws it away: the most SMTP alone
+// allows on this host. -bbolt-listen runs one that stores each message's
+// bytes in a bbolt file (-bbolt-file) under a UUIDv7 key and answers 250
+// after the commit, with a committer that takes whatever queued while the
+// previous commit ran. That is the prototype the store's design came
+// from: the most durable storage allows on this disk, without anything
+// else xarfd does.
 //
 //	xarfd-load -addr 127.0.0.1:2525 -rcpt x@trap.localhost -n 20000 -c 32 -size 2048
 //	xarfd-load -discard-listen 127.0.0.1:2600
+//	xarfd-load -bbolt-listen 127.0.0.1:2601 -bbolt-file /tmp/baseline.db
 package main
 
 import (
@@ -39,11 +46,13 @@ func main() {
 	from := flag.String("from", "load@origin.example", "envelope sender")
 	label := flag.String("label", "", "label printed before the figures")
 	discard := flag.String("discard-listen", "", "run a discarding go-smtp server on `host:port` instead of loading one")
+	bbolt := flag.String("bbolt-listen", "", "run a go-smtp server that commits every message to -bbolt-file on `host:port` instead of loading one")
+	bboltFile := flag.String("bbolt-file", "", "the bbolt `file` of -bbolt-listen (created anew)")
 	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
 	flag.Parse()
 
-	if *discard != "" {
-		if err := serveDiscard(*discard); err != nil {
+	if *discard != "" || *bbolt != "" {
+		if err := runBaseline(*discard, *bbolt, *bboltFile); err != nil {
 			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
 			os.Exit(1)
 		}
@@ -215,20 +224,31 @@ func sendOne(cl *smtp.Client, from, rcpt string, msg []byte) error {
 	return w.Close()
 }
 
-// serveDiscard runs a go-smtp server with the same limits xarfd uses that
-// reads every message and throws it away.
-func serveDiscard(addr string) error {
-	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil }))
-	s.Domain = "discard.localhost"
-	s.MaxMessageBytes = 25 << 20
-	s.MaxRecipients = 50
-	s.ReadTimeout = time.Minute
-	s.WriteTimeout = time.Minute
+// runBaseline serves the discarding server on discardAddr, or the bbolt
+// one on bboltAddr, until SIGINT or SIGTERM.
+func runBaseline(discardAddr, bboltAddr, bboltFile string) error {
+	addr, name := discardAddr, "discard"
+	backend := smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil })
+	if bboltAddr != "" {
+		if discardAddr != "" {
+			return errors.New("-discard-listen and -bbolt-listen exclude each other")
+		}
+		if bboltFile == "" {
+			return errors.New("-bbolt-listen needs -bbolt-file")
+		}
+		b, err := openBaseline(bboltFile)
+		if err != nil {
+			return err
+		}
+		defer b.close()
+		addr, name, backend = bboltAddr, "bbolt", smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return b.session(), nil })
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "discard server listening on %s\n", l.Addr())
+	s := baselineServer(backend)
+	fmt.Fprintf(os.Stderr, "%s server listening on %s\n", name, l.Addr())
 	go func() {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
@@ -239,6 +259,17 @@ func serveDiscard(addr string) error {
 		return err
 	}
 	return nil
+}
+
+// baselineServer is a go-smtp server with the limits xarfd uses.
+func baselineServer(b smtp.Backend) *smtp.Server {
+	s := smtp.NewServer(b)
+	s.Domain = "baseline.localhost"
+	s.MaxMessageBytes = 25 << 20
+	s.MaxRecipients = 50
+	s.ReadTimeout = time.Minute
+	s.WriteTimeout = time.Minute
+	return s
 }
 
 type discardSession struct{}

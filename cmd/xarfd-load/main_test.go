@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"go.etcd.io/bbolt"
+)
+
+// serve starts a baseline server with backend on 127.0.0.1:0 and returns
+// its address; it is closed when the test ends.
+func serve(t *testing.T, backend smtp.Backend) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := baselineServer(backend)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(l)
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+func TestLoadDiscard(t *testing.T) {
+	addr := serve(t, smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil }))
+	r, err := load(addr, "a@origin.example", "x@trap.localhost", 40, 4, [][]byte{message(2048)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.sent != 40 || r.errors != 0 || len(r.lat) != 40 {
+		t.Fatalf("sent %d, errors %d (%v), %d latencies; want 40, 0, 40", r.sent, r.errors, r.firstErr, len(r.lat))
+	}
+	if r.pct(50) <= 0 || r.pct(99) < r.pct(50) {
+		t.Errorf("p50 %v, p99 %v", r.pct(50), r.pct(99))
+	}
+}
+
+// Every message the bbolt baseline answered 250 for is in its file,
+// byte for byte.
+func TestLoadBaselineStoresEveryMessage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "baseline.db")
+	b, err := openBaseline(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return b.session(), nil }))
+	msg := message(3000)
+	r, err := load(addr, "a@origin.example", "x@trap.localhost", 60, 8, [][]byte{msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.sent != 60 || r.errors != 0 {
+		t.Fatalf("sent %d, errors %d (%v)", r.sent, r.errors, r.firstErr)
+	}
+	if err := b.close(); err != nil {
+		t.Fatal(err)
+	}
+	// After close a session is told to retry, not left waiting.
+	if err := b.store([]byte("k"), []byte("v")); err == nil {
+		t.Error("store after close succeeded")
+	}
+
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(baselineBucket).ForEach(func(k, v []byte) error {
+			n++
+			if len(k) != 16 || !bytes.Equal(v, msg) {
+				t.Errorf("key %x: %d bytes, want a 16-byte id and the %d bytes sent", k, len(v), len(msg))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 60 {
+		t.Errorf("%d messages stored, want 60", n)
+	}
+}
+
+func TestMessageSize(t *testing.T) {
+	for _, size := range []int{200, 2048, 20480} {
+		if m := message(size); len(m) != size || !bytes.HasSuffix(m, []byte("\r\n")) {
+			t.Errorf("message(%d) is %d bytes", size, len(m))
+		}
+	}
+}
