@@ -1,6 +1,7 @@
 package xarf
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,6 +75,33 @@ func BenchmarkFromTrap(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(ins)), "µs/report")
+}
+
+// BenchmarkFromTrapNoOrigin is a trap hit that yields no report (it only
+// passed our own relays): the path of every quarantined hit.
+func BenchmarkFromTrapNoOrigin(b *testing.B) {
+	var ins []Input
+	for name, c := range trapCases {
+		if !errors.Is(c.wantErr, ErrNoOrigin) {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(fixtureDir, name+".eml"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ins = append(ins, c.input(raw))
+	}
+	if len(ins) == 0 {
+		b.Fatal("no fixture without origin")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, in := range ins {
+			if _, err := FromTrap(in); !errors.Is(err, ErrNoOrigin) {
+				b.Fatalf("FromTrap = %v, want ErrNoOrigin", err)
+			}
+		}
+	}
 }
 
 // BenchmarkValidator is the schema check of one produced report.

@@ -195,11 +195,13 @@ func FromTrap(in Input) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading trap message: %w", err)
 	}
-	b := newBuild(&in, SourceSpamtrap)
+	// The origin first: a hit without one (our own relays only, no
+	// Received hop) is quarantined, and nothing need be built for it.
 	o, err := trapOrigin(&in, h)
 	if err != nil {
 		return nil, err
 	}
+	b := newBuild(&in, SourceSpamtrap)
 	b.tag("channel", "spamtrap")
 	b.note("Message delivered to a spam trap (an address that never asked for mail).")
 	b.setOrigin(o, in.Received)
