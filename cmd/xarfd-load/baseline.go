@@ -32,11 +32,15 @@ type baselineOp struct {
 
 var baselineBucket = []byte("messages")
 
-// openBaseline creates path anew: the figures are those of a store that
-// starts empty, as bench-smtp's xarfd does.
+// openBaseline creates path, which must not exist: the figures are those
+// of a store that starts empty, as bench-smtp's xarfd does, and a wrong
+// path must not cost anyone their file.
 func openBaseline(path string) (*baseline, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		if err == nil {
+			err = errors.New("exists; the baseline starts from a new file")
+		}
+		return nil, fmt.Errorf("-bbolt-file %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {

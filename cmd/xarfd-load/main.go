@@ -47,7 +47,7 @@ func main() {
 	label := flag.String("label", "", "label printed before the figures")
 	discard := flag.String("discard-listen", "", "run a discarding go-smtp server on `host:port` instead of loading one")
 	bbolt := flag.String("bbolt-listen", "", "run a go-smtp server that commits every message to -bbolt-file on `host:port` instead of loading one")
-	bboltFile := flag.String("bbolt-file", "", "the bbolt `file` of -bbolt-listen (created anew)")
+	bboltFile := flag.String("bbolt-file", "", "the bbolt `file` of -bbolt-listen, created (it must not exist)")
 	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
 	flag.Parse()
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -91,6 +92,22 @@ func TestLoadBaselineStoresEveryMessage(t *testing.T) {
 	}
 	if n != 60 {
 		t.Errorf("%d messages stored, want 60", n)
+	}
+}
+
+// The baseline never overwrites a file: the path might be someone's
+// database.
+func TestBaselineKeepsExistingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xarfd.db")
+	if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := openBaseline(path); err == nil {
+		b.close()
+		t.Fatal("openBaseline over an existing file succeeded")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "precious" {
+		t.Errorf("file now holds %q", got)
 	}
 }
 
