@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -243,6 +244,13 @@ func TestAPIOverRealBinary(t *testing.T) {
 	if r.code != 200 || r.h.Get("Content-Type") != "message/rfc822" || !bytes.Contains(r.body, []byte("Subject: http-submitted")) ||
 		bytes.Contains(bytes.ToLower(r.body), []byte("victim@trap")) {
 		t.Fatalf("evidence: %d %q\n%s", r.code, r.h.Get("Content-Type"), r.body)
+	}
+	// The submission was committed: the store's transactions are counted.
+	r = apiDo(t, "GET", base+"/metrics", "", "", nil)
+	for _, series := range []string{"xarfd_store_transaction_seconds_count", "xarfd_store_transaction_operations_sum"} {
+		if !regexp.MustCompile(`(?m)^` + series + ` [1-9]`).Match(r.body) {
+			t.Errorf("metrics: no %s of at least 1", series)
+		}
 	}
 
 	d.stop()

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"testing"
+	"time"
 )
 
 // gather returns every sample as "name{label=value,...}" -> value.
@@ -44,6 +45,8 @@ func TestCountersAndLabels(t *testing.T) {
 	m.Redactions("trap", "base64", 3)
 	m.Redactions("trap", "hex", 0) // zero adds no series
 	m.CommitLatency(0.002)
+	m.StoreTransaction(9, 1500*time.Microsecond)
+	m.StoreTransaction(1, 700*time.Microsecond)
 	m.Delivery("sent")
 	m.StreamDropped()
 	m.Gauge("xarfd_test_gauge", "test", func() float64 { return 7 })
@@ -55,6 +58,8 @@ func TestCountersAndLabels(t *testing.T) {
 		"xarfd_messages_total{channel=trap,outcome=report}": 1,
 		"xarfd_redactions_total{channel=trap,form=base64}":  3,
 		"xarfd_store_commit_seconds{}":                      1,
+		"xarfd_store_transaction_seconds{}":                 2,
+		"xarfd_store_transaction_operations{}":              2,
 		"xarfd_deliveries_total{result=sent}":               1,
 		"xarfd_stream_dropped_total{}":                      1,
 		"xarfd_test_gauge{}":                                7,
@@ -69,6 +74,24 @@ func TestCountersAndLabels(t *testing.T) {
 	if _, ok := got["go_goroutines{}"]; !ok {
 		t.Error("runtime collector missing")
 	}
+	// The transaction histograms add up what they observed: ten
+	// operations in two transactions of 2.2 ms in all.
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]float64{}
+	for _, mf := range mfs {
+		if h := mf.GetMetric()[0].GetHistogram(); h != nil {
+			sums[mf.GetName()] = h.GetSampleSum()
+		}
+	}
+	if got := sums["xarfd_store_transaction_operations"]; got != 10 {
+		t.Errorf("operations sum = %v, want 10", got)
+	}
+	if got := sums["xarfd_store_transaction_seconds"]; got < 0.00219 || got > 0.00221 {
+		t.Errorf("seconds sum = %v, want 0.0022", got)
+	}
 }
 
 func TestNilCountsNothing(t *testing.T) {
@@ -77,6 +100,7 @@ func TestNilCountsNothing(t *testing.T) {
 	m.Message("x", OutcomeError)
 	m.Redactions("x", "literal", 1)
 	m.CommitLatency(1)
+	m.StoreTransaction(1, time.Millisecond)
 	m.Delivery("sent")
 	m.StreamDropped()
 	m.Gauge("x", "y", func() float64 { return 0 })

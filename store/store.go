@@ -92,6 +92,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// MaxBatch caps the operations one group commit takes.
 	MaxBatch int
+	// OnCommit, when set, is called by the committer after each durable
+	// transaction, once its waiters have been told, with the number of
+	// operations it held and how long bbolt took to commit it (the work
+	// and both fsyncs). It runs on the committer: it must not block.
+	OnCommit func(ops int, took time.Duration)
 	// Migrations overrides the migration table (tests).
 	Migrations []Migration
 }
@@ -107,6 +112,7 @@ type Store struct {
 	done   chan struct{}
 
 	maxBatch    int
+	onCommit    func(int, time.Duration)
 	stats       CommitStats
 	foundSchema uint64
 }
@@ -165,6 +171,7 @@ func Open(dir string, o Options) (*Store, error) {
 		ops:      make(chan *op, o.MaxBatch),
 		done:     make(chan struct{}),
 		maxBatch: o.MaxBatch,
+		onCommit: o.OnCommit,
 	}
 	if err := s.migrate(o.Migrations); err != nil {
 		db.Close()
@@ -241,6 +248,7 @@ func (s *Store) commitBatch(batch []*op) {
 	for len(batch) > 0 {
 		failed := -1
 		var opErr error
+		start := time.Now()
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
@@ -263,8 +271,12 @@ func (s *Store) commitBatch(batch []*op) {
 			s.stats.Operations += int64(len(batch))
 			s.stats.mu.Unlock()
 		}
+		took := time.Since(start)
 		for _, o := range batch {
 			o.done <- err // nil, or the commit's own I/O error for all
+		}
+		if err == nil && s.onCommit != nil {
+			s.onCommit(len(batch), took)
 		}
 		return
 	}

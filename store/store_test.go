@@ -82,7 +82,22 @@ func TestIDsAreTimeOrdered(t *testing.T) {
 // record durable, and one failing operation does not fail its batch.
 func TestGroupCommitConcurrent(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir)
+	var (
+		mu      sync.Mutex
+		hookOps []int
+		hookErr error
+	)
+	s, err := Open(dir, Options{LockTimeout: 100 * time.Millisecond, OnCommit: func(ops int, took time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		hookOps = append(hookOps, ops)
+		if ops < 1 || took <= 0 {
+			hookErr = fmt.Errorf("OnCommit(%d, %v)", ops, took)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	const n = 200
 	var wg sync.WaitGroup
 	ids := make([]ID, n)
@@ -110,7 +125,18 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			t.Errorf("op %d: %v", i, err)
 		}
 	}
-	s.Close()
+	txs, ops := s.Stats().Snapshot()
+	s.Close() // waits for the committer, and with it the last OnCommit
+	// OnCommit saw each durable transaction once, with the operations it
+	// held; the planted failures were committed in none.
+	sum := 0
+	for _, o := range hookOps {
+		sum += o
+	}
+	if hookErr != nil || int64(len(hookOps)) != txs || int64(sum) != ops || sum != n-n/10 {
+		t.Errorf("OnCommit: %d calls for %d operations (%v); stats say %d transactions, %d operations; want %d operations",
+			len(hookOps), sum, hookErr, txs, ops, n-n/10)
+	}
 	s = open(t, dir)
 	for i, id := range ids {
 		if i%10 == 3 {

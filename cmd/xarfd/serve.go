@@ -62,7 +62,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg *config.Config, log zerolog.Logger) error {
-	st, err := store.Open(cfg.DataDir, store.Options{})
+	m := metrics.New()
+	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,6 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
 	}
 
-	m := metrics.New()
 	m.Gauge("xarfd_outbox_pending", "Reports waiting in the outbox.", func() float64 {
 		n, _ := st.OutboxDepth()
 		return float64(n)
