@@ -35,8 +35,7 @@ func BenchmarkServe(b *testing.B) {
 					}
 				}
 			})
-			txs, ops := ts.store.Stats().Snapshot()
-			b.ReportMetric(float64(ops)/float64(max(txs, 1)), "msgs/commit")
+			b.ReportMetric(float64(ts.ops.Load())/float64(max(ts.txs.Load(), 1)), "msgs/commit")
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,9 @@ type testServer struct {
 	store *store.Store
 	srv   *Server
 	logs  *syncbuf.Buffer
+	// txs and ops count the store's durable transactions and the
+	// operations they held.
+	txs, ops atomic.Int64
 }
 
 // startServer runs a real Server on 127.0.0.1:0 over a real store in a
@@ -69,16 +73,19 @@ func startServerWith(t testing.TB, yaml string, tweak func(*config.Config), srvT
 	if tweak != nil {
 		tweak(cfg)
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{})
+	ts := &testServer{logs: &syncbuf.Buffer{}}
+	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: func(n int, _ time.Duration) {
+		ts.txs.Add(1)
+		ts.ops.Add(int64(n))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncbuf.Buffer{}
 	in, err := ingest.New(cfg, st, ingest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, in, zerolog.New(logs), metrics.New())
+	srv, err := New(cfg, in, zerolog.New(ts.logs), metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +109,8 @@ func startServerWith(t testing.TB, yaml string, tweak func(*config.Config), srvT
 		}
 		st.Close()
 	})
-	return &testServer{addr: l.Addr().String(), store: st, srv: srv, logs: logs}
+	ts.addr, ts.store, ts.srv = l.Addr().String(), st, srv
+	return ts
 }
 
 // client speaks raw SMTP, byte for byte, so tests can send what a

@@ -62,9 +62,8 @@ var (
 
 // appendFill is the FillPercent of buckets whose keys only grow (UUIDv7
 // ids, their text form, or a prefix then an id): bbolt's default of one
-// half leaves
-// every page of an append-only tree half empty, which doubles the pages
-// each commit writes.
+// half leaves every page of an append-only tree half empty, so the tree
+// has twice the leaves and grows a level sooner.
 const appendFill = 1.0
 
 // channelKey is the by_channel key of id; channel names never contain
@@ -113,22 +112,7 @@ type Store struct {
 
 	maxBatch    int
 	onCommit    func(int, time.Duration)
-	stats       CommitStats
 	foundSchema uint64
-}
-
-// CommitStats describes group-commit behaviour since Open.
-type CommitStats struct {
-	mu           sync.Mutex
-	Transactions int64
-	Operations   int64
-}
-
-// Snapshot returns the number of transactions and operations committed.
-func (c *CommitStats) Snapshot() (txs, ops int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Transactions, c.Operations
 }
 
 type op struct {
@@ -183,9 +167,6 @@ func Open(dir string, o Options) (*Store, error) {
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
-
-// Stats returns the group-commit counters.
-func (s *Store) Stats() *CommitStats { return &s.stats }
 
 // Close commits what is queued, stops the committer and closes the file.
 func (s *Store) Close() error {
@@ -264,12 +245,6 @@ func (s *Store) commitBatch(batch []*op) {
 			batch[failed].done <- opErr
 			batch = append(batch[:failed], batch[failed+1:]...)
 			continue
-		}
-		if err == nil {
-			s.stats.mu.Lock()
-			s.stats.Transactions++
-			s.stats.Operations += int64(len(batch))
-			s.stats.mu.Unlock()
 		}
 		took := time.Since(start)
 		for _, o := range batch {

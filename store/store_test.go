@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,7 +126,6 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			t.Errorf("op %d: %v", i, err)
 		}
 	}
-	txs, ops := s.Stats().Snapshot()
 	s.Close() // waits for the committer, and with it the last OnCommit
 	// OnCommit saw each durable transaction once, with the operations it
 	// held; the planted failures were committed in none.
@@ -133,9 +133,8 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	for _, o := range hookOps {
 		sum += o
 	}
-	if hookErr != nil || int64(len(hookOps)) != txs || int64(sum) != ops || sum != n-n/10 {
-		t.Errorf("OnCommit: %d calls for %d operations (%v); stats say %d transactions, %d operations; want %d operations",
-			len(hookOps), sum, hookErr, txs, ops, n-n/10)
+	if hookErr != nil || len(hookOps) == 0 || sum != n-n/10 {
+		t.Errorf("OnCommit: %d calls for %d operations (%v); want %d operations", len(hookOps), sum, hookErr, n-n/10)
 	}
 	s = open(t, dir)
 	for i, id := range ids {
@@ -351,7 +350,12 @@ func TestSweepDeletesOnlyOldDataOfItsChannel(t *testing.T) {
 func BenchmarkPutMessage(b *testing.B) {
 	for _, size := range []int{2 << 10, 20 << 10} {
 		b.Run(fmt.Sprintf("%dKB/parallel", size>>10), func(b *testing.B) {
-			s := open(b, b.TempDir())
+			var txs, ops atomic.Int64
+			s, err := Open(b.TempDir(), Options{OnCommit: func(n int, _ time.Duration) { txs.Add(1); ops.Add(int64(n)) }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
 			raw := bytes.Repeat([]byte("x"), size)
 			b.SetBytes(int64(size))
 			b.SetParallelism(16)
@@ -362,8 +366,7 @@ func BenchmarkPutMessage(b *testing.B) {
 					}
 				}
 			})
-			txs, ops := s.Stats().Snapshot()
-			b.ReportMetric(float64(ops)/float64(max(txs, 1)), "ops/commit")
+			b.ReportMetric(float64(ops.Load())/float64(max(txs.Load(), 1)), "ops/commit")
 		})
 	}
 }
@@ -444,8 +447,8 @@ func TestQuarantinePage(t *testing.T) {
 }
 
 // The buckets a delivery appends to keep their leaves full: with bbolt's
-// default split they would stay half empty, and every commit would
-// rewrite twice the pages.
+// default split they would stay half empty, twice the leaves for the same
+// keys.
 func TestAppendBucketsPackLeaves(t *testing.T) {
 	s := open(t, t.TempDir())
 	for i := range 400 {
