@@ -248,7 +248,7 @@ func trapOrigin(in *Input, h arf.Header) (origin, error) {
 			}
 			// A hop from elsewhere without a client address: the headers
 			// below it were written by hosts we do not trust.
-			return origin{}, fmt.Errorf("%w: Received header %d (from %s) records no client address", ErrNoOrigin, i+1, tagWord(hop.FromHost))
+			return origin{}, fmt.Errorf("%w: Received header %d (from %s) records no client address", ErrNoOrigin, i+1, reasonText(hop.FromHost))
 		}
 		if in.trusted(hop.IP) {
 			continue
@@ -281,7 +281,7 @@ func FromARF(rep *arf.Report, in Input) (*Report, error) {
 		}
 	}
 	if rep.Class == arf.ClassNotReport {
-		return nil, fmt.Errorf("%w: %s", ErrNotReport, tagWord(rep.Reason))
+		return nil, fmt.Errorf("%w: %s", ErrNotReport, reasonText(rep.Reason))
 	}
 	ft := rep.FeedbackType
 	if ft == "" {
@@ -622,6 +622,14 @@ func cleanLine(s string) string {
 		return r
 	}, s))
 }
+
+// reasonText is cleanLine for the reason a message yields no report: it
+// becomes the quarantine reason, which an operator reads whole. The bound
+// only keeps a hostile header from filling the record.
+func reasonText(s string) string { return truncRunes(cleanLine(s), maxReason) }
+
+// maxReason bounds reasonText: far above any reason of ours or host name.
+const maxReason = 1000
 
 // sanitizeText is cleanLine for configured names, bounded.
 func sanitizeText(s string) string { return truncRunes(cleanLine(s), 200) }

@@ -147,3 +147,29 @@ func TestFromARFRefusals(t *testing.T) {
 		t.Fatal("bad test report")
 	}
 }
+
+// TestRefusalReasonsWhole: the reason a message yields no report is kept
+// whole and readable (it used to be squeezed into a 40-character tag word,
+// "delivery-status-notification-rfc-3464-bo").
+func TestRefusalReasonsWhole(t *testing.T) {
+	dsn := "From: MAILER-DAEMON@mx.example\r\nTo: a@b.example\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nbounce\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; x@y.example\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"--b--\r\n"
+	_, err := FromARF(nil, corpusInput([]byte(dsn)))
+	if !errors.Is(err, ErrNotReport) {
+		t.Fatalf("DSN: %v", err)
+	}
+	if want := "delivery status notification (RFC 3464 bounce)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("reason %q does not hold %q whole", err, want)
+	}
+	trap := "Received: from a-very-long-host-name-that-goes-on-and-on.relay.example.org by mx.trap.example; Sun, 01 Mar 2026 09:00:00 +0000\r\n" +
+		"Subject: hi\r\n\r\nbody\r\n"
+	in := trapInput(trap)
+	in.Envelope = nil
+	_, err = FromTrap(in)
+	if !errors.Is(err, ErrNoOrigin) || !strings.Contains(err.Error(), "a-very-long-host-name-that-goes-on-and-on.relay.example.org") {
+		t.Errorf("trap without client address: %v", err)
+	}
+}
