@@ -48,19 +48,28 @@ func TestParseCorpus(t *testing.T) {
 	}
 	reports, errs := 0, 0
 	for i, line := range lines {
+		// Every line names its file: {"file":…,"report":{…}} or
+		// {"file":…,"error":…}, exactly one of the two.
 		var probe struct {
-			File, Error string
+			File   string          `json:"file"`
+			Error  string          `json:"error"`
+			Report json.RawMessage `json:"report"`
 		}
-		json.Unmarshal([]byte(line), &probe)
+		if err := json.Unmarshal([]byte(line), &probe); err != nil {
+			t.Fatalf("line %d is not JSON: %v", i, err)
+		}
+		if probe.File != files[i] {
+			t.Errorf("line %d names %q, want %q", i, probe.File, files[i])
+		}
+		if (probe.Error != "") == (probe.Report != nil) {
+			t.Errorf("line %d: want exactly one of error and report: %.200s", i, line)
+		}
 		if probe.Error != "" {
 			errs++
-			if probe.File != files[i] {
-				t.Errorf("error line %d names %q, want %q", i, probe.File, files[i])
-			}
 			continue
 		}
 		reports++
-		if err := v.Validate([]byte(line)); err != nil {
+		if err := v.Validate(probe.Report); err != nil {
 			t.Errorf("%s: invalid XARF: %v", filepath.Base(files[i]), err)
 		}
 	}
@@ -82,9 +91,16 @@ func TestParseTrapWithEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v\n%s", err, out)
 	}
-	var doc xarf.Report
-	if err := json.NewDecoder(bufio.NewReader(strings.NewReader(string(out)))).Decode(&doc); err != nil {
+	var line struct {
+		File   string      `json:"file"`
+		Report xarf.Report `json:"report"`
+	}
+	if err := json.NewDecoder(bufio.NewReader(strings.NewReader(string(out)))).Decode(&line); err != nil {
 		t.Fatal(err)
+	}
+	doc := line.Report
+	if line.File != "-" {
+		t.Errorf("file = %q, want - (stdin)", line.File)
 	}
 	if doc.SourceIdentifier != "203.0.113.50" || doc.SourcePort != 41000 || doc.EvidenceSource != "spamtrap" || doc.SMTPFrom != "bulk@spam.example" {
 		t.Errorf("report = %+v", doc)
