@@ -53,6 +53,9 @@ type Result struct {
 	Report bool
 	// Redaction counts what was redacted (zero for other channels).
 	Redaction redact.Summary
+	// retract is set for a not-spam report: Accept withdraws the
+	// complaint it retracts before storing it.
+	retract *store.Retraction
 }
 
 // Options are the optional parts of an Ingester.
@@ -144,6 +147,12 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 		res[i].ID = id
 		entries[i] = in.process(d, m, raw, &res[i])
 	}
+	if err := in.retract(entries, res); err != nil {
+		for _, d := range deliveries {
+			in.opt.Metrics.Message(d.Channel.Name, metrics.OutcomeError)
+		}
+		return nil, err
+	}
 	start := time.Now()
 	if err := in.store.Put(entries); err != nil {
 		for _, d := range deliveries {
@@ -228,6 +237,7 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 	rep, err := in.convert(ch, m, body, parsed)
 	if err != nil {
 		in.quarantine(m, res, err.Error())
+		res.retract = retraction(ch, m, parsed)
 		return e
 	}
 	// MarshalJSON directly: through json.Marshal its output would be

@@ -283,22 +283,15 @@ func FromARF(rep *arf.Report, in Input) (*Report, error) {
 	if rep.Class == arf.ClassNotReport {
 		return nil, fmt.Errorf("%w: %s", ErrNotReport, reasonText(rep.Reason))
 	}
-	ft := rep.FeedbackType
-	if ft == "" {
-		if v, _ := rep.InferredValues("feedback-type"); len(v) > 0 {
-			ft = strings.ToLower(v[0])
-		}
+	// Only abuse complaints become reports: an authentication failure
+	// report, a retraction (not-spam), an opt-out or an unknown type is
+	// not spam, and reporting it as spam would misstate it.
+	disp := rep.Disposition()
+	if disp.Action != arf.ActionReport {
+		return nil, fmt.Errorf("%w: %s", ErrNotAbuse, reasonText(disp.Reason))
 	}
-	switch ft {
-	case "not-spam", "opt-out", "opt-out-list", "miscategorized":
-		return nil, fmt.Errorf("%w: feedback-type %s", ErrNotAbuse, ft)
-	}
+	ft := disp.FeedbackType
 	source, conf := SourceUserComplaint, 0.8
-	if ft == "auth-failure" || ft == "dmarc" {
-		// Authentication failure reports are written by a receiver's
-		// filter, not by a user.
-		source, conf = SourceAutomatedFilter, 0.6
-	}
 	b := newBuild(&in, source)
 	o, ok := arfOrigin(rep)
 	if !ok {
@@ -320,15 +313,18 @@ func FromARF(rep *arf.Report, in Input) (*Report, error) {
 	default:
 		b.tag("fbl", "arf")
 	}
-	switch source {
-	case SourceAutomatedFilter:
-		b.note("Authentication failure report (feedback-type %s) from %s.", ft, sanitizeText(in.Reporter.Org))
+	// XARF v4.2.0's content/fraud and content/malware describe a web
+	// site or a file at a URL (url is required, and the source is where
+	// it is hosted), not a message sent from an address: a complaint of
+	// fraud or virus stays messaging/spam, and its tag and description say
+	// what the recipient alleged.
+	switch org := sanitizeText(in.Reporter.Org); ft {
+	case "fraud":
+		b.note("A recipient at %s reported this message as fraud or phishing (feedback-type fraud); XARF v4.2.0 has no messaging type for it (content/fraud describes a web site), so it is reported as spam.", org)
+	case "virus":
+		b.note("A recipient at %s reported this message as carrying a virus or other malware (feedback-type virus); XARF v4.2.0 has no messaging type for it (content/malware describes a file at a URL), so it is reported as spam.", org)
 	default:
-		if ft == "" || ft == "abuse" {
-			b.note("A recipient at %s reported this message as spam (feedback loop).", sanitizeText(in.Reporter.Org))
-		} else {
-			b.note("Feedback report of type %s from %s.", tagWord(ft), sanitizeText(in.Reporter.Org))
-		}
+		b.note("A recipient at %s reported this message as spam (feedback loop).", org)
 	}
 	var arrival time.Time
 	if d := rep.ArrivalDate; d != nil && d.Parsed && !d.DateOnly {
@@ -492,11 +488,7 @@ func (b *build) headerFields(h arf.Header) {
 			b.r.Subject = s
 		}
 	}
-	if v, ok := h.Get("Message-ID"); ok {
-		if v = strings.TrimSpace(v); v != "" && utf8.RuneCountInString(v) <= maxMessageID {
-			b.r.MessageID = cleanLine(v)
-		}
-	}
+	b.r.MessageID = messageID(h)
 	if v, ok := h.Get("From"); ok {
 		if a, err := (&mail.AddressParser{}).Parse(v); err == nil {
 			// net/mail decodes UTF-8 and Latin-1 encoded words only; arf
@@ -513,6 +505,25 @@ func (b *build) headerFields(h arf.Header) {
 			break
 		}
 	}
+}
+
+// messageID is the message_id a header yields ("" when none fits).
+func messageID(h arf.Header) string {
+	v, _ := h.Get("Message-ID")
+	if v = strings.TrimSpace(v); v == "" || utf8.RuneCountInString(v) > maxMessageID {
+		return ""
+	}
+	return cleanLine(v)
+}
+
+// ReportedMessageID is the message_id FromARF writes for the message rep
+// reports ("" when it has none): what a not-spam report about the same
+// message is matched by.
+func ReportedMessageID(rep *arf.Report) string {
+	if rep == nil || rep.Embedded == nil {
+		return ""
+	}
+	return messageID(rep.Embedded.Header)
 }
 
 // finish sets protocol, smtp_to, evidence, confidence, tags and the

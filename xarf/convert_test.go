@@ -134,11 +134,25 @@ func TestFromARFRefusals(t *testing.T) {
 	if _, err := FromARF(nil, corpusInput([]byte(report("not-spam")))); !errors.Is(err, ErrNotAbuse) {
 		t.Errorf("not-spam: %v", err)
 	}
-	doc, err := FromARF(nil, corpusInput([]byte(report("virus"))))
-	if err != nil || doc.SourceIdentifier != "198.51.100.9" || !containsString(doc.Tags, "feedback-type:virus") || doc.EvidenceSource != SourceUserComplaint {
-		t.Fatalf("virus: %v %+v", err, doc)
+	for _, ft := range []string{"auth-failure", "dmarc", "other", "opt-out", "miscategorized", "something-new"} {
+		if doc, err := FromARF(nil, corpusInput([]byte(report(ft)))); !errors.Is(err, ErrNotAbuse) {
+			t.Errorf("%s: want ErrNotAbuse, got %v %+v", ft, err, doc)
+		}
 	}
-	mustValid(t, "virus", marshal(t, doc))
+	// fraud and virus: XARF v4.2.0's content/fraud and content/malware
+	// describe a web site or a file at a URL (url required), not a
+	// message from an IP address, so they stay messaging/spam, tagged and
+	// described.
+	for ft, words := range map[string]string{"virus": "virus", "fraud": "fraud"} {
+		doc, err := FromARF(nil, corpusInput([]byte(report(ft))))
+		if err != nil || doc.SourceIdentifier != "198.51.100.9" || !containsString(doc.Tags, "feedback-type:"+ft) || doc.EvidenceSource != SourceUserComplaint {
+			t.Fatalf("%s: %v %+v", ft, err, doc)
+		}
+		if doc.Category != CategoryMessaging || doc.Type != TypeSpam || !strings.Contains(doc.Description, words) || !strings.Contains(doc.Description, "no messaging type") {
+			t.Errorf("%s: %s/%s, description %q", ft, doc.Category, doc.Type, doc.Description)
+		}
+		mustValid(t, ft, marshal(t, doc))
+	}
 	plain := "From: a@b.example\r\nSubject: hello\r\n\r\nhi\r\n"
 	if _, err := FromARF(nil, corpusInput([]byte(plain))); !errors.Is(err, ErrNotReport) {
 		t.Errorf("plain mail: %v", err)
