@@ -273,6 +273,8 @@ func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, p
 		Reporter:           in.reporter(ch),
 		Sender:             xarf.Contact{Org: in.cfg.Sender.Org, Contact: in.cfg.Sender.Contact, Domain: in.cfg.Sender.Domain},
 		RecipientsRedacted: ch.Redact.Recipients,
+		ListRedacted:       ch.Redact.Enabled(),
+		Pseudonyms:         ch.Redact.Enabled() && ch.Redact.Mode == config.RedactHMAC,
 		Message:            body,
 		Trusted:            trustedFunc(ch),
 	}
@@ -283,7 +285,9 @@ func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, p
 		}
 	}
 	if ch.Kind == config.KindTrap {
-		if !ch.Redact.Recipients && len(m.Envelope.Rcpts) > 0 {
+		// A listed address or domain is redacted even where recipients
+		// as such are not: it must not come back as smtp_to.
+		if !ch.Redact.Recipients && len(m.Envelope.Rcpts) > 0 && !isRedacted(m.Envelope.Rcpts[0], nil, &ch.Redact) {
 			input.Recipient = m.Envelope.Rcpts[0]
 		}
 		return xarf.FromTrap(input)

@@ -52,6 +52,13 @@ type Input struct {
 	// RecipientsRedacted: the channel redacts recipients, so smtp_to is
 	// omitted and the description says so.
 	RecipientsRedacted bool
+	// ListRedacted: the channel redacts the addresses and domains on its
+	// list (redact.addresses, redact.domains) but not every recipient;
+	// the description says that other recipients appear as received.
+	ListRedacted bool
+	// Pseudonyms: redaction wrote keyed pseudonyms (mode hmac), not the
+	// fixed placeholder.
+	Pseudonyms bool
 	// Recipient is the address to report as smtp_to when recipients are
 	// not redacted (chosen by the caller; this package never looks for
 	// recipients itself). Ignored when RecipientsRedacted.
@@ -545,11 +552,28 @@ func (b *build) finish(in *Input, conf float64, o origin) {
 		}
 		b.note("Delivered over SMTP; protocol is given as \"other\" because %s; XARF's smtp needs both the envelope sender and the source port.", strings.Join(why, " and "))
 	}
-	if in.RecipientsRedacted {
+	// Say exactly what this channel's policy did: an abuse desk, and the
+	// text of the mail that carries this report, must not read "removed"
+	// where recipient data was sent.
+	with := "the placeholder redacted@redacted.invalid"
+	if in.Pseudonyms {
+		with = "keyed pseudonyms (…@redacted.invalid; the same address always gives the same one)"
+	}
+	switch {
+	case in.RecipientsRedacted:
 		b.tag("redacted", "recipients")
-		b.note("Recipient addresses were redacted from this report and its evidence.")
-	} else if a := reversePath(in.Recipient); a != "" && validEmail(a) && !isPlaceholder(a) {
-		r.SMTPTo = a
+		b.note("Recipient addresses (the envelope recipients and every address the message names as a recipient) were replaced by %s in this report and its evidence.", with)
+	case in.ListRedacted:
+		b.tag("redacted", "listed")
+		b.note("Addresses and domains on the reporter's redaction list were replaced by %s; other recipient addresses appear as received, in smtp_to and the evidence.", with)
+	default:
+		b.tag("redacted", "none")
+		b.note("Nothing was redacted: recipient addresses appear as received, in smtp_to and the evidence.")
+	}
+	if !in.RecipientsRedacted {
+		if a := reversePath(in.Recipient); a != "" && validEmail(a) && !isPlaceholder(a) {
+			r.SMTPTo = a
+		}
 	}
 	if o.inferred {
 		conf -= 0.1
@@ -576,10 +600,13 @@ func (b *build) evidence(msg []byte) Evidence {
 }
 
 func redactedSuffix(b *build) string {
-	if containsString(b.tags, "redacted:recipients") {
+	switch {
+	case containsString(b.tags, "redacted:recipients"):
 		return ", recipient addresses redacted"
+	case containsString(b.tags, "redacted:listed"):
+		return ", listed addresses redacted"
 	}
-	return ""
+	return ", not redacted"
 }
 
 // headerBlock returns the header of msg including the blank line that ends

@@ -187,3 +187,39 @@ func TestRefusalReasonsWhole(t *testing.T) {
 		t.Errorf("trap without client address: %v", err)
 	}
 }
+
+// TestDescriptionSaysWhatWasRedacted: the description, tags and evidence
+// say what this channel's policy did. A channel that does not redact used
+// to get "Recipient addresses were redacted" only by luck of omission;
+// the mail carrying the report claimed removal for every channel.
+func TestDescriptionSaysWhatWasRedacted(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		recipients, listed  bool
+		pseudonyms          bool
+		tag, says, evidence string
+		smtpTo              string
+	}{
+		{"none", false, false, false, "redacted:none", "Nothing was redacted: recipient addresses appear as received", ", not redacted", "trap@trap.example"},
+		{"listed", false, true, false, "redacted:listed", "other recipient addresses appear as received", ", listed addresses redacted", "trap@trap.example"},
+		{"recipients", true, true, false, "redacted:recipients", "replaced by the placeholder redacted@redacted.invalid", ", recipient addresses redacted", ""},
+		{"hmac", true, true, true, "redacted:recipients", "keyed pseudonyms", ", recipient addresses redacted", ""},
+	} {
+		in := trapInput(smallTrap)
+		in.RecipientsRedacted, in.ListRedacted, in.Pseudonyms, in.Recipient = c.recipients, c.listed, c.pseudonyms, "trap@trap.example"
+		doc, err := FromTrap(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustValid(t, c.name, marshal(t, doc))
+		if !containsString(doc.Tags, c.tag) || !strings.Contains(doc.Description, c.says) || doc.SMTPTo != c.smtpTo {
+			t.Errorf("%s: tags %v smtp_to %q description %q", c.name, doc.Tags, doc.SMTPTo, doc.Description)
+		}
+		if !strings.HasSuffix(doc.Evidence[0].Description, c.evidence) {
+			t.Errorf("%s: evidence description %q", c.name, doc.Evidence[0].Description)
+		}
+		if !c.recipients && strings.Contains(doc.Description, "were redacted from this report") {
+			t.Errorf("%s: claims redaction: %q", c.name, doc.Description)
+		}
+	}
+}

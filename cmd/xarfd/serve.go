@@ -62,6 +62,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg *config.Config, log zerolog.Logger) error {
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("config", cfg.Source).Msg(w)
+	}
 	m := metrics.New()
 	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
 	if err != nil {
