@@ -189,6 +189,10 @@ type Reporter struct {
 	DKIM              DKIM      `yaml:"dkim"`
 	PerContactPerHour int       `yaml:"per_contact_per_hour"`
 	Retry             Retry     `yaml:"retry"`
+	// MaxAge: a complaint whose Arrival-Date is older than this when it
+	// arrives is stored but not reported (abuse desks discard stale
+	// reports).
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Smarthost relays outbound reports; empty Address = deliver to MX.

@@ -58,6 +58,10 @@ const (
 	DefaultGiveUpAfter = 48 * time.Hour
 	// DefaultContactCacheTTL caches abuse-contact lookups for a day.
 	DefaultContactCacheTTL = 24 * time.Hour
+	// DefaultReporterMaxAge: abuse desks discard reports about incidents
+	// older than about a week, and a complaint that old is usually a
+	// replay or a backlog.
+	DefaultReporterMaxAge = 7 * 24 * time.Hour
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -81,6 +85,7 @@ func defaults() Config {
 			Format:            DefaultReporterFormat,
 			Smarthost:         Smarthost{TLS: DefaultSmarthostTLS},
 			PerContactPerHour: DefaultPerContactPerHour,
+			MaxAge:            Duration(DefaultReporterMaxAge),
 			Retry: Retry{
 				First:       Duration(DefaultRetryFirst),
 				GiveUpAfter: Duration(DefaultGiveUpAfter),

@@ -298,6 +298,9 @@ func (c *Config) validateReporter(v *validator) {
 	if r.Retry.GiveUpAfter.D() < r.Retry.First.D() {
 		v.bad("reporter.retry.give_up_after", "must not be shorter than reporter.retry.first")
 	}
+	if r.MaxAge.D() <= 0 {
+		v.bad("reporter.max_age", "must be positive")
+	}
 }
 
 func (c *Config) validateContacts(v *validator) {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xarfd/xarfd/store"
 )
@@ -96,5 +97,36 @@ func TestUnknownFeedbackTypeQuarantined(t *testing.T) {
 	}
 	if _, err := st.GetOutbox(r.ID); err != store.ErrNotFound {
 		t.Errorf("outbox entry: %v", err)
+	}
+}
+
+// TestStaleComplaintStoredNotReported: a complaint whose Arrival-Date is
+// older than reporter.max_age when it arrives is stored as a report but
+// its outbox entry is withheld with that reason (it used to be queued
+// like a fresh one); a fresh one is queued.
+func TestStaleComplaintStoredNotReported(t *testing.T) {
+	_, st, in := setup(t, "reporter: {max_age: 72h}\n")
+	base := string(feedbackFixture(t, "abuse.eml"))
+	arrival := func(ago time.Duration) []byte {
+		d := time.Now().Add(-ago).UTC().Format(time.RFC1123Z)
+		return []byte(strings.Replace(base, "Version: 1\n", "Version: 1\nArrival-Date: "+d+"\n", 1))
+	}
+	old := acceptFBL(t, in, "fbl", arrival(80*time.Hour))
+	if !old.Report {
+		t.Fatalf("stale complaint not stored as a report: %+v", old)
+	}
+	e, err := st.GetOutbox(old.ID)
+	if err != nil || e.Status != store.OutboxWithheld || !strings.Contains(e.Reason, "reporter.max_age") {
+		t.Errorf("stale complaint's entry: %+v %v", e, err)
+	}
+	due, _, _ := st.DueOutbox(time.Now().Add(time.Hour), 10)
+	for _, d := range due {
+		if d.ID == old.ID {
+			t.Error("stale complaint is due for reporting")
+		}
+	}
+	fresh := acceptFBL(t, in, "fbl", arrival(60*time.Hour))
+	if e, err := st.GetOutbox(fresh.ID); err != nil || e.Status != store.OutboxPending {
+		t.Errorf("fresh complaint's entry: %+v %v", e, err)
 	}
 }

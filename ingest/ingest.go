@@ -254,6 +254,10 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 	}
 	if ch.Has(config.UseReport) {
 		e.Outbox = &store.OutboxEntry{ID: m.ID, Channel: ch.Name, Status: store.OutboxPending, Created: m.Envelope.ReceivedAt}
+		if why := staleReason(parsed, m.Envelope.ReceivedAt, in.cfg.Reporter.MaxAge.D()); why != "" {
+			withholdStale(e.Outbox, why)
+			e.Outbox.SourceIP = e.Report.SourceIP
+		}
 	}
 	res.Report = true
 	return e
