@@ -33,6 +33,9 @@ type Config struct {
 	// OwnNetworks is abuse from our own address space: stored and shown,
 	// never reported outside.
 	OwnNetworks []Prefix `yaml:"own_networks"`
+	// RetentionOrphaned is how long data of a channel that is stored but
+	// no longer configured (removed or renamed) is kept.
+	RetentionOrphaned Duration `yaml:"retention_orphaned"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.

@@ -62,6 +62,10 @@ const (
 	// older than about a week, and a complaint that old is usually a
 	// replay or a backlog.
 	DefaultReporterMaxAge = 7 * 24 * time.Hour
+	// DefaultRetentionOrphaned keeps the data of a channel removed from
+	// the configuration as long as a channel's default retention: a
+	// renamed channel loses nothing at once, and nothing is kept forever.
+	DefaultRetentionOrphaned = DefaultRetention
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -71,7 +75,8 @@ var defaultUses = []string{UseReport, UseStore}
 // the YAML is decoded onto it, so a key the file leaves out keeps it.
 func defaults() Config {
 	return Config{
-		DataDir: DefaultDataDir,
+		DataDir:           DefaultDataDir,
+		RetentionOrphaned: Duration(DefaultRetentionOrphaned),
 		SMTP: SMTP{
 			MaxMessageBytes: DefaultMaxMessageBytes,
 			MaxRecipients:   DefaultMaxRecipients,

@@ -71,6 +71,10 @@ func (c *Config) validate() error {
 	v.email("sender.contact", c.Sender.Contact, true)
 	v.domain("sender.domain", c.Sender.Domain, true)
 
+	if c.RetentionOrphaned.D() <= 0 {
+		v.bad("retention_orphaned", "must be positive")
+	}
+
 	c.validateSMTP(v)
 	c.validateHTTP(v)
 	c.validateChannels(v)
