@@ -49,4 +49,33 @@ func TestChannelsListsOrphaned(t *testing.T) {
 	if body.Channels[3].Name != "renamed-fbl" {
 		t.Errorf("orphaned channels come after the configured ones: %s", r.body)
 	}
+	// Its reports can still be queried; a name with no data is unknown.
+	var page listing
+	r = e.get("/api/v1/reports?channel=renamed-fbl", tokRead)
+	r.json(t, &page)
+	if r.code != 200 || len(page.Reports) != 1 {
+		t.Errorf("reports of the orphaned channel: %d %s", r.code, r.body)
+	}
+	if r := e.get("/api/v1/reports?channel=never-was", tokRead); r.code != 404 {
+		t.Errorf("unknown channel: %d %s", r.code, r.body)
+	}
+}
+
+// TestOutboxListsWithdrawn: a complaint withdrawn by a retraction is
+// listed under status=withdrawn.
+func TestOutboxListsWithdrawn(t *testing.T) {
+	e := newEnv(t, false, nil)
+	id := idAt(time.Now())
+	if err := e.st.Put([]store.Entry{{Report: report(id, "fbl", "198.51.100.1"),
+		Outbox: &store.OutboxEntry{ID: id, Channel: "fbl", Status: store.OutboxWithdrawn, Created: time.Now().UTC()}}}); err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Entries []store.OutboxEntry `json:"entries"`
+	}
+	r := e.get("/api/v1/outbox?status=withdrawn", "")
+	r.json(t, &page)
+	if r.code != 200 || len(page.Entries) != 1 || page.Entries[0].ID != id {
+		t.Errorf("%d %s", r.code, r.body)
+	}
 }

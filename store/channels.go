@@ -87,3 +87,16 @@ func (s *Store) Orphaned(configured []string) ([]string, error) {
 	}
 	return slices.DeleteFunc(names, func(n string) bool { return slices.Contains(configured, n) }), nil
 }
+
+// HasChannel reports whether channel has any data in the store (one
+// seek), so that an orphaned channel's data can still be queried.
+func (s *Store) HasChannel(channel string) (bool, error) {
+	found := false
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		prefix := channelPrefix(channel)
+		k, _ := tx.Bucket(bucketByChannel).Cursor().Seek(prefix)
+		found = k != nil && bytes.HasPrefix(k, prefix)
+		return nil
+	})
+	return found, err
+}
