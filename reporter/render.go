@@ -217,6 +217,14 @@ func what(rep *xarf.Report) string {
 	case xarf.SourceSpamtrap:
 		return "spam received by a spam trap"
 	case "user_complaint":
+		// fraud and virus complaints are messaging/spam in XARF (no
+		// messaging type fits them); the tag keeps what was alleged.
+		switch {
+		case slices.Contains(rep.Tags, "feedback-type:fraud"):
+			return "fraud or phishing reported by its recipient"
+		case slices.Contains(rep.Tags, "feedback-type:virus"):
+			return "a virus or malware reported by its recipient"
+		}
 		return "spam reported by its recipient"
 	}
 	return rep.Type + " (" + rep.Category + ")"
