@@ -116,8 +116,12 @@ func (s *Server) knownChannel(w http.ResponseWriter, name string) bool {
 		return true
 	}
 	if _, ok := s.channels[name]; !ok {
-		writeError(w, http.StatusNotFound, "unknown channel")
-		return false
+		// A channel removed from the configuration keeps its data
+		// until retention_orphaned: it can still be queried.
+		if stored, err := s.st.HasChannel(name); err != nil || !stored {
+			writeError(w, http.StatusNotFound, "unknown channel")
+			return false
+		}
 	}
 	return true
 }
@@ -348,8 +352,10 @@ func (s *Server) listOutbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := q.Get("status")
-	if status != "" && !slices.Contains(store.OutboxStatuses, status) {
-		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(store.OutboxStatuses, ", ")})
+	// withdrawn (a retracted complaint) is set by store.Retract, outside
+	// the reporter's lifecycle list.
+	if status != "" && !slices.Contains(store.OutboxStatuses, status) && status != store.OutboxWithdrawn {
+		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(store.OutboxStatuses, ", ") + ", " + store.OutboxWithdrawn})
 		return
 	}
 	limit, err := parseLimit(q)

@@ -47,6 +47,13 @@
 //   - ClassNotReport: DSNs and bounces, auto-replies, unsubscribe requests,
 //     forwards and plain mail. Ingest quarantines these instead of reporting.
 //
+// Report.Disposition then says what xarfd does with it, by feedback type:
+// report (abuse, fraud, virus, or none stated), retract (not-spam, RFC
+// 6430) or quarantine with a reason (auth-failure and DMARC forensic
+// reports, RFC 6591; opt-out; other and unknown types; non-reports). A
+// multipart/report without feedback part whose Subject names a DMARC
+// forensic or failure report gets feedback-type auth-failure inferred.
+//
 // Parse returns an error only when there is nothing to read at all (empty
 // input, no header).
 //

@@ -66,6 +66,9 @@ func FuzzParse(f *testing.F) {
 		if r.Reason == "" {
 			t.Fatal("empty reason")
 		}
+		if d := r.Disposition(); d.Action != ActionReport && d.Reason == "" {
+			t.Fatalf("%s without a reason", d.Action)
+		}
 		if r.Class == ClassARF && r.FeedbackType == "" {
 			t.Fatal("arf without Feedback-Type")
 		}

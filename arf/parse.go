@@ -358,7 +358,10 @@ func (p *parser) fromText() bool {
 var (
 	jmrpSubject = regexp.MustCompile(`(?i)complaint about message from\s+\[?([0-9a-fA-F:.]+)`)
 	subjectIP   = regexp.MustCompile(`(?i)\b(?:from|ip|address)\s*:?\s+(?:ip\s+)?\[?([0-9a-fA-F:.]*[0-9a-fA-F])\]?`)
-	subjectFor  = regexp.MustCompile(`(?i)\breport\s+for\s+(?:domain\s+)?([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)\b`)
+	// dmarcSubject: Exim ("DMARC Forensic Report for …"), OpenDMARC and
+	// others name failure reports so.
+	dmarcSubject = regexp.MustCompile(`(?i)\bdmarc\b.*\b(forensic|failure)\b|\bforensic report\b|\bauthentication failure report\b`)
+	subjectFor   = regexp.MustCompile(`(?i)\breport\s+for\s+(?:domain\s+)?([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)\b`)
 )
 
 // jmrp recognises Microsoft's Junk Mail Reporting Program complaints: a
@@ -430,6 +433,11 @@ func (p *parser) reportWithoutFeedback() bool {
 	}
 	if m := subjectFor.FindStringSubmatch(subj); m != nil {
 		r.infer("reported-domain", "Subject", strings.ToLower(m[1]))
+	}
+	if dmarcSubject.MatchString(subj) {
+		// A DMARC forensic report without feedback part is still an
+		// authentication failure report, not a spam complaint.
+		r.infer("feedback-type", "Subject "+quote(subj), "auth-failure")
 	}
 	// Pasted headers: a text part containing a Received line.
 	walk(p.root, func(e *entity) bool {

@@ -33,6 +33,9 @@ type Config struct {
 	// OwnNetworks is abuse from our own address space: stored and shown,
 	// never reported outside.
 	OwnNetworks []Prefix `yaml:"own_networks"`
+	// RetentionOrphaned is how long data of a channel that is stored but
+	// no longer configured (removed or renamed) is kept.
+	RetentionOrphaned Duration `yaml:"retention_orphaned"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.
@@ -189,6 +192,10 @@ type Reporter struct {
 	DKIM              DKIM      `yaml:"dkim"`
 	PerContactPerHour int       `yaml:"per_contact_per_hour"`
 	Retry             Retry     `yaml:"retry"`
+	// MaxAge: a complaint whose Arrival-Date is older than this when it
+	// arrives is stored but not reported (abuse desks discard stale
+	// reports).
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Smarthost relays outbound reports; empty Address = deliver to MX.

@@ -213,3 +213,28 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestWarningsNameChannelsThatSendRecipients(t *testing.T) {
+	cfg, err := Parse([]byte(`
+sender: {org: T, contact: abuse@test.example, domain: test.example}
+channels:
+  - {name: fbl, kind: arf, addresses: ["fbl@test.example"]}
+  - {name: trap, kind: trap, addresses: ["*@trap.test.example"], redact: {recipients: true}}
+  - {name: listed, kind: trap, addresses: ["*@l.test.example"], redact: {domains: [l.test.example]}, report_to: [desk@partner.example]}
+  - {name: quiet, kind: arf, addresses: ["q@test.example"], uses: [store]}
+reporter: {enabled: true, from: r@test.example}
+`), "w.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Warnings()
+	if len(w) != 2 {
+		t.Fatalf("warnings = %q, want fbl and listed", w)
+	}
+	if !strings.HasPrefix(w[0], "w.yaml: channels[0].redact.recipients: channel fbl") || !strings.Contains(w[0], "Original-Rcpt-To") || !strings.Contains(w[0], "are sent to the abuse contact of the origin network") {
+		t.Errorf("fbl: %s", w[0])
+	}
+	if !strings.Contains(w[1], "channels[2]") || !strings.Contains(w[1], "outside redact.addresses and redact.domains") || !strings.Contains(w[1], "desk@partner.example") {
+		t.Errorf("listed: %s", w[1])
+	}
+}

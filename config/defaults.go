@@ -58,6 +58,14 @@ const (
 	DefaultGiveUpAfter = 48 * time.Hour
 	// DefaultContactCacheTTL caches abuse-contact lookups for a day.
 	DefaultContactCacheTTL = 24 * time.Hour
+	// DefaultReporterMaxAge: abuse desks discard reports about incidents
+	// older than about a week, and a complaint that old is usually a
+	// replay or a backlog.
+	DefaultReporterMaxAge = 7 * 24 * time.Hour
+	// DefaultRetentionOrphaned keeps the data of a channel removed from
+	// the configuration as long as a channel's default retention: a
+	// renamed channel loses nothing at once, and nothing is kept forever.
+	DefaultRetentionOrphaned = DefaultRetention
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -67,7 +75,8 @@ var defaultUses = []string{UseReport, UseStore}
 // the YAML is decoded onto it, so a key the file leaves out keeps it.
 func defaults() Config {
 	return Config{
-		DataDir: DefaultDataDir,
+		DataDir:           DefaultDataDir,
+		RetentionOrphaned: Duration(DefaultRetentionOrphaned),
 		SMTP: SMTP{
 			MaxMessageBytes: DefaultMaxMessageBytes,
 			MaxRecipients:   DefaultMaxRecipients,
@@ -81,6 +90,7 @@ func defaults() Config {
 			Format:            DefaultReporterFormat,
 			Smarthost:         Smarthost{TLS: DefaultSmarthostTLS},
 			PerContactPerHour: DefaultPerContactPerHour,
+			MaxAge:            Duration(DefaultReporterMaxAge),
 			Retry: Retry{
 				First:       Duration(DefaultRetryFirst),
 				GiveUpAfter: Duration(DefaultGiveUpAfter),

@@ -71,6 +71,10 @@ func (c *Config) validate() error {
 	v.email("sender.contact", c.Sender.Contact, true)
 	v.domain("sender.domain", c.Sender.Domain, true)
 
+	if c.RetentionOrphaned.D() <= 0 {
+		v.bad("retention_orphaned", "must be positive")
+	}
+
 	c.validateSMTP(v)
 	c.validateHTTP(v)
 	c.validateChannels(v)
@@ -297,6 +301,9 @@ func (c *Config) validateReporter(v *validator) {
 	}
 	if r.Retry.GiveUpAfter.D() < r.Retry.First.D() {
 		v.bad("reporter.retry.give_up_after", "must not be shorter than reporter.retry.first")
+	}
+	if r.MaxAge.D() <= 0 {
+		v.bad("reporter.max_age", "must be positive")
 	}
 }
 

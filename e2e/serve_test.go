@@ -293,6 +293,16 @@ func TestCheckConfig(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok; effective configuration") || !strings.Contains(out, "max_message_bytes: 26214400") {
 		t.Errorf("good config: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// fbl and plain report without redacting: warned, on stderr; trap
+	// redacts: not named.
+	for _, want := range []string{"warning: " + good + ": channels[0].redact.recipients: channel fbl uses report without redacting recipients", "channels[2].redact.recipients: channel plain "} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("good config: stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "channel trap ") {
+		t.Errorf("warning for the redacting channel:\n%s", stderr)
+	}
 	code, out, _ = runXarfd(t, "check-config")
 	if code != 0 || !strings.Contains(out, "(embedded default): ok") {
 		t.Errorf("embedded default: exit %d\n%s", code, out)

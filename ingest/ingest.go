@@ -53,6 +53,9 @@ type Result struct {
 	Report bool
 	// Redaction counts what was redacted (zero for other channels).
 	Redaction redact.Summary
+	// retract is set for a not-spam report: Accept withdraws the
+	// complaint it retracts before storing it.
+	retract *store.Retraction
 }
 
 // Options are the optional parts of an Ingester.
@@ -144,6 +147,12 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 		res[i].ID = id
 		entries[i] = in.process(d, m, raw, &res[i])
 	}
+	if err := in.retract(entries, res); err != nil {
+		for _, d := range deliveries {
+			in.opt.Metrics.Message(d.Channel.Name, metrics.OutcomeError)
+		}
+		return nil, err
+	}
 	start := time.Now()
 	if err := in.store.Put(entries); err != nil {
 		for _, d := range deliveries {
@@ -228,6 +237,7 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 	rep, err := in.convert(ch, m, body, parsed)
 	if err != nil {
 		in.quarantine(m, res, err.Error())
+		res.retract = retraction(ch, m, parsed)
 		return e
 	}
 	// MarshalJSON directly: through json.Marshal its output would be
@@ -244,6 +254,10 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 	}
 	if ch.Has(config.UseReport) {
 		e.Outbox = &store.OutboxEntry{ID: m.ID, Channel: ch.Name, Status: store.OutboxPending, Created: m.Envelope.ReceivedAt}
+		if why := staleReason(parsed, m.Envelope.ReceivedAt, in.cfg.Reporter.MaxAge.D()); why != "" {
+			withholdStale(e.Outbox, why)
+			e.Outbox.SourceIP = e.Report.SourceIP
+		}
 	}
 	res.Report = true
 	return e
@@ -263,6 +277,8 @@ func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, p
 		Reporter:           in.reporter(ch),
 		Sender:             xarf.Contact{Org: in.cfg.Sender.Org, Contact: in.cfg.Sender.Contact, Domain: in.cfg.Sender.Domain},
 		RecipientsRedacted: ch.Redact.Recipients,
+		ListRedacted:       ch.Redact.Enabled(),
+		Pseudonyms:         ch.Redact.Enabled() && ch.Redact.Mode == config.RedactHMAC,
 		Message:            body,
 		Trusted:            trustedFunc(ch),
 	}
@@ -273,7 +289,9 @@ func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, p
 		}
 	}
 	if ch.Kind == config.KindTrap {
-		if !ch.Redact.Recipients && len(m.Envelope.Rcpts) > 0 {
+		// A listed address or domain is redacted even where recipients
+		// as such are not: it must not come back as smtp_to.
+		if !ch.Redact.Recipients && len(m.Envelope.Rcpts) > 0 && !isRedacted(m.Envelope.Rcpts[0], nil, &ch.Redact) {
 			input.Recipient = m.Envelope.Rcpts[0]
 		}
 		return xarf.FromTrap(input)

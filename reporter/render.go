@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type Mail struct {
 	Hostname string
 	// Org names this installation in the text.
 	Org string
+	// Channel is the channel the report came from, named in the text.
+	Channel string
 	// UserAgent goes into the feedback part.
 	UserAgent string
 	// Report is the stored XARF document; Evidence the stored (redacted)
@@ -214,6 +217,14 @@ func what(rep *xarf.Report) string {
 	case xarf.SourceSpamtrap:
 		return "spam received by a spam trap"
 	case "user_complaint":
+		// fraud and virus complaints are messaging/spam in XARF (no
+		// messaging type fits them); the tag keeps what was alleged.
+		switch {
+		case slices.Contains(rep.Tags, "feedback-type:fraud"):
+			return "fraud or phishing reported by its recipient"
+		case slices.Contains(rep.Tags, "feedback-type:virus"):
+			return "a virus or malware reported by its recipient"
+		}
 		return "spam reported by its recipient"
 	}
 	return rep.Type + " (" + rep.Category + ")"
@@ -227,6 +238,12 @@ func subjectOf(rep *xarf.Report) string {
 	return fmt.Sprintf("Abuse report: %s from %s at %s", what(rep), rep.SourceIdentifier, when)
 }
 
+// summary is the first MIME part: what a person at the abuse desk reads
+// before any machine part. It says what happened, when, from where, what
+// the report's recipient data is (from the document's redaction tag, so
+// it is true of the data sent, whatever the configuration says now), how
+// to reply and, for XARF, the reported message's header as stored, which
+// otherwise sits base64 inside the JSON.
 func summary(m *Mail, rep *xarf.Report) string {
 	var b strings.Builder
 	org := m.Org
@@ -235,16 +252,26 @@ func summary(m *Mail, rep *xarf.Report) string {
 	}
 	fmt.Fprintf(&b, "This is an automated abuse report from %s.\n\n", org)
 	fmt.Fprintf(&b, "What:      %s\n", what(rep))
+	if t, err := rep.Time(); err == nil {
+		fmt.Fprintf(&b, "When:      %s\n", t.UTC().Format(time.RFC3339))
+	}
 	src := rep.SourceIdentifier
 	if rep.SourcePort != 0 {
 		src += fmt.Sprintf(" port %d", rep.SourcePort)
 	}
-	fmt.Fprintf(&b, "From:      %s\n", src)
-	if t, err := rep.Time(); err == nil {
-		fmt.Fprintf(&b, "When:      %s\n", t.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Source IP: %s\n", src)
+	if m.Channel != "" {
+		fmt.Fprintf(&b, "Channel:   %s", m.Channel)
+		if rep.Reporter != nil && rep.Reporter.Org != "" && rep.Reporter.Org != org {
+			fmt.Fprintf(&b, " (observed by %s)", oneLine(rep.Reporter.Org, 200))
+		}
+		b.WriteString("\n")
 	}
 	if rep.SMTPFrom != "" {
 		fmt.Fprintf(&b, "Sender:    %s (envelope)\n", rep.SMTPFrom)
+	}
+	if rep.SMTPTo != "" {
+		fmt.Fprintf(&b, "Recipient: %s (envelope)\n", rep.SMTPTo)
 	}
 	if rep.Subject != "" {
 		fmt.Fprintf(&b, "Subject:   %s\n", oneLine(rep.Subject, 200))
@@ -254,16 +281,65 @@ func summary(m *Mail, rep *xarf.Report) string {
 	}
 	fmt.Fprintf(&b, "Report ID: %s\n\n", rep.ReportID)
 	if m.Format == FormatARF {
-		b.WriteString("The reported message follows in RFC 5965 format, with the recipients' addresses removed.\n")
+		fmt.Fprintf(&b, "The reported message follows in RFC 5965 format, %s\n", redactionText(rep))
 	} else {
-		b.WriteString("The attached xarf.json is an XARF v4 report (https://xarf.org); its evidence is the\nmessage as received, with the recipients' addresses removed.\n")
+		fmt.Fprintf(&b, "The attached xarf.json is an XARF v4 report (https://xarf.org); its evidence is the\nmessage as received, %s\n", redactionText(rep))
 	}
 	contact := m.ReplyTo
 	if contact == "" {
 		contact = m.From
 	}
-	fmt.Fprintf(&b, "\nThis message was sent automatically. To reach us, write to %s.\n", contact)
+	fmt.Fprintf(&b, "\nThis message was sent automatically. To reply, write to %s and quote the Report ID.\n", contact)
+	if m.Format != FormatARF {
+		if h := headerText(m.Evidence); h != "" {
+			b.WriteString("\nThe reported message's header, as stored:\n\n")
+			b.WriteString(h)
+		}
+	}
 	return b.String()
+}
+
+// redactionText says what the report's recipient data is, from the tag
+// the conversion wrote. A document without one (written before the tag
+// existed by a channel that did not redact recipients) is not claimed to
+// be redacted.
+func redactionText(rep *xarf.Report) string {
+	switch {
+	case slices.Contains(rep.Tags, "redacted:recipients"):
+		return "with the recipients' addresses replaced by placeholders."
+	case slices.Contains(rep.Tags, "redacted:listed"):
+		return "with the addresses on our redaction list replaced by placeholders;\nother recipient addresses are included as received."
+	}
+	return "including its recipients' addresses as received (this source does not redact them)."
+}
+
+// maxHeaderText bounds the header shown in the summary: a real header is
+// a few KiB; a hostile one must not make the text part huge.
+const maxHeaderText = 16 << 10
+
+// headerText is the header of the stored message as text lines, valid
+// UTF-8, cut at maxHeaderText; "" when none is stored.
+func headerText(evidence []byte) string {
+	if len(evidence) == 0 {
+		return ""
+	}
+	h, _ := splitMessage(evidence)
+	h = strings.ReplaceAll(h, "\r\n", "\n")
+	cut := len(h) > maxHeaderText
+	if cut {
+		h = h[:maxHeaderText]
+		if i := strings.LastIndexByte(h, '\n'); i > 0 {
+			h = h[:i]
+		}
+	}
+	h = strings.ToValidUTF8(strings.TrimRight(h, "\n"), "\uFFFD")
+	if h == "" {
+		return ""
+	}
+	if cut {
+		h += "\n[header cut at 16 KiB; the whole message is in the evidence]"
+	}
+	return h + "\n"
 }
 
 func oneLine(s string, n int) string {

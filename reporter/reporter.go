@@ -464,7 +464,7 @@ func (r *Reporter) render(e *store.OutboxEntry, to []string) (*Rendered, []byte,
 	from := cmp.Or(r.cfg.Reporter.From, r.cfg.Sender.Contact)
 	m := &Mail{
 		Format: r.cfg.Reporter.Format, From: from, ReplyTo: r.cfg.Sender.Contact, To: to,
-		Hostname: r.cfg.Hostname, Org: r.cfg.Sender.Org, UserAgent: r.opt.UserAgent,
+		Hostname: r.cfg.Hostname, Org: r.cfg.Sender.Org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
 		Report: rep.XARF, Evidence: evidence, EntryID: e.ID.String(), Count: e.Count,
 		Window: r.opt.DedupWindow, Date: r.opt.Now(),
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -94,10 +95,13 @@ func deleteOutbox(tx *bbolt.Tx, k []byte) error {
 // Retention maps a channel name to how long its data is kept.
 type Retention map[string]time.Duration
 
-// RunRetention sweeps every channel each interval until ctx ends. report
-// is called after each sweep of a channel that deleted something or
-// failed.
-func (s *Store) RunRetention(ctx context.Context, r Retention, interval time.Duration, report func(channel string, n int, err error)) {
+// RunRetention sweeps every channel each interval until ctx ends: the
+// channels of r with their own retention, and every other channel that
+// has data in the store (one removed from or renamed in the
+// configuration) with orphaned, so that nothing is kept forever because
+// its channel is gone; orphaned <= 0 keeps such data. report is called
+// after each sweep of a channel that deleted something or failed.
+func (s *Store) RunRetention(ctx context.Context, r Retention, orphaned time.Duration, interval time.Duration, report func(channel string, n int, err error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -107,10 +111,30 @@ func (s *Store) RunRetention(ctx context.Context, r Retention, interval time.Dur
 				report(ch, n, err)
 			}
 		}
+		if orphaned > 0 {
+			s.sweepOrphaned(r, orphaned, report)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) sweepOrphaned(r Retention, keep time.Duration, report func(channel string, n int, err error)) {
+	names, err := s.ChannelNames()
+	if err != nil {
+		report("", 0, fmt.Errorf("listing stored channels: %w", err))
+		return
+	}
+	for _, ch := range names {
+		if _, ok := r[ch]; ok {
+			continue
+		}
+		n, err := s.Sweep(ch, time.Now().Add(-keep))
+		if n > 0 || err != nil {
+			report(ch, n, err)
 		}
 	}
 }

@@ -52,6 +52,13 @@ type Input struct {
 	// RecipientsRedacted: the channel redacts recipients, so smtp_to is
 	// omitted and the description says so.
 	RecipientsRedacted bool
+	// ListRedacted: the channel redacts the addresses and domains on its
+	// list (redact.addresses, redact.domains) but not every recipient;
+	// the description says that other recipients appear as received.
+	ListRedacted bool
+	// Pseudonyms: redaction wrote keyed pseudonyms (mode hmac), not the
+	// fixed placeholder.
+	Pseudonyms bool
 	// Recipient is the address to report as smtp_to when recipients are
 	// not redacted (chosen by the caller; this package never looks for
 	// recipients itself). Ignored when RecipientsRedacted.
@@ -248,7 +255,7 @@ func trapOrigin(in *Input, h arf.Header) (origin, error) {
 			}
 			// A hop from elsewhere without a client address: the headers
 			// below it were written by hosts we do not trust.
-			return origin{}, fmt.Errorf("%w: Received header %d (from %s) records no client address", ErrNoOrigin, i+1, tagWord(hop.FromHost))
+			return origin{}, fmt.Errorf("%w: Received header %d (from %s) records no client address", ErrNoOrigin, i+1, reasonText(hop.FromHost))
 		}
 		if in.trusted(hop.IP) {
 			continue
@@ -281,24 +288,17 @@ func FromARF(rep *arf.Report, in Input) (*Report, error) {
 		}
 	}
 	if rep.Class == arf.ClassNotReport {
-		return nil, fmt.Errorf("%w: %s", ErrNotReport, tagWord(rep.Reason))
+		return nil, fmt.Errorf("%w: %s", ErrNotReport, reasonText(rep.Reason))
 	}
-	ft := rep.FeedbackType
-	if ft == "" {
-		if v, _ := rep.InferredValues("feedback-type"); len(v) > 0 {
-			ft = strings.ToLower(v[0])
-		}
+	// Only abuse complaints become reports: an authentication failure
+	// report, a retraction (not-spam), an opt-out or an unknown type is
+	// not spam, and reporting it as spam would misstate it.
+	disp := rep.Disposition()
+	if disp.Action != arf.ActionReport {
+		return nil, fmt.Errorf("%w: %s", ErrNotAbuse, reasonText(disp.Reason))
 	}
-	switch ft {
-	case "not-spam", "opt-out", "opt-out-list", "miscategorized":
-		return nil, fmt.Errorf("%w: feedback-type %s", ErrNotAbuse, ft)
-	}
+	ft := disp.FeedbackType
 	source, conf := SourceUserComplaint, 0.8
-	if ft == "auth-failure" || ft == "dmarc" {
-		// Authentication failure reports are written by a receiver's
-		// filter, not by a user.
-		source, conf = SourceAutomatedFilter, 0.6
-	}
 	b := newBuild(&in, source)
 	o, ok := arfOrigin(rep)
 	if !ok {
@@ -320,15 +320,18 @@ func FromARF(rep *arf.Report, in Input) (*Report, error) {
 	default:
 		b.tag("fbl", "arf")
 	}
-	switch source {
-	case SourceAutomatedFilter:
-		b.note("Authentication failure report (feedback-type %s) from %s.", ft, sanitizeText(in.Reporter.Org))
+	// XARF v4.2.0's content/fraud and content/malware describe a web
+	// site or a file at a URL (url is required, and the source is where
+	// it is hosted), not a message sent from an address: a complaint of
+	// fraud or virus stays messaging/spam, and its tag and description say
+	// what the recipient alleged.
+	switch org := sanitizeText(in.Reporter.Org); ft {
+	case "fraud":
+		b.note("A recipient at %s reported this message as fraud or phishing (feedback-type fraud); XARF v4.2.0 has no messaging type for it (content/fraud describes a web site), so it is reported as spam.", org)
+	case "virus":
+		b.note("A recipient at %s reported this message as carrying a virus or other malware (feedback-type virus); XARF v4.2.0 has no messaging type for it (content/malware describes a file at a URL), so it is reported as spam.", org)
 	default:
-		if ft == "" || ft == "abuse" {
-			b.note("A recipient at %s reported this message as spam (feedback loop).", sanitizeText(in.Reporter.Org))
-		} else {
-			b.note("Feedback report of type %s from %s.", tagWord(ft), sanitizeText(in.Reporter.Org))
-		}
+		b.note("A recipient at %s reported this message as spam (feedback loop).", org)
 	}
 	var arrival time.Time
 	if d := rep.ArrivalDate; d != nil && d.Parsed && !d.DateOnly {
@@ -492,11 +495,7 @@ func (b *build) headerFields(h arf.Header) {
 			b.r.Subject = s
 		}
 	}
-	if v, ok := h.Get("Message-ID"); ok {
-		if v = strings.TrimSpace(v); v != "" && utf8.RuneCountInString(v) <= maxMessageID {
-			b.r.MessageID = cleanLine(v)
-		}
-	}
+	b.r.MessageID = messageID(h)
 	if v, ok := h.Get("From"); ok {
 		if a, err := (&mail.AddressParser{}).Parse(v); err == nil {
 			// net/mail decodes UTF-8 and Latin-1 encoded words only; arf
@@ -513,6 +512,25 @@ func (b *build) headerFields(h arf.Header) {
 			break
 		}
 	}
+}
+
+// messageID is the message_id a header yields ("" when none fits).
+func messageID(h arf.Header) string {
+	v, _ := h.Get("Message-ID")
+	if v = strings.TrimSpace(v); v == "" || utf8.RuneCountInString(v) > maxMessageID {
+		return ""
+	}
+	return cleanLine(v)
+}
+
+// ReportedMessageID is the message_id FromARF writes for the message rep
+// reports ("" when it has none): what a not-spam report about the same
+// message is matched by.
+func ReportedMessageID(rep *arf.Report) string {
+	if rep == nil || rep.Embedded == nil {
+		return ""
+	}
+	return messageID(rep.Embedded.Header)
 }
 
 // finish sets protocol, smtp_to, evidence, confidence, tags and the
@@ -534,11 +552,28 @@ func (b *build) finish(in *Input, conf float64, o origin) {
 		}
 		b.note("Delivered over SMTP; protocol is given as \"other\" because %s; XARF's smtp needs both the envelope sender and the source port.", strings.Join(why, " and "))
 	}
-	if in.RecipientsRedacted {
+	// Say exactly what this channel's policy did: an abuse desk, and the
+	// text of the mail that carries this report, must not read "removed"
+	// where recipient data was sent.
+	with := "the placeholder redacted@redacted.invalid"
+	if in.Pseudonyms {
+		with = "keyed pseudonyms (…@redacted.invalid; the same address always gives the same one)"
+	}
+	switch {
+	case in.RecipientsRedacted:
 		b.tag("redacted", "recipients")
-		b.note("Recipient addresses were redacted from this report and its evidence.")
-	} else if a := reversePath(in.Recipient); a != "" && validEmail(a) && !isPlaceholder(a) {
-		r.SMTPTo = a
+		b.note("Recipient addresses (the envelope recipients and every address the message names as a recipient) were replaced by %s in this report and its evidence.", with)
+	case in.ListRedacted:
+		b.tag("redacted", "listed")
+		b.note("Addresses and domains on the reporter's redaction list were replaced by %s; other recipient addresses appear as received, in smtp_to and the evidence.", with)
+	default:
+		b.tag("redacted", "none")
+		b.note("Nothing was redacted: recipient addresses appear as received, in smtp_to and the evidence.")
+	}
+	if !in.RecipientsRedacted {
+		if a := reversePath(in.Recipient); a != "" && validEmail(a) && !isPlaceholder(a) {
+			r.SMTPTo = a
+		}
 	}
 	if o.inferred {
 		conf -= 0.1
@@ -565,10 +600,13 @@ func (b *build) evidence(msg []byte) Evidence {
 }
 
 func redactedSuffix(b *build) string {
-	if containsString(b.tags, "redacted:recipients") {
+	switch {
+	case containsString(b.tags, "redacted:recipients"):
 		return ", recipient addresses redacted"
+	case containsString(b.tags, "redacted:listed"):
+		return ", listed addresses redacted"
 	}
-	return ""
+	return ", not redacted"
 }
 
 // headerBlock returns the header of msg including the blank line that ends
@@ -622,6 +660,14 @@ func cleanLine(s string) string {
 		return r
 	}, s))
 }
+
+// reasonText is cleanLine for the reason a message yields no report: it
+// becomes the quarantine reason, which an operator reads whole. The bound
+// only keeps a hostile header from filling the record.
+func reasonText(s string) string { return truncRunes(cleanLine(s), maxReason) }
+
+// maxReason bounds reasonText: far above any reason of ours or host name.
+const maxReason = 1000
 
 // sanitizeText is cleanLine for configured names, bounded.
 func sanitizeText(s string) string { return truncRunes(cleanLine(s), 200) }

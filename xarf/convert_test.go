@@ -134,16 +134,92 @@ func TestFromARFRefusals(t *testing.T) {
 	if _, err := FromARF(nil, corpusInput([]byte(report("not-spam")))); !errors.Is(err, ErrNotAbuse) {
 		t.Errorf("not-spam: %v", err)
 	}
-	doc, err := FromARF(nil, corpusInput([]byte(report("virus"))))
-	if err != nil || doc.SourceIdentifier != "198.51.100.9" || !containsString(doc.Tags, "feedback-type:virus") || doc.EvidenceSource != SourceUserComplaint {
-		t.Fatalf("virus: %v %+v", err, doc)
+	for _, ft := range []string{"auth-failure", "dmarc", "other", "opt-out", "miscategorized", "something-new"} {
+		if doc, err := FromARF(nil, corpusInput([]byte(report(ft)))); !errors.Is(err, ErrNotAbuse) {
+			t.Errorf("%s: want ErrNotAbuse, got %v %+v", ft, err, doc)
+		}
 	}
-	mustValid(t, "virus", marshal(t, doc))
+	// fraud and virus: XARF v4.2.0's content/fraud and content/malware
+	// describe a web site or a file at a URL (url required), not a
+	// message from an IP address, so they stay messaging/spam, tagged and
+	// described.
+	for ft, words := range map[string]string{"virus": "virus", "fraud": "fraud"} {
+		doc, err := FromARF(nil, corpusInput([]byte(report(ft))))
+		if err != nil || doc.SourceIdentifier != "198.51.100.9" || !containsString(doc.Tags, "feedback-type:"+ft) || doc.EvidenceSource != SourceUserComplaint {
+			t.Fatalf("%s: %v %+v", ft, err, doc)
+		}
+		if doc.Category != CategoryMessaging || doc.Type != TypeSpam || !strings.Contains(doc.Description, words) || !strings.Contains(doc.Description, "no messaging type") {
+			t.Errorf("%s: %s/%s, description %q", ft, doc.Category, doc.Type, doc.Description)
+		}
+		mustValid(t, ft, marshal(t, doc))
+	}
 	plain := "From: a@b.example\r\nSubject: hello\r\n\r\nhi\r\n"
 	if _, err := FromARF(nil, corpusInput([]byte(plain))); !errors.Is(err, ErrNotReport) {
 		t.Errorf("plain mail: %v", err)
 	}
 	if !bytes.Contains([]byte(report("abuse")), []byte("Source-IP")) {
 		t.Fatal("bad test report")
+	}
+}
+
+// TestRefusalReasonsWhole: the reason a message yields no report is kept
+// whole and readable (it used to be squeezed into a 40-character tag word,
+// "delivery-status-notification-rfc-3464-bo").
+func TestRefusalReasonsWhole(t *testing.T) {
+	dsn := "From: MAILER-DAEMON@mx.example\r\nTo: a@b.example\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nbounce\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; x@y.example\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"--b--\r\n"
+	_, err := FromARF(nil, corpusInput([]byte(dsn)))
+	if !errors.Is(err, ErrNotReport) {
+		t.Fatalf("DSN: %v", err)
+	}
+	if want := "delivery status notification (RFC 3464 bounce)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("reason %q does not hold %q whole", err, want)
+	}
+	trap := "Received: from a-very-long-host-name-that-goes-on-and-on.relay.example.org by mx.trap.example; Sun, 01 Mar 2026 09:00:00 +0000\r\n" +
+		"Subject: hi\r\n\r\nbody\r\n"
+	in := trapInput(trap)
+	in.Envelope = nil
+	_, err = FromTrap(in)
+	if !errors.Is(err, ErrNoOrigin) || !strings.Contains(err.Error(), "a-very-long-host-name-that-goes-on-and-on.relay.example.org") {
+		t.Errorf("trap without client address: %v", err)
+	}
+}
+
+// TestDescriptionSaysWhatWasRedacted: the description, tags and evidence
+// say what this channel's policy did. A channel that does not redact used
+// to get "Recipient addresses were redacted" only by luck of omission;
+// the mail carrying the report claimed removal for every channel.
+func TestDescriptionSaysWhatWasRedacted(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		recipients, listed  bool
+		pseudonyms          bool
+		tag, says, evidence string
+		smtpTo              string
+	}{
+		{"none", false, false, false, "redacted:none", "Nothing was redacted: recipient addresses appear as received", ", not redacted", "trap@trap.example"},
+		{"listed", false, true, false, "redacted:listed", "other recipient addresses appear as received", ", listed addresses redacted", "trap@trap.example"},
+		{"recipients", true, true, false, "redacted:recipients", "replaced by the placeholder redacted@redacted.invalid", ", recipient addresses redacted", ""},
+		{"hmac", true, true, true, "redacted:recipients", "keyed pseudonyms", ", recipient addresses redacted", ""},
+	} {
+		in := trapInput(smallTrap)
+		in.RecipientsRedacted, in.ListRedacted, in.Pseudonyms, in.Recipient = c.recipients, c.listed, c.pseudonyms, "trap@trap.example"
+		doc, err := FromTrap(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustValid(t, c.name, marshal(t, doc))
+		if !containsString(doc.Tags, c.tag) || !strings.Contains(doc.Description, c.says) || doc.SMTPTo != c.smtpTo {
+			t.Errorf("%s: tags %v smtp_to %q description %q", c.name, doc.Tags, doc.SMTPTo, doc.Description)
+		}
+		if !strings.HasSuffix(doc.Evidence[0].Description, c.evidence) {
+			t.Errorf("%s: evidence description %q", c.name, doc.Evidence[0].Description)
+		}
+		if !c.recipients && strings.Contains(doc.Description, "were redacted from this report") {
+			t.Errorf("%s: claims redaction: %q", c.name, doc.Description)
+		}
 	}
 }

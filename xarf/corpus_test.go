@@ -102,8 +102,13 @@ func TestCorpus(t *testing.T) {
 				ft = *tr.FeedbackType
 			}
 			switch {
+			case ft == "auth-failure" && !errors.Is(err, ErrNotAbuse):
+				// RFC 6591 reports say a check failed, not that the
+				// message is spam: never a spam report.
+				t.Fatalf("auth-failure report converted (%v): %+v", err, doc)
 			case errors.Is(err, ErrNotAbuse):
-				if ft != "not-spam" && ft != "opt-out" && ft != "opt-out-list" && ft != "miscategorized" {
+				if ft != "not-spam" && ft != "opt-out" && ft != "opt-out-list" && ft != "miscategorized" && ft != "auth-failure" &&
+					!strings.HasPrefix(name, "neg-exim-dmarc") {
 					t.Fatalf("ErrNotAbuse for feedback type %q: %v", ft, err)
 				}
 				return

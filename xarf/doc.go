@@ -18,6 +18,11 @@
 // invented to satisfy the schema: without both an envelope sender and a
 // source port the protocol is "other" (tag protocol:smtp, and the description
 // says why); without an origin address conversion fails with ErrNoOrigin.
+// FromARF converts only what arf's Disposition calls an abuse complaint
+// (abuse, fraud, virus, or no Feedback-Type); authentication failure
+// reports, retractions (not-spam) and other types fail with ErrNotAbuse.
+// fraud and virus stay messaging/spam with their feedback-type tag: the
+// v4.2.0 content types need the URL of a hosted site or file.
 // Private and reserved origins are kept (tag origin:non-public); whether to
 // send is decided elsewhere.
 //

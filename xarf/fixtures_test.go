@@ -160,11 +160,36 @@ var corpusGolden = map[string]string{
 	"20-corpus-yahoo-received-chain": "yahoo-cfortune-fbl.eml",
 	"21-corpus-jmrp":                 "hotmail-jmrp-cfortune-fbl.eml",
 	"22-corpus-ipv6-source-ip":       "spamexperts-ipv6-abuseio-11.eml",
-	"23-corpus-rfc6591-auth-failure": "rfc6591-appB1-authfailure.eml",
-	"24-corpus-malformed-exim-dmarc": "neg-exim-dmarc-no-arf-part-parsedmarc.eml",
 	"25-corpus-reported-bounce-null": "aol-reported-dsn-basman-6.eml",
-	"26-corpus-encoded-word-sender":  "dmarc-ruf-domain-de-parsedmarc.eml",
+	"26-corpus-encoded-word-sender":  "zoho-abuseio-2.eml",
 	"27-corpus-iso2022jp-subject":    "aol-iso2022jp-basman-3.eml",
+}
+
+// corpusRefused are corpus files that must yield no report: DMARC and
+// other authentication failure reports (RFC 6591) are not spam. They
+// were golden files 23, 24 and 26 while they were wrongly reported.
+var corpusRefused = []string{
+	"rfc6591-appB1-authfailure.eml",
+	"neg-exim-dmarc-no-arf-part-parsedmarc.eml", // no feedback part: the Subject says DMARC
+	"dmarc-ruf-domain-de-parsedmarc.eml",
+}
+
+func TestCorpusRefused(t *testing.T) {
+	needDir(t, corpusDir(), "shared ARF corpus")
+	for _, file := range corpusRefused {
+		raw, err := os.ReadFile(filepath.Join(corpusDir(), file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := arf.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := FromARF(rep, corpusInput(raw))
+		if !errors.Is(err, ErrNotAbuse) || !strings.Contains(err.Error(), "RFC 6591") {
+			t.Errorf("%s: want ErrNotAbuse naming RFC 6591, got %v (%+v)", file, err, doc)
+		}
+	}
 }
 
 func TestCorpusGolden(t *testing.T) {

@@ -20,6 +20,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	out, err := cfg.YAML()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: rendering configuration: %v\n", cfg.Source, err)

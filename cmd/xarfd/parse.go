@@ -76,8 +76,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			var res ingest.Result
 			e, res, err = in.Convert(env, ingest.Delivery{Channel: ch, Rcpts: rcpts}, raw)
 			if err == nil && e.Report != nil {
-				stdout.Write(e.Report.XARF)
-				io.WriteString(stdout, "\n")
+				writeReportLine(stdout, name, e.Report.XARF)
 				continue
 			}
 			if err == nil {
@@ -91,6 +90,18 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}{name, err.Error()})
 	}
 	return status
+}
+
+// writeReportLine writes {"file":name,"report":doc}: the document as
+// stored, byte for byte, under a key of its own so that it stays a valid
+// XARF document (jq .report) and every line names its input, as the
+// error lines do.
+func writeReportLine(w io.Writer, name string, doc []byte) {
+	f, _ := json.Marshal(name) // a string always encodes
+	line := make([]byte, 0, len(doc)+len(f)+22)
+	line = append(append(append(line, `{"file":`...), f...), `,"report":`...)
+	line = append(append(line, doc...), "}\n"...)
+	w.Write(line)
 }
 
 func pickChannel(cfg *config.Config, name string, rcpts []string) (*config.Channel, error) {

@@ -62,6 +62,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 }
 
 func serve(cfg *config.Config, log zerolog.Logger) error {
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("config", cfg.Source).Msg(w)
+	}
 	m := metrics.New()
 	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
 	if err != nil {
@@ -80,6 +83,8 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	} else if n > 0 {
 		log.Warn().Int("quarantined", n).Msg("unreadable records moved to quarantine at start")
 	}
+
+	warnOrphaned(cfg, st, log)
 
 	m.Gauge("xarfd_outbox_pending", "Reports waiting in the outbox.", func() float64 {
 		n, _ := st.OutboxDepth()
@@ -154,7 +159,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	}
 	rctx, rcancel := context.WithCancel(context.Background())
 	wg.Go(func() {
-		st.RunRetention(rctx, retention, retentionInterval, func(ch string, n int, err error) {
+		st.RunRetention(rctx, retention, cfg.RetentionOrphaned.D(), retentionInterval, func(ch string, n int, err error) {
 			if err != nil {
 				log.Error().Err(err).Str("channel", ch).Msg("retention sweep failed")
 				return
@@ -187,6 +192,30 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// warnOrphaned logs each channel that has data in the store but is not
+// in the configuration (removed or renamed): its own retention no longer
+// applies, retention_orphaned does.
+func warnOrphaned(cfg *config.Config, st *store.Store, log zerolog.Logger) {
+	var names []string
+	for i := range cfg.Channels {
+		names = append(names, cfg.Channels[i].Name)
+	}
+	orph, err := st.Orphaned(names)
+	if err == nil && len(orph) > 0 {
+		var stats []store.ChannelStat
+		if stats, err = st.ChannelStats(orph); err == nil {
+			for _, s := range stats {
+				log.Warn().Str("channel", s.Name).Int("records", s.Records).Time("oldest", s.Oldest).
+					Str("retention_orphaned", cfg.RetentionOrphaned.D().String()).
+					Msg("stored channel is not in the configuration: its data is deleted after retention_orphaned (GET /api/v1/channels lists it)")
+			}
+		}
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("looking for stored channels that are not configured")
+	}
 }
 
 // newReporter builds the outbox worker. XARFD_TEST_MX_PORT (tests only)
