@@ -33,10 +33,20 @@ type Config struct {
 	// OwnNetworks is abuse from our own address space: stored and shown,
 	// never reported outside.
 	OwnNetworks []Prefix `yaml:"own_networks"`
+	Log         Log      `yaml:"log"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.
 	Source string `yaml:"-"`
+	// lines maps key paths ("channels[1].redact.mode") to the line they
+	// are on, so that errors found after decoding still name the line.
+	lines map[string]int
+}
+
+// Log configures the daemon's own log.
+type Log struct {
+	// Level is the least severe level written: debug, info, warn or error.
+	Level string `yaml:"level"`
 }
 
 // Org names an organisation as XARF's reporter and sender objects do.

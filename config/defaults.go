@@ -58,6 +58,9 @@ const (
 	DefaultGiveUpAfter = 48 * time.Hour
 	// DefaultContactCacheTTL caches abuse-contact lookups for a day.
 	DefaultContactCacheTTL = 24 * time.Hour
+	// DefaultLogLevel logs one line per transaction and request, and
+	// every problem; debug adds health probes and other chatter.
+	DefaultLogLevel = "info"
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -87,6 +90,7 @@ func defaults() Config {
 			},
 		},
 		Contacts: Contacts{CacheTTL: Duration(DefaultContactCacheTTL)},
+		Log:      Log{Level: DefaultLogLevel},
 	}
 }
 
