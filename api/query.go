@@ -115,7 +115,7 @@ func (s *Server) knownChannel(w http.ResponseWriter, name string) bool {
 	if name == "" {
 		return true
 	}
-	if _, ok := s.channels[name]; !ok {
+	if _, ok := s.view.Load().channels[name]; !ok {
 		writeError(w, http.StatusNotFound, "unknown channel")
 		return false
 	}
