@@ -5,12 +5,17 @@ package e2e
 // check-config and serve, and configuration reload on SIGHUP.
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // copyModule copies the module's source tree (no .git, no data) to dst.
@@ -109,4 +114,122 @@ func TestVersionFromCheckout(t *testing.T) {
 	if !strings.HasSuffix(first, "+dirty") || !strings.Contains(out, "revision "+rev+" (modified") {
 		t.Errorf("modified checkout: want +dirty and the modified flag, got:\n%s", out)
 	}
+}
+
+// waitLog waits until the daemon has logged a line with message msg after
+// the first skip such lines, and returns it.
+func waitLog(t *testing.T, d *daemon, msg string, skip int) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		n := 0
+		for _, line := range strings.Split(d.logs.String(), "\n") {
+			var ev struct{ Message string }
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == msg {
+				if n == skip {
+					return line
+				}
+				n++
+			}
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("xarfd exited (%v) while waiting for %q:\n%s", d.err, msg, d.logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %q line in the log:\n%s", msg, d.logs.String())
+	return ""
+}
+
+const reloadBefore = `
+hostname: mx.e2e.example
+sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
+channels:
+  - name: fbl
+    kind: arf
+    addresses: ["fbl@e2e.example"]
+  - name: trap
+    kind: trap
+    addresses: ["*@trap.e2e.example"]
+    redact: {recipients: true}
+`
+
+// TestReloadOnSIGHUP reloads a running daemon: a new channel address is
+// accepted and a removed one refused, a transaction open across the
+// reload completes with the configuration it began with, and a broken
+// file is refused with check-config's errors while the daemon goes on
+// with the configuration in force.
+func TestReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, reloadBefore)
+	d := startDaemon(t, dir, "-config", path)
+	waitLog(t, d, "xarfd started", 0)
+
+	// A transaction in progress: the recipient routes to fbl.
+	open, err := smtp.Dial(d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if err := open.Hello("client.e2e.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.Mail("bounce@origin.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.Rcpt("fbl@e2e.example", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	after := strings.Replace(reloadBefore, `name: fbl
+    kind: arf
+    addresses: ["fbl@e2e.example"]`, `name: fresh
+    kind: arf
+    addresses: ["fresh@e2e.example"]`, 1)
+	writeConfig(t, dir, after)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	line := waitLog(t, d, "configuration reloaded", 0)
+	if !strings.Contains(line, `"name":"fresh"`) || strings.Contains(line, `"name":"fbl"`) {
+		t.Errorf("reload summary does not show the new channels: %s", line)
+	}
+
+	// The open transaction finishes under the configuration it began with.
+	w, err := open.Data()
+	if err != nil {
+		t.Fatalf("DATA of the transaction open across the reload: %v", err)
+	}
+	w.Write([]byte("From: fbl@reporter.example\r\nSubject: complaint\r\n\r\nbody\r\n"))
+	if resp, err := w.CloseWithResponse(); err != nil || !strings.Contains(resp.StatusText, "queued as") {
+		t.Fatalf("transaction open across the reload: %v %+v", err, resp)
+	}
+	open.Quit()
+
+	if _, err := send(d.addr, "a@origin.example", []string{"fbl@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); smtpErr(err) != "550 5.1.1" {
+		t.Errorf("removed channel address after reload: %v, want 550 5.1.1", err)
+	}
+	if _, err := send(d.addr, "a@origin.example", []string{"fresh@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Errorf("new channel address after reload: %v", err)
+	}
+
+	// A broken file: refused, logged with the file, line and key, and
+	// the daemon goes on with what it had.
+	broken := strings.Replace(after, "kind: trap", "kind: mbox", 1)
+	writeConfig(t, dir, broken)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	line = waitLog(t, d, "configuration reload refused: the running configuration stays", 0)
+	if !strings.Contains(line, path+":9: channels[1].kind: \\\"mbox\\\": want arf or trap") {
+		t.Errorf("refusal does not name file, line and key: %s", line)
+	}
+	_, _, stderr := runXarfd(t, "check-config", "-config", path)
+	if first, _, _ := strings.Cut(stderr, "\n"); !strings.Contains(line, strings.ReplaceAll(first, `"`, `\"`)) {
+		t.Errorf("reload error differs from check-config's %q: %s", first, line)
+	}
+	if _, err := send(d.addr, "a@origin.example", []string{"fresh@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Errorf("after a refused reload: %v", err)
+	}
+	if _, err := send(d.addr, "a@origin.example", []string{"fbl@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); smtpErr(err) != "550 5.1.1" {
+		t.Errorf("after a refused reload the removed address came back: %v", err)
+	}
+	d.stop()
 }
