@@ -5,7 +5,12 @@ package e2e
 // check-config and serve, and configuration reload on SIGHUP.
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -16,6 +21,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xarfd/xarfd/auth/authtest"
 )
 
 // copyModule copies the module's source tree (no .git, no data) to dst.
@@ -232,4 +239,138 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("after a refused reload the removed address came back: %v", err)
 	}
 	d.stop()
+}
+
+// TestCheckConfigAndServeAgree runs check-config and serve on files that
+// validate but name a resource serve cannot use: both refuse them, with
+// the same error naming the file, line and key.
+func TestCheckConfigAndServeAgree(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := authtest.Cert(t, dir)
+	users, err := os.ReadFile("../testdata/auth/users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	usersFile := filepath.Join(dir, "users")
+	garbage := filepath.Join(dir, "garbage")
+	os.WriteFile(usersFile, users, 0o600)
+	os.WriteFile(garbage, []byte("this is not PEM\n"), 0o600)
+	_, dk, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(dk)
+	dkim := filepath.Join(dir, "dkim.pem")
+	os.WriteFile(dkim, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+
+	base := func(tlsCert, authUsers, dkimKey string) string {
+		return `hostname: mx.e2e.example
+data_dir: ` + filepath.Join(dir, "data") + `
+sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
+smtp:
+  listen: ["127.0.0.1:0"]
+  tls: {cert_file: ` + tlsCert + `, key_file: ` + key + `}
+  auth_file: ` + usersFile + `
+http: {listen: "127.0.0.1:0"}
+channels:
+  - name: partners
+    kind: arf
+    addresses: ["partner@e2e.example"]
+    accept_from: {users: [` + authUsers + `]}
+reporter:
+  dkim: {domain: e2e.example, selector: s1, private_key_file: ` + dkimKey + `}
+`
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(base(cert, "partner1", dkim)), 0o600)
+	if code, _, stderr := runXarfd(t, "check-config", "-config", good); code != 0 {
+		t.Fatalf("the good file: exit %d\n%s", code, stderr)
+	}
+
+	cases := []struct{ name, yaml, want string }{
+		{"user missing from the auth file", base(cert, "partner1, ghost", dkim),
+			":13: channels[0].accept_from.users[1]: \"ghost\" is not a user of smtp.auth_file " + usersFile},
+		{"missing TLS certificate", base(filepath.Join(dir, "nonexistent.pem"), "partner1", dkim),
+			":6: smtp.tls.cert_file: cannot read " + filepath.Join(dir, "nonexistent.pem") + ": no such file or directory"},
+		{"garbage TLS certificate", base(garbage, "partner1", dkim),
+			":6: smtp.tls: certificate " + garbage + " and key " + key + ":"},
+		{"missing DKIM key", base(cert, "partner1", filepath.Join(dir, "nonexistent.key")),
+			":15: reporter.dkim.private_key_file: cannot read " + filepath.Join(dir, "nonexistent.key")},
+		{"garbage DKIM key", base(cert, "partner1", garbage),
+			":15: reporter.dkim.private_key_file: " + garbage + ": no PEM block"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("bad%d.yaml", i))
+			os.WriteFile(path, []byte(tc.yaml), 0o600)
+			want := path + tc.want
+			code, _, checkErr := runXarfd(t, "check-config", "-config", path)
+			if code != 1 || !strings.Contains(checkErr, want) {
+				t.Errorf("check-config: exit %d, want 1 and %q in:\n%s", code, want, checkErr)
+			}
+			code, _, serveErr := runXarfd(t, "serve", "-config", path)
+			if code != 1 || !strings.Contains(serveErr, want) {
+				t.Errorf("serve: exit %d, want 1 and %q in:\n%s", code, want, serveErr)
+			}
+			if checkErr != serveErr {
+				t.Errorf("check-config and serve disagree:\n%s\n%s", checkErr, serveErr)
+			}
+		})
+	}
+}
+
+// TestStartSummaryAndLogLevel checks the one line an operator reads at
+// start, and that log.level and -log-level decide whether health probes
+// are logged.
+func TestStartSummaryAndLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, reloadBefore+"log: {level: debug}\n")
+	d := startDaemon(t, dir, "-config", path)
+	var sum struct {
+		Version  string
+		Channels []struct {
+			Name, Kind string
+			Uses       []string
+			Redacts    bool
+		}
+		SMTP       []string
+		HTTP       string
+		Reporter   string
+		LogLevel   string `json:"log_level"`
+		Data       string
+		StoreBytes int64 `json:"store_bytes"`
+	}
+	if err := json.Unmarshal([]byte(waitLog(t, d, "xarfd started", 0)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	base := httpAddr(t, d)
+	if sum.Version == "" || len(sum.Channels) != 2 || sum.Channels[1].Name != "trap" || sum.Channels[1].Kind != "trap" ||
+		!sum.Channels[1].Redacts || strings.Join(sum.Channels[0].Uses, ",") != "report,store" ||
+		len(sum.SMTP) != 1 || sum.SMTP[0] != d.addr || "http://"+sum.HTTP != base || sum.Reporter != "dry-run" ||
+		sum.LogLevel != "debug" || sum.Data != filepath.Join(dir, "data", "xarfd.db") || sum.StoreBytes <= 0 {
+		t.Errorf("start summary: %+v", sum)
+	}
+	probe := func(d *daemon, base string) (healthz bool) {
+		t.Helper()
+		apiDo(t, "GET", base+"/healthz", "", "", nil)
+		apiDo(t, "GET", base+"/api/v1/reports", "", "", nil) // logged at info, after the probe
+		for range 200 {
+			if strings.Contains(d.logs.String(), `"path":"/api/v1/reports"`) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return strings.Contains(d.logs.String(), `"path":"/healthz"`)
+	}
+	if !probe(d, base) {
+		t.Errorf("log.level debug: no health probe logged:\n%s", d.logs.String())
+	}
+	d.stop()
+
+	d = startDaemon(t, dir, "-config", path, "-log-level", "info")
+	if probe(d, httpAddr(t, d)) {
+		t.Errorf("-log-level info: health probe logged:\n%s", d.logs.String())
+	}
+	d.stop()
+
+	if code, _, stderr := runXarfd(t, "serve", "-config", path, "-log-level", "verbose"); code != 2 || !strings.Contains(stderr, "-log-level") {
+		t.Errorf("bad -log-level: exit %d\n%s", code, stderr)
+	}
 }
