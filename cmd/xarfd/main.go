@@ -13,8 +13,11 @@ import (
 const usage = `usage: xarfd <command> [flags]
 
 commands:
-  serve [-config FILE]          run the daemon (no -config: the embedded default)
-  check-config [-config FILE]   validate a configuration and print the effective one
+  serve [-config FILE] [-log-level L]
+                                run the daemon (no -config: the embedded default);
+                                SIGHUP reloads the configuration
+  check-config [-config FILE]   validate a configuration and the files it names, and
+                                print the effective configuration
   parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-rcpt ADDR]... FILE...
                                 run messages through the pipeline offline; print XARF as JSON Lines
   reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
