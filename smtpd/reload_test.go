@@ -2,9 +2,11 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"strings"
 	"testing"
 
+	"github.com/xarfd/xarfd/auth/authtest"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 )
@@ -71,4 +73,34 @@ func TestReload(t *testing.T) {
 		t.Errorf("a transaction after the reload still used the old redaction:\n%s", raw)
 	}
 	c2.cmd(221, "QUIT")
+}
+
+// TestReloadRenewsCertificate: after a reload with a new certificate the
+// next STARTTLS handshake presents it.
+func TestReloadRenewsCertificate(t *testing.T) {
+	w := startAuthWorld(t, nil)
+	serial := func() string {
+		c := dial(t, w.addr)
+		c.greet()
+		c.cmd(220, "STARTTLS")
+		tc := tls.Client(c.conn, authtest.ClientTLS())
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	certFile, keyFile := authtest.Cert(t, t.TempDir())
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := w.srv.rt.Load()
+	if err := w.srv.Reload(w.srv.cfg, rt.ingest, rt.users, &cert); err != nil {
+		t.Fatal(err)
+	}
+	if after := serial(); after == before {
+		t.Errorf("the handshake after the reload still presents certificate %s", before)
+	}
 }
