@@ -197,6 +197,9 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	writeConfig(t, dir, after)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	line := waitLog(t, d, "configuration reloaded", 0)
+	if m := apiDo(t, "GET", httpAddr(t, d)+"/metrics", "", "", nil); !strings.Contains(string(m.body), "\nxarfd_config_last_reload_successful 1\n") {
+		t.Errorf("a successful reload is not visible in /metrics:\n%s", m.body)
+	}
 	if !strings.Contains(line, `"name":"fresh"`) || strings.Contains(line, `"name":"fbl"`) {
 		t.Errorf("reload summary does not show the new channels: %s", line)
 	}
@@ -234,6 +237,9 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	if _, err := send(d.addr, "a@origin.example", []string{"fresh@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
 		t.Errorf("after a refused reload: %v", err)
+	}
+	if m := apiDo(t, "GET", httpAddr(t, d)+"/metrics", "", "", nil); !strings.Contains(string(m.body), "\nxarfd_config_last_reload_successful 0\n") {
+		t.Errorf("a refused reload is not visible in /metrics:\n%s", m.body)
 	}
 	if _, err := send(d.addr, "a@origin.example", []string{"fbl@e2e.example"}, []byte("Subject: x\r\n\r\nx\r\n")); smtpErr(err) != "550 5.1.1" {
 		t.Errorf("after a refused reload the removed address came back: %v", err)

@@ -126,6 +126,11 @@ type daemon struct {
 	sweep    context.CancelFunc
 	sweepCtx context.Context
 	wg       sync.WaitGroup
+
+	// For xarfd_config_last_reload_successful and _timestamp_seconds,
+	// read by the metrics endpoint: alert on a reload that was refused.
+	reloadOK   atomic.Bool
+	reloadTime atomic.Int64 // unix seconds of the last successful load
 }
 
 func (d *daemon) setLevel(cfg *config.Config) {
@@ -161,6 +166,17 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	m.Gauge("xarfd_outbox_pending", "Reports waiting in the outbox.", func() float64 {
 		n, _ := st.OutboxDepth()
 		return float64(n)
+	})
+	d.reloadOK.Store(true)
+	d.reloadTime.Store(time.Now().Unix())
+	m.Gauge("xarfd_config_last_reload_successful", "1 when the last configuration load (start or SIGHUP) was applied, 0 when it was refused.", func() float64 {
+		if d.reloadOK.Load() {
+			return 1
+		}
+		return 0
+	})
+	m.Gauge("xarfd_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded (Unix time).", func() float64 {
+		return float64(d.reloadTime.Load())
 	})
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
 	schema, err := xarf.EmbeddedValidator()
@@ -331,6 +347,7 @@ func (d *daemon) summary(ev *zerolog.Event, smtpL []net.Listener, httpL net.List
 // Keys that only a restart can change keep their running values.
 func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 	log := d.log
+	d.reloadOK.Store(false) // until everything below succeeded
 	cfg, res, err := loadConfig(d.path)
 	if err != nil {
 		log.Error().Str("config", sourceName(d.path)).Strs("errors", strings.Split(err.Error(), "\n")).
@@ -361,6 +378,8 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 	d.cfg = cfg
 	d.setLevel(cfg)
 	d.startRetention(cfg)
+	d.reloadOK.Store(true)
+	d.reloadTime.Store(time.Now().Unix())
 	d.summary(log.Info(), smtpL, httpL).Msg("configuration reloaded")
 }
 
