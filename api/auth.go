@@ -71,31 +71,32 @@ func tokenOf(r *http.Request) *token {
 // lookup finds the token whose hash matches presented. It hashes the
 // value and compares it with every configured hash in constant time,
 // without stopping at a match.
-func (s *Server) lookup(presented string) *token {
+func lookup(tokens []token, presented string) *token {
 	sum := sha256.Sum256([]byte(presented))
 	found := -1
-	for i := range s.tokens {
-		eq := subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:])
+	for i := range tokens {
+		eq := subtle.ConstantTimeCompare(sum[:], tokens[i].hash[:])
 		found = subtle.ConstantTimeSelect(eq, i, found)
 	}
 	if found < 0 {
 		return nil
 	}
-	return &s.tokens[found]
+	return &tokens[found]
 }
 
 // authorize requires a bearer token with scope when tokens are
 // configured.
 func (s *Server) authorize(scope string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(s.tokens) == 0 {
+		tokens := s.view.Load().tokens
+		if len(tokens) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
 		presented, ok := bearer(r.Header.Get("Authorization"))
 		var t *token
 		if ok {
-			t = s.lookup(presented)
+			t = lookup(tokens, presented)
 		}
 		if t == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="xarfd"`)

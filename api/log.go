@@ -72,8 +72,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		ev := info.log.Info()
-		if rec.status >= 500 {
+		switch {
+		case rec.status >= 500:
 			ev = info.log.Warn()
+		case r.URL.Path == "/healthz":
+			// Probes come every few seconds: at info they would bury
+			// everything else.
+			ev = info.log.Debug()
 		}
 		ev.Str("method", r.Method).
 			Str("path", r.URL.Path).

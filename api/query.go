@@ -115,7 +115,7 @@ func (s *Server) knownChannel(w http.ResponseWriter, name string) bool {
 	if name == "" {
 		return true
 	}
-	if _, ok := s.channels[name]; !ok {
+	if _, ok := s.view.Load().channels[name]; !ok {
 		// A channel removed from the configuration keeps its data
 		// until retention_orphaned: it can still be queried.
 		if stored, err := s.st.HasChannel(name); err != nil || !stored {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,17 +66,15 @@ type Options struct {
 
 // Server serves the HTTP API.
 type Server struct {
-	cfg      *config.Config
-	st       *store.Store
-	in       *ingest.Ingester
-	m        *metrics.Metrics
-	log      zerolog.Logger
-	ready    func() error
-	hub      *Hub
-	beat     time.Duration
-	buf      int
-	tokens   []token
-	channels map[string]*config.Channel
+	cfg   *config.Config // as at New: limits
+	st    *store.Store
+	view  atomic.Pointer[view]
+	m     *metrics.Metrics
+	log   zerolog.Logger
+	ready func() error
+	hub   *Hub
+	beat  time.Duration
+	buf   int
 
 	handler http.Handler
 	srv     *http.Server
@@ -87,17 +86,15 @@ type Server struct {
 // New returns a Server; it does not listen yet (see Serve).
 func New(o Options) *Server {
 	s := &Server{
-		cfg:      o.Config,
-		st:       o.Store,
-		in:       o.Ingester,
-		m:        o.Metrics,
-		log:      o.Logger,
-		ready:    o.Ready,
-		hub:      o.Hub,
-		beat:     o.Heartbeat,
-		buf:      o.StreamBuffer,
-		channels: map[string]*config.Channel{},
-		closing:  make(chan struct{}),
+		cfg:     o.Config,
+		st:      o.Store,
+		m:       o.Metrics,
+		log:     o.Logger,
+		ready:   o.Ready,
+		hub:     o.Hub,
+		beat:    o.Heartbeat,
+		buf:     o.StreamBuffer,
+		closing: make(chan struct{}),
 	}
 	if s.m == nil {
 		s.m = metrics.New()
@@ -111,11 +108,7 @@ func New(o Options) *Server {
 	if s.buf <= 0 {
 		s.buf = DefaultStreamBuffer
 	}
-	for i := range s.cfg.Channels {
-		ch := &s.cfg.Channels[i]
-		s.channels[ch.Name] = ch
-	}
-	s.tokens = parseTokens(s.cfg.HTTP.Tokens, s.log)
+	s.Reload(o.Config, o.Ingester)
 	s.handler = s.routes()
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -129,6 +122,26 @@ func New(o Options) *Server {
 	return s
 }
 
+// view is what the configuration decides for each request: the channels,
+// the ingester that stores submissions, the tokens. Reload swaps it
+// whole; a request keeps the one it began with.
+type view struct {
+	in       *ingest.Ingester
+	channels map[string]*config.Channel
+	tokens   []token
+}
+
+// Reload makes cfg's channels and http.tokens, and the ingester in, apply
+// to requests from now on; a request in progress finishes with what it
+// began with. Listener and limits stay as at New.
+func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester) {
+	v := &view{in: in, channels: map[string]*config.Channel{}, tokens: parseTokens(cfg.HTTP.Tokens, s.log)}
+	for i := range cfg.Channels {
+		v.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
+	}
+	s.view.Store(v)
+}
+
 // Hub returns the live stream that ingest's OnReport should publish to.
 func (s *Server) Hub() *Hub { return s.hub }
 
@@ -139,7 +152,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // with the listener's actual address first. It returns nil after
 // Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	s.log.Info().Str("addr", l.Addr().String()).Bool("tokens", len(s.tokens) > 0).Msg("http listening")
+	s.log.Info().Str("addr", l.Addr().String()).Bool("tokens", len(s.view.Load().tokens) > 0).Msg("http listening")
 	err := s.srv.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -17,18 +17,20 @@ import (
 // submitChannel resolves {name} for a submission: 403 when the token may
 // not feed it (checked first, so a restricted token learns nothing about
 // other channels), 404 when it is not configured.
-func (s *Server) submitChannel(w http.ResponseWriter, r *http.Request) (*config.Channel, bool) {
+// The channel comes with the ingester of its configuration.
+func (s *Server) submitChannel(w http.ResponseWriter, r *http.Request) (*config.Channel, *ingest.Ingester, bool) {
 	name := r.PathValue("name")
 	if !tokenOf(r).mayFeed(name) {
 		writeError(w, http.StatusForbidden, "token may not submit to this channel")
-		return nil, false
+		return nil, nil, false
 	}
-	ch, ok := s.channels[name]
+	v := s.view.Load()
+	ch, ok := v.channels[name]
 	if !ok {
 		writeError(w, http.StatusNotFound, "unknown channel")
-		return nil, false
+		return nil, nil, false
 	}
-	return ch, true
+	return ch, v.in, true
 }
 
 // contentType checks the request's media type; an absent one is taken
@@ -99,7 +101,7 @@ func (s *Server) submitMessage(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
-	ch, ok := s.submitChannel(w, r)
+	ch, in, ok := s.submitChannel(w, r)
 	if !ok || !contentType(w, r, "message/rfc822") {
 		return
 	}
@@ -136,7 +138,7 @@ func (s *Server) submitMessage(w http.ResponseWriter, r *http.Request) {
 		// SMTP AUTH does for mail.
 		env.AuthUser = "token:" + t.name
 	}
-	res, err := s.in.Accept(env, []ingest.Delivery{{Channel: ch, Rcpts: rcpts}}, body)
+	res, err := in.Accept(env, []ingest.Delivery{{Channel: ch, Rcpts: rcpts}}, body)
 	if err != nil {
 		internalError(w, r, "ingesting message", err)
 		return
@@ -168,7 +170,7 @@ func (s *Server) submitReport(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
-	ch, ok := s.submitChannel(w, r)
+	ch, in, ok := s.submitChannel(w, r)
 	if !ok || !contentType(w, r, "application/json") {
 		return
 	}
@@ -176,7 +178,7 @@ func (s *Server) submitReport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, err := s.in.SubmitXARF(ch, body)
+	id, err := in.SubmitXARF(ch, body)
 	var inv *ingest.InvalidError
 	if errors.As(err, &inv) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid XARF document", Reasons: inv.Reasons})

@@ -36,10 +36,20 @@ type Config struct {
 	// RetentionOrphaned is how long data of a channel that is stored but
 	// no longer configured (removed or renamed) is kept.
 	RetentionOrphaned Duration `yaml:"retention_orphaned"`
+	Log               Log      `yaml:"log"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.
 	Source string `yaml:"-"`
+	// lines maps key paths ("channels[1].redact.mode") to the line they
+	// are on, so that errors found after decoding still name the line.
+	lines map[string]int
+}
+
+// Log configures the daemon's own log.
+type Log struct {
+	// Level is the least severe level written: debug, info, warn or error.
+	Level string `yaml:"level"`
 }
 
 // Org names an organisation as XARF's reporter and sender objects do.

@@ -168,7 +168,6 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"missing required", strings.Replace(minimal, "contact: abuse@example.net, ", "", 1), []string{"sender.contact: must not be empty"}},
 		{"missing sender org", strings.Replace(minimal, "org: Example, ", "", 1), []string{"sender.org: must not be empty"}},
 		{"bad email", minimal + "reporter: {from: not-an-address}\n", []string{"reporter.from", "not a plain email"}},
-		{"missing file", minimal + "    redact: {mode: hmac, hmac_key_file: /nonexistent/key}\n", []string{"channels[0].redact.hmac_key_file", "/nonexistent/key"}},
 		{"hmac without key", minimal + "    redact: {mode: hmac}\n", []string{"channels[0].redact.hmac_key_file: is required"}},
 		{"tls half configured", minimal + "smtp: {tls: {cert_file: /x.pem}}\n", []string{"smtp.tls.key_file: is required"}},
 		{"public API without tokens", minimal + "http: {listen: '0.0.0.0:8025'}\n", []string{"http.listen", "not a loopback"}},
@@ -179,7 +178,10 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},
 		{"bad listen", minimal + "smtp: {listen: [':nope:']}\n", []string{"smtp.listen[0]"}},
 		{"dkim half configured", minimal + "reporter: {dkim: {domain: example.net}}\n", []string{"reporter.dkim:", "together"}},
-		{"no uses", minimal + "    uses: []\n", []string{"channels[0].uses: needs report, store or both"}},
+		{"no uses", minimal + "    uses: []\n", []string{"bad.yaml:8: channels[0].uses: needs report, store or both"}},
+		{"semantic error names its line", minimal + "smtp:\n  max_recipients: 0\n", []string{"bad.yaml:9: smtp.max_recipients: must be at least 1"}},
+		{"left-out key names the enclosing line", strings.Replace(minimal, "org: Example, ", "", 1), []string{"bad.yaml:3: sender.org: must not be empty"}},
+		{"bad log level", minimal + "log: {level: verbose}\n", []string{"bad.yaml:8: log.level:", "debug, info, warn or error"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

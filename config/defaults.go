@@ -66,6 +66,9 @@ const (
 	// the configuration as long as a channel's default retention: a
 	// renamed channel loses nothing at once, and nothing is kept forever.
 	DefaultRetentionOrphaned = DefaultRetention
+	// DefaultLogLevel logs one line per transaction and request, and
+	// every problem; debug adds health probes and other chatter.
+	DefaultLogLevel = "info"
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -97,6 +100,7 @@ func defaults() Config {
 			},
 		},
 		Contacts: Contacts{CacheTTL: Duration(DefaultContactCacheTTL)},
+		Log:      Log{Level: DefaultLogLevel},
 	}
 }
 

@@ -91,6 +91,8 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, decodeErrors(err, doc, source)
 	}
 	applyListDefaults(&c, os.Hostname)
+	c.lines = map[string]int{}
+	indexKeys(doc, "", c.lines)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -193,7 +195,7 @@ func decodeErrors(err error, doc *yaml.Node, source string) error {
 		return Errors{{File: source, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	keys := make(map[int]string)
-	indexKeys(doc, "", keys)
+	indexLines(doc, "", keys)
 	var errs Errors
 	for _, s := range te.Errors {
 		e := &Error{File: source, Msg: s}
@@ -207,9 +209,9 @@ func decodeErrors(err error, doc *yaml.Node, source string) error {
 	return errs
 }
 
-// indexKeys records, for each line, the path of the innermost key or list
+// indexLines records, for each line, the path of the innermost key or list
 // item that starts on it.
-func indexKeys(n *yaml.Node, path string, keys map[int]string) {
+func indexLines(n *yaml.Node, path string, keys map[int]string) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -219,7 +221,7 @@ func indexKeys(n *yaml.Node, path string, keys map[int]string) {
 			if v.Line != k.Line {
 				keys[v.Line] = p
 			}
-			indexKeys(v, p, keys)
+			indexLines(v, p, keys)
 		}
 	case yaml.SequenceNode:
 		for i, item := range n.Content {
@@ -227,9 +229,48 @@ func indexKeys(n *yaml.Node, path string, keys map[int]string) {
 			if _, ok := keys[item.Line]; !ok || item.Kind == yaml.ScalarNode {
 				keys[item.Line] = p
 			}
-			indexKeys(item, p, keys)
+			indexLines(item, p, keys)
 		}
 	}
+}
+
+// indexKeys records the line of every key path, the inverse of
+// indexLines, for errors found after decoding.
+func indexKeys(n *yaml.Node, path string, lines map[string]int) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			lines[p] = k.Line
+			indexKeys(v, p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = item.Line
+			indexKeys(item, p, lines)
+		}
+	}
+}
+
+// Line returns the line of key in the file, or of the nearest enclosing
+// key that is written there; 0 when none is (the key was left out).
+func (c *Config) Line(key string) int {
+	for key != "" {
+		if n, ok := c.lines[key]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
 }
 
 // typeErr reports a bad value the way yaml.v3 reports its own, so that

@@ -1,14 +1,12 @@
 package config
 
 import (
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 )
@@ -22,37 +20,18 @@ var (
 
 // validator collects every problem of one file.
 type validator struct {
-	source string
-	errs   Errors
+	c    *Config
+	errs Errors
 }
 
+// bad records a problem with key, on the line where the file writes it
+// (or the enclosing key, when the file leaves it out).
 func (v *validator) bad(key, format string, args ...any) {
-	v.errs = append(v.errs, &Error{File: v.source, Key: key, Msg: fmt.Sprintf(format, args...)})
-}
-
-// readable checks that a file the daemon will need at run time exists now,
-// so check-config catches it and not the first report hours later.
-func (v *validator) readable(key, path string) {
-	if path == "" {
-		return
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		v.bad(key, "cannot open %s: %v", path, unwrapPathErr(err))
-		return
-	}
-	f.Close()
-}
-
-func unwrapPathErr(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
+	v.errs = append(v.errs, &Error{File: v.c.Source, Line: v.c.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (c *Config) validate() error {
-	v := &validator{source: c.Source}
+	v := &validator{c: c}
 
 	if strings.ContainsAny(c.Hostname, " \t\r\n") || !domainName.MatchString(c.Hostname) {
 		v.bad("hostname", "%q is not a valid host name", c.Hostname)
@@ -80,6 +59,11 @@ func (c *Config) validate() error {
 	c.validateChannels(v)
 	c.validateReporter(v)
 	c.validateContacts(v)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
 	if len(v.errs) > 0 {
 		return v.errs
 	}
@@ -100,10 +84,6 @@ func (c *Config) validateSMTP(v *validator) {
 			v.bad("smtp.tls.cert_file", "is required when smtp.tls.key_file is set")
 		case s.TLS.KeyFile == "":
 			v.bad("smtp.tls.key_file", "is required when smtp.tls.cert_file is set")
-		default:
-			if _, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile); err != nil {
-				v.bad("smtp.tls", "cannot load certificate and key: %v", unwrapPathErr(err))
-			}
 		}
 	}
 	if s.MaxMessageBytes < 1024 {
@@ -124,7 +104,6 @@ func (c *Config) validateSMTP(v *validator) {
 	if s.MaxLineLength < 1000 {
 		v.bad("smtp.max_line_length", "%d is below RFC 5321's 1000", s.MaxLineLength)
 	}
-	v.readable("smtp.auth_file", s.AuthFile)
 }
 
 func (c *Config) validateHTTP(v *validator) {
@@ -232,10 +211,6 @@ func (c *Config) validateChannels(v *validator) {
 		if r.Mode == RedactHMAC {
 			if r.HMACKeyFile == "" {
 				v.bad(k+".redact.hmac_key_file", "is required for mode hmac")
-			} else if b, err := os.ReadFile(r.HMACKeyFile); err != nil {
-				v.bad(k+".redact.hmac_key_file", "cannot read %s: %v", r.HMACKeyFile, unwrapPathErr(err))
-			} else if len(strings.TrimSpace(string(b))) < 16 {
-				v.bad(k+".redact.hmac_key_file", "%s holds less than 16 bytes of key", r.HMACKeyFile)
 			}
 		}
 		for j, a := range r.Addresses {
@@ -286,13 +261,11 @@ func (c *Config) validateReporter(v *validator) {
 	if sh.Username != "" && sh.TLS == "none" {
 		v.bad("reporter.smarthost.tls", "none would send the password in clear; use starttls or implicit")
 	}
-	v.readable("reporter.smarthost.password_file", sh.PasswordFile)
 	d := &r.DKIM
 	if set := countSet(d.Domain, d.Selector, d.PrivateKeyFile); set != 0 && set != 3 {
 		v.bad("reporter.dkim", "set domain, selector and private_key_file together, or none of them")
 	}
 	v.domain("reporter.dkim.domain", d.Domain, false)
-	v.readable("reporter.dkim.private_key_file", d.PrivateKeyFile)
 	if r.PerContactPerHour < 1 {
 		v.bad("reporter.per_contact_per_hour", "must be at least 1")
 	}

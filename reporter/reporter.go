@@ -46,6 +46,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -97,19 +98,28 @@ type Options struct {
 
 // Reporter works through the outbox. Create it with New, run it with Run.
 type Reporter struct {
-	cfg      *config.Config
-	st       *store.Store
-	opt      Options
-	log      zerolog.Logger
-	contacts *Contacts
-	signer   *Signer
-	deliver  *Deliverer
-	channels map[string]*config.Channel
-	wake     chan struct{}
+	st   *store.Store
+	opt  Options
+	log  zerolog.Logger
+	set  atomic.Pointer[settings]
+	wake chan struct{}
 
 	mu       sync.Mutex
 	inflight map[store.ID]bool
 }
+
+// settings is what the configuration decides for the reporter. Reload
+// swaps it whole; each step of an entry reads the settings current then.
+type settings struct {
+	cfg      *config.Config
+	contacts *Contacts
+	signer   *Signer
+	deliver  *Deliverer
+	channels map[string]*config.Channel
+}
+
+// s returns the current settings.
+func (r *Reporter) s() *settings { return r.set.Load() }
 
 // New prepares a Reporter: it reads the DKIM key and the smarthost
 // password once.
@@ -121,37 +131,52 @@ func New(cfg *config.Config, st *store.Store, opt Options) (*Reporter, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	r := &Reporter{
+		st: st, opt: opt, log: opt.Logger,
+		wake:     make(chan struct{}, 1),
+		inflight: map[store.ID]bool{},
+	}
+	if err := r.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload makes cfg's reporter, contacts, channels, own_networks and
+// sender settings apply from the next step of every entry on (it reads
+// the DKIM key and the smarthost password again). On error the running
+// settings stay.
+func (r *Reporter) Reload(cfg *config.Config) error {
 	signer, err := NewSigner(&cfg.Reporter.DKIM)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sh := cfg.Reporter.Smarthost
 	var password string
 	if sh.PasswordFile != "" {
 		b, err := os.ReadFile(sh.PasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("reporter.smarthost.password_file: %w", err)
+			return fmt.Errorf("reporter.smarthost.password_file: %w", err)
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
 	var rdap *RDAP
 	if cfg.Contacts.RDAP.Enabled {
-		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, opt.HTTPClient)
+		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
 	}
-	r := &Reporter{
-		cfg: cfg, st: st, opt: opt, log: opt.Logger, signer: signer,
-		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, st, rdap),
+	set := &settings{
+		cfg: cfg, signer: signer,
+		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, r.st, rdap),
 		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: opt.MXPort, TLSConfig: opt.TLSConfig},
+			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
 		channels: map[string]*config.Channel{},
-		wake:     make(chan struct{}, 1),
-		inflight: map[store.ID]bool{},
 	}
-	r.contacts.now = opt.Now
+	set.contacts.now = r.opt.Now
 	for i := range cfg.Channels {
-		r.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
+		set.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
 	}
-	return r, nil
+	r.set.Store(set)
+	return nil
 }
 
 // Wake makes the loop look for due entries now (call it after a report
@@ -280,7 +305,7 @@ func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
 			return
 		}
 	}
-	if !r.cfg.Reporter.Enabled {
+	if !r.s().cfg.Reporter.Enabled {
 		r.dryRun(e)
 		return
 	}
@@ -306,7 +331,7 @@ func (r *Reporter) withhold(e *store.OutboxEntry, reason string) error {
 // evaluate applies policy, de-duplication and contact lookup to a fresh
 // entry. It returns true when e now has recipients and may be sent.
 func (r *Reporter) evaluate(ctx context.Context, e *store.OutboxEntry) (bool, error) {
-	ch := r.channels[e.Channel]
+	ch := r.s().channels[e.Channel]
 	if ch == nil {
 		return false, r.withhold(e, fmt.Sprintf("channel %q is not configured any more", e.Channel))
 	}
@@ -321,7 +346,7 @@ func (r *Reporter) evaluate(ctx context.Context, e *store.OutboxEntry) (bool, er
 	}
 	ip := rep.SourceIP
 	e.SourceIP = ip
-	if reason := SourcePolicy(ip, r.cfg.OwnNetworks); reason != "" {
+	if reason := SourcePolicy(ip, r.s().cfg.OwnNetworks); reason != "" {
 		return false, r.withhold(e, reason)
 	}
 	evidence, _ := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
@@ -369,7 +394,7 @@ func (r *Reporter) evaluate(ctx context.Context, e *store.OutboxEntry) (bool, er
 	if len(ch.ReportTo.Partners) > 0 {
 		ct = &Contact{Emails: ch.ReportTo.Partners, Source: SourcePartners}
 	} else {
-		ct, err = r.contacts.Lookup(ctx, ip)
+		ct, err = r.s().contacts.Lookup(ctx, ip)
 		if errors.Is(err, ErrNoContact) {
 			return false, r.withhold(e, fmt.Sprintf("no abuse contact found for %s", ip))
 		}
@@ -461,10 +486,10 @@ func (r *Reporter) render(e *store.OutboxEntry, to []string) (*Rendered, []byte,
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, fmt.Errorf("reading evidence: %w", err)
 	}
-	from := cmp.Or(r.cfg.Reporter.From, r.cfg.Sender.Contact)
+	from := cmp.Or(r.s().cfg.Reporter.From, r.s().cfg.Sender.Contact)
 	m := &Mail{
-		Format: r.cfg.Reporter.Format, From: from, ReplyTo: r.cfg.Sender.Contact, To: to,
-		Hostname: r.cfg.Hostname, Org: r.cfg.Sender.Org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
+		Format: r.s().cfg.Reporter.Format, From: from, ReplyTo: r.s().cfg.Sender.Contact, To: to,
+		Hostname: r.s().cfg.Hostname, Org: r.s().cfg.Sender.Org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
 		Report: rep.XARF, Evidence: evidence, EntryID: e.ID.String(), Count: e.Count,
 		Window: r.opt.DedupWindow, Date: r.opt.Now(),
 	}
@@ -472,7 +497,7 @@ func (r *Reporter) render(e *store.OutboxEntry, to []string) (*Rendered, []byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	signed, err := r.signer.Sign(out.Bytes)
+	signed, err := r.s().signer.Sign(out.Bytes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -505,7 +530,7 @@ func (r *Reporter) dryRun(e *store.OutboxEntry) {
 }
 
 func (r *Reporter) setRendered(x *store.OutboxEntry, out *Rendered, signed []byte) {
-	x.Format = cmp.Or(r.cfg.Reporter.Format, FormatXARF)
+	x.Format = cmp.Or(r.s().cfg.Reporter.Format, FormatXARF)
 	x.MessageID, x.Subject, x.Preview, x.RenderedSize = out.MessageID, out.Subject, out.Preview, len(signed)
 }
 
@@ -550,7 +575,7 @@ func (r *Reporter) send(ctx context.Context, e *store.OutboxEntry) {
 			return store.ErrNotFound
 		}
 		for _, a := range r.remaining(x) {
-			ok, at, err := store.RateTakeTx(tx, strings.ToLower(a), now, r.cfg.Reporter.PerContactPerHour)
+			ok, at, err := store.RateTakeTx(tx, strings.ToLower(a), now, r.s().cfg.Reporter.PerContactPerHour)
 			if err != nil {
 				return err
 			}
@@ -571,7 +596,7 @@ func (r *Reporter) send(ctx context.Context, e *store.OutboxEntry) {
 	if errors.Is(err, errRateLimited) {
 		_, err = r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
 			x.NextAttempt, x.Updated = free, now
-			x.Reason = fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", r.cfg.Reporter.PerContactPerHour, limited, free.Format(time.RFC3339))
+			x.Reason = fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", r.s().cfg.Reporter.PerContactPerHour, limited, free.Format(time.RFC3339))
 			return nil
 		})
 		if err == nil {
@@ -587,11 +612,11 @@ func (r *Reporter) send(ctx context.Context, e *store.OutboxEntry) {
 		return
 	}
 	e = claimed
-	from := cmp.Or(r.cfg.Reporter.From, r.cfg.Sender.Contact)
+	from := cmp.Or(r.s().cfg.Reporter.From, r.s().cfg.Sender.Contact)
 	var errs []error
 	permanent := true
 	for _, group := range r.groups(r.remaining(e)) {
-		t, err := r.deliver.Send(ctx, from, group, signed, func() error {
+		t, err := r.s().deliver.Send(ctx, from, group, signed, func() error {
 			_, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
 				x.Transmitted = true
 				return nil
@@ -636,7 +661,7 @@ func (r *Reporter) send(ctx context.Context, e *store.OutboxEntry) {
 // groups splits recipients into transactions: one for the smarthost, one
 // per domain for MX delivery.
 func (r *Reporter) groups(rcpts []string) [][]string {
-	if r.deliver.Smarthost != "" || len(rcpts) == 0 {
+	if r.s().deliver.Smarthost != "" || len(rcpts) == 0 {
 		return [][]string{rcpts}
 	}
 	var out [][]string
@@ -662,7 +687,7 @@ func (r *Reporter) finish(e *store.OutboxEntry, err error, permanent bool) {
 		r.retryLater(e, err, true)
 		return
 	}
-	ch := r.channels[e.Channel]
+	ch := r.s().channels[e.Channel]
 	forget := ch != nil && !ch.Has(config.UseStore)
 	status := store.OutboxSent
 	if len(e.Delivered) == 0 {
@@ -718,9 +743,9 @@ func Backoff(first time.Duration, n int) time.Duration {
 // created.
 func (r *Reporter) retryLater(e *store.OutboxEntry, cause error, counted bool) {
 	now := r.opt.Now().UTC()
-	giveUp := e.Created.Add(r.cfg.Reporter.Retry.GiveUpAfter.D())
+	giveUp := e.Created.Add(r.s().cfg.Reporter.Retry.GiveUpAfter.D())
 	n := max(e.Attempts, 1)
-	next := now.Add(Backoff(r.cfg.Reporter.Retry.First.D(), n))
+	next := now.Add(Backoff(r.s().cfg.Reporter.Retry.First.D(), n))
 	failed := !now.Before(giveUp)
 	if next.After(giveUp) && !failed {
 		next = giveUp
@@ -729,7 +754,7 @@ func (r *Reporter) retryLater(e *store.OutboxEntry, cause error, counted bool) {
 		x.LastError, x.Updated, x.Transmitted = replyText(cause), now, false
 		if failed {
 			x.Status, x.NextAttempt = store.OutboxFailed, time.Time{}
-			x.Reason = fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", r.cfg.Reporter.Retry.GiveUpAfter.D())
+			x.Reason = fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", r.s().cfg.Reporter.Retry.GiveUpAfter.D())
 			return nil
 		}
 		x.Status, x.NextAttempt = store.OutboxPending, next

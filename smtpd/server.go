@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -37,15 +38,13 @@ import (
 
 // Server is the SMTP side of one xarfd process.
 type Server struct {
-	cfg    *config.Config
-	router *Router
-	ingest *ingest.Ingester
-	log    zerolog.Logger
-	m      *metrics.Metrics
-	srv    *smtp.Server
-	limit  chan struct{} // one token per open session
+	cfg   *config.Config // as at New: listeners, limits, hostname
+	rt    atomic.Pointer[runtimeConfig]
+	log   zerolog.Logger
+	m     *metrics.Metrics
+	srv   *smtp.Server
+	limit chan struct{} // one token per open session
 
-	users     *auth.Users // nil: no smtp.auth_file, AUTH not offered
 	checker   *auth.Checker
 	authFails *failLimiter
 
@@ -75,12 +74,31 @@ func (s *Server) putBuf(b *[]byte) {
 	}
 }
 
+// runtimeConfig is what the configuration decides for each transaction: where
+// a recipient routes, who may feed a channel, which ingester stores it.
+// Reload swaps it whole; a transaction keeps the one it began with.
+type runtimeConfig struct {
+	router *Router
+	ingest *ingest.Ingester
+	users  *auth.Users      // nil: no smtp.auth_file, AUTH not offered
+	cert   *tls.Certificate // nil: TLS off
+}
+
+func newRuntime(cfg *config.Config, in *ingest.Ingester, users *auth.Users, cert *tls.Certificate) (*runtimeConfig, error) {
+	for i, ch := range cfg.Channels {
+		for _, name := range ch.AcceptFrom.Users {
+			if users == nil || !users.Has(name) {
+				return nil, fmt.Errorf("channels[%d].accept_from.users: %q is not a user of smtp.auth_file %s", i, name, cfg.SMTP.AuthFile)
+			}
+		}
+	}
+	return &runtimeConfig{router: NewRouter(cfg.Channels), ingest: in, users: users, cert: cert}, nil
+}
+
 // New builds a server from cfg; Serve starts it. m may be nil.
 func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics.Metrics) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
-		router:    NewRouter(cfg.Channels),
-		ingest:    in,
 		log:       log,
 		m:         m,
 		limit:     make(chan struct{}, cfg.SMTP.MaxConnections),
@@ -88,20 +106,27 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
 		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
 	}
+	var users *auth.Users
 	if cfg.SMTP.AuthFile != "" {
 		u, err := auth.LoadUsers(cfg.SMTP.AuthFile)
 		if err != nil {
 			return nil, err
 		}
-		s.users = u
+		users = u
 	}
-	for i, ch := range cfg.Channels {
-		for _, name := range ch.AcceptFrom.Users {
-			if s.users == nil || !s.users.Has(name) {
-				return nil, fmt.Errorf("channels[%d].accept_from.users: %q is not a user of smtp.auth_file %s", i, name, cfg.SMTP.AuthFile)
-			}
+	var cert *tls.Certificate
+	if cfg.SMTP.TLS.Enabled() {
+		c, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
+		if err != nil {
+			return nil, err
 		}
+		cert = &c
 	}
+	rt, err := newRuntime(cfg, in, users, cert)
+	if err != nil {
+		return nil, err
+	}
+	s.rt.Store(rt)
 	srv := smtp.NewServer(s)
 	// AUTH only over TLS (go-smtp answers 523 5.7.10 on a plain
 	// connection and does not advertise it there).
@@ -113,15 +138,32 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 	srv.ReadTimeout = cfg.SMTP.ReadTimeout.D()
 	srv.WriteTimeout = cfg.SMTP.WriteTimeout.D()
 	srv.ErrorLog = zerologAdapter{log}
-	if cfg.SMTP.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		// The certificate of the current runtime, so that a reload
+		// renews it for the handshakes that follow.
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.rt.Load().cert, nil }}
 	}
 	s.srv = srv
 	return s, nil
+}
+
+// Reload makes cfg's channels, sender rules and SMTP AUTH users (users,
+// parsed from smtp.auth_file) and cert apply to transactions that start
+// from now on, stored by in. A transaction in progress finishes with the
+// configuration it began with. What New fixed stays: listeners, limits,
+// hostname, and whether STARTTLS is offered (a nil cert keeps the
+// current one). On error nothing changes.
+func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester, users *auth.Users, cert *tls.Certificate) error {
+	if cert == nil {
+		cert = s.rt.Load().cert
+	}
+	rt, err := newRuntime(cfg, in, users, cert)
+	if err != nil {
+		return err
+	}
+	s.rt.Store(rt)
+	return nil
 }
 
 // Serve accepts sessions on l until Shutdown; l is wrapped to enforce

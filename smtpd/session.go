@@ -46,6 +46,7 @@ type session struct {
 }
 
 type txn struct {
+	rt       *runtimeConfig // the configuration at MAIL, kept to the end
 	started  time.Time
 	from     string
 	hasFrom  bool
@@ -100,13 +101,13 @@ func (ss *session) setBusy(b bool) {
 // sent to trap addresses are evidence too.
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	ss.setBusy(true)
-	ss.txn = txn{started: time.Now(), from: from, hasFrom: true}
+	ss.txn = txn{rt: ss.s.rt.Load(), started: time.Now(), from: from, hasFrom: true}
 	return nil
 }
 
 // Rcpt implements smtp.Session: route, then the channel's peer policy.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	ch := ss.s.router.Route(to)
+	ch := ss.txn.rt.router.Route(to)
 	if ch == nil {
 		return ss.reject(errUnknownRcpt)
 	}
@@ -210,7 +211,7 @@ func (ss *session) Data(r io.Reader) error {
 		AuthUser:   ss.authUser,
 		Via:        "smtp",
 	}
-	res, err := ss.s.ingest.Accept(env, ss.txn.byChan, stamped)
+	res, err := ss.txn.rt.ingest.Accept(env, ss.txn.byChan, stamped)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
 		ss.logTxn(errLocal.Code, len(raw), nil, nil)
@@ -349,7 +350,7 @@ func tlsState(c *smtp.Conn) *store.TLSState {
 // connection (AllowInsecureAuth is off), so AUTH is never advertised in
 // clear; without smtp.auth_file it is not advertised at all.
 func (ss *session) AuthMechanisms() []string {
-	if ss.s.users == nil {
+	if ss.s.rt.Load().users == nil {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -357,7 +358,7 @@ func (ss *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession for PLAIN (RFC 4616) and LOGIN.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
-	if ss.s.users == nil {
+	if ss.s.rt.Load().users == nil {
 		ss.s.m.SMTPReply(smtp.ErrAuthUnsupported.Code)
 		return nil, smtp.ErrAuthUnsupported
 	}
@@ -391,7 +392,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 // the user name tried is not logged (it is sometimes a password typed
 // into the wrong field).
 func (ss *session) authenticate(identity, user, password string) error {
-	ok := ss.s.users.Verify(user, password)
+	ok := ss.s.rt.Load().users.Verify(user, password)
 	if !ok || (identity != "" && identity != user) {
 		ss.s.authFails.fail(ss.peer.Addr())
 		ss.s.m.SMTPReply(errAuthFailed.Code)

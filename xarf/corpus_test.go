@@ -23,6 +23,7 @@ type truthEntry struct {
 
 func loadTruth(t *testing.T) map[string]truthEntry {
 	t.Helper()
+	needDir(t, corpusDir(), "shared ARF corpus") // before reading from it
 	b, err := os.ReadFile(filepath.Join(corpusDir(), "truth.json"))
 	if err != nil {
 		t.Fatal(err)

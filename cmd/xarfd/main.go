@@ -7,18 +7,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 const usage = `usage: xarfd <command> [flags]
 
 commands:
-  serve [-config FILE]          run the daemon (no -config: the embedded default)
-  check-config [-config FILE]   validate a configuration and print the effective one
+  serve [-config FILE] [-log-level L]
+                                run the daemon (no -config: the embedded default);
+                                SIGHUP reloads the configuration
+  check-config [-config FILE]   validate a configuration and the files it names, and
+                                print the effective configuration
   parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-rcpt ADDR]... FILE...
                                 run messages through the pipeline offline; print XARF as JSON Lines
   reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
                                 list stored reports through the HTTP API as JSON Lines
-  version                       print the version
+  version                       print the version, VCS revision and Go version
 
 Run "xarfd <command> -h" for a command's flags.
 `
@@ -42,7 +46,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "reports":
 		return cmdReports(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "xarfd", version())
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "xarfd version takes no arguments\n")
+			return 2
+		}
+		bi, ok := debug.ReadBuildInfo()
+		printVersion(stdout, readBuildVersion(bi, ok))
 		return 0
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)

@@ -9,8 +9,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/api"
+	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
@@ -34,34 +38,111 @@ const shutdownGrace = 30 * time.Second
 // retentionInterval is how often expired data is swept.
 const retentionInterval = 10 * time.Minute
 
-func newLogger(w io.Writer) zerolog.Logger {
+// newLogger writes to w from level on; the level can change while it
+// runs (SIGHUP with a new log.level).
+func newLogger(w io.Writer, level *atomic.Int32) zerolog.Logger {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
-	return zerolog.New(w).With().Timestamp().Logger()
+	return zerolog.New(levelFilter{w: w, min: level}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+}
+
+// levelFilter drops events below min. The logger itself is set to debug,
+// so that a reload to debug needs no new logger in every component.
+type levelFilter struct {
+	w   io.Writer
+	min *atomic.Int32
+}
+
+func (f levelFilter) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func (f levelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l < zerolog.Level(f.min.Load()) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
+	// SIGHUP's default action is to exit: catch it before anything else,
+	// so that a reload sent while the daemon starts does not kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration `file` (default: the embedded default)")
+	logLevel := fs.String("log-level", "", "log from this `level` on: debug, info, warn or error (default: log.level of the configuration)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := newLogger(stderr)
-	cfg, err := config.Load(*path)
+	var flagLevel zerolog.Level = zerolog.NoLevel
+	if *logLevel != "" {
+		l, err := parseLevel(*logLevel)
+		if err != nil {
+			fmt.Fprintf(stderr, "xarfd serve: -log-level: %v\n", err)
+			return 2
+		}
+		flagLevel = l
+	}
+	cfg, res, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := serve(cfg, log); err != nil {
+	d := &daemon{path: *path, flagLevel: flagLevel, hup: hup}
+	d.setLevel(cfg)
+	log := newLogger(stderr, &d.level)
+	if err := d.serve(cfg, res, log); err != nil {
 		log.Error().Err(err).Msg("xarfd stopped")
 		return 1
 	}
 	return 0
 }
 
-func serve(cfg *config.Config, log zerolog.Logger) error {
+func parseLevel(s string) (zerolog.Level, error) {
+	switch s {
+	case "debug", "info", "warn", "error":
+		return zerolog.ParseLevel(s)
+	}
+	return zerolog.NoLevel, fmt.Errorf("%q: want debug, info, warn or error", s)
+}
+
+// daemon is one running `xarfd serve`: what a reload needs to reach.
+type daemon struct {
+	path      string // -config; "" = the embedded default
+	flagLevel zerolog.Level
+	level     atomic.Int32
+	hup       chan os.Signal
+
+	cfg      *config.Config // the configuration in force
+	log      zerolog.Logger
+	st       *store.Store
+	inOpt    ingest.Options
+	rep      *reporter.Reporter
+	smtp     *smtpd.Server
+	api      *api.Server // nil: http.listen is empty
+	sweep    context.CancelFunc
+	sweepCtx context.Context
+	wg       sync.WaitGroup
+
+	// For xarfd_config_last_reload_successful and _timestamp_seconds,
+	// read by the metrics endpoint: alert on a reload that was refused.
+	reloadOK   atomic.Bool
+	reloadTime atomic.Int64 // unix seconds of the last successful load
+}
+
+func (d *daemon) setLevel(cfg *config.Config) {
+	l := d.flagLevel
+	if l == zerolog.NoLevel {
+		l, _ = zerolog.ParseLevel(cfg.Log.Level) // validated by config
+	}
+	d.level.Store(int32(l))
+}
+
+func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Logger) error {
+	d.cfg, d.log = cfg, log
 	for _, w := range cfg.Warnings() {
 		log.Warn().Str("config", cfg.Source).Msg(w)
 	}
@@ -70,6 +151,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.st = st
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error().Err(err).Msg("closing store")
@@ -90,6 +172,17 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
+	d.reloadOK.Store(true)
+	d.reloadTime.Store(time.Now().Unix())
+	m.Gauge("xarfd_config_last_reload_successful", "1 when the last configuration load (start or SIGHUP) was applied, 0 when it was refused.", func() float64 {
+		if d.reloadOK.Load() {
+			return 1
+		}
+		return 0
+	})
+	m.Gauge("xarfd_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded (Unix time).", func() float64 {
+		return float64(d.reloadTime.Load())
+	})
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
 	schema, err := xarf.EmbeddedValidator()
 	if err != nil {
@@ -99,14 +192,20 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	d.rep = rep
 	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake() } // neither blocks
-	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)})
+	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
+	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
 		return err
 	}
 	srv, err := smtpd.New(cfg, in, log.With().Str("component", "smtpd").Logger(), m)
 	if err != nil {
 		return err
+	}
+	d.smtp = srv
+	if err := srv.Reload(cfg, in, users(res), res.TLSCert); err != nil {
+		return err // the resources check-config read, not others
 	}
 	var listeners []net.Listener
 	for _, addr := range cfg.SMTP.Listen {
@@ -132,64 +231,58 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var wg sync.WaitGroup
 	serveErr := make(chan error, len(listeners)+1)
-	var apiSrv *api.Server // Shutdown of a nil one does nothing
 	if httpL != nil {
-		apiSrv = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
+		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
 			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
-		wg.Go(func() {
-			if err := apiSrv.Serve(httpL); err != nil {
+		d.wg.Go(func() {
+			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
 			}
 		})
 	}
 	for _, l := range listeners {
 		log.Info().Str("addr", l.Addr().String()).Str("hostname", cfg.Hostname).Msg("smtp listening")
-		wg.Go(func() {
+		d.wg.Go(func() {
 			if err := srv.Serve(l); err != nil {
 				serveErr <- fmt.Errorf("smtp %s: %w", l.Addr(), err)
 			}
 		})
 	}
 
-	retention := store.Retention{}
-	for _, ch := range cfg.Channels {
-		retention[ch.Name] = ch.Retention.D()
-	}
 	rctx, rcancel := context.WithCancel(context.Background())
-	wg.Go(func() {
-		st.RunRetention(rctx, retention, cfg.RetentionOrphaned.D(), retentionInterval, func(ch string, n int, err error) {
-			if err != nil {
-				log.Error().Err(err).Str("channel", ch).Msg("retention sweep failed")
-				return
-			}
-			log.Info().Str("channel", ch).Int("deleted", n).Msg("retention sweep")
-		})
-	})
-	wg.Go(func() {
+	d.sweepCtx = rctx
+	d.startRetention(cfg)
+	d.wg.Go(func() {
 		if err := rep.Run(rctx); err != nil {
 			log.Error().Err(err).Msg("reporter stopped")
 		}
 	})
-	log.Info().Str("config", cfg.Source).Str("data", st.Path()).Int("channels", len(cfg.Channels)).Msg("xarfd started")
+	d.summary(log.Info(), listeners, httpL).Msg("xarfd started")
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info().Msg("stopping: finishing open sessions")
-	case runErr = <-serveErr:
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info().Msg("stopping: finishing open sessions")
+			break loop
+		case runErr = <-serveErr:
+			break loop
+		case <-d.hup:
+			d.reload(listeners, httpL)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("smtp shutdown")
 	}
-	if err := apiSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := d.api.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("http shutdown")
 	}
 	rcancel()
-	wg.Wait()
+	d.wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
 }
@@ -216,6 +309,147 @@ func warnOrphaned(cfg *config.Config, st *store.Store, log zerolog.Logger) {
 	if err != nil {
 		log.Error().Err(err).Msg("looking for stored channels that are not configured")
 	}
+}
+
+// users is the parsed smtp.auth_file of res, nil without one.
+func users(res *config.Resources) *auth.Users {
+	u, _ := res.Users.(*auth.Users)
+	return u
+}
+
+// startRetention (re)starts the retention sweeps with cfg's channels; the
+// first sweep runs at once.
+func (d *daemon) startRetention(cfg *config.Config) {
+	if d.sweep != nil {
+		d.sweep()
+	}
+	retention := store.Retention{}
+	for _, ch := range cfg.Channels {
+		retention[ch.Name] = ch.Retention.D()
+	}
+	ctx, cancel := context.WithCancel(d.sweepCtx)
+	d.sweep = cancel
+	d.wg.Go(func() {
+		d.st.RunRetention(ctx, retention, cfg.RetentionOrphaned.D(), retentionInterval, func(ch string, n int, err error) {
+			if err != nil {
+				d.log.Error().Err(err).Str("channel", ch).Msg("retention sweep failed")
+				return
+			}
+			d.log.Info().Str("channel", ch).Int("deleted", n).Msg("retention sweep")
+		})
+	})
+}
+
+// summary adds what an operator checks first to ev: version, channels,
+// listeners, reporter mode, store.
+func (d *daemon) summary(ev *zerolog.Event, smtpL []net.Listener, httpL net.Listener) *zerolog.Event {
+	cfg := d.cfg
+	chans := zerolog.Arr()
+	for _, ch := range cfg.Channels {
+		chans.Dict(zerolog.Dict().Str("name", ch.Name).Str("kind", ch.Kind).Strs("uses", ch.Uses).
+			Bool("redacts", ch.Redact.Enabled()).Int("addresses", len(ch.Addresses)))
+	}
+	addrs := make([]string, len(smtpL))
+	for i, l := range smtpL {
+		addrs[i] = l.Addr().String()
+	}
+	httpAddr := "off"
+	if httpL != nil {
+		httpAddr = httpL.Addr().String()
+	}
+	mode := "dry-run"
+	if cfg.Reporter.Enabled {
+		mode = "sending"
+	}
+	ev = ev.Str("version", version()).Str("config", cfg.Source).Array("channels", chans).
+		Strs("smtp", addrs).Str("http", httpAddr).Str("reporter", mode).
+		Str("log_level", zerolog.Level(d.level.Load()).String()).Str("data", d.st.Path())
+	if fi, err := os.Stat(d.st.Path()); err == nil {
+		ev = ev.Int64("store_bytes", fi.Size())
+	}
+	return ev
+}
+
+// reload reads the configuration file again and, when it is good, makes
+// it apply to new sessions, transactions, requests and outbox steps. A
+// bad file is refused with check-config's errors and changes nothing.
+// Keys that only a restart can change keep their running values.
+func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
+	log := d.log
+	d.reloadOK.Store(false) // until everything below succeeded
+	cfg, res, err := loadConfig(d.path)
+	if err != nil {
+		log.Error().Str("config", sourceName(d.path)).Strs("errors", strings.Split(err.Error(), "\n")).
+			Msg("configuration reload refused: the running configuration stays")
+		return
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("config", cfg.Source).Msg(w)
+	}
+	if keys := keepRestartOnly(d.cfg, cfg); len(keys) > 0 {
+		log.Warn().Strs("keys", keys).Msg("configuration reload: these keys changed but take effect only at a restart; their running values stay")
+	}
+	in, err := ingest.New(cfg, d.st, d.inOpt)
+	if err != nil {
+		log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
+		return
+	}
+	if err := d.rep.Reload(cfg); err != nil {
+		log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
+		return
+	}
+	// Prepare checked the users against this very value: this cannot
+	// fail after the reporter's swap.
+	if err := d.smtp.Reload(cfg, in, users(res), res.TLSCert); err != nil {
+		log.Error().Err(err).Msg("configuration reload: smtp kept the running configuration")
+		return
+	}
+	if d.api != nil {
+		d.api.Reload(cfg, in)
+	}
+	d.cfg = cfg
+	d.setLevel(cfg)
+	d.startRetention(cfg)
+	d.reloadOK.Store(true)
+	d.reloadTime.Store(time.Now().Unix())
+	d.summary(log.Info(), smtpL, httpL).Msg("configuration reloaded")
+}
+
+func sourceName(path string) string {
+	if path == "" {
+		return config.EmbeddedSource
+	}
+	return path
+}
+
+// keepRestartOnly copies into next the values of running that a reload
+// cannot change (listeners are bound, the store is open, limits and the
+// host name are built into the SMTP server), so that every component
+// sees the values in force, and returns the keys whose value differed.
+func keepRestartOnly(running, next *config.Config) []string {
+	var keys []string
+	keep := func(key string, differs bool, restore func()) {
+		if differs {
+			keys = append(keys, key)
+			restore()
+		}
+	}
+	keep("hostname", running.Hostname != next.Hostname, func() { next.Hostname = running.Hostname })
+	keep("data_dir", running.DataDir != next.DataDir, func() { next.DataDir = running.DataDir })
+	keep("resolver", running.Resolver != next.Resolver, func() { next.Resolver = running.Resolver })
+	keep("http.listen", running.HTTP.Listen != next.HTTP.Listen, func() { next.HTTP.Listen = running.HTTP.Listen })
+	keep("smtp.tls", running.SMTP.TLS.Enabled() != next.SMTP.TLS.Enabled(), func() { next.SMTP.TLS = running.SMTP.TLS })
+	// Every other smtp key is a listener or a limit. The certificate
+	// files and the users file are read again at each reload.
+	rv, nv := reflect.ValueOf(&running.SMTP).Elem(), reflect.ValueOf(&next.SMTP).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		name, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("yaml"), ",")
+		if name == "tls" || name == "auth_file" {
+			continue
+		}
+		keep("smtp."+name, !reflect.DeepEqual(rv.Field(i).Interface(), nv.Field(i).Interface()), func() { nv.Field(i).Set(rv.Field(i)) })
+	}
+	return keys
 }
 
 // newReporter builds the outbox worker. XARFD_TEST_MX_PORT (tests only)
