@@ -56,21 +56,23 @@ func TestParseCorpus(t *testing.T) {
 	}
 	reports, errs := 0, 0
 	for i, line := range lines {
-		// Every line names its file: {"file":…,"report":{…}} or
-		// {"file":…,"error":…}, exactly one of the two.
+		// Every line names its file: a XARF document with "file" as a
+		// member, or {"file":…,"error":…}.
 		var probe struct {
-			File   string          `json:"file"`
-			Error  string          `json:"error"`
-			Report json.RawMessage `json:"report"`
+			File   string `json:"file"`
+			Error  string `json:"error"`
+			Type   string `json:"type"`
+			Report json.RawMessage
 		}
+		probe.Report = json.RawMessage(line)
 		if err := json.Unmarshal([]byte(line), &probe); err != nil {
 			t.Fatalf("line %d is not JSON: %v", i, err)
 		}
 		if probe.File != files[i] {
 			t.Errorf("line %d names %q, want %q", i, probe.File, files[i])
 		}
-		if (probe.Error != "") == (probe.Report != nil) {
-			t.Errorf("line %d: want exactly one of error and report: %.200s", i, line)
+		if (probe.Error != "") == (probe.Type != "") {
+			t.Errorf("line %d: want exactly one of an error and a XARF document: %.200s", i, line)
 		}
 		if probe.Error != "" {
 			errs++
@@ -105,13 +107,14 @@ func TestParseTrapWithEnvelope(t *testing.T) {
 		t.Fatalf("parse: %v\n%s", err, out)
 	}
 	var line struct {
-		File   string      `json:"file"`
-		Report xarf.Report `json:"report"`
+		File string `json:"file"`
 	}
-	if err := json.NewDecoder(bufio.NewReader(strings.NewReader(string(out)))).Decode(&line); err != nil {
-		t.Fatal(err)
+	var doc xarf.Report
+	for _, v := range []any{&line, &doc} {
+		if err := json.NewDecoder(bufio.NewReader(strings.NewReader(string(out)))).Decode(v); err != nil {
+			t.Fatal(err)
+		}
 	}
-	doc := line.Report
 	if line.File != "-" {
 		t.Errorf("file = %q, want - (stdin)", line.File)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,7 +23,8 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // cmdParse runs files through the daemon's pipeline offline and prints one
-// XARF document per file as JSON Lines; no store, no network.
+// XARF document per file as JSON Lines, each naming its file; no store, no
+// network.
 func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -92,15 +94,20 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return status
 }
 
-// writeReportLine writes {"file":name,"report":doc}: the document as
-// stored, byte for byte, under a key of its own so that it stays a valid
-// XARF document (jq .report) and every line names its input, as the
-// error lines do.
+// writeReportLine writes the document as stored with "file" as its first
+// member: every line names its input, as the error lines do, and stays one
+// XARF document (the core schema allows members it does not define), so
+// scripts that validate or read each line as XARF keep working.
 func writeReportLine(w io.Writer, name string, doc []byte) {
 	f, _ := json.Marshal(name) // a string always encodes
-	line := make([]byte, 0, len(doc)+len(f)+22)
-	line = append(append(append(line, `{"file":`...), f...), `,"report":`...)
-	line = append(append(line, doc...), "}\n"...)
+	body := bytes.TrimLeft(doc, " \t\r\n")
+	if len(body) < 2 || body[0] != '{' {
+		w.Write(append(append([]byte(nil), doc...), '\n')) // never happens: a document is an object
+		return
+	}
+	line := make([]byte, 0, len(doc)+len(f)+10)
+	line = append(append(append(line, `{"file":`...), f...), ',')
+	line = append(append(line, body[1:]...), '\n')
 	w.Write(line)
 }
 
