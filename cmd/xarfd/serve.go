@@ -168,6 +168,9 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		}
 	})
 	log.Info().Str("config", cfg.Source).Str("data", st.Path()).Int("channels", len(cfg.Channels)).Msg("xarfd started")
+	sd := newNotifier(log) // systemd Type=notify: readiness, watchdog
+	sd.Notify(readyState(listeners, httpL))
+	wg.Go(func() { sd.Watchdog(rctx, storeHealthy(st)) })
 
 	var runErr error
 	select {
@@ -175,6 +178,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		log.Info().Msg("stopping: finishing open sessions")
 	case runErr = <-serveErr:
 	}
+	sd.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
