@@ -18,7 +18,7 @@ func escape(s string, code bool) string {
 	return s
 }
 
-// line writes one output line; a leading '.' or '\” would be read as a
+// line writes one output line; a leading dot or apostrophe would be read as a
 // request, so it is guarded.
 func (r *roff) line(s string) {
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
