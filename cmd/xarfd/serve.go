@@ -85,7 +85,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
-	registerStoreMetrics(m.Registry, cfg, st, log) // size, free disk, newest report per channel
+	registerStoreMetrics(m.Registry, cfg, st, log)
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
 	schema, err := xarf.EmbeddedValidator()
 	if err != nil {
