@@ -73,8 +73,9 @@ func (n *notifier) send(state string) error {
 	return nil
 }
 
-// Reloading and Reloaded bracket a configuration reload, so that
-// `systemctl reload` and `systemctl status` show it.
+// Reloading and Reloaded bracket a configuration reload (SIGHUP), so
+// that `systemctl status` shows it. Reloaded is due after a refused
+// reload too: systemd leaves the "reloading" state only on READY=1.
 func (n *notifier) Reloading() { n.Notify("RELOADING=1") }
 func (n *notifier) Reloaded()  { n.Notify("READY=1") }
 
