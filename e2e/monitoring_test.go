@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,10 +143,18 @@ func TestMonitoringUsesRealMetrics(t *testing.T) {
 			t.Errorf("%s missing from /metrics", want)
 		}
 	}
-	// The channel label covers every configured channel, not only those with reports.
-	for _, ch := range []string{"fbl", "trap", "plain"} {
-		if !strings.Contains(string(body), `xarfd_channel_last_report_timestamp_seconds{channel="`+ch+`"}`) {
+	// Every configured channel has a last-report time: the report just
+	// sent for trap, the start of the 7-day look-back for the others.
+	now := float64(time.Now().Unix())
+	for ch, want := range map[string]float64{"trap": now, "fbl": now - 7*24*3600, "plain": now - 7*24*3600} {
+		m := regexp.MustCompile(`\nxarfd_channel_last_report_timestamp_seconds\{channel="` + ch + `"\} (\S+)`).FindSubmatch(body)
+		if m == nil {
 			t.Errorf("no last-report time for channel %s", ch)
+			continue
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil || v < want-120 || v > want+5 {
+			t.Errorf("channel %s: last report at %s, want about %.0f", ch, m[1], want)
 		}
 	}
 
