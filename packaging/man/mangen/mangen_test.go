@@ -78,3 +78,34 @@ func TestPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// FuzzManPage: any Markdown renders without panicking, and every output
+// line that starts with a dot or an apostrophe is a request we wrote.
+func FuzzManPage(f *testing.F) {
+	for _, p := range pages() {
+		if b, err := os.ReadFile(filepath.Join(root, p.src)); err == nil {
+			f.Add(string(b))
+		}
+	}
+	f.Add("# a(1) — b\n\n## X\n\n| a |\n|--|\n| `x\\|y` |\n\nt\n: d\n\n1. x\n- y [l](u) **b** `c")
+	f.Fuzz(func(t *testing.T, md string) {
+		out := manPage(page{name: "x", section: "8", manual: "M"}, md)
+		for _, l := range strings.Split(out, "\n") {
+			if (strings.HasPrefix(l, ".") || strings.HasPrefix(l, "'")) && !knownRequest(l) {
+				t.Fatalf("unguarded line %q from %q", l, md)
+			}
+		}
+		if _, err := helpTopics("x.md", md); err != nil && !strings.Contains(err.Error(), "x.md") {
+			t.Fatalf("error without the file name: %v", err)
+		}
+	})
+}
+
+func knownRequest(l string) bool {
+	for _, r := range []string{`.\"`, ".TH ", ".SH ", ".SS ", ".PP", ".RS ", ".RE", ".nf", ".fi", ".IP ", ".TP", ".br"} {
+		if strings.HasPrefix(l, r) {
+			return true
+		}
+	}
+	return false
+}
