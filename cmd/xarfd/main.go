@@ -22,9 +22,13 @@ commands:
                                 run messages through the pipeline offline; print XARF as JSON Lines
   reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
                                 list stored reports through the HTTP API as JSON Lines
+  backup [-api URL] [-token-file FILE] -o FILE
+                                write a consistent copy of the store through the HTTP API
+  healthcheck [-api URL]        exit 0 if the daemon's /healthz answers 200, else 1
   version                       print the version, VCS revision and Go version
+  help [COMMAND]                this list, or one command's usage
 
-Run "xarfd <command> -h" for a command's flags.
+Run "xarfd help <command>" for a command's usage and flags.
 `
 
 func main() {
@@ -45,6 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdParse(args[1:], os.Stdin, stdout, stderr)
 	case "reports":
 		return cmdReports(args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(args[1:], stdout, stderr)
+	case "healthcheck":
+		return cmdHealthcheck(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "xarfd version takes no arguments\n")
@@ -53,7 +61,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		bi, ok := debug.ReadBuildInfo()
 		printVersion(stdout, readBuildVersion(bi, ok))
 		return 0
-	case "-h", "-help", "--help", "help":
+	case "help":
+		return cmdHelp(args[1:], stdout, stderr)
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}

@@ -183,6 +183,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	m.Gauge("xarfd_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded (Unix time).", func() float64 {
 		return float64(d.reloadTime.Load())
 	})
+	registerStoreMetrics(m.Registry, cfg, st, log)
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
 	schema, err := xarf.EmbeddedValidator()
 	if err != nil {
@@ -259,6 +260,9 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		}
 	})
 	d.summary(log.Info(), listeners, httpL).Msg("xarfd started")
+	sd := newNotifier(log) // systemd Type=notify: readiness, watchdog
+	sd.Notify(readyState(listeners, httpL))
+	d.wg.Go(func() { sd.Watchdog(rctx, storeHealthy(st)) })
 
 	var runErr error
 loop:
@@ -270,9 +274,12 @@ loop:
 		case runErr = <-serveErr:
 			break loop
 		case <-d.hup:
+			sd.Reloading()
 			d.reload(listeners, httpL)
+			sd.Reloaded() // after a refused reload too: systemd waits for READY=1
 		}
 	}
+	sd.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
