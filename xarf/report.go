@@ -154,8 +154,14 @@ func bytesCut(s string, sep byte) (string, string, bool) {
 // MarshalJSON writes the typed fields, then Extra. '<', '>' and '&' are
 // not escaped: message ids and subjects stay readable.
 func (r Report) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	// The encoder's output is copied into b in one piece: sized ahead,
+	// b holds it without growing (evidence makes it the message's size).
+	size := 2048
+	for _, e := range r.Evidence {
+		size += len(e.Payload) + len(e.Description) + 128
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
+	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(plain(r)); err != nil {
 		return nil, err
@@ -183,7 +189,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		name, _ := json.Marshal(k)
 		b.Write(name)
 		b.WriteByte(':')
-		if err := json.Compact(&b, r.Extra[k]); err != nil {
+		if err := json.Compact(b, r.Extra[k]); err != nil {
 			return nil, fmt.Errorf("xarf: member %q: %w", k, err)
 		}
 	}
