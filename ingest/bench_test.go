@@ -20,7 +20,8 @@ import (
 
 // The report path, stage by stage, on the messages the load tool sends
 // (internal/loadmsg): a trap hit relayed with a Received hop from a public
-// address to a redacting trap channel, and an ARF report with a public
+// address to a redacting trap channel ("trap") and to one that does not
+// redact ("trapnr"), and an ARF report with a public
 // Source-IP to a plain and to a redacting ARF channel. Each stage is
 // measured alone, on the output of the stages before it, so that the sum
 // of the stages is the pipeline (BenchmarkPipeline) and the figure of a
@@ -39,6 +40,7 @@ hostname: bench.localhost
 sender: {org: Bench, contact: abuse@bench.localhost, domain: bench.localhost}
 channels:
   - {name: trap, kind: trap, addresses: ["*@trap.localhost"], redact: {recipients: true}}
+  - {name: trapnr, kind: trap, addresses: ["*@nr.localhost"]}
   - {name: fbl, kind: arf, addresses: ["fbl@localhost"]}
   - {name: fblr, kind: arf, addresses: ["fblr@localhost"], redact: {recipients: true}}
 `
@@ -59,6 +61,7 @@ func benchCases() []benchCase {
 		kb := fmt.Sprintf("%.1fKB", float64(size)/1024)
 		cs = append(cs,
 			benchCase{"trap/" + kb, loadmsg.Trap, size, "trap", "x@trap.localhost", "x@trap.localhost"},
+			benchCase{"trapnr/" + kb, loadmsg.Trap, size, "trapnr", "x@nr.localhost", "x@nr.localhost"},
 			benchCase{"arf/" + kb, loadmsg.ARF, size, "fbl", "fbl@localhost", "user@isp.example"},
 			benchCase{"arf-redact/" + kb, loadmsg.ARF, size, "fblr", "fblr@localhost", "user@isp.example"},
 		)
