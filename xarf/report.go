@@ -174,11 +174,14 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		p.Evidence[i].Payload = ""
 		payloads = append(payloads, e.Payload)
 	}
-	size := 2048
+	size, spliced := 2048, 0
 	for _, e := range r.Evidence {
 		size += len(e.Payload) + len(e.Description) + 128
 	}
-	b := bytes.NewBuffer(make([]byte, 0, size))
+	for _, pl := range payloads {
+		spliced += len(pl)
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size-spliced))
 	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(p); err != nil {
