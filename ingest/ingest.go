@@ -221,16 +221,26 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 	if ch.Kind == config.KindARF {
 		// Parse the message as received first: the addresses the report
 		// names (Original-Rcpt-To, JMRP's recipient header, the embedded
-		// message's recipients) are what redaction must find.
+		// message's recipients) are what redaction must find. Without
+		// redaction this is the only parse: classification, origin and
+		// conversion share it.
 		parsed, _ = arf.Parse(raw)
 	}
 	body := raw
 	if r := in.redactors[ch.Name]; r != nil {
-		if body = in.redact(r, d, m, raw, parsed, res); body == nil {
+		var named []string
+		if parsed != nil && ch.Redact.Recipients {
+			named = parsed.RecipientAddresses()
+		}
+		// The parse of the unredacted bytes holds two copies of the
+		// message; it is dropped before redaction makes more, and its
+		// text fields must not reach the report anyway.
+		parsed = nil
+		if body = in.redact(r, d, m, raw, named, res); body == nil {
 			return e // withheld and quarantined
 		}
-		if parsed != nil {
-			parsed, _ = arf.Parse(body) // text fields must come from the redacted bytes
+		if ch.Kind == config.KindARF {
+			parsed, _ = arf.Parse(body) // text fields come from the redacted bytes
 		}
 	}
 	e.Raw = body
@@ -328,13 +338,13 @@ func trustedFunc(ch *config.Channel) func(netip.Addr) bool {
 
 // redact rewrites the body and the record's recipients for a redacting
 // channel and returns the body to store (nil when it must be withheld).
-func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw []byte, parsed *arf.Report, res *Result) []byte {
+// named are the recipient addresses the ARF report names (nil for other
+// messages).
+func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw []byte, named []string, res *Result) []byte {
 	var addrs []string
 	if d.Channel.Redact.Recipients {
 		addrs = append(append(addrs, d.Rcpts...), redact.MessageRecipients(raw)...)
-		if parsed != nil {
-			addrs = append(addrs, parsed.RecipientAddresses()...)
-		}
+		addrs = append(addrs, named...)
 		for j, a := range m.Envelope.Rcpts {
 			m.Envelope.Rcpts[j] = r.Pseudonym(a)
 		}

@@ -164,3 +164,28 @@ func BenchmarkCutEvidence(b *testing.B) {
 		}
 	}
 }
+
+// isBase64Of compares piece by piece: a difference in any piece, and a
+// length off by one group, must show.
+func TestIsBase64Of(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 3071, 3072, 3073, 10000} {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(i*7 + i/251)
+		}
+		enc := base64.StdEncoding.AppendEncode(nil, raw)
+		if !isBase64Of(enc, raw) {
+			t.Errorf("%d bytes: own encoding not recognised", n)
+		}
+		for _, at := range []int{0, len(enc) / 2, len(enc) - 1} {
+			bad := bytes.Clone(enc)
+			bad[at] ^= 1
+			if isBase64Of(bad, raw) {
+				t.Errorf("%d bytes: change at %d not seen", n, at)
+			}
+		}
+		if isBase64Of(enc[:len(enc)-4], raw) || isBase64Of(append(bytes.Clone(enc), "AAAA"...), raw) {
+			t.Errorf("%d bytes: length difference not seen", n)
+		}
+	}
+}

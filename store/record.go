@@ -165,21 +165,43 @@ var payloadKey = []byte(`"payload":"`)
 // ok is false when there is none (a headers-only evidence, a submitted
 // document, JSON written another way): then rep is stored whole.
 func cutEvidence(rep, raw []byte) (out []byte, at int, ok bool) {
-	if len(raw) == 0 {
+	n := base64.StdEncoding.EncodedLen(len(raw))
+	if len(raw) == 0 || len(rep) < len(payloadKey)+n+1 {
+		// No room for the payload: a headers-only evidence of a large
+		// message, which must not cost an encoding of the message.
 		return rep, 0, false
 	}
-	enc := base64.StdEncoding.AppendEncode(nil, raw)
 	for from := 0; ; {
 		i := bytes.Index(rep[from:], payloadKey)
 		if i < 0 {
 			return rep, 0, false
 		}
 		at = from + i + len(payloadKey)
-		if end := at + len(enc); end < len(rep) && rep[end] == '"' && bytes.Equal(rep[at:end], enc) {
-			out = make([]byte, 0, len(rep)-len(enc))
+		if end := at + n; end < len(rep) && rep[end] == '"' && isBase64Of(rep[at:end], raw) {
+			out = make([]byte, 0, len(rep)-n)
 			out = append(append(out, rep[:at]...), rep[end:]...)
 			return out, at, true
 		}
 		from = at
 	}
+}
+
+// isBase64Of reports whether enc is base64.StdEncoding of raw, encoding
+// raw piece by piece instead of whole: the message can be megabytes.
+func isBase64Of(enc, raw []byte) bool {
+	var buf [4 << 10]byte
+	const step = len(buf) / 4 * 3 // whole 3-byte groups: no padding inside
+	for len(raw) > 0 {
+		k := min(step, len(raw))
+		m := base64.StdEncoding.EncodedLen(k)
+		if len(enc) < m {
+			return false
+		}
+		base64.StdEncoding.Encode(buf[:m], raw[:k])
+		if !bytes.Equal(enc[:m], buf[:m]) {
+			return false
+		}
+		raw, enc = raw[k:], enc[m:]
+	}
+	return len(enc) == 0
 }

@@ -3,6 +3,7 @@ package xarf
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -154,11 +155,43 @@ func bytesCut(s string, sep byte) (string, string, bool) {
 // MarshalJSON writes the typed fields, then Extra. '<', '>' and '&' are
 // not escaped: message ids and subjects stay readable.
 func (r Report) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	// Evidence payloads are nearly all of a report (the message in
+	// base64) and base64 needs no escaping: they are kept out of the
+	// encoder, which would check every byte and copy it twice, and
+	// copied into their place after it.
+	p := plain(r)
+	var payloads []string // of each evidence item written as "payload":"", in order
+	for i, e := range r.Evidence {
+		if len(e.Payload) < 1024 && e.Payload != "" {
+			continue
+		}
+		if !isBase64Text(e.Payload) {
+			continue // the encoder escapes it
+		}
+		if payloads == nil {
+			p.Evidence = slices.Clone(r.Evidence)
+		}
+		p.Evidence[i].Payload = ""
+		payloads = append(payloads, e.Payload)
+	}
+	size, spliced := 2048, 0
+	for _, e := range r.Evidence {
+		size += len(e.Payload) + len(e.Description) + 128
+	}
+	for _, pl := range payloads {
+		spliced += len(pl)
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size-spliced))
+	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(plain(r)); err != nil {
+	if err := enc.Encode(p); err != nil {
 		return nil, err
+	}
+	if payloads != nil {
+		var err error
+		if b, err = spliceBase64(b, payloads, size); err != nil {
+			return nil, err
+		}
 	}
 	b.Truncate(b.Len() - 1) // Encode's newline
 	if len(r.Extra) == 0 {
@@ -183,12 +216,49 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		name, _ := json.Marshal(k)
 		b.Write(name)
 		b.WriteByte(':')
-		if err := json.Compact(&b, r.Extra[k]); err != nil {
+		if err := json.Compact(b, r.Extra[k]); err != nil {
 			return nil, fmt.Errorf("xarf: member %q: %w", k, err)
 		}
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// emptyPayload is an evidence payload left out of the encoder. Inside a
+// JSON string every quote is escaped, so this can only be a member: one
+// written empty, in evidence order (nothing before the evidence array
+// has a payload member).
+var emptyPayload = []byte(`"payload":""`)
+
+// spliceBase64 puts payloads, in order, into the empty payload members
+// of the encoded report enc.
+func spliceBase64(enc *bytes.Buffer, payloads []string, size int) (*bytes.Buffer, error) {
+	out := bytes.NewBuffer(make([]byte, 0, size))
+	rest := enc.Bytes()
+	for _, pl := range payloads {
+		i := bytes.Index(rest, emptyPayload)
+		if i < 0 {
+			return nil, errors.New("xarf: encoded evidence without its payload member")
+		}
+		at := i + len(emptyPayload) - 1 // before the closing quote
+		out.Write(rest[:at])
+		out.WriteString(pl)
+		rest = rest[at:]
+	}
+	out.Write(rest)
+	return out, nil
+}
+
+// isBase64Text reports whether s holds only the standard base64 alphabet
+// and padding: JSON needs no escape for any of it.
+func isBase64Text(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
 }
 
 // UnmarshalJSON reads any JSON object; see Report for where members go.

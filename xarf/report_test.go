@@ -1,6 +1,7 @@
 package xarf
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -45,5 +46,39 @@ func TestReportExtra(t *testing.T) {
 	}
 	if SameJSON([]byte(`{"a":1}`), []byte(`{"a":1,"b":2}`)) || !SameJSON([]byte(`[1.0,{"x":"y"}]`), []byte(`[1, {"x":"y"}]`)) {
 		t.Error("SameJSON")
+	}
+}
+
+// MarshalJSON splices large base64 payloads in after encoding: the
+// document must be exactly what the encoder writes with them in place,
+// whatever the other evidence items hold.
+func TestMarshalJSONSplicedPayloads(t *testing.T) {
+	big := strings.Repeat("QUJD", 700) + "RA=="
+	r := Report{
+		XARFVersion: Version, ReportID: "r", Description: `a "payload":"" in text`,
+		Evidence: []Evidence{
+			{ContentType: "message/rfc822", Payload: big},
+			{ContentType: "text/plain", Payload: ""},
+			{ContentType: "text/plain", Payload: strings.Repeat(`not "base64" <&>`, 100)},
+			{ContentType: "text/plain", Payload: "c21hbGw="},
+			{ContentType: "message/rfc822", Description: `"payload":""`, Payload: big[4:] + "QUJD"},
+		},
+		Tags: []string{`"payload":""`},
+	}
+	got, err := r.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(plain(r)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+		t.Errorf("MarshalJSON =\n%.300s\nwant\n%.300s", got, want.Bytes())
+	}
+	if r.Evidence[0].Payload != big {
+		t.Error("MarshalJSON changed the report's evidence")
 	}
 }

@@ -3,6 +3,14 @@
 // back to back on one connection) and prints msgs/s and the p50/p99 time
 // from MAIL FROM to the final reply of DATA ("time to 250").
 //
+// -kind trap or -kind arf sends messages of the report path instead
+// (internal/loadmsg): trap hits relayed with a Received hop from a public
+// address, or ARF reports with a public Source-IP, each with the
+// recipient in headers, body and URLs, of about -size bytes. -pid names
+// the server's process: its CPU time (user and system, from
+// /proc/PID/stat) during the run is printed per message, a figure that
+// CPU contention on a shared host disturbs far less than msgs/s.
+//
 // It can instead run one of the two baselines that scripts/bench-smtp
 // measures xarfd against in the same run. -discard-listen runs a go-smtp
 // server that reads every message and throws it away: the most SMTP alone
@@ -29,12 +37,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/xarfd/xarfd/internal/loadmsg"
 )
 
 func main() {
@@ -49,6 +61,9 @@ func main() {
 	bbolt := flag.String("bbolt-listen", "", "run a go-smtp server that commits every message to -bbolt-file on `host:port` instead of loading one")
 	bboltFile := flag.String("bbolt-file", "", "the bbolt `file` of -bbolt-listen, created (it must not exist)")
 	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
+	kind := flag.String("kind", "", "generate report-path messages of -size: trap (relayed trap hit) or arf (feedback report); empty: plain filler messages")
+	inner := flag.String("inner-rcpt", "user@isp.example", "with -kind arf, the complainant's address inside the report")
+	pid := flag.Int("pid", 0, "the server's process `id`: print its CPU time per message")
 	flag.Parse()
 
 	if *discard != "" || *bbolt != "" {
@@ -59,6 +74,13 @@ func main() {
 		return
 	}
 	msgs := [][]byte{message(*size)}
+	if *kind != "" {
+		var err error
+		if msgs, err = generated(*kind, *size, *rcpt, *inner); err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+	}
 	if *files != "" {
 		var err error
 		if msgs, err = readMessages(*files); err != nil {
@@ -71,6 +93,14 @@ func main() {
 		}
 		*size = total / len(msgs)
 	}
+	var cpu0 time.Duration
+	if *pid > 0 {
+		var err error
+		if cpu0, err = procCPU(*pid); err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+	}
 	r, err := load(*addr, *from, *rcpt, *n, *c, msgs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xarfd-load:", err)
@@ -79,12 +109,67 @@ func main() {
 	if *label != "" {
 		fmt.Printf("%-8s ", *label)
 	}
-	fmt.Printf("c=%-3d size=%-6d n=%-6d %8.0f msgs/s  p50=%-9s p99=%-9s errors=%d\n",
+	fmt.Printf("c=%-3d size=%-6d n=%-6d %8.0f msgs/s  p50=%-9s p99=%-9s errors=%d",
 		*c, *size, r.sent, r.rate(), r.pct(50), r.pct(99), r.errors)
+	if *pid > 0 && r.sent > 0 {
+		cpu1, err := procCPU(*pid)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("  cpu=%.0fµs/msg", float64((cpu1-cpu0).Microseconds())/float64(r.sent))
+	}
+	fmt.Println()
 	if r.errors > 0 {
 		fmt.Fprintf(os.Stderr, "first error: %v\n", r.firstErr)
 		os.Exit(1)
 	}
+}
+
+// generated returns 64 report-path messages of kind (distinct
+// Message-IDs, so that nothing downstream can take them for one).
+func generated(kind string, size int, rcpt, inner string) ([][]byte, error) {
+	if kind == loadmsg.Trap {
+		inner = rcpt
+	}
+	var msgs [][]byte
+	for i := range 64 {
+		m, err := loadmsg.Message(kind, size, inner, i)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// procCPU is the CPU time (user and system) process pid has used, from
+// /proc/pid/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from the
+	// ')' that ends it. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += v
+	}
+	// USER_HZ is 100 on every Linux ABI Go supports.
+	return time.Duration(ticks) * (time.Second / 100), nil
 }
 
 // message builds a plausible mail of exactly size bytes (at least the

@@ -118,3 +118,42 @@ func TestMessageSize(t *testing.T) {
 		}
 	}
 }
+
+// procCPU reads this process's CPU time: it grows while the process
+// computes.
+func TestProcCPU(t *testing.T) {
+	t0, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for t1 := t0; t1-t0 < 30*time.Millisecond; {
+		for i := range 1 << 20 {
+			x += i
+		}
+		if t1, err = procCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Error("procCPU of no process succeeded")
+	}
+	_ = x
+}
+
+func TestGeneratedReportPath(t *testing.T) {
+	msgs, err := generated("arf", 2048, "fbl@localhost", "user@isp.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 64 || bytes.Equal(msgs[0], msgs[1]) || !bytes.Contains(msgs[0], []byte("Original-Rcpt-To: <user@isp.example>")) {
+		t.Fatalf("%d messages, first %q", len(msgs), msgs[0][:200])
+	}
+	msgs, err = generated("trap", 2048, "x@trap.localhost", "user@isp.example")
+	if err != nil || !bytes.Contains(msgs[0], []byte("To: x@trap.localhost")) {
+		t.Fatalf("trap: %v", err)
+	}
+	if _, err := generated("plain", 2048, "x@trap.localhost", ""); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
