@@ -347,9 +347,13 @@ func (s *Server) listOutbox(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
-	status := q.Get("status")
+	status := store.OutboxStatus(q.Get("status"))
 	if status != "" && !slices.Contains(store.OutboxStatuses, status) {
-		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(store.OutboxStatuses, ", ")})
+		names := make([]string, len(store.OutboxStatuses))
+		for i, st := range store.OutboxStatuses {
+			names[i] = string(st)
+		}
+		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(names, ", ")})
 		return
 	}
 	limit, err := parseLimit(q)

@@ -188,7 +188,10 @@ type Reporter struct {
 	Smarthost         Smarthost `yaml:"smarthost"`
 	DKIM              DKIM      `yaml:"dkim"`
 	PerContactPerHour int       `yaml:"per_contact_per_hour"`
-	Retry             Retry     `yaml:"retry"`
+	// MaxRecipientsPerReport caps the addresses one looked-up contact
+	// gets a report at; the rest are recorded on the outbox entry.
+	MaxRecipientsPerReport int   `yaml:"max_recipients_per_report"`
+	Retry                  Retry `yaml:"retry"`
 }
 
 // Smarthost relays outbound reports; empty Address = deliver to MX.

@@ -289,6 +289,9 @@ func (c *Config) validateReporter(v *validator) {
 	}
 	v.domain("reporter.dkim.domain", d.Domain, false)
 	v.readable("reporter.dkim.private_key_file", d.PrivateKeyFile)
+	if r.MaxRecipientsPerReport < 1 {
+		v.bad("reporter.max_recipients_per_report", "must be at least 1")
+	}
 	if r.PerContactPerHour < 1 {
 		v.bad("reporter.per_contact_per_hour", "must be at least 1")
 	}
