@@ -433,7 +433,7 @@ func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
 		}
 	}
 	if !conf.enabled {
-		r.dryRun(conf, e)
+		r.dryRun(ctx, conf, e)
 		return
 	}
 	r.send(ctx, conf, e)
@@ -466,7 +466,7 @@ func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.Outbox
 		r.withhold(e, "the report was deleted before it could be sent", netip.Addr{})
 		return nil
 	} else if err != nil {
-		r.retry(conf, e, fmt.Errorf("reading the report: %w", err))
+		r.retry(ctx, conf, e, fmt.Errorf("reading the report: %w", err))
 		return nil
 	}
 	ip := rep.SourceIP
@@ -476,7 +476,7 @@ func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.Outbox
 	}
 	evidence, err := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		r.retry(conf, e, fmt.Errorf("reading the evidence: %w", err))
+		r.retry(ctx, conf, e, fmt.Errorf("reading the evidence: %w", err))
 		return nil
 	}
 	primary, dup, err := r.st.Dedup(e.ID, r.opt.Now().UTC(), ip, Fingerprint(ip, evidence), r.opt.DedupWindow)
@@ -499,7 +499,7 @@ func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.Outbox
 			return nil
 		}
 		if err != nil {
-			r.retry(conf, e, fmt.Errorf("contact lookup: %w", err))
+			r.retry(ctx, conf, e, fmt.Errorf("contact lookup: %w", err))
 			return nil
 		}
 	}
@@ -628,12 +628,12 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 		Preview: out.Preview, Raw: signed}, nil
 }
 
-func (r *Reporter) dryRun(conf *settings, e *store.OutboxEntry) {
+func (r *Reporter) dryRun(ctx context.Context, conf *settings, e *store.OutboxEntry) {
 	var m *store.RenderedMail
 	if e.MessageID == "" {
 		var err error
 		if m, err = r.render(conf, e); err != nil {
-			r.retry(conf, e, err)
+			r.retry(ctx, conf, e, err)
 			return
 		}
 	}
@@ -655,12 +655,12 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 	)
 	if e.MessageID == "" {
 		if m, err = r.render(conf, e); err != nil {
-			r.retry(conf, e, err)
+			r.retry(ctx, conf, e, err)
 			return
 		}
 		signed = m.Raw
 	} else if signed, err = r.st.OutboxMail(e.ID); err != nil {
-		r.retry(conf, e, fmt.Errorf("reading the rendered report: %w", err))
+		r.retry(ctx, conf, e, fmt.Errorf("reading the rendered report: %w", err))
 		return
 	}
 	x, limited, err := r.st.BeginDelivery(e.ID, r.opt.Now().UTC(), r.opt.Lease, conf.perHour, m)
@@ -709,7 +709,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		}
 		e = x
 	}
-	r.finish(conf, e, errors.Join(errs...), permanent)
+	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
 }
 
 // groups splits recipients into transactions: one for the smarthost, one
@@ -736,10 +736,10 @@ func (r *Reporter) groups(rcpts []string) [][]string {
 }
 
 // finish records the outcome of a claimed entry after its transactions.
-func (r *Reporter) finish(conf *settings, e *store.OutboxEntry, err error, permanent bool) {
+func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEntry, err error, permanent bool) {
 	id := e.ID.String()
 	if len(e.Remaining()) > 0 && err != nil && !permanent {
-		r.retry(conf, e, err)
+		r.retry(ctx, conf, e, err)
 		return
 	}
 	lastErr := ""
@@ -787,8 +787,15 @@ func jitter(d time.Duration) time.Duration {
 // retry makes a claimed entry pending again after a backoff that grows
 // with its temporary failures, or fails it when give_up_after has passed
 // since it was created (or requeued by an operator).
-func (r *Reporter) retry(conf *settings, e *store.OutboxEntry, cause error) {
+func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEntry, cause error) {
 	now := r.opt.Now().UTC()
+	if ctx.Err() != nil {
+		// Cut short by a stop: not the peer's failure. Due again at once
+		// (at the next start), and nothing to log.
+		_, err := r.st.Retry(e.ID, now, now, replyText(cause), "interrupted by a stop")
+		r.recorded(err, e.ID, "deferring a report")
+		return
+	}
 	base := e.Created
 	if e.Requeued.After(base) {
 		base = e.Requeued
