@@ -210,7 +210,8 @@ func TestStoreFullPausesAndRecovers(t *testing.T) {
 
 	t.Logf("full disk for 1.5 s: %d loop passes, %d claims, %d failed writes, %d log lines", e.rep.iterations.Load(), e.rep.claims.Load(), fs.failed.Load(), lines(logs))
 	bounded(t, "loop passes", e.rep.iterations.Load(), 100)
-	bounded(t, "claims", e.rep.claims.Load(), 40)
+	// 3 entries per round, pauses of 50, 100, then 200 ms (±20 %).
+	bounded(t, "claims", e.rep.claims.Load(), 60)
 	bounded(t, "log lines", int64(lines(logs)), 3)
 	if fs.failed.Load() == 0 {
 		t.Fatal("the store was never written to")

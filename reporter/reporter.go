@@ -339,17 +339,22 @@ func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) bo
 // a full disk or an I/O error fails every entry alike, and trying the
 // next one at once is what made the reporter spin. The pause doubles with
 // each consecutive failure (DefaultStoreBackoff up to
-// DefaultMaxStoreBackoff, ±20 %); a successful claim ends the series.
+// DefaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
+// it; a successful claim ends the series.
 func (r *Reporter) storeFailed(err error, what string) {
 	r.mu.Lock()
-	r.storeFails++
-	d := r.opt.StoreBackoff
-	for i := 1; i < r.storeFails && d < r.opt.MaxStoreBackoff; i++ {
-		d *= 2
-	}
-	d = jitter(min(d, r.opt.MaxStoreBackoff))
-	if until := time.Now().Add(d); until.After(r.storeUntil) {
-		r.storeUntil = until
+	// The workers of one round fail together: they count as one failure,
+	// or a batch of 64 would jump to the longest pause at once.
+	now := time.Now()
+	d := time.Until(r.storeUntil)
+	if !now.Before(r.storeUntil) {
+		r.storeFails++
+		d = r.opt.StoreBackoff
+		for i := 1; i < r.storeFails && d < r.opt.MaxStoreBackoff; i++ {
+			d *= 2
+		}
+		d = jitter(min(d, r.opt.MaxStoreBackoff))
+		r.storeUntil = now.Add(d)
 	}
 	r.mu.Unlock()
 	if ok, n := r.limit.allow("store|" + what + "|" + errClass(err)); ok {
