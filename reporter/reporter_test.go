@@ -332,3 +332,19 @@ func TestSourcePolicy(t *testing.T) {
 		t.Error("no address is reportable")
 	}
 }
+
+// SetConfig takes effect from the next entry on: a dry-run reporter
+// given a configuration with reporter.enabled sends.
+func TestSetConfigAppliesToNextEntry(t *testing.T) {
+	d := startDesk(t, nil)
+	e := setup(t, trapChannel+smarthostYAML(d.addr, false, ""), Options{})
+	first := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "one")
+	e.run(t, func() bool { return e.status(t, first) == store.OutboxDryRun })
+	enabled := setup(t, trapChannel+smarthostYAML(d.addr, true, ""), Options{})
+	e.rep.SetConfig(enabled.cfg)
+	second := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "two")
+	e.run(t, func() bool { return e.status(t, second) == store.OutboxSent })
+	if n := len(d.messages()); n != 1 {
+		t.Fatalf("desk got %d, want 1", n)
+	}
+}
