@@ -377,7 +377,7 @@ func TestQuarantinePaging(t *testing.T) {
 func TestOutboxListing(t *testing.T) {
 	e := newEnv(t, false, nil)
 	var entries []store.Entry
-	statuses := []string{store.OutboxPending, store.OutboxSent, store.OutboxFailed, store.OutboxDryRun, store.OutboxSent}
+	statuses := []store.OutboxStatus{store.OutboxPending, store.OutboxSent, store.OutboxFailed, store.OutboxDryRun, store.OutboxSent}
 	for i, s := range statuses {
 		id := idAt(time.Now().Add(time.Duration(i) * time.Millisecond))
 		entries = append(entries, store.Entry{Report: report(id, "fbl", "198.51.100.1"), Outbox: &store.OutboxEntry{
@@ -400,7 +400,7 @@ func TestOutboxListing(t *testing.T) {
 		r := e.get("/api/v1/outbox?status="+s, "")
 		page.Entries = nil
 		r.json(t, &page)
-		if len(page.Entries) != 1 || page.Entries[0].Status != s {
+		if len(page.Entries) != 1 || string(page.Entries[0].Status) != s {
 			t.Errorf("%s: %s", s, r.body)
 		}
 	}

@@ -351,11 +351,13 @@ func (s *Server) listOutbox(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
-	status := q.Get("status")
-	// withdrawn (a retracted complaint) is set by store.Retract, outside
-	// the reporter's lifecycle list.
-	if status != "" && !slices.Contains(store.OutboxStatuses, status) && status != store.OutboxWithdrawn {
-		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(store.OutboxStatuses, ", ") + ", " + store.OutboxWithdrawn})
+	status := store.OutboxStatus(q.Get("status"))
+	if status != "" && !slices.Contains(store.OutboxStatuses, status) {
+		names := make([]string, len(store.OutboxStatuses))
+		for i, st := range store.OutboxStatuses {
+			names[i] = string(st)
+		}
+		replyBadParam(w, &badParam{"status", "want one of " + strings.Join(names, ", ")})
 		return
 	}
 	limit, err := parseLimit(q)

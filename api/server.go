@@ -191,6 +191,8 @@ func (s *Server) routes() http.Handler {
 		{"GET", "/api/v1/stream", scopeRead, s.stream},
 		{"GET", "/api/v1/outbox", scopeRead, s.listOutbox},
 		{"GET", "/api/v1/outbox/{id}/message", scopeRead, s.getOutboxMessage},
+		{"POST", "/api/v1/outbox/{id}/retry", scopeSubmit, s.retryOutbox},
+		{"POST", "/api/v1/outbox/{id}/cancel", scopeSubmit, s.cancelOutbox},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
 	}
 	mux := http.NewServeMux()

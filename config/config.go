@@ -201,7 +201,10 @@ type Reporter struct {
 	Smarthost         Smarthost `yaml:"smarthost"`
 	DKIM              DKIM      `yaml:"dkim"`
 	PerContactPerHour int       `yaml:"per_contact_per_hour"`
-	Retry             Retry     `yaml:"retry"`
+	// MaxRecipientsPerReport caps the addresses one looked-up contact
+	// gets a report at; the rest are recorded on the outbox entry.
+	MaxRecipientsPerReport int   `yaml:"max_recipients_per_report"`
+	Retry                  Retry `yaml:"retry"`
 	// MaxAge: a complaint whose Arrival-Date is older than this when it
 	// arrives is stored but not reported (abuse desks discard stale
 	// reports).

@@ -50,6 +50,7 @@ func TestDefaultsFillOmittedKeys(t *testing.T) {
 	}
 	if c.SMTP.MaxMessageBytes != DefaultMaxMessageBytes || c.SMTP.ReadTimeout.D() != DefaultReadTimeout ||
 		c.SMTP.Listen[0] != DefaultSMTPListen || c.Reporter.Retry.GiveUpAfter.D() != DefaultGiveUpAfter ||
+		c.Reporter.MaxRecipientsPerReport != DefaultMaxRecipientsPerReport ||
 		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL {
 		t.Errorf("top-level defaults = %+v", c)
 	}
@@ -121,6 +122,7 @@ reporter:
   smarthost: {address: "smtp.example.net:587", username: xarfd, password_file: ` + pw + `, tls: starttls}
   dkim: {domain: example.net, selector: xarfd, private_key_file: ` + dkim + `}
   per_contact_per_hour: 60
+  max_recipients_per_report: 3
   retry: {first: 5m, give_up_after: 48h}
 contacts:
   static: [{network: "198.51.100.0/24", email: abuse@example.org}]
@@ -139,7 +141,7 @@ own_networks: ["192.0.2.0/24"]
 	if rt := c.Channels[1].ReportTo; rt.Origin || len(rt.Partners) != 1 {
 		t.Errorf("report_to list = %+v", rt)
 	}
-	if c.Reporter.Retry.First.D() != 5*time.Minute || c.Contacts.Static[0].Network.Bits() != 24 {
+	if c.Reporter.Retry.First.D() != 5*time.Minute || c.Reporter.MaxRecipientsPerReport != 3 || c.Contacts.Static[0].Network.Bits() != 24 {
 		t.Errorf("reporter/contacts = %+v %+v", c.Reporter, c.Contacts)
 	}
 }
@@ -178,6 +180,7 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},
 		{"bad listen", minimal + "smtp: {listen: [':nope:']}\n", []string{"smtp.listen[0]"}},
 		{"dkim half configured", minimal + "reporter: {dkim: {domain: example.net}}\n", []string{"reporter.dkim:", "together"}},
+		{"no recipients per report", minimal + "reporter: {max_recipients_per_report: 0}\n", []string{"reporter.max_recipients_per_report: must be at least 1"}},
 		{"no uses", minimal + "    uses: []\n", []string{"bad.yaml:8: channels[0].uses: needs report, store or both"}},
 		{"semantic error names its line", minimal + "smtp:\n  max_recipients: 0\n", []string{"bad.yaml:9: smtp.max_recipients: must be at least 1"}},
 		{"left-out key names the enclosing line", strings.Replace(minimal, "org: Example, ", "", 1), []string{"bad.yaml:3: sender.org: must not be empty"}},

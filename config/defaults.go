@@ -53,6 +53,10 @@ const (
 	DefaultSmarthostTLS = "starttls"
 	// DefaultPerContactPerHour limits reports to one abuse desk.
 	DefaultPerContactPerHour = 60
+	// DefaultMaxRecipientsPerReport: a contact lookup that yields more
+	// addresses than this (some RDAP records list dozens) would otherwise
+	// send as many copies of every report.
+	DefaultMaxRecipientsPerReport = 5
 	// DefaultRetryFirst and DefaultGiveUpAfter follow common MTA practice.
 	DefaultRetryFirst  = 5 * time.Minute
 	DefaultGiveUpAfter = 48 * time.Hour
@@ -90,10 +94,11 @@ func defaults() Config {
 		},
 		HTTP: HTTP{Listen: DefaultHTTPListen},
 		Reporter: Reporter{
-			Format:            DefaultReporterFormat,
-			Smarthost:         Smarthost{TLS: DefaultSmarthostTLS},
-			PerContactPerHour: DefaultPerContactPerHour,
-			MaxAge:            Duration(DefaultReporterMaxAge),
+			Format:                 DefaultReporterFormat,
+			Smarthost:              Smarthost{TLS: DefaultSmarthostTLS},
+			PerContactPerHour:      DefaultPerContactPerHour,
+			MaxRecipientsPerReport: DefaultMaxRecipientsPerReport,
+			MaxAge:                 Duration(DefaultReporterMaxAge),
 			Retry: Retry{
 				First:       Duration(DefaultRetryFirst),
 				GiveUpAfter: Duration(DefaultGiveUpAfter),

@@ -266,6 +266,9 @@ func (c *Config) validateReporter(v *validator) {
 		v.bad("reporter.dkim", "set domain, selector and private_key_file together, or none of them")
 	}
 	v.domain("reporter.dkim.domain", d.Domain, false)
+	if r.MaxRecipientsPerReport < 1 {
+		v.bad("reporter.max_recipients_per_report", "must be at least 1")
+	}
 	if r.PerContactPerHour < 1 {
 		v.bad("reporter.per_contact_per_hour", "must be at least 1")
 	}

@@ -271,8 +271,8 @@ func outbox(t *testing.T, base string) []store.OutboxEntry {
 	return p.Entries
 }
 
-func countStatus(es []store.OutboxEntry) map[string]int {
-	n := map[string]int{}
+func countStatus(es []store.OutboxEntry) map[store.OutboxStatus]int {
+	n := map[store.OutboxStatus]int{}
 	for _, e := range es {
 		n[e.Status]++
 	}

@@ -42,7 +42,7 @@ type Contact struct {
 // it is retried.
 type Contacts struct {
 	cfg         *config.Contacts
-	st          *store.Store
+	st          contactCache
 	dns         *net.Resolver
 	rdap        *RDAP
 	timeout     time.Duration
@@ -52,7 +52,7 @@ type Contacts struct {
 
 // NewContacts builds a resolver; resolver is the DNS server (host:port)
 // to ask, empty for the system's.
-func NewContacts(cfg *config.Contacts, resolver string, st *store.Store, rdap *RDAP) *Contacts {
+func NewContacts(cfg *config.Contacts, resolver string, st contactCache, rdap *RDAP) *Contacts {
 	neg := min(cfg.CacheTTL.D(), time.Hour)
 	return &Contacts{cfg: cfg, st: st, dns: NewDNSResolver(resolver), rdap: rdap,
 		timeout: 10 * time.Second, negativeTTL: neg, now: time.Now}

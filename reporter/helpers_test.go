@@ -198,7 +198,7 @@ func (e *env) entry(t *testing.T, id store.ID) *store.OutboxEntry {
 	return x
 }
 
-func (e *env) status(t *testing.T, id store.ID) string { return e.entry(t, id).Status }
+func (e *env) status(t *testing.T, id store.ID) store.OutboxStatus { return e.entry(t, id).Status }
 
 func smarthostYAML(addr string, enabled bool, extra string) string {
 	return fmt.Sprintf(`

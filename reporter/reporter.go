@@ -15,17 +15,25 @@
 //     (static table, DNS zones, RDAP; cached). None found: withheld.
 //  4. dry run (reporter.enabled false): the message is rendered and kept,
 //     the entry is dry-run, nothing is sent.
-//  5. rate limit: at most per_contact_per_hour claims per contact; excess
-//     waits pending until a slot frees. Never dropped.
-//  6. claim: render, DKIM-sign, store the message and mark the entry
-//     sending, in one durable commit; then deliver. Just before the final
-//     "." of DATA the entry is durably marked transmitted.
+//  5. rate limit: at most per_contact_per_hour deliveries per contact;
+//     excess waits pending until a slot frees. Never dropped.
+//  6. delivery: render and DKIM-sign once, store the message and count
+//     the attempt in one durable commit; then deliver. Just before the
+//     final "." of DATA the entry is durably marked transmitted.
 //  7. outcome: 250 sent (a channel whose uses lack store then loses the
 //     report and its evidence); 5xx failed; 4xx or no answer: pending
 //     again after an exponential backoff with jitter, until give_up_after.
 //
-// At start, entries left sending by a crash are made pending again and
-// resent with the same bytes and Message-ID. If the crash came after the
+// Before step 1 the entry is claimed (store.Claim): sending, with a lease
+// committed before any work. Every step after it ends in a transition of
+// the store's state machine; if that transition cannot be recorded (the
+// store refuses writes), the entry waits for its lease to run out instead
+// of coming due at once, and the whole reporter pauses with a growing
+// backoff. Repeated identical errors are logged once a minute with a
+// count. No failure makes the loop spin.
+//
+// At start, entries left sending by a stop are made pending again and
+// resent with the same bytes and Message-ID. If the stop came after the
 // transmitted mark (between the desk's 250 and our commit), the desk may
 // get the report twice; Resent counts these, and the identical
 // Message-ID lets the desk discard the copy. See docs/reporting.md.
@@ -40,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -47,10 +56,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
-	"go.etcd.io/bbolt"
 
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
@@ -73,6 +83,22 @@ const (
 // one incident.
 const DefaultDedupWindow = 24 * time.Hour
 
+// DefaultLease is how long a claim holds an entry: longer than one
+// delivery may take (30 s to connect, 2 min per command, 10 min after the
+// final dot), so that a delivery still running is never taken twice.
+const DefaultLease = 15 * time.Minute
+
+// Pauses after the store refused an operation: doubling per consecutive
+// failure, from the first to the cap, with jitter.
+const (
+	DefaultStoreBackoff    = time.Second
+	DefaultMaxStoreBackoff = 5 * time.Minute
+)
+
+// DefaultLogEvery is the interval at which a repeated identical error is
+// logged again, with how often it recurred meanwhile.
+const DefaultLogEvery = time.Minute
+
 // Options are the optional parts of a Reporter.
 type Options struct {
 	Metrics *metrics.Metrics
@@ -92,48 +118,105 @@ type Options struct {
 	UserAgent string
 	// Poll is the longest the loop sleeps without a Wake (default 2 s).
 	Poll time.Duration
-	// Now is the clock (tests).
+	// Lease, StoreBackoff, MaxStoreBackoff and LogEvery default to the
+	// constants above (tests shorten them).
+	Lease, StoreBackoff, MaxStoreBackoff, LogEvery time.Duration
+	// Now is the clock of the outbox (tests). Pauses after store errors
+	// and log intervals use the real clock: they pace the process.
 	Now func() time.Time
+}
+
+// settings are the parts of the configuration read afresh for every
+// entry, so that Reload can swap them while the reporter runs.
+type settings struct {
+	enabled                              bool
+	from, replyTo, hostname, org, format string
+	perHour, maxRecipients               int
+	retryFirst, giveUpAfter              time.Duration
+	own                                  []config.Prefix
+	channels                             map[string]*config.Channel
+	// Built from the files the configuration names; a reload reads them
+	// again (a rotated DKIM key or smarthost password needs no restart).
+	contacts *Contacts
+	signer   *Signer
+	deliver  *Deliverer
+}
+
+// newSettings builds the settings of cfg, reading the DKIM key and the
+// smarthost password.
+func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
+	signer, err := NewSigner(&cfg.Reporter.DKIM)
+	if err != nil {
+		return nil, err
+	}
+	sh := cfg.Reporter.Smarthost
+	var password string
+	if sh.PasswordFile != "" {
+		b, err := os.ReadFile(sh.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("reporter.smarthost.password_file: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	var rdap *RDAP
+	if cfg.Contacts.RDAP.Enabled {
+		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
+	}
+	s := &settings{
+		signer:   signer,
+		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, r.st, rdap),
+		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
+			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
+		enabled: cfg.Reporter.Enabled, from: cmp.Or(cfg.Reporter.From, cfg.Sender.Contact), replyTo: cfg.Sender.Contact,
+		hostname: cfg.Hostname, org: cfg.Sender.Org, format: cfg.Reporter.Format,
+		perHour: cfg.Reporter.PerContactPerHour, maxRecipients: cfg.Reporter.MaxRecipientsPerReport,
+		retryFirst: cfg.Reporter.Retry.First.D(), giveUpAfter: cfg.Reporter.Retry.GiveUpAfter.D(),
+		own: cfg.OwnNetworks, channels: map[string]*config.Channel{},
+	}
+	s.contacts.now = r.opt.Now
+	for i := range cfg.Channels {
+		s.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
+	}
+	return s, nil
 }
 
 // Reporter works through the outbox. Create it with New, run it with Run.
 type Reporter struct {
-	st   *store.Store
-	opt  Options
-	log  zerolog.Logger
-	set  atomic.Pointer[settings]
-	wake chan struct{}
+	st       Store
+	opt      Options
+	log      zerolog.Logger
+	conf     atomic.Pointer[settings]
+	wake     chan struct{}
+	limit    *logLimiter
 
-	mu       sync.Mutex
-	inflight map[store.ID]bool
+	mu         sync.Mutex
+	inflight   map[store.ID]bool
+	storeFails int       // consecutive store failures
+	storeUntil time.Time // no work before this (real clock)
+
+	// iterations counts passes of Run's loop and claims the entries it
+	// tried to take: tests bound a failing reporter's work by them.
+	iterations, claims atomic.Int64
 }
-
-// settings is what the configuration decides for the reporter. Reload
-// swaps it whole; each step of an entry reads the settings current then.
-type settings struct {
-	cfg      *config.Config
-	contacts *Contacts
-	signer   *Signer
-	deliver  *Deliverer
-	channels map[string]*config.Channel
-}
-
-// s returns the current settings.
-func (r *Reporter) s() *settings { return r.set.Load() }
 
 // New prepares a Reporter: it reads the DKIM key and the smarthost
 // password once.
-func New(cfg *config.Config, st *store.Store, opt Options) (*Reporter, error) {
+func New(cfg *config.Config, st Store, opt Options) (*Reporter, error) {
 	opt.Workers = cmp.Or(opt.Workers, 4)
 	opt.DedupWindow = cmp.Or(opt.DedupWindow, DefaultDedupWindow)
 	opt.UserAgent = cmp.Or(opt.UserAgent, "xarfd")
 	opt.Poll = cmp.Or(opt.Poll, 2*time.Second)
+	opt.Lease = cmp.Or(opt.Lease, DefaultLease)
+	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, DefaultStoreBackoff)
+	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, DefaultMaxStoreBackoff)
+	opt.LogEvery = cmp.Or(opt.LogEvery, DefaultLogEvery)
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
 	r := &Reporter{
 		st: st, opt: opt, log: opt.Logger,
 		wake:     make(chan struct{}, 1),
+		limit:    newLogLimiter(opt.LogEvery, time.Now),
 		inflight: map[store.ID]bool{},
 	}
 	if err := r.Reload(cfg); err != nil {
@@ -142,40 +225,16 @@ func New(cfg *config.Config, st *store.Store, opt Options) (*Reporter, error) {
 	return r, nil
 }
 
-// Reload makes cfg's reporter, contacts, channels, own_networks and
-// sender settings apply from the next step of every entry on (it reads
-// the DKIM key and the smarthost password again). On error the running
-// settings stay.
+// Reload makes cfg's reporter settings, sender, hostname, channels,
+// contacts and own_networks apply from the next step of every entry on
+// (a SIGHUP reload); it reads the DKIM key and the smarthost password
+// again. On error the running settings stay.
 func (r *Reporter) Reload(cfg *config.Config) error {
-	signer, err := NewSigner(&cfg.Reporter.DKIM)
+	set, err := r.newSettings(cfg)
 	if err != nil {
 		return err
 	}
-	sh := cfg.Reporter.Smarthost
-	var password string
-	if sh.PasswordFile != "" {
-		b, err := os.ReadFile(sh.PasswordFile)
-		if err != nil {
-			return fmt.Errorf("reporter.smarthost.password_file: %w", err)
-		}
-		password = strings.TrimRight(string(b), "\r\n")
-	}
-	var rdap *RDAP
-	if cfg.Contacts.RDAP.Enabled {
-		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
-	}
-	set := &settings{
-		cfg: cfg, signer: signer,
-		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, r.st, rdap),
-		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
-		channels: map[string]*config.Channel{},
-	}
-	set.contacts.now = r.opt.Now
-	for i := range cfg.Channels {
-		set.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
-	}
-	r.set.Store(set)
+	r.conf.Store(set)
 	return nil
 }
 
@@ -188,13 +247,12 @@ func (r *Reporter) Wake() {
 	}
 }
 
-// Run resumes what a crash interrupted, then processes due entries until
+// Run resumes what a stop interrupted, then processes due entries until
 // ctx ends, and waits for the deliveries in flight (they are cut short by
-// ctx: an interrupted entry is resumed at the next start).
+// ctx and retried later). A store that refuses operations pauses the loop
+// (see storeFailed) instead of ending it: the daemon keeps accepting mail
+// while its disk is full, and the reporter carries on when it is not.
 func (r *Reporter) Run(ctx context.Context) error {
-	if err := r.Resume(); err != nil {
-		return err
-	}
 	work := make(chan store.OutboxEntry)
 	var wg sync.WaitGroup
 	for range r.opt.Workers {
@@ -210,19 +268,38 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	defer close(work)
-	lastPrune := time.Time{}
+	resumed := false
+	var lastPrune time.Time
 	for {
+		r.iterations.Add(1)
+		if wait := r.storePause(); wait > 0 {
+			if !r.sleep(ctx, wait, false) {
+				return nil
+			}
+			continue
+		}
+		// Nothing is dispatched before the entries a stop left sending
+		// are released: releasing one claimed by this process would let
+		// it be delivered twice at once.
+		if !resumed {
+			if r.Resume() != nil {
+				continue
+			}
+			resumed = true
+		}
 		if time.Since(lastPrune) > 10*time.Minute {
+			lastPrune = time.Now()
 			if n, err := r.st.PruneOutboxMail(); err != nil {
-				r.log.Error().Err(err).Msg("pruning rendered reports")
+				r.storeFailed(fmt.Errorf("pruning rendered reports: %w", err), "pruning rendered reports")
+				continue
 			} else if n > 0 {
 				r.log.Info().Int("deleted", n).Msg("rendered reports of expired entries deleted")
 			}
-			lastPrune = time.Now()
 		}
 		due, next, err := r.st.DueOutbox(r.opt.Now(), 64)
 		if err != nil {
-			r.log.Error().Err(err).Msg("reading the outbox")
+			r.storeFailed(fmt.Errorf("reading the outbox: %w", err), "reading the outbox")
+			continue
 		}
 	dispatch:
 		for _, e := range due {
@@ -248,173 +325,239 @@ func (r *Reporter) Run(ctx context.Context) error {
 		if !next.IsZero() {
 			sleep = min(sleep, max(next.Sub(r.opt.Now()), 10*time.Millisecond))
 		}
-		t := time.NewTimer(sleep)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !r.sleep(ctx, sleep, true) {
 			return nil
-		case <-r.wake:
-		case <-t.C:
 		}
-		t.Stop()
 	}
 }
 
-// Resume makes entries that a crash left sending pending again, due now.
+// sleep waits for d, or less when woken and wakeable; false when ctx
+// ended.
+func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var wake <-chan struct{}
+	if wakeable {
+		wake = r.wake
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
+}
+
+// storeFailed pauses all work after the store refused an operation:
+// a full disk or an I/O error fails every entry alike, and trying the
+// next one at once is what made the reporter spin. The pause doubles with
+// each consecutive failure (DefaultStoreBackoff up to
+// DefaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
+// it; a successful claim ends the series.
+func (r *Reporter) storeFailed(err error, what string) {
+	r.mu.Lock()
+	// The workers of one round fail together: they count as one failure,
+	// or a batch of 64 would jump to the longest pause at once.
+	now := time.Now()
+	d := time.Until(r.storeUntil)
+	if !now.Before(r.storeUntil) {
+		r.storeFails++
+		d = r.opt.StoreBackoff
+		for i := 1; i < r.storeFails && d < r.opt.MaxStoreBackoff; i++ {
+			d *= 2
+		}
+		d = jitter(min(d, r.opt.MaxStoreBackoff))
+		r.storeUntil = now.Add(d)
+	}
+	r.mu.Unlock()
+	if ok, n := r.limit.allow("store|" + what + "|" + errClass(err)); ok {
+		r.log.Error().Err(err).Str("op", what).Int("repeated", n).Dur("pause", d).Msg("store error; the reporter pauses")
+	}
+}
+
+func (r *Reporter) storeOK() {
+	r.mu.Lock()
+	r.storeFails = 0
+	r.mu.Unlock()
+}
+
+// storePause is how long the loop still waits after a store failure.
+func (r *Reporter) storePause() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Until(r.storeUntil)
+}
+
+// recorded says whether a transition of entry id went through. When it
+// did not, nothing is retried here: a refused transition means the entry
+// moved on meanwhile, and a store error pauses the reporter while the
+// claim's lease keeps the entry from coming due before it ends.
+func (r *Reporter) recorded(err error, id store.ID, what string) bool {
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, store.ErrIllegalTransition) || errors.Is(err, store.ErrNotFound) {
+		if ok, n := r.limit.allow("moved|" + what); ok {
+			r.log.Warn().Err(err).Str("id", id.String()).Str("op", what).Int("repeated", n).Msg("outbox entry changed meanwhile; left as it is")
+		}
+		return false
+	}
+	r.storeFailed(fmt.Errorf("%s, entry %s: %w", what, id, err), what)
+	return false
+}
+
+// Resume makes entries that a stop left sending pending again, due now:
+// the process that held their claims is gone (the store's file lock
+// admits one process), so waiting for their leases would only delay them.
 func (r *Reporter) Resume() error {
 	stuck, err := r.st.OutboxByStatus(store.OutboxSending)
 	if err != nil {
-		return fmt.Errorf("reading the outbox at start: %w", err)
+		err = fmt.Errorf("reading the outbox at start: %w", err)
+		r.storeFailed(err, "resuming interrupted deliveries")
+		return err
 	}
 	now := r.opt.Now().UTC()
 	for _, e := range stuck {
-		_, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, e *store.OutboxEntry) error {
-			if e.Status != store.OutboxSending {
-				return nil
-			}
-			e.Status, e.NextAttempt, e.Updated = store.OutboxPending, now, now
-			if e.Transmitted {
-				e.Resent++
-				e.Transmitted = false
-				e.LastError = "interrupted after the message was transmitted, before the answer was recorded; resending with the same Message-ID"
-			} else {
-				e.LastError = "interrupted before the message was transmitted; resending"
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("resuming outbox entry %s: %w", e.ID, err)
+		x, err := r.st.Release(e.ID, now)
+		if errors.Is(err, store.ErrIllegalTransition) || errors.Is(err, store.ErrNotFound) {
+			continue
 		}
-		r.log.Warn().Str("id", e.ID.String()).Bool("transmitted", e.Transmitted).Msg("resuming a delivery interrupted by a stop")
+		if err != nil {
+			err = fmt.Errorf("resuming outbox entry %s: %w", e.ID, err)
+			r.storeFailed(err, "resuming interrupted deliveries")
+			return err
+		}
+		r.log.Warn().Str("id", e.ID.String()).Bool("transmitted", e.Transmitted).Int("resent", x.Resent).Msg("resuming a delivery interrupted by a stop")
 	}
 	return nil
 }
 
-// Process moves one pending entry on as far as it can now.
+// Process claims one due entry and moves it on as far as it can now.
 func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
-	if e.Status != store.OutboxPending {
+	r.claims.Add(1)
+	conf := r.conf.Load()
+	x, err := r.st.Claim(e.ID, r.opt.Now().UTC(), r.opt.Lease)
+	if err != nil {
+		if !errors.Is(err, store.ErrIllegalTransition) && !errors.Is(err, store.ErrNotFound) {
+			r.storeFailed(fmt.Errorf("claiming outbox entry %s: %w", e.ID, err), "claiming an outbox entry")
+		}
 		return
 	}
+	r.storeOK()
+	e = x
 	if len(e.Recipients) == 0 {
-		ok, err := r.evaluate(ctx, e)
-		if err != nil {
-			r.log.Error().Err(err).Str("id", e.ID.String()).Msg("evaluating outbox entry")
-			return
-		}
-		if !ok {
+		if e = r.evaluate(ctx, conf, e); e == nil {
 			return
 		}
 	}
-	if !r.s().cfg.Reporter.Enabled {
-		r.dryRun(e)
+	if !conf.enabled {
+		r.dryRun(ctx, conf, e)
 		return
 	}
-	r.send(ctx, e)
+	r.send(ctx, conf, e)
 }
 
-func (r *Reporter) withhold(e *store.OutboxEntry, reason string) error {
-	now := r.opt.Now().UTC()
-	_, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-		x.Status, x.Reason, x.Updated, x.NextAttempt = store.OutboxWithheld, reason, now, time.Time{}
-		if e.SourceIP.IsValid() {
-			x.SourceIP = e.SourceIP
-		}
-		return nil
-	})
-	if err == nil {
-		r.opt.Metrics.Delivery(ResultWithheld)
-		r.log.Info().Str("id", e.ID.String()).Str("reason", reason).Msg("report withheld")
+func (r *Reporter) withhold(e *store.OutboxEntry, reason string, src netip.Addr) {
+	_, err := r.st.Withhold(e.ID, r.opt.Now().UTC(), reason, src)
+	if !r.recorded(err, e.ID, "withholding a report") {
+		return
 	}
-	return err
+	r.opt.Metrics.Delivery(ResultWithheld)
+	r.log.Info().Str("id", e.ID.String()).Str("reason", reason).Msg("report withheld")
 }
 
-// evaluate applies policy, de-duplication and contact lookup to a fresh
-// entry. It returns true when e now has recipients and may be sent.
-func (r *Reporter) evaluate(ctx context.Context, e *store.OutboxEntry) (bool, error) {
-	ch := r.s().channels[e.Channel]
+// evaluate applies policy, de-duplication and contact lookup to a claimed
+// entry without recipients. It returns the entry with its recipients, or
+// nil when it has moved on (withheld, duplicate, retried later).
+func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.OutboxEntry) *store.OutboxEntry {
+	ch := conf.channels[e.Channel]
 	if ch == nil {
-		return false, r.withhold(e, fmt.Sprintf("channel %q is not configured any more", e.Channel))
+		r.withhold(e, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{})
+		return nil
 	}
 	if !ch.Has(config.UseReport) {
-		return false, r.withhold(e, fmt.Sprintf("channel %q does not use report", e.Channel))
+		r.withhold(e, fmt.Sprintf("channel %q does not use report", e.Channel), netip.Addr{})
+		return nil
 	}
 	rep, err := r.st.GetReportMeta(e.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return false, r.withhold(e, "the report was deleted before it could be sent")
+		r.withhold(e, "the report was deleted before it could be sent", netip.Addr{})
+		return nil
 	} else if err != nil {
-		return false, err
+		r.retry(ctx, conf, e, fmt.Errorf("reading the report: %w", err))
+		return nil
 	}
 	ip := rep.SourceIP
-	e.SourceIP = ip
-	if reason := SourcePolicy(ip, r.s().cfg.OwnNetworks); reason != "" {
-		return false, r.withhold(e, reason)
-	}
-	evidence, _ := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
-	fp := Fingerprint(ip, evidence)
-	now := r.opt.Now().UTC()
-	var primary store.ID
-	var dup bool
-	_, err = r.st.UpdateOutbox(e.ID, func(tx *bbolt.Tx, x *store.OutboxEntry) error {
-		if x.Status != store.OutboxPending {
-			return store.ErrNotFound
-		}
-		x.SourceIP, x.Fingerprint, x.Updated = ip, fp, now
-		x.Count = max(x.Count, 1)
-		p, isDup, err := store.DedupTx(tx, fp, e.ID, now, r.opt.DedupWindow)
-		if err != nil {
-			return err
-		}
-		primary, dup = p, isDup
-		if !isDup {
-			return nil
-		}
-		pe, err := store.GetOutboxTx(tx, p)
-		if err != nil {
-			return err
-		}
-		pe.Count = max(pe.Count, 1) + 1
-		pe.Updated = now
-		if err := store.PutOutboxTx(tx, pe); err != nil {
-			return err
-		}
-		x.Status, x.DuplicateOf, x.NextAttempt = store.OutboxDuplicate, p, time.Time{}
-		x.Reason = fmt.Sprintf("same source and message as report %s within %s: counted there", p, r.opt.DedupWindow)
+	if reason := SourcePolicy(ip, conf.own); reason != "" {
+		r.withhold(e, reason, ip)
 		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("de-duplicating: %w", err)
+	}
+	evidence, err := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		r.retry(ctx, conf, e, fmt.Errorf("reading the evidence: %w", err))
+		return nil
+	}
+	primary, dup, err := r.st.Dedup(e.ID, r.opt.Now().UTC(), ip, Fingerprint(ip, evidence), r.opt.DedupWindow)
+	if !r.recorded(err, e.ID, "de-duplicating a report") {
+		return nil
 	}
 	if dup {
 		r.opt.Metrics.Delivery(ResultDuplicate)
 		r.log.Info().Str("id", e.ID.String()).Str("duplicate_of", primary.String()).Msg("duplicate report counted")
-		return false, nil
+		return nil
 	}
 
 	var ct *Contact
 	if len(ch.ReportTo.Partners) > 0 {
 		ct = &Contact{Emails: ch.ReportTo.Partners, Source: SourcePartners}
 	} else {
-		ct, err = r.s().contacts.Lookup(ctx, ip)
+		ct, err = conf.contacts.Lookup(ctx, ip)
 		if errors.Is(err, ErrNoContact) {
-			return false, r.withhold(e, fmt.Sprintf("no abuse contact found for %s", ip))
+			r.withhold(e, fmt.Sprintf("no abuse contact found for %s", ip), ip)
+			return nil
 		}
 		if err != nil {
-			r.retryLater(e, fmt.Errorf("contact lookup: %w", err), false)
-			return false, nil
+			r.retry(ctx, conf, e, fmt.Errorf("contact lookup: %w", err))
+			return nil
 		}
 	}
-	x, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-		x.Recipients = ct.Emails
-		x.Contact = strings.Join(ct.Emails, ", ")
-		x.ContactSource = ct.Source
-		x.Reason, x.Updated = "", r.opt.Now().UTC()
-		return nil
-	})
-	if err != nil {
-		return false, err
+	emails, dropped := ct.Emails, []string(nil)
+	if ct.Source != SourcePartners {
+		emails, dropped = capRecipients(ct.Emails, conf.maxRecipients)
 	}
-	*e = *x
-	return true, nil
+	if len(dropped) > 0 {
+		// Abuse desks' addresses, yet only their domains are logged: the
+		// entry has them all.
+		r.log.Warn().Str("id", e.ID.String()).Str("source", ct.Source).Int("kept", len(emails)).Int("dropped", len(dropped)).
+			Strs("dropped_domains", domains(dropped)).Msg("abuse contact has more addresses than reporter.max_recipients_per_report; the rest are not addressed")
+	}
+	x, err := r.st.SetContact(e.ID, r.opt.Now().UTC(), emails, ct.Source, dropped)
+	if !r.recorded(err, e.ID, "recording the contact") {
+		return nil
+	}
+	return x
+}
+
+// capRecipients keeps the first n addresses: each source lists the most
+// specific first (RDAP the shallowest entity, a DNS zone its own order).
+func capRecipients(emails []string, n int) (kept, dropped []string) {
+	if n <= 0 || len(emails) <= n {
+		return emails, nil
+	}
+	return emails[:n:n], append([]string(nil), emails[n:]...)
+}
+
+// domains returns the distinct domains of addrs, sorted.
+func domains(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if d := domainOf(a); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // SourcePolicy says why abuse from ip must not be reported outside, or
@@ -477,191 +620,124 @@ func headerValue(hdr, name string) string {
 	return ""
 }
 
-func (r *Reporter) render(e *store.OutboxEntry, to []string) (*Rendered, []byte, error) {
+func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.RenderedMail, error) {
 	rep, err := r.st.GetReport(e.ID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading report: %w", err)
+		return nil, fmt.Errorf("reading report: %w", err)
 	}
 	evidence, err := r.st.Raw(e.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fmt.Errorf("reading evidence: %w", err)
+		return nil, fmt.Errorf("reading evidence: %w", err)
 	}
-	from := cmp.Or(r.s().cfg.Reporter.From, r.s().cfg.Sender.Contact)
 	m := &Mail{
-		Format: r.s().cfg.Reporter.Format, From: from, ReplyTo: r.s().cfg.Sender.Contact, To: to,
-		Hostname: r.s().cfg.Hostname, Org: r.s().cfg.Sender.Org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
+		Format: conf.format, From: conf.from, ReplyTo: conf.replyTo, To: e.Recipients,
+		Hostname: conf.hostname, Org: conf.org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
 		Report: rep.XARF, Evidence: evidence, EntryID: e.ID.String(), Count: e.Count,
 		Window: r.opt.DedupWindow, Date: r.opt.Now(),
 	}
 	out, err := Render(m)
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("rendering report: %w", err)
 	}
-	signed, err := r.s().signer.Sign(out.Bytes)
+	signed, err := conf.signer.Sign(out.Bytes)
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("signing report: %w", err)
 	}
-	return out, signed, nil
+	return &store.RenderedMail{Format: cmp.Or(conf.format, FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
+		Preview: out.Preview, Raw: signed}, nil
 }
 
-func (r *Reporter) dryRun(e *store.OutboxEntry) {
-	out, signed, err := r.render(e, e.Recipients)
-	if err != nil {
-		r.log.Error().Err(err).Str("id", e.ID.String()).Msg("rendering report")
-		r.retryLater(e, err, false)
-		return
-	}
-	now := r.opt.Now().UTC()
-	_, err = r.st.UpdateOutbox(e.ID, func(tx *bbolt.Tx, x *store.OutboxEntry) error {
-		if x.Status != store.OutboxPending {
-			return nil
+func (r *Reporter) dryRun(ctx context.Context, conf *settings, e *store.OutboxEntry) {
+	var m *store.RenderedMail
+	if e.MessageID == "" {
+		var err error
+		if m, err = r.render(conf, e); err != nil {
+			r.retry(ctx, conf, e, err)
+			return
 		}
-		r.setRendered(x, out, signed)
-		x.Status, x.Updated, x.NextAttempt = store.OutboxDryRun, now, time.Time{}
-		x.Reason = "dry run: reporter.enabled is false; rendered, not sent"
-		return store.PutOutboxMailTx(tx, x.ID, signed)
-	})
-	if err != nil {
-		r.log.Error().Err(err).Str("id", e.ID.String()).Msg("storing dry-run report")
+	}
+	_, err := r.st.DryRun(e.ID, r.opt.Now().UTC(), m, "dry run: reporter.enabled is false; rendered, not sent")
+	if !r.recorded(err, e.ID, "storing a dry-run report") {
 		return
 	}
 	r.opt.Metrics.Delivery(ResultDryRun)
 	r.log.Info().Str("id", e.ID.String()).Str("contact", e.Contact).Msg("report rendered (dry run)")
 }
 
-func (r *Reporter) setRendered(x *store.OutboxEntry, out *Rendered, signed []byte) {
-	x.Format = cmp.Or(r.s().cfg.Reporter.Format, FormatXARF)
-	x.MessageID, x.Subject, x.Preview, x.RenderedSize = out.MessageID, out.Subject, out.Preview, len(signed)
-}
-
-// errRateLimited aborts a claim transaction (rolling back its counts).
-var errRateLimited = errors.New("rate limited")
-
-func (r *Reporter) remaining(e *store.OutboxEntry) []string {
-	var out []string
-	for _, a := range e.Recipients {
-		if !slices.Contains(e.Delivered, a) && !slices.Contains(e.Rejected, a) {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// send claims the entry (rate limit, render once, sending), delivers and
-// records the outcome.
-func (r *Reporter) send(ctx context.Context, e *store.OutboxEntry) {
-	id := e.ID.String()
+// send renders the entry once (retries resend the same bytes), begins a
+// delivery (rate limit, attempt count), delivers and records the outcome.
+func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntry) {
 	var (
-		rendered *Rendered
-		signed   []byte
-		err      error
+		m      *store.RenderedMail
+		signed []byte
+		err    error
 	)
 	if e.MessageID == "" {
-		if rendered, signed, err = r.render(e, e.Recipients); err != nil {
-			r.log.Error().Err(err).Str("id", id).Msg("rendering report")
-			r.retryLater(e, err, false)
+		if m, err = r.render(conf, e); err != nil {
+			r.retry(ctx, conf, e, err)
 			return
 		}
+		signed = m.Raw
 	} else if signed, err = r.st.OutboxMail(e.ID); err != nil {
-		r.log.Error().Err(err).Str("id", id).Msg("reading rendered report")
-		r.retryLater(e, err, false)
+		r.retry(ctx, conf, e, fmt.Errorf("reading the rendered report: %w", err))
 		return
 	}
-	now := r.opt.Now().UTC()
-	var free time.Time
-	var limited string
-	claimed, err := r.st.UpdateOutbox(e.ID, func(tx *bbolt.Tx, x *store.OutboxEntry) error {
-		if x.Status != store.OutboxPending {
-			return store.ErrNotFound
-		}
-		for _, a := range r.remaining(x) {
-			ok, at, err := store.RateTakeTx(tx, strings.ToLower(a), now, r.s().cfg.Reporter.PerContactPerHour)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				free, limited = at, a
-				return errRateLimited
-			}
-		}
-		if rendered != nil {
-			r.setRendered(x, rendered, signed)
-			if err := store.PutOutboxMailTx(tx, x.ID, signed); err != nil {
-				return err
-			}
-		}
-		x.Status, x.Attempts, x.Updated, x.Transmitted = store.OutboxSending, x.Attempts+1, now, false
-		return nil
-	})
-	if errors.Is(err, errRateLimited) {
-		_, err = r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-			x.NextAttempt, x.Updated = free, now
-			x.Reason = fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", r.s().cfg.Reporter.PerContactPerHour, limited, free.Format(time.RFC3339))
-			return nil
-		})
-		if err == nil {
-			r.opt.Metrics.Delivery(ResultRateLimited)
-			r.log.Info().Str("id", id).Str("contact", limited).Time("until", free).Msg("report waits for the contact's rate limit")
+	x, limited, err := r.st.BeginDelivery(e.ID, r.opt.Now().UTC(), r.opt.Lease, conf.perHour, m)
+	if !r.recorded(err, e.ID, "beginning a delivery") {
+		return
+	}
+	if limited != nil {
+		r.opt.Metrics.Delivery(ResultRateLimited)
+		if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
+			r.log.Info().Str("id", e.ID.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
 		}
 		return
 	}
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			r.log.Error().Err(err).Str("id", id).Msg("claiming outbox entry")
-		}
-		return
-	}
-	e = claimed
-	from := cmp.Or(r.s().cfg.Reporter.From, r.s().cfg.Sender.Contact)
+	e = x
 	var errs []error
 	permanent := true
-	for _, group := range r.groups(r.remaining(e)) {
-		t, err := r.s().deliver.Send(ctx, from, group, signed, func() error {
-			_, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-				x.Transmitted = true
-				return nil
-			})
-			return err
+	for _, group := range r.groups(conf, e.Remaining()) {
+		t, err := conf.deliver.Send(ctx, conf.from, group, signed, func() error {
+			return r.st.MarkTransmitted(e.ID, r.opt.Now().UTC())
 		})
+		tr := store.Transaction{Rejected: map[string]string{}}
+		if t != nil {
+			tr.Accepted, tr.Reply = t.Accepted, t.Reply
+			for a, why := range t.Rejected {
+				tr.Rejected[a] = replyText(errors.New(why))
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 			var perm *PermanentError
-			if !errors.As(err, &perm) {
+			if errors.As(err, &perm) {
+				for _, a := range group {
+					if _, ok := tr.Rejected[a]; !ok && !slices.Contains(tr.Accepted, a) {
+						tr.Rejected[a] = replyText(err)
+					}
+				}
+			} else {
 				permanent = false
 			}
 		}
-		e, err = r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-			x.Transmitted = false
-			if t != nil {
-				x.Delivered = append(x.Delivered, t.Accepted...)
-				for a, why := range t.Rejected {
-					x.Rejected = append(x.Rejected, a)
-					x.LastError = a + ": " + replyText(errors.New(why))
-				}
-				if t.Reply != "" {
-					x.Reply = t.Reply
-				}
-			}
-			if err != nil {
-				var perm *PermanentError
-				if errors.As(err, &perm) {
-					x.Rejected = append(x.Rejected, group...)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			r.log.Error().Err(err).Str("id", id).Msg("recording delivery; the entry is resumed at the next start")
+		x, err := r.st.RecordTransaction(e.ID, r.opt.Now().UTC(), tr)
+		if !r.recorded(err, e.ID, "recording a delivery") {
+			// The entry stays sending until its lease ends, then goes
+			// to the recipients that have not accepted it on record.
 			return
 		}
+		e = x
 	}
-	r.finish(e, errors.Join(errs...), permanent)
+	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
 }
 
 // groups splits recipients into transactions: one for the smarthost, one
 // per domain for MX delivery.
-func (r *Reporter) groups(rcpts []string) [][]string {
-	if r.s().deliver.Smarthost != "" || len(rcpts) == 0 {
+func (r *Reporter) groups(conf *settings, rcpts []string) [][]string {
+	if conf.deliver.Smarthost != "" || len(rcpts) == 0 {
+		if len(rcpts) == 0 {
+			return nil
+		}
 		return [][]string{rcpts}
 	}
 	var out [][]string
@@ -679,50 +755,36 @@ func (r *Reporter) groups(rcpts []string) [][]string {
 }
 
 // finish records the outcome of a claimed entry after its transactions.
-func (r *Reporter) finish(e *store.OutboxEntry, err error, permanent bool) {
+func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEntry, err error, permanent bool) {
 	id := e.ID.String()
+	if len(e.Remaining()) > 0 && err != nil && !permanent {
+		r.retry(ctx, conf, e, err)
+		return
+	}
+	lastErr := ""
+	if err != nil {
+		lastErr = replyText(err)
+	}
 	now := r.opt.Now().UTC()
-	left := r.remaining(e)
-	if len(left) > 0 && err != nil && !permanent {
-		r.retryLater(e, err, true)
-		return
-	}
-	ch := r.s().channels[e.Channel]
-	forget := ch != nil && !ch.Has(config.UseStore)
-	status := store.OutboxSent
 	if len(e.Delivered) == 0 {
-		status = store.OutboxFailed
-	}
-	x, uerr := r.st.UpdateOutbox(e.ID, func(tx *bbolt.Tx, x *store.OutboxEntry) error {
-		x.Status, x.Updated, x.NextAttempt = status, now, time.Time{}
-		if err != nil {
-			x.LastError = replyText(err)
+		x, uerr := r.st.GiveUp(e.ID, now, lastErr, "the abuse desk refused the report permanently")
+		if !r.recorded(uerr, e.ID, "recording a refusal") {
+			return
 		}
-		if status == store.OutboxSent {
-			x.SentAt, x.Reason = now, ""
-			if len(x.Rejected) > 0 {
-				x.Reason = "some recipients refused the report: " + strings.Join(x.Rejected, ", ")
-			}
-			if forget {
-				x.DataDeleted = true
-				return store.ForgetReportTx(tx, x.ID)
-			}
-		} else {
-			x.Reason = "the abuse desk refused the report permanently"
+		r.opt.Metrics.Delivery(ResultFailed)
+		if ok, n := r.limit.allow("refused|" + errClass(err)); ok {
+			r.log.Warn().Str("id", id).Str("contact", x.Contact).Str("error", x.LastError).Int("repeated", n).Msg("report refused permanently")
 		}
-		return nil
-	})
-	if uerr != nil {
-		r.log.Error().Err(uerr).Str("id", id).Msg("recording delivery outcome")
 		return
 	}
-	if status == store.OutboxSent {
-		r.opt.Metrics.Delivery(ResultSent)
-		r.log.Info().Str("id", id).Str("contact", x.Contact).Int("attempts", x.Attempts).Bool("data_deleted", x.DataDeleted).Msg("report sent")
-	} else {
-		r.opt.Metrics.Delivery(ResultFailed)
-		r.log.Warn().Str("id", id).Str("contact", x.Contact).Str("error", x.LastError).Msg("report refused permanently")
+	ch := conf.channels[e.Channel]
+	forget := ch != nil && !ch.Has(config.UseStore)
+	x, uerr := r.st.MarkSent(e.ID, now, lastErr, forget)
+	if !r.recorded(uerr, e.ID, "recording a delivery") {
+		return
 	}
+	r.opt.Metrics.Delivery(ResultSent)
+	r.log.Info().Str("id", id).Str("contact", x.Contact).Int("attempts", x.Attempts).Bool("data_deleted", x.DataDeleted).Msg("report sent")
 }
 
 // Backoff is the wait before retry n (1-based): first·2^(n-1), capped at
@@ -733,45 +795,84 @@ func Backoff(first time.Duration, n int) time.Duration {
 	for i := 1; i < n && d < 6*time.Hour; i++ {
 		d *= 2
 	}
-	d = min(d, 6*time.Hour)
-	j := time.Duration((rand.Float64()*0.4 - 0.2) * float64(d))
-	return d + j
+	return jitter(min(d, 6*time.Hour))
 }
 
-// retryLater puts a claimed (or still pending) entry back to pending
-// after a backoff, or fails it when give_up_after has passed since it was
-// created.
-func (r *Reporter) retryLater(e *store.OutboxEntry, cause error, counted bool) {
+// jitter spreads d by ±20 %.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
+}
+
+// retry makes a claimed entry pending again after a backoff that grows
+// with its temporary failures, or fails it when give_up_after has passed
+// since it was created (or requeued by an operator).
+func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEntry, cause error) {
 	now := r.opt.Now().UTC()
-	giveUp := e.Created.Add(r.s().cfg.Reporter.Retry.GiveUpAfter.D())
-	n := max(e.Attempts, 1)
-	next := now.Add(Backoff(r.s().cfg.Reporter.Retry.First.D(), n))
-	failed := !now.Before(giveUp)
-	if next.After(giveUp) && !failed {
+	if ctx.Err() != nil {
+		// Cut short by a stop: not the peer's failure. Due again at once
+		// (at the next start), and nothing to log.
+		_, err := r.st.Retry(e.ID, now, now, replyText(cause), "interrupted by a stop")
+		r.recorded(err, e.ID, "deferring a report")
+		return
+	}
+	base := e.Created
+	if e.Requeued.After(base) {
+		base = e.Requeued
+	}
+	giveUp := base.Add(conf.giveUpAfter)
+	if !now.Before(giveUp) {
+		x, err := r.st.GiveUp(e.ID, now, replyText(cause), fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", conf.giveUpAfter))
+		if !r.recorded(err, e.ID, "giving up a report") {
+			return
+		}
+		r.opt.Metrics.Delivery(ResultFailed)
+		if ok, n := r.limit.allow("gave-up|" + errClass(cause)); ok {
+			r.log.Warn().Str("id", e.ID.String()).Str("error", x.LastError).Int("repeated", n).Msg("report given up")
+		}
+		return
+	}
+	next := now.Add(Backoff(conf.retryFirst, e.Retries+1))
+	if next.After(giveUp) {
 		next = giveUp
 	}
-	x, err := r.st.UpdateOutbox(e.ID, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-		x.LastError, x.Updated, x.Transmitted = replyText(cause), now, false
-		if failed {
-			x.Status, x.NextAttempt = store.OutboxFailed, time.Time{}
-			x.Reason = fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", r.s().cfg.Reporter.Retry.GiveUpAfter.D())
-			return nil
-		}
-		x.Status, x.NextAttempt = store.OutboxPending, next
-		x.Reason = "temporary failure; retrying"
-		return nil
-	})
-	if err != nil {
-		r.log.Error().Err(err).Str("id", e.ID.String()).Msg("recording deferral")
+	x, err := r.st.Retry(e.ID, now, next, replyText(cause), "temporary failure; retrying")
+	if !r.recorded(err, e.ID, "deferring a report") {
 		return
 	}
-	if failed {
-		r.opt.Metrics.Delivery(ResultFailed)
-		r.log.Warn().Str("id", e.ID.String()).Str("error", x.LastError).Msg("report given up")
-		return
+	r.opt.Metrics.Delivery(ResultDeferred)
+	if ok, n := r.limit.allow("deferred|" + errClass(cause)); ok {
+		r.log.Info().Str("id", e.ID.String()).Str("error", x.LastError).Time("next_attempt", next).Int("repeated", n).Msg("report deferred")
 	}
-	if counted {
-		r.opt.Metrics.Delivery(ResultDeferred)
+}
+
+// errClass names the kind of an error for the log limiter: an SMTP reply
+// code, a DNS or network failure, not the address or id it was about.
+func errClass(err error) string {
+	if err == nil {
+		return ""
 	}
-	r.log.Info().Str("id", e.ID.String()).Str("error", x.LastError).Time("next_attempt", next).Msg("report deferred")
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("smtp %d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return "dns " + de.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return "net " + oe.Op + " " + oe.Err.Error()
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return "errno " + errno.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	s := err.Error()
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"go.etcd.io/bbolt"
 
 	"github.com/xarfd/xarfd/internal/leakcheck"
 	"github.com/xarfd/xarfd/store"
@@ -114,10 +113,10 @@ func TestGivesUpAfterGiveUpAfter(t *testing.T) {
 	d := startDesk(t, func(int) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "busy"}
 	})
-	now := time.Now()
-	clock := func() time.Time { return now }
 	e := setup(t, trapChannel+strings.Replace(smarthostYAML(d.addr, true, ""), "give_up_after: 1h", "give_up_after: 1s", 1), Options{})
 	id := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "x")
+	now := time.Now()
+	clock := func() time.Time { return now }
 	e.rep.opt.Now = clock
 	x := e.entry(t, id)
 	e.rep.Process(context.Background(), x)
@@ -293,13 +292,21 @@ func TestResumeAfterCrash(t *testing.T) {
 	a := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "a")
 	b := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "b")
 	// Simulate a crash: a claimed before transmission, b after.
+	now := time.Now().UTC()
 	for id, transmitted := range map[store.ID]bool{a: false, b: true} {
-		if _, err := e.st.UpdateOutbox(id, func(_ *bbolt.Tx, x *store.OutboxEntry) error {
-			x.Status, x.Transmitted, x.Attempts = store.OutboxSending, transmitted, 1
-			x.Recipients, x.Contact = []string{"abuse@origin.test"}, "abuse@origin.test"
-			return nil
-		}); err != nil {
+		if _, err := e.st.Claim(id, now, time.Hour); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := e.st.SetContact(id, now, []string{"abuse@origin.test"}, SourceStatic, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.st.BeginDelivery(id, now, time.Hour, 10, nil); err != nil {
+			t.Fatal(err)
+		}
+		if transmitted {
+			if err := e.st.MarkTransmitted(id, now); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	e.run(t, func() bool { return e.status(t, a) == store.OutboxSent && e.status(t, b) == store.OutboxSent })
@@ -323,5 +330,23 @@ func TestSourcePolicy(t *testing.T) {
 	}
 	if SourcePolicy(netip.Addr{}, nil) == "" {
 		t.Error("no address is reportable")
+	}
+}
+
+// Reload takes effect from the next entry on: a dry-run reporter given a
+// configuration with reporter.enabled sends.
+func TestReloadAppliesToNextEntry(t *testing.T) {
+	d := startDesk(t, nil)
+	e := setup(t, trapChannel+smarthostYAML(d.addr, false, ""), Options{})
+	first := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "one")
+	e.run(t, func() bool { return e.status(t, first) == store.OutboxDryRun })
+	enabled := setup(t, trapChannel+smarthostYAML(d.addr, true, ""), Options{})
+	if err := e.rep.Reload(enabled.cfg); err != nil {
+		t.Fatal(err)
+	}
+	second := e.trapHit(t, "trap", "v@trap.reporter.test", originIP, "two")
+	e.run(t, func() bool { return e.status(t, second) == store.OutboxSent })
+	if n := len(d.messages()); n != 1 {
+		t.Fatalf("desk got %d, want 1", n)
 	}
 }

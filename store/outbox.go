@@ -28,49 +28,70 @@ var (
 	bucketContacts = []byte("contacts")
 )
 
-// Outbox statuses. An entry is created pending in the transaction that
-// stores its report; the reporter moves it on:
+// OutboxStatus is where an outbox entry is in its lifecycle. Only the
+// transitions of outbox_state.go change it; see there for which are legal.
 //
-//	pending ──► sending ──► sent
-//	   ▲           │  └───► failed      (5xx, or retries exhausted)
-//	   └───────────┘                    (4xx, connection error: retry later)
-//	pending ──► withheld | duplicate | dry-run
+//	pending ──Claim──► sending ──MarkSent──► sent
+//	   ▲                  │ ├──GiveUp────► failed     (5xx, or retries exhausted)
+//	   │                  │ ├──Withhold──► withheld
+//	   │                  │ ├──Dedup─────► duplicate
+//	   │                  │ └──DryRun────► dry-run
+//	   └──Retry / rate limit / lease expiry┘
+//	pending ──Cancel──► cancelled
+//	failed | withheld | dry-run | cancelled | pending ──Requeue──► pending
+type OutboxStatus string
+
 const (
 	// OutboxPending waits for its first processing, a retry or the
 	// contact's rate limit; NextAttempt says when it is due.
-	OutboxPending = "pending"
-	// OutboxSending is claimed: a delivery is in progress. An entry found
-	// in this state at start was interrupted by a crash and is resumed.
-	OutboxSending = "sending"
-	OutboxSent    = "sent"
-	OutboxFailed  = "failed"
+	OutboxPending OutboxStatus = "pending"
+	// OutboxSending is claimed: a worker holds it until LeaseUntil. An
+	// entry still sending after its lease (the worker could not record an
+	// outcome) is claimed again; at start every one is, since the process
+	// that held it is gone.
+	OutboxSending OutboxStatus = "sending"
+	OutboxSent    OutboxStatus = "sent"
+	OutboxFailed  OutboxStatus = "failed"
 	// OutboxDryRun: rendered but not sent (reporter.enabled is false).
-	OutboxDryRun = "dry-run"
+	OutboxDryRun OutboxStatus = "dry-run"
 	// OutboxWithheld: policy forbids sending (private, reserved or own
 	// source, no contact, channel does not report); Reason says why. The
 	// report stays stored and visible.
-	OutboxWithheld = "withheld"
+	OutboxWithheld OutboxStatus = "withheld"
 	// OutboxDuplicate: the same incident as DuplicateOf, counted there.
-	OutboxDuplicate = "duplicate"
+	OutboxDuplicate OutboxStatus = "duplicate"
+	// OutboxCancelled: an operator cancelled it before it was sent
+	// (POST /api/v1/outbox/{id}/cancel); Requeue undoes it.
+	OutboxCancelled OutboxStatus = "cancelled"
 )
 
 // OutboxStatuses lists every status, in lifecycle order.
-var OutboxStatuses = []string{OutboxPending, OutboxSending, OutboxSent, OutboxFailed, OutboxDryRun, OutboxWithheld, OutboxDuplicate}
+var OutboxStatuses = []OutboxStatus{OutboxPending, OutboxSending, OutboxSent, OutboxFailed, OutboxDryRun, OutboxWithheld, OutboxDuplicate, OutboxCancelled, OutboxWithdrawn}
 
 // OutboxEntry is one report to send to an abuse contact.
 type OutboxEntry struct {
 	// ID is the report's id.
-	ID      ID     `json:"id"`
-	Channel string `json:"channel"`
-	Status  string `json:"status"`
+	ID      ID           `json:"id"`
+	Channel string       `json:"channel"`
+	Status  OutboxStatus `json:"status"`
 	// Contact is the recipients, comma-separated (see Recipients).
-	Contact   string    `json:"contact,omitempty"`
-	Attempts  int       `json:"attempts"`
+	Contact  string `json:"contact,omitempty"`
+	Attempts int    `json:"attempts"`
+	// Retries counts temporary failures (of a delivery, a contact lookup
+	// or the store); the backoff before the next try grows with it.
+	Retries   int       `json:"retries,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
 	Created   time.Time `json:"created"`
 	// NextAttempt is when a pending entry is due.
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
-	Updated     time.Time `json:"updated,omitzero"`
+	// LeaseUntil is when a sending entry's claim runs out: committed by
+	// Claim before any work, so that an entry whose worker could not
+	// record the outcome is taken again then, never left hot or stuck.
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	Updated    time.Time `json:"updated,omitzero"`
+	// Requeued is when an operator last asked for a retry; the give-up
+	// delay counts from it instead of from Created.
+	Requeued time.Time `json:"requeued,omitzero"`
 
 	// Reason says why an entry is withheld, waits or failed, in words.
 	Reason   string     `json:"reason,omitempty"`
@@ -81,6 +102,9 @@ type OutboxEntry struct {
 	Delivered  []string `json:"delivered,omitempty"`
 	// Rejected refused the report permanently (5xx to RCPT or DATA).
 	Rejected []string `json:"rejected,omitempty"`
+	// Dropped are contact addresses beyond
+	// reporter.max_recipients_per_report: not addressed.
+	Dropped []string `json:"dropped,omitempty"`
 	// ContactSource says where the contact came from: static, dns:<zone>,
 	// rdap or partners.
 	ContactSource string `json:"contact_source,omitempty"`
@@ -112,12 +136,23 @@ type OutboxEntry struct {
 	DataDeleted bool `json:"data_deleted,omitempty"`
 }
 
-// due is when a pending entry should be processed.
+// due is when a pending entry should be processed, or a sending one's
+// lease runs out.
 func (e *OutboxEntry) due() time.Time {
+	if e.Status == OutboxSending {
+		return e.LeaseUntil
+	}
 	if !e.NextAttempt.IsZero() {
 		return e.NextAttempt
 	}
 	return e.Created
+}
+
+// indexed says whether e belongs in the due index: pending entries, and
+// sending ones with a lease (an entry claimed by an older binary has none;
+// it is released at start).
+func (e *OutboxEntry) indexed() bool {
+	return e.Status == OutboxPending || (e.Status == OutboxSending && !e.LeaseUntil.IsZero())
 }
 
 func dueKey(t time.Time, id ID) []byte {
@@ -140,7 +175,7 @@ func putOutboxEncoded(tx *bbolt.Tx, e *OutboxEntry, b []byte) error {
 	due := tx.Bucket(bucketOutboxDue)
 	if old := ob.Get(e.ID[:]); old != nil {
 		var prev OutboxEntry
-		if json.Unmarshal(old, &prev) == nil && prev.Status == OutboxPending {
+		if json.Unmarshal(old, &prev) == nil && prev.indexed() {
 			if err := due.Delete(dueKey(prev.due(), prev.ID)); err != nil {
 				return fmt.Errorf("updating outbox index: %w", err)
 			}
@@ -149,7 +184,7 @@ func putOutboxEncoded(tx *bbolt.Tx, e *OutboxEntry, b []byte) error {
 	if err := ob.Put(e.ID[:], b); err != nil {
 		return fmt.Errorf("storing outbox entry: %w", err)
 	}
-	if e.Status == OutboxPending {
+	if e.indexed() {
 		if err := due.Put(dueKey(e.due(), e.ID), nil); err != nil {
 			return fmt.Errorf("indexing outbox entry: %w", err)
 		}
@@ -185,10 +220,11 @@ func (s *Store) GetOutbox(id ID) (*OutboxEntry, error) {
 	return e, err
 }
 
-// UpdateOutbox reads entry id, lets fn change it and stores it, in one
+// updateOutbox reads entry id, lets fn change it and stores it, in one
 // durable transaction. fn may run more than once (see Commit) and must
-// only change e and use tx.
-func (s *Store) UpdateOutbox(id ID, fn func(tx *bbolt.Tx, e *OutboxEntry) error) (*OutboxEntry, error) {
+// only change e and use tx. Callers outside this package go through the
+// named transitions of outbox_state.go.
+func (s *Store) updateOutbox(id ID, fn func(tx *bbolt.Tx, e *OutboxEntry) error) (*OutboxEntry, error) {
 	var out *OutboxEntry
 	err := s.Commit(func(tx *bbolt.Tx) error {
 		e, err := GetOutboxTx(tx, id)
@@ -204,10 +240,12 @@ func (s *Store) UpdateOutbox(id ID, fn func(tx *bbolt.Tx, e *OutboxEntry) error)
 	return out, err
 }
 
-// DueOutbox returns up to limit pending entries due at now, earliest
-// first, and when the next one not yet due is due (zero when none).
-// Index keys whose entry is gone (retention) or no longer pending are
-// removed.
+// DueOutbox returns up to limit entries due at now, earliest first:
+// pending ones whose NextAttempt has come and sending ones whose lease ran
+// out. It also returns when the next one not yet due is due (zero when
+// none). Index keys whose entry is gone (retention) or has moved on are
+// removed; a failure to remove them is not an error, since they are
+// skipped anyway and removed by the next successful call.
 func (s *Store) DueOutbox(now time.Time, limit int) ([]OutboxEntry, time.Time, error) {
 	var (
 		out   []OutboxEntry
@@ -234,7 +272,7 @@ func (s *Store) DueOutbox(now time.Time, limit int) ([]OutboxEntry, time.Time, e
 			}
 			v := ob.Get(k[8:])
 			var e OutboxEntry
-			if v == nil || json.Unmarshal(v, &e) != nil || e.Status != OutboxPending || !bytes.Equal(dueKey(e.due(), e.ID), k) {
+			if v == nil || json.Unmarshal(v, &e) != nil || !e.indexed() || !bytes.Equal(dueKey(e.due(), e.ID), k) {
 				stale = append(stale, append([]byte(nil), k...))
 				continue
 			}
@@ -243,7 +281,9 @@ func (s *Store) DueOutbox(now time.Time, limit int) ([]OutboxEntry, time.Time, e
 		return nil
 	})
 	if err == nil && len(stale) > 0 {
-		err = s.Commit(func(tx *bbolt.Tx) error {
+		// Best effort: with the disk full this fails, and the due entries
+		// must still be returned so that their claims report the error.
+		_ = s.Commit(func(tx *bbolt.Tx) error {
 			due := tx.Bucket(bucketOutboxDue)
 			for _, k := range stale {
 				if err := due.Delete(k); err != nil {
@@ -258,7 +298,7 @@ func (s *Store) DueOutbox(now time.Time, limit int) ([]OutboxEntry, time.Time, e
 
 // OutboxByStatus returns every entry with status, oldest first (used at
 // start to find entries left in OutboxSending by a crash).
-func (s *Store) OutboxByStatus(status string) ([]OutboxEntry, error) {
+func (s *Store) OutboxByStatus(status OutboxStatus) ([]OutboxEntry, error) {
 	var out []OutboxEntry
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
@@ -432,7 +472,7 @@ func (s *Store) PruneOutboxMail() (int, error) {
 // Outbox returns up to limit entries with the given status (all when
 // empty), newest first, older than before when it is set, and the cursor
 // of the next page.
-func (s *Store) Outbox(status string, before ID, limit int) ([]OutboxEntry, ID, error) {
+func (s *Store) Outbox(status OutboxStatus, before ID, limit int) ([]OutboxEntry, ID, error) {
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}

@@ -27,10 +27,14 @@ func TestOutboxDueIndexFollowsState(t *testing.T) {
 		t.Fatalf("next = %v, want %v", next, now.Add(2*time.Second))
 	}
 	// Claim the first, defer the second by a minute.
-	if _, err := s.UpdateOutbox(ids[0], func(_ *bbolt.Tx, e *OutboxEntry) error { e.Status = OutboxSending; return nil }); err != nil {
+	at := now.Add(1500 * time.Millisecond)
+	if _, err := s.Claim(ids[0], at, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UpdateOutbox(ids[1], func(_ *bbolt.Tx, e *OutboxEntry) error { e.NextAttempt = now.Add(time.Minute); return nil }); err != nil {
+	if _, err := s.Claim(ids[1], at, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Retry(ids[1], at, now.Add(time.Minute), "451 later", "temporary failure"); err != nil {
 		t.Fatal(err)
 	}
 	due, _, _ = s.DueOutbox(now.Add(10*time.Second), 10)

@@ -167,7 +167,7 @@ func TestOutboxAndBackup(t *testing.T) {
 		rep := r
 		rep.ID = id
 		entries = append(entries, Entry{Message: m, Raw: []byte("e"), Report: &rep,
-			Outbox: &OutboxEntry{ID: id, Channel: r.Channel, Status: []string{OutboxPending, OutboxDryRun, OutboxPending}[i], Created: time.Now()}})
+			Outbox: &OutboxEntry{ID: id, Channel: r.Channel, Status: []OutboxStatus{OutboxPending, OutboxDryRun, OutboxPending}[i], Created: time.Now()}})
 	}
 	if err := s.Put(entries); err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func deleteOutbox(tx *bbolt.Tx, k []byte) error {
 	ob := tx.Bucket(bucketOutbox)
 	if v := ob.Get(k); v != nil {
 		var e OutboxEntry
-		if json.Unmarshal(v, &e) == nil && e.Status == OutboxPending {
+		if json.Unmarshal(v, &e) == nil && e.indexed() {
 			if err := tx.Bucket(bucketOutboxDue).Delete(dueKey(e.due(), e.ID)); err != nil {
 				return err
 			}

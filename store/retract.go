@@ -14,7 +14,7 @@ import (
 // OutboxWithdrawn: the complainant retracted the complaint (a not-spam
 // feedback report about the same message) before its report was sent.
 // Terminal: the report stays stored and visible, and is never sent.
-const OutboxWithdrawn = "withdrawn"
+const OutboxWithdrawn OutboxStatus = "withdrawn"
 
 // retractScanLimit bounds how many of a channel's newest records one
 // retraction looks at: a not-spam report follows its complaint within
@@ -42,7 +42,7 @@ type RetractResult struct {
 	Complaint ID
 	// Status is the complaint's outbox status before (OutboxWithdrawn
 	// when it was withdrawn already; "" when it has no outbox entry).
-	Status string
+	Status OutboxStatus
 	// Withdrawn: its pending report was withdrawn now.
 	Withdrawn bool
 }

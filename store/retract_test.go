@@ -81,7 +81,7 @@ func TestRetractLeavesSentAndUncountsDuplicates(t *testing.T) {
 	s := open(t, t.TempDir())
 	now := time.Now().UTC()
 	sent := complaint(t, s, "fbl", "<a@x.example>", "198.51.100.7")
-	s.UpdateOutbox(sent, func(_ *bbolt.Tx, e *OutboxEntry) error { e.Status = OutboxSent; return nil })
+	s.updateOutbox(sent, func(_ *bbolt.Tx, e *OutboxEntry) error { e.Status = OutboxSent; return nil })
 	res, err := s.Retract(Retraction{Channel: "fbl", MessageID: "<a@x.example>"}, now)
 	if err != nil || res.Complaint != sent || res.Withdrawn || res.Status != OutboxSent {
 		t.Fatalf("sent: %+v %v", res, err)
@@ -92,8 +92,8 @@ func TestRetractLeavesSentAndUncountsDuplicates(t *testing.T) {
 
 	primary := complaint(t, s, "fbl", "<b@x.example>", "198.51.100.8")
 	dup := complaint(t, s, "fbl", "<b@x.example>", "198.51.100.8")
-	s.UpdateOutbox(primary, func(_ *bbolt.Tx, e *OutboxEntry) error { e.Count = 2; return nil })
-	s.UpdateOutbox(dup, func(_ *bbolt.Tx, e *OutboxEntry) error {
+	s.updateOutbox(primary, func(_ *bbolt.Tx, e *OutboxEntry) error { e.Count = 2; return nil })
+	s.updateOutbox(dup, func(_ *bbolt.Tx, e *OutboxEntry) error {
 		e.Status, e.DuplicateOf = OutboxDuplicate, primary
 		return nil
 	})

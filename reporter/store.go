@@ -1,0 +1,43 @@
+package reporter
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/xarfd/xarfd/store"
+)
+
+// Store is what the reporter needs of the store: reads, and the outbox
+// transitions. *store.Store implements it; tests wrap one to make its
+// writes fail as a full disk does.
+type Store interface {
+	DueOutbox(now time.Time, limit int) ([]store.OutboxEntry, time.Time, error)
+	OutboxByStatus(status store.OutboxStatus) ([]store.OutboxEntry, error)
+	OutboxMail(id store.ID) ([]byte, error)
+	PruneOutboxMail() (int, error)
+	GetReportMeta(id store.ID) (*store.Report, error)
+	GetReport(id store.ID) (*store.Report, error)
+	Raw(id store.ID) ([]byte, error)
+	contactCache
+
+	Claim(id store.ID, now time.Time, lease time.Duration) (*store.OutboxEntry, error)
+	Release(id store.ID, now time.Time) (*store.OutboxEntry, error)
+	Withhold(id store.ID, now time.Time, reason string, src netip.Addr) (*store.OutboxEntry, error)
+	Dedup(id store.ID, now time.Time, src netip.Addr, fp string, window time.Duration) (store.ID, bool, error)
+	SetContact(id store.ID, now time.Time, recipients []string, source string, dropped []string) (*store.OutboxEntry, error)
+	DryRun(id store.ID, now time.Time, m *store.RenderedMail, reason string) (*store.OutboxEntry, error)
+	BeginDelivery(id store.ID, now time.Time, lease time.Duration, perHour int, m *store.RenderedMail) (*store.OutboxEntry, *store.RateLimit, error)
+	MarkTransmitted(id store.ID, now time.Time) error
+	RecordTransaction(id store.ID, now time.Time, t store.Transaction) (*store.OutboxEntry, error)
+	MarkSent(id store.ID, now time.Time, lastErr string, forget bool) (*store.OutboxEntry, error)
+	GiveUp(id store.ID, now time.Time, lastErr, reason string) (*store.OutboxEntry, error)
+	Retry(id store.ID, now, next time.Time, lastErr, reason string) (*store.OutboxEntry, error)
+}
+
+// contactCache keeps abuse-contact lookups.
+type contactCache interface {
+	Contact(key string, now time.Time) (*store.CachedContact, bool, error)
+	PutContact(key string, c *store.CachedContact) error
+}
+
+var _ Store = (*store.Store)(nil)
