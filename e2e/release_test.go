@@ -205,13 +205,16 @@ func TestReleaseScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// version() says "devel-<revision>" where scripts/release shortens it.
-	ver := strings.TrimPrefix(strings.TrimSpace(string(v)), "xarfd ")
+	// The first line of `xarfd version` is "xarfd <version>"; a build
+	// without a module version says "rev-<revision>" or "unknown (…)"
+	// where scripts/release writes "devel-<revision>" or "devel-unknown".
+	first, _, _ := strings.Cut(strings.TrimSpace(string(v)), "\n")
+	ver := strings.TrimPrefix(first, "xarfd ")
 	switch {
-	case ver == "devel":
+	case strings.HasPrefix(ver, "unknown"):
 		ver = "devel-unknown"
-	case strings.HasPrefix(ver, "devel-") && len(ver) > 18:
-		ver = ver[:18]
+	case strings.HasPrefix(ver, "rev-"):
+		ver = "devel-" + strings.TrimSuffix(strings.TrimPrefix(ver, "rev-"), "+dirty")
 	}
 	if name != "xarfd-"+ver+"-linux-amd64" {
 		t.Errorf("tarball %s, binary says %q", name, v)
