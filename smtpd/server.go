@@ -45,6 +45,12 @@ type Server struct {
 	srv    *smtp.Server
 	limit  chan struct{} // one token per open session
 
+	// budget bounds the DATA bytes all sessions hold
+	// (smtp.max_inflight_bytes); inflightWait is how long a session
+	// waits for room in it.
+	budget       *budget
+	inflightWait time.Duration
+
 	users     *auth.Users // nil: no smtp.auth_file, AUTH not offered
 	checker   *auth.Checker
 	authFails *failLimiter
@@ -78,16 +84,22 @@ func (s *Server) putBuf(b *[]byte) {
 // New builds a server from cfg; Serve starts it. m may be nil.
 func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics.Metrics) (*Server, error) {
 	s := &Server{
-		cfg:       cfg,
-		router:    NewRouter(cfg.Channels),
-		ingest:    in,
-		log:       log,
-		m:         m,
-		limit:     make(chan struct{}, cfg.SMTP.MaxConnections),
-		sessions:  map[*session]struct{}{},
-		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
-		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
+		cfg:          cfg,
+		router:       NewRouter(cfg.Channels),
+		ingest:       in,
+		log:          log,
+		m:            m,
+		limit:        make(chan struct{}, cfg.SMTP.MaxConnections),
+		sessions:     map[*session]struct{}{},
+		checker:      &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
+		authFails:    newFailLimiter(authFailMax, authFailWindow, authFailEntries),
+		inflightWait: inflightWait,
 	}
+	inflight, from := InflightBudget(cfg)
+	s.budget = newBudget(inflight)
+	log.Info().Int64("max_inflight_bytes", inflight).Str("from", from).Msg("smtp DATA budget")
+	m.Gauge("xarfd_smtp_inflight_bytes", "Bytes of DATA held in memory by SMTP sessions now.", func() float64 { return float64(s.budget.inUse()) })
+	m.Gauge("xarfd_smtp_max_inflight_bytes", "The DATA budget, smtp.max_inflight_bytes or derived from memory.", func() float64 { return float64(s.budget.max) })
 	if cfg.SMTP.AuthFile != "" {
 		u, err := auth.LoadUsers(cfg.SMTP.AuthFile)
 		if err != nil {

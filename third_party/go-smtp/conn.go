@@ -1042,34 +1042,42 @@ func (c *Conn) handleBdat(arg string) {
 		var r *io.PipeReader
 		r, c.bdatPipe = io.Pipe()
 
-		c.dataResult = make(chan error, 1)
+		// xarfd patch: the goroutine keeps its own channel, status and
+		// session. RSET, EHLO, STARTTLS or QUIT between chunks reset the
+		// Conn while the goroutine is still inside Data; reading the
+		// fields after that raced with the next BDAT writing them, and
+		// sent this transaction's result into the next one's channel.
+		dataResult := make(chan error, 1)
+		c.dataResult = dataResult
+		status := c.bdatStatus
+		session := c.Session()
 
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
+					c.handlePanic(err, status)
 
-					c.dataResult <- errPanic
+					dataResult <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
 
 			var err error
 			if !c.server.LMTP {
-				err = c.Session().Data(r)
+				err = session.Data(r)
 			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
+				lmtpSession, ok := session.(LMTPSession)
 				if !ok {
-					err = c.Session().Data(r)
+					err = session.Data(r)
 					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
+						status.SetStatus(rcpt, err)
 					}
 				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
+					err = lmtpSession.LMTPData(r, status)
 				}
 			}
 
-			c.dataResult <- err
+			dataResult <- err
 			r.CloseWithError(err)
 		}()
 	}
