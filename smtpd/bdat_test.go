@@ -12,9 +12,9 @@ import (
 func waitInflightZero(t *testing.T, ts *testServer) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for ts.srv.budget.inUse() != 0 {
+	for ts.srv.lim.Load().budget.inUse() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("DATA budget still holds %d bytes", ts.srv.budget.inUse())
+			t.Fatalf("DATA budget still holds %d bytes", ts.srv.lim.Load().budget.inUse())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

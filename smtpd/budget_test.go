@@ -135,7 +135,7 @@ func TestInflightBudgetOverSMTP(t *testing.T) {
 	ts := startServerWith(t, testConfig, func(c *config.Config) {
 		c.SMTP.MaxMessageBytes = 4 << 20
 		c.SMTP.MaxInflightBytes = 2*msgSize + 2*reserveStep
-	}, func(s *Server) { s.inflightWait = 300 * time.Millisecond })
+	}, func(s *Server) { s.lim.Load().inflightWait = 300 * time.Millisecond })
 	body := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"), msgSize/66)
 	msg := append([]byte("Subject: big\r\n\r\n"), body...)
 
@@ -166,9 +166,9 @@ func TestInflightBudgetOverSMTP(t *testing.T) {
 	}
 	// Wait until the server has read both messages into its budget.
 	deadline := time.Now().Add(20 * time.Second)
-	for ts.srv.budget.inUse() < 2*msgSize {
+	for ts.srv.lim.Load().budget.inUse() < 2*msgSize {
 		if time.Now().After(deadline) {
-			t.Fatalf("server holds %d bytes, want at least %d", ts.srv.budget.inUse(), 2*msgSize)
+			t.Fatalf("server holds %d bytes, want at least %d", ts.srv.lim.Load().budget.inUse(), 2*msgSize)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -199,7 +199,7 @@ func TestInflightBudgetOverSMTP(t *testing.T) {
 	if err := third.Mail("a@origin.example", &smtp.MailOptions{Size: msgSize}); err != nil {
 		t.Fatalf("MAIL SIZE= with room: %v", err)
 	}
-	if n := ts.srv.budget.inUse(); n != msgSize {
+	if n := ts.srv.lim.Load().budget.inUse(); n != msgSize {
 		t.Fatalf("MAIL SIZE=%d reserved %d", msgSize, n)
 	}
 	if err := third.Reset(); err != nil {

@@ -35,6 +35,7 @@ import (
 // it and leave its log line and its budget to Data.
 type session struct {
 	s    *Server
+	lim  *limits // the server's limits when the session began
 	conn *smtp.Conn
 	id   string
 	peer netip.AddrPort
@@ -78,6 +79,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	ss := &session{
 		s:    s,
+		lim:  s.lim.Load(),
 		conn: c,
 		id:   newSessionID(),
 		peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
@@ -115,12 +117,12 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		helo:     ss.conn.Hostname(),
 		tls:      tlsState(ss.conn),
 		authUser: ss.authUser,
-		res:      reservation{b: ss.s.budget},
+		res:      reservation{b: ss.lim.budget},
 	}
 	if opts != nil && opts.Size > 0 {
 		t.size = min(opts.Size, ss.s.cfg.SMTP.MaxMessageBytes)
-		if !t.res.grow(t.size, ss.s.inflightWait) {
-			ss.log.Warn().Int("code", errNoRoom.Code).Int64("size", t.size).Int64("inflight_bytes", ss.s.budget.inUse()).
+		if !t.res.grow(t.size, ss.lim.inflightWait) {
+			ss.log.Warn().Int("code", errNoRoom.Code).Int64("size", t.size).Int64("inflight_bytes", ss.lim.budget.inUse()).
 				Msg("smtp transaction refused at MAIL: DATA budget exhausted")
 			ss.s.m.SMTPReply(errNoRoom.Code)
 			return errNoRoom
@@ -225,7 +227,7 @@ func (ss *session) Data(r io.Reader) error {
 		*bp = make([]byte, 0, headroom+int(t.size)+readSlack)
 	}
 	buf, err := readData(r, *bp, func(n int) bool {
-		return res.grow(min(int64(n), limit+1), ss.s.inflightWait)
+		return res.grow(min(int64(n), limit+1), ss.lim.inflightWait)
 	})
 	*bp = buf // keep a grown buffer for the next message
 	raw := buf[headroom:]
@@ -254,7 +256,7 @@ func (ss *session) Data(r io.Reader) error {
 			ss.hangUp(e)
 		}
 		if e == errNoRoom {
-			ss.log.Warn().Int64("inflight_bytes", ss.s.budget.inUse()).Int64("max_inflight_bytes", ss.s.budget.max).
+			ss.log.Warn().Int64("inflight_bytes", ss.lim.budget.inUse()).Int64("max_inflight_bytes", ss.lim.budget.max).
 				Msg("smtp DATA budget exhausted")
 		}
 		ss.logTxn(t, e.Code, len(raw), nil, nil)
