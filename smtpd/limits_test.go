@@ -35,8 +35,8 @@ func TestConnLimiter(t *testing.T) {
 	admit(a, refusedPerIP) // third from one address
 	admit(netip.AddrFrom16(a.As16()), refusedPerIP)
 	rb := admit(b, "")
-	admit(b, refusedTotal) // max 3 reached
-	rp := admit(partner, "")  // the reserve
+	admit(b, refusedTotal)   // max 3 reached
+	rp := admit(partner, "") // the reserve
 	admit(partner, refusedTotal)
 	rp()
 	rb()
