@@ -3,6 +3,12 @@
 // back to back on one connection) and prints msgs/s and the p50/p99 time
 // from MAIL FROM to the final reply of DATA ("time to 250").
 //
+// With -flood it opens -c sessions at once, each sending one message of
+// -size bytes, and reports every session's final reply, the server's peak
+// RSS (VmHWM of /proc/PID/status, -pid) and, with -metrics, the most DATA
+// bytes it held at once (xarfd_smtp_inflight_bytes): the memory a
+// message in flight costs, and whether the server stayed up.
+//
 // It can instead run one of the two baselines that scripts/bench-smtp
 // measures xarfd against in the same run. -discard-listen runs a go-smtp
 // server that reads every message and throws it away: the most SMTP alone
@@ -14,6 +20,7 @@
 // else xarfd does.
 //
 //	xarfd-load -addr 127.0.0.1:2525 -rcpt x@trap.localhost -n 20000 -c 32 -size 2048
+//	xarfd-load -flood -pid $(pidof xarfd) -metrics http://127.0.0.1:8025/metrics -c 64 -size 10485760
 //	xarfd-load -discard-listen 127.0.0.1:2600
 //	xarfd-load -bbolt-listen 127.0.0.1:2601 -bbolt-file /tmp/baseline.db
 package main
@@ -49,6 +56,10 @@ func main() {
 	bbolt := flag.String("bbolt-listen", "", "run a go-smtp server that commits every message to -bbolt-file on `host:port` instead of loading one")
 	bboltFile := flag.String("bbolt-file", "", "the bbolt `file` of -bbolt-listen, created (it must not exist)")
 	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
+	floodMode := flag.Bool("flood", false, "send -c messages at once, one per session, and report replies and the server's memory")
+	pid := flag.Int("pid", 0, "with -flood: the server's process `id`, for /proc/PID/status")
+	metricsURL := flag.String("metrics", "", "with -flood: the server's Prometheus `url`, for xarfd_smtp_inflight_bytes")
+	declare := flag.Bool("declare-size", false, "with -flood: send SIZE= in MAIL FROM")
 	flag.Parse()
 
 	if *discard != "" || *bbolt != "" {
@@ -70,6 +81,21 @@ func main() {
 			total += len(m)
 		}
 		*size = total / len(msgs)
+	}
+	if *floodMode {
+		r, err := flood(*addr, *from, *rcpt, *c, msgs[0], *declare, *pid, *metricsURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+		r.print(os.Stdout, *label, *c, len(msgs[0]))
+		if !r.alive || r.codes[250]+r.codes[452] != *c {
+			if r.firstErr != nil {
+				fmt.Fprintf(os.Stderr, "first error: %v\n", r.firstErr)
+			}
+			os.Exit(1)
+		}
+		return
 	}
 	r, err := load(*addr, *from, *rcpt, *n, *c, msgs)
 	if err != nil {
