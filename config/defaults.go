@@ -60,13 +60,15 @@ const (
 	// smtpd.InflightBudget for the fraction and the floor.
 	DefaultMaxInflightBytes = 0
 	// InflightMemoryDivisor: the derived DATA budget is the memory
-	// available divided by this. A message held in memory costs a few
-	// times its size on its way through parsing, redaction and
-	// conversion, and the garbage collector lets the heap grow to twice
-	// what is live, so a quarter keeps the process well inside its limit.
-	InflightMemoryDivisor = 4
+	// available divided by this. A message in flight was measured to
+	// cost 4 to 6 times its size in resident memory (scripts/flood-smtp:
+	// parsing, redaction, conversion, and the garbage collector's
+	// headroom), so an eighth keeps the process inside its limit with
+	// room for everything else.
+	InflightMemoryDivisor = 8
 	// MinInflightBytes is the floor of the derived budget: two messages of
 	// DefaultMaxMessageBytes, so a small container still takes large mail.
+	// (A smaller budget than max_message_bytes is never derived.)
 	MinInflightBytes = 2 * DefaultMaxMessageBytes
 	// DefaultRetention keeps a channel's data for 30 days.
 	DefaultRetention = 720 * time.Hour

@@ -22,11 +22,14 @@ import (
 // it waits, well inside any client's timeout.
 const inflightWait = 5 * time.Second
 
-// reserveStep is how much of the budget a session takes at a time while
-// it reads a message whose size it was not told. Small enough that the
-// budget is not wasted on air, large enough that a 25 MiB message takes
-// the lock a few dozen times.
-const reserveStep = 1 << 20
+// minReserveStep and reserveStep bound how much of the budget a session
+// takes at a time while it reads a message whose size it was not told:
+// as much as it has read so far, within these. A small message holds
+// little of the budget; a 25 MiB one takes the lock a few dozen times.
+const (
+	minReserveStep = 64 << 10
+	reserveStep    = 1 << 20
+)
 
 // budget counts the bytes of DATA that all sessions hold in memory, up
 // to max. It is safe for concurrent use.
@@ -173,6 +176,13 @@ func inflightBudget(cfg *config.Config, src memorySources) (int64, string) {
 		n, from = cfg.SMTP.MaxMessageBytes, "smtp.max_message_bytes"
 	}
 	return n, from
+}
+
+// AvailableMemory is the memory this process may use, as the derived
+// DATA budget sees it: the smaller of its cgroup's limit and the host's
+// MemAvailable; 0 when neither can be read. from names the source.
+func AvailableMemory() (n int64, from string) {
+	return availableMemory(systemMemory())
 }
 
 // availableMemory is the least of the limits it can read; 0 when it can

@@ -226,7 +226,7 @@ func (ss *session) Data(r io.Reader) error {
 		// SIZE= was reserved already: allocate once, no regrowth.
 		*bp = make([]byte, 0, headroom+int(t.size)+readSlack)
 	}
-	buf, err := readData(r, *bp, func(n int) bool {
+	buf, err := readData(r, *bp, int(res.held), func(n int) bool {
 		return res.grow(min(int64(n), limit+1), ss.lim.inflightWait)
 	})
 	*bp = buf // keep a grown buffer for the next message
@@ -331,23 +331,26 @@ const readSlack = 4096
 // readData appends DATA to buf[:headroom] and returns it; the message is
 // buf[headroom:]. Unlike io.ReadAll it starts from a recycled buffer.
 // Before each read it asks reserve for room for the message so far plus
-// what that read may add; when reserve says no, it stops with errNoRoom.
-func readData(r io.Reader, buf []byte, reserve func(n int) bool) ([]byte, error) {
+// what that read may add, beyond the reserved bytes held already (SIZE=);
+// when reserve says no, it stops with errNoRoom.
+func readData(r io.Reader, buf []byte, reserved int, reserve func(n int) bool) ([]byte, error) {
 	if cap(buf) < headroom+4096 {
 		buf = make([]byte, 0, headroom+64<<10)
 	}
 	buf = buf[:headroom]
-	reserved := 0
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
 		n := len(buf) - headroom
 		if reserved <= n {
-			if !reserve(n + reserveStep) {
+			// Small messages take a small share; the share doubles with
+			// what arrives, up to reserveStep at a time.
+			want := n + min(max(n, minReserveStep), reserveStep)
+			if !reserve(want) {
 				return buf, errNoRoom
 			}
-			reserved = n + reserveStep
+			reserved = want
 		}
 		end := min(cap(buf), headroom+reserved)
 		m, err := r.Read(buf[len(buf):end])
