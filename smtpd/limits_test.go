@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -112,34 +113,43 @@ func TestPerIPCapAndReserve(t *testing.T) {
 	}
 }
 
-// TestDataTimeoutHolds: a client that stops inside DATA for longer than
-// read_timeout gets 421 4.4.2 and the connection closes. Before, go-smtp
-// went on reading to discard the rest of the message after the timeout,
-// which let a stalled client keep its slot for a second read_timeout, and
-// one that resumed in that second period kept its session.
+// TestDataTimeoutHolds: a client that stops inside DATA or a BDAT chunk
+// for longer than read_timeout gets 421 4.4.2 and the connection closes.
+// Before, go-smtp went on reading to discard the rest of a DATA message
+// after the timeout, which let a stalled client keep its slot for a
+// second read_timeout, and one that resumed in that second period kept
+// its session; a stalled BDAT chunk got 554 with the Go error text.
 func TestDataTimeoutHolds(t *testing.T) {
 	const rt = 500 * time.Millisecond
 	ts := startServer(t, func(c *config.Config) { c.SMTP.ReadTimeout = config.Duration(rt) })
-	c := dial(t, ts.addr)
-	c.greet()
-	c.cmd(250, "MAIL FROM:<a@origin.example>")
-	c.cmd(250, "RCPT TO:<fbl@test.example>")
-	c.cmd(354, "DATA")
-	c.send("Subject: stalled\r\n\r\npart one\r\n")
-	time.Sleep(3 * rt / 2)
-	// The rest arrives after the timeout, before a second one would end.
-	c.conn.Write([]byte("part two\r\n.\r\n"))
-	if code, text := c.reply(); code != 421 || !strings.HasPrefix(text, "4.4.2 ") {
-		t.Fatalf("after a pause of 1.5 read_timeout inside DATA: %d %s, want 421 4.4.2", code, text)
-	}
-	c.conn.Write([]byte("NOOP\r\n"))
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if line, err := c.r.ReadString('\n'); err != io.EOF {
-		t.Fatalf("connection still open after the DATA timeout: %q %v", line, err)
+	for _, bdat := range []bool{false, true} {
+		c := dial(t, ts.addr)
+		c.greet()
+		c.cmd(250, "MAIL FROM:<a@origin.example>")
+		c.cmd(250, "RCPT TO:<fbl@test.example>")
+		first, rest := "Subject: stalled\r\n\r\npart one\r\n", "part two\r\n.\r\n"
+		if bdat {
+			c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(first)+len(rest), first))
+		} else {
+			c.cmd(354, "DATA")
+			c.send(first)
+		}
+		time.Sleep(3 * rt / 2)
+		// The rest arrives after the timeout, before a second one would end.
+		c.conn.Write([]byte(rest))
+		if code, text := c.reply(); code != 421 || !strings.HasPrefix(text, "4.4.2 ") {
+			t.Fatalf("after a pause of 1.5 read_timeout inside DATA (BDAT: %v): %d %s, want 421 4.4.2", bdat, code, text)
+		}
+		c.conn.Write([]byte("NOOP\r\n"))
+		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := c.r.ReadString('\n'); err != io.EOF {
+			t.Fatalf("connection still open after the DATA timeout (BDAT: %v): %q %v", bdat, line, err)
+		}
 	}
 	if n := ts.count(t); n != 0 {
 		t.Errorf("stored %d messages of a timed-out DATA", n)
 	}
+	waitInflightZero(t, ts)
 }
 
 // TestSessionTimeout: a client that trickles a byte well within

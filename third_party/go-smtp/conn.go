@@ -1088,7 +1088,22 @@ func (c *Conn) handleBdat(arg string) {
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
+	// xarfd patch: tell a failure to read the chunk from the client (a
+	// timeout, a broken connection) from the backend refusing it. The
+	// former used to be answered "554 5.0.0 Error: transaction failed:"
+	// with the Go error text, and the session then waited for the next
+	// command for another read timeout.
+	cr := &chunkReader{r: chunk}
+	_, err = io.Copy(c.bdatPipe, cr)
+	if err != nil && cr.err != nil {
+		if ne, ok := cr.err.(net.Error); ok && ne.Timeout() {
+			c.writeResponse(421, EnhancedCode{4, 4, 2}, "Timeout reading message, closing connection")
+		} else {
+			c.writeResponse(421, EnhancedCode{4, 4, 0}, "Connection error reading message")
+		}
+		c.Close()
+		return
+	}
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.
@@ -1130,6 +1145,20 @@ func (c *Conn) handleBdat(arg string) {
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
 	}
+}
+
+// chunkReader remembers the error of reading a BDAT chunk (xarfd patch).
+type chunkReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // ErrDataReset is returned by Reader pased to Data function if client does not
