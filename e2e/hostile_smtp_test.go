@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +21,7 @@ import (
 // hostileConfig is a daemon with small SMTP limits, so that a hostile
 // client hits them within seconds. 127.0.0.2 is a partner network: the
 // reserve of connection slots is kept for it.
-func hostileConfig(t *testing.T, dir, smtpYAML string) string {
+func hostileConfig(t *testing.T, dir, smtpYAML, httpListen string) string {
 	t.Helper()
 	path := filepath.Join(dir, "xarfd.yaml")
 	yaml := fmt.Sprintf(`
@@ -28,7 +31,7 @@ sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
 smtp:
   listen: ["127.0.0.1:0"]
 %s
-http: {listen: ""}
+http: {listen: "%s"}
 channels:
   - name: trap
     kind: trap
@@ -37,7 +40,7 @@ channels:
     kind: arf
     addresses: ["fbl@partner.e2e.example"]
     accept_from: {networks: ["127.0.0.2/32"]}
-`, filepath.Join(dir, "data"), smtpYAML)
+`, filepath.Join(dir, "data"), smtpYAML, httpListen)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +120,7 @@ func TestSlowlorisLegitClientsServed(t *testing.T) {
   max_connections_per_ip: 20
   reserved_connections: 10
   read_timeout: 3s
-  session_timeout: 6s`)
+  session_timeout: 6s`, "")
 	d := startDaemon(t, dir, "-config", cfg)
 
 	stop := make(chan struct{})
@@ -200,4 +203,146 @@ func sendFrom(local, addr, rcpt string, i int) error {
 		return err
 	}
 	return c.Quit()
+}
+
+// TestMemoryFloodAnswered: with the DATA budget held by two clients that
+// stop just before the end of their messages, a flood of 16 sessions
+// sending large messages all get 452 4.3.1 (and nothing is stored for
+// them), the daemon stays up, and once the two finish their messages are
+// stored and a new one is accepted.
+func TestMemoryFloodAnswered(t *testing.T) {
+	dir := t.TempDir()
+	cfg := hostileConfig(t, dir, `
+  max_message_bytes: 4194304
+  max_inflight_bytes: 8388608
+  read_timeout: 10m
+  session_timeout: 20m`, "127.0.0.1:0")
+	d := startDaemon(t, dir, "-config", cfg)
+	metrics := httpAddr(t, d) + "/metrics"
+	big := []byte("Subject: flood\r\n\r\n" + strings.Repeat(strings.Repeat("z", 78)+"\r\n", 3500000/80))
+	// The flood's messages are smaller: with the budget full, the first
+	// 64 KiB of each already cannot be had.
+	small := big[:600000]
+	type holder struct {
+		c *smtp.Client
+		w interface{ Close() error }
+	}
+	var holders []holder
+	for i := 0; i < 2; i++ {
+		c, err := smtp.Dial(d.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Mail("a@origin.example", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("x@trap.e2e.example", nil); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(big); err != nil {
+			t.Fatal(err)
+		}
+		holders = append(holders, holder{c, w})
+	}
+
+	// The two hold the whole budget once the daemon has read their
+	// messages: a session that has read 3 MiB takes 4 MiB (the share
+	// doubles with what arrived), and the budget is twice that.
+	for deadline := time.Now().Add(60 * time.Second); inflight(t, metrics) < 8<<20; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon holds %d bytes of DATA, want the two messages", inflight(t, metrics))
+		}
+	}
+
+	codes := make(chan int, 16)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Go(func() {
+			c, err := smtp.Dial(d.addr)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			defer c.Close()
+			err = c.SendMail("a@origin.example", []string{"x@trap.e2e.example"}, bytes.NewReader(small))
+			var se *smtp.SMTPError
+			switch {
+			case err == nil:
+				codes <- 250
+			case asSMTPError(err, &se) && se.EnhancedCode == (smtp.EnhancedCode{4, 3, 1}):
+				codes <- se.Code
+			default:
+				t.Errorf("flood client: %v", err)
+				codes <- 0
+			}
+		})
+	}
+	wg.Wait()
+	close(codes)
+	n452 := 0
+	for c := range codes {
+		if c != 452 {
+			t.Errorf("flood client got %d while the budget was held, want 452 4.3.1", c)
+			continue
+		}
+		n452++
+	}
+	for i, h := range holders {
+		if err := h.w.Close(); err != nil {
+			t.Fatalf("holder %d: %v", i, err)
+		}
+		h.c.Quit()
+	}
+	select {
+	case <-d.exited:
+		t.Fatalf("daemon died: %v", d.err)
+	default:
+	}
+	if err := sendFrom("127.0.0.1", d.addr, "x@trap.e2e.example", 99); err != nil {
+		t.Fatalf("after the flood: %v", err)
+	}
+	logs := d.logs.String()
+	if got := strings.Count(logs, `"code":250`); got != 3 {
+		t.Errorf("%d messages accepted, want the 2 holders and the last one", got)
+	}
+	if !strings.Contains(logs, "DATA budget exhausted") {
+		t.Error("no log line says the budget was exhausted")
+	}
+	d.stop()
+}
+
+func asSMTPError(err error, se **smtp.SMTPError) bool {
+	e, ok := err.(*smtp.SMTPError)
+	if ok {
+		*se = e
+	}
+	return ok
+}
+
+// inflight reads xarfd_smtp_inflight_bytes from the daemon's metrics.
+func inflight(t *testing.T, url string) int64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "xarfd_smtp_inflight_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int64(f)
+		}
+	}
+	t.Fatal("no xarfd_smtp_inflight_bytes in /metrics")
+	return 0
 }
