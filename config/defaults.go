@@ -61,10 +61,10 @@ const (
 	DefaultMaxInflightBytes = 0
 	// InflightMemoryDivisor: the derived DATA budget is the memory
 	// available divided by this. A message in flight was measured to
-	// cost 4 to 6 times its size in resident memory (scripts/flood-smtp:
-	// parsing, redaction, conversion, and the garbage collector's
-	// headroom), so an eighth keeps the process inside its limit with
-	// room for everything else.
+	// cost about 6 times its size in resident memory (scripts/flood-smtp,
+	// docs/operations.md), half of it the garbage collector's headroom,
+	// which the soft memory limit xarfd sets takes away near the limit:
+	// an eighth keeps what is live well inside the limit.
 	InflightMemoryDivisor = 8
 	// MinInflightBytes is the floor of the derived budget: two messages of
 	// DefaultMaxMessageBytes, so a small container still takes large mail.
