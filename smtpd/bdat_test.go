@@ -18,6 +18,9 @@ func waitInflightZero(t *testing.T, ts *testServer) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if n := ts.srv.lim.Load().budget.errors(); n != 0 {
+		t.Fatalf("DATA budget released %d bytes more than it gave", n)
+	}
 }
 
 // TestBDATThenAbort sends part of a message in BDAT chunks and then

@@ -120,6 +120,9 @@ func FuzzSession(f *testing.F) {
 		lim := ts.srv.lim.Load()
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 			open, _ := lim.conns.counts()
+			if lim.budget.errors() != 0 {
+				t.Fatalf("the DATA budget was released beyond what was taken; script %q", script.String())
+			}
 			if open == 0 && lim.budget.inUse() == 0 {
 				break
 			}
