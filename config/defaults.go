@@ -62,9 +62,9 @@ const (
 	// InflightMemoryDivisor: the derived DATA budget is the memory
 	// available divided by this. A message in flight was measured to
 	// cost about 6 times its size in resident memory (scripts/flood-smtp,
-	// docs/operations.md), half of it the garbage collector's headroom,
-	// which the soft memory limit xarfd sets takes away near the limit:
-	// an eighth keeps what is live well inside the limit.
+	// docs/operations.md), 4 when the soft memory limit xarfd sets
+	// holds the garbage collector's headroom back: an eighth keeps what
+	// is live at half the memory.
 	InflightMemoryDivisor = 8
 	// MinInflightBytes is the floor of the derived budget: two messages of
 	// DefaultMaxMessageBytes, so a small container still takes large mail.
