@@ -81,6 +81,22 @@ type SMTP struct {
 	// MaxLineLength caps the length of a command line and of each line of
 	// DATA (RFC 5321 allows 1000; real mail is often longer).
 	MaxLineLength int `yaml:"max_line_length"`
+	// MaxConnectionsPerIP caps concurrent sessions from one IPv4 address
+	// or one IPv6 /64; the next gets 421 4.7.0 at connect.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ReservedConnections are slots beyond MaxConnections that only peers
+	// in some channel's accept_from.networks may take, so that a flood
+	// from elsewhere cannot lock out the configured feeds.
+	ReservedConnections int `yaml:"reserved_connections"`
+	// SessionTimeout bounds a whole connection, however busy the client
+	// keeps it: a client trickling bytes faster than ReadTimeout is still
+	// cut off (421 4.4.2) when it runs out.
+	SessionTimeout Duration `yaml:"session_timeout"`
+	// MaxInflightBytes is how many bytes of DATA/BDAT all sessions may
+	// hold in memory at once; a session that would exceed it waits
+	// briefly, then gets 452 4.3.1. 0 = derived from the memory available
+	// (see smtpd.InflightBudget).
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
 	// AuthFile lists "name:hash" lines for the channels' accept_from.users.
 	AuthFile string `yaml:"auth_file"`
 }

@@ -51,7 +51,9 @@ func TestDefaultsFillOmittedKeys(t *testing.T) {
 	if c.SMTP.MaxMessageBytes != DefaultMaxMessageBytes || c.SMTP.ReadTimeout.D() != DefaultReadTimeout ||
 		c.SMTP.Listen[0] != DefaultSMTPListen || c.Reporter.Retry.GiveUpAfter.D() != DefaultGiveUpAfter ||
 		c.Reporter.MaxRecipientsPerReport != DefaultMaxRecipientsPerReport ||
-		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL {
+		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL || c.SMTP.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP ||
+		c.SMTP.ReservedConnections != DefaultReservedConnections || c.SMTP.SessionTimeout.D() != DefaultSessionTimeout ||
+		c.SMTP.MaxInflightBytes != DefaultMaxInflightBytes {
 		t.Errorf("top-level defaults = %+v", c)
 	}
 	// The effective configuration prints and reads back the same.
@@ -178,6 +180,11 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"token for unknown channel", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [submit], channels: [nope]}]}\n", []string{"http.tokens[0].channels[0]", "nope"}},
 		{"users without auth file", minimal + "    accept_from: {users: [p1]}\n", []string{"channels[0].accept_from.users: needs smtp.auth_file"}},
 		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},
+		{"per-ip cap", minimal + "smtp: {max_connections_per_ip: 0}\n", []string{"smtp.max_connections_per_ip: must be at least 1"}},
+		{"negative reserve", minimal + "smtp: {reserved_connections: -1}\n", []string{"smtp.reserved_connections: must not be negative"}},
+		{"session shorter than a read", minimal + "smtp: {read_timeout: 60s, session_timeout: 10s}\n", []string{"smtp.session_timeout: 10s is shorter than smtp.read_timeout"}},
+		{"budget below one message", minimal + "smtp: {max_message_bytes: 2048, max_inflight_bytes: 1024}\n", []string{"smtp.max_inflight_bytes: 1024 is below smtp.max_message_bytes"}},
+		{"negative budget", minimal + "smtp: {max_inflight_bytes: -5}\n", []string{"smtp.max_inflight_bytes: must not be negative"}},
 		{"bad listen", minimal + "smtp: {listen: [':nope:']}\n", []string{"smtp.listen[0]"}},
 		{"dkim half configured", minimal + "reporter: {dkim: {domain: example.net}}\n", []string{"reporter.dkim:", "together"}},
 		{"no recipients per report", minimal + "reporter: {max_recipients_per_report: 0}\n", []string{"reporter.max_recipients_per_report: must be at least 1"}},

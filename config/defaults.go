@@ -42,6 +42,34 @@ const (
 	// messages often carry long unwrapped lines; it still bounds the
 	// memory one command line can take.
 	DefaultMaxLineLength = 64 << 10
+	// DefaultMaxConnectionsPerIP lets one host (an IPv4 address, an IPv6
+	// /64) take 2% of DefaultMaxConnections: a real MTA rarely opens more
+	// than a handful of parallel sessions to one MX, and 200 tricklers from
+	// one address cannot crowd everybody else out.
+	DefaultMaxConnectionsPerIP = 20
+	// DefaultReservedConnections are kept, beyond max_connections, for
+	// peers in a channel's accept_from.networks (the feeds the operator
+	// named), so that they are served while strangers fill the cap.
+	DefaultReservedConnections = 50
+	// DefaultSessionTimeout bounds one connection whatever it does: long
+	// enough for a few max-size messages on a slow link (25 MiB at
+	// 1 Mbit/s takes about 3.5 minutes), short enough that a slot held by
+	// a trickler comes back.
+	DefaultSessionTimeout = 10 * time.Minute
+	// DefaultMaxInflightBytes 0 derives the DATA budget from memory; see
+	// smtpd.InflightBudget for the fraction and the floor.
+	DefaultMaxInflightBytes = 0
+	// InflightMemoryDivisor: the derived DATA budget is the memory
+	// available divided by this. A message in flight was measured to
+	// cost about 6 times its size in resident memory (scripts/flood-smtp,
+	// docs/operations.md), 4 when the soft memory limit xarfd sets
+	// holds the garbage collector's headroom back: an eighth keeps what
+	// is live at half the memory.
+	InflightMemoryDivisor = 8
+	// MinInflightBytes is the floor of the derived budget: two messages of
+	// DefaultMaxMessageBytes, so a small container still takes large mail.
+	// (A smaller budget than max_message_bytes is never derived.)
+	MinInflightBytes = 2 * DefaultMaxMessageBytes
 	// DefaultRetention keeps a channel's data for 30 days.
 	DefaultRetention = 720 * time.Hour
 	// DefaultRedactMode keeps addresses syntactically valid without
@@ -91,6 +119,11 @@ func defaults() Config {
 			WriteTimeout:    Duration(DefaultWriteTimeout),
 			MaxConnections:  DefaultMaxConnections,
 			MaxLineLength:   DefaultMaxLineLength,
+
+			MaxConnectionsPerIP: DefaultMaxConnectionsPerIP,
+			ReservedConnections: DefaultReservedConnections,
+			SessionTimeout:      Duration(DefaultSessionTimeout),
+			MaxInflightBytes:    DefaultMaxInflightBytes,
 		},
 		HTTP: HTTP{Listen: DefaultHTTPListen},
 		Reporter: Reporter{

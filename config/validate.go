@@ -104,6 +104,22 @@ func (c *Config) validateSMTP(v *validator) {
 	if s.MaxLineLength < 1000 {
 		v.bad("smtp.max_line_length", "%d is below RFC 5321's 1000", s.MaxLineLength)
 	}
+	if s.MaxConnectionsPerIP < 1 {
+		v.bad("smtp.max_connections_per_ip", "must be at least 1")
+	}
+	if s.ReservedConnections < 0 {
+		v.bad("smtp.reserved_connections", "must not be negative")
+	}
+	if s.SessionTimeout.D() <= 0 {
+		v.bad("smtp.session_timeout", "must be positive")
+	} else if s.SessionTimeout < s.ReadTimeout {
+		v.bad("smtp.session_timeout", "%s is shorter than smtp.read_timeout (%s)", s.SessionTimeout.D(), s.ReadTimeout.D())
+	}
+	if s.MaxInflightBytes < 0 {
+		v.bad("smtp.max_inflight_bytes", "must not be negative (0 = derived from memory)")
+	} else if s.MaxInflightBytes > 0 && s.MaxInflightBytes < s.MaxMessageBytes {
+		v.bad("smtp.max_inflight_bytes", "%d is below smtp.max_message_bytes (%d): the largest message could never be received", s.MaxInflightBytes, s.MaxMessageBytes)
+	}
 }
 
 func (c *Config) validateHTTP(v *validator) {

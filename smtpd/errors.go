@@ -51,6 +51,12 @@ var (
 	// errDKIMTemp: a signature of an accepted domain could not be checked
 	// now (its key lookup timed out): the client retries later.
 	errDKIMTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "Cannot verify the DKIM signature now, try again later"}
+	// errNoRoom: the DATA budget (smtp.max_inflight_bytes) stayed full
+	// for inflightWait; RFC 3463's 4.3.1 is "mail system full". The
+	// client retries later, as for any 4xx.
+	errNoRoom = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
+	// errBadSequence: a command out of order that go-smtp lets through.
+	errBadSequence = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Bad sequence of commands"}
 	// errBadPeer: the peer address is not TCP/IP (cannot route policy).
 	errBadPeer = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot determine peer address"}
 )

@@ -1,12 +1,16 @@
 // Package smtpd is xarfd's SMTP server, built on emersion/go-smtp.
 //
 // Message flow: a client connects (at most smtp.max_connections at once,
-// the next gets 421 4.7.0); it may STARTTLS and then AUTH as a user of
+// smtp.max_connections_per_ip from one address or IPv6 /64, and
+// smtp.reserved_connections more for peers in a channel's
+// accept_from.networks; the next gets 421 4.7.0; every read has
+// read_timeout and no session outlives session_timeout); it may STARTTLS and then AUTH as a user of
 // smtp.auth_file; each RCPT is routed to a channel by exact address or
 // "*@domain" (550 5.1.1 otherwise: we are no relay) and checked against
 // that channel's accept_from networks (550 5.7.1) and users (530 5.7.0
 // unauthenticated, 550 5.7.1 another user); DATA is read whole, bounded by
-// max_message_bytes (552 5.3.4) and max_line_length, its DKIM signatures,
+// max_message_bytes (552 5.3.4), max_line_length and the bytes all
+// sessions may hold at once (max_inflight_bytes, 452 4.3.1), its DKIM signatures,
 // SPF and iprev are checked, a channel's dkim_domains decide (550 5.7.1),
 // an Authentication-Results header goes on top, and the message is handed
 // to ingest once, with one delivery per channel. The reply is 250 only
@@ -23,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +43,16 @@ import (
 
 // Server is the SMTP side of one xarfd process.
 type Server struct {
-	cfg   *config.Config // as at New: listeners, limits, hostname
-	rt    atomic.Pointer[runtimeConfig]
-	log   zerolog.Logger
-	m     *metrics.Metrics
-	srv   *smtp.Server
-	limit chan struct{} // one token per open session
+	cfg *config.Config // as at New: listeners, limits, hostname
+	rt  atomic.Pointer[runtimeConfig]
+	log zerolog.Logger
+	m   *metrics.Metrics
+	srv *smtp.Server
+	// lim holds what the smtp section's limits derive to (see limits);
+	// a reload may swap it.
+	lim atomic.Pointer[limits]
+	// refusals rate-limits the log lines of refused connections.
+	refusals refusalLog
 
 	checker   *auth.Checker
 	authFails *failLimiter
@@ -101,11 +110,16 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 		cfg:       cfg,
 		log:       log,
 		m:         m,
-		limit:     make(chan struct{}, cfg.SMTP.MaxConnections),
 		sessions:  map[*session]struct{}{},
 		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
 		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
 	}
+	lim := newLimits(cfg)
+	s.lim.Store(lim)
+	log.Info().Int64("max_inflight_bytes", lim.budget.max).Str("from", lim.inflightFrom).Msg("smtp DATA budget")
+	m.Gauge("xarfd_smtp_inflight_bytes", "Bytes of DATA held in memory by SMTP sessions now.", func() float64 { return float64(s.lim.Load().budget.inUse()) })
+	m.Gauge("xarfd_smtp_max_inflight_bytes", "The DATA budget: smtp.max_inflight_bytes, or derived from memory.", func() float64 { return float64(s.lim.Load().budget.max) })
+	m.Gauge("xarfd_smtp_connections", "Open SMTP connections.", func() float64 { n, _ := s.lim.Load().conns.counts(); return float64(n) })
 	var users *auth.Users
 	if cfg.SMTP.AuthFile != "" {
 		u, err := auth.LoadUsers(cfg.SMTP.AuthFile)
@@ -229,9 +243,9 @@ func (s *Server) untrack(ss *session) {
 	delete(s.sessions, ss)
 }
 
-// limitListener hands go-smtp at most cap(s.limit) connections at a time;
-// beyond that a client gets 421 4.7.0 and is closed, instead of waiting
-// in the kernel's backlog with no answer.
+// limitListener hands go-smtp only the connections the connLimiter
+// admits; beyond that a client gets 421 4.7.0 and is closed, instead of
+// waiting in the kernel's backlog with no answer.
 type limitListener struct {
 	net.Listener
 	s *Server
@@ -243,43 +257,85 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.s.limit <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.s.limit }, readTimeout: l.s.cfg.SMTP.ReadTimeout.D()}, nil
-		default:
-			go l.s.refuse(c)
+		lim := l.s.lim.Load()
+		ip := peerAddr(c)
+		release, refused := lim.conns.admit(ip)
+		if refused != "" {
+			go l.s.refuse(c, ip, refused)
+			continue
 		}
+		now := time.Now()
+		return &limitConn{Conn: c, release: release, readTimeout: lim.readTimeout, sessionEnd: now.Add(lim.sessionTimeout)}, nil
 	}
 }
 
-func (s *Server) refuse(c net.Conn) {
+// refuseWriteTimeout bounds the 421 to a refused client: it need not read.
+const refuseWriteTimeout = 5 * time.Second
+
+func (s *Server) refuse(c net.Conn, ip netip.Addr, why string) {
 	defer c.Close()
-	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	c.Write([]byte(replyLine(s.cfg.Hostname, errTooManyConns)))
 	s.m.SMTPReply(errTooManyConns.Code)
-	s.log.Warn().Str("peer", c.RemoteAddr().String()).Int("code", errTooManyConns.Code).
-		Int("max_connections", cap(s.limit)).Msg("smtp connection refused")
+	if n, ok := s.refusals.note(why, time.Now()); ok {
+		lim := s.lim.Load()
+		open, peers := lim.conns.counts()
+		s.log.Warn().Str("peer", ip.String()).Int("code", errTooManyConns.Code).Str("limit", why).
+			Int("refused", n).Int("open", open).Int("peer_networks", peers).
+			Int("max_connections", lim.conns.max).Int("max_connections_per_ip", lim.conns.perIP).
+			Msg("smtp connections refused")
+	}
+}
+
+// refusalLog lets through one log line per reason and second, carrying
+// how many refusals it stands for: a flood of connections must not
+// become a flood of log lines.
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	n    map[string]int
+}
+
+func (r *refusalLog) note(why string, now time.Time) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last, r.n = map[string]time.Time{}, map[string]int{}
+	}
+	r.n[why]++
+	if now.Sub(r.last[why]) < time.Second {
+		return 0, false
+	}
+	n := r.n[why]
+	r.last[why], r.n[why] = now, 0
+	return n, true
 }
 
 // limitConn returns its slot on Close, and renews the read deadline on
 // every read from the socket, so read_timeout bounds each pause of the
 // client, inside DATA too, rather than the whole transfer: a large message
 // on a slow link is not cut off, a stalled one is. (go-smtp sets the
-// deadline only per command line, and its DATA reader fills whole buffers.)
+// deadline only per command line, and its DATA reader fills whole
+// buffers.) No deadline goes past sessionEnd: a client that trickles a
+// byte now and then, never pausing for read_timeout, is cut off there.
 type limitConn struct {
 	net.Conn
-	once        sync.Once
 	release     func()
 	readTimeout time.Duration
+	sessionEnd  time.Time
 }
 
 func (c *limitConn) Read(p []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
+	d := time.Now().Add(c.readTimeout)
+	if c.sessionEnd.Before(d) {
+		d = c.sessionEnd
+	}
+	c.Conn.SetReadDeadline(d)
 	return c.Conn.Read(p)
 }
 
 func (c *limitConn) Close() error {
-	c.once.Do(c.release)
+	c.release()
 	return c.Conn.Close()
 }
 

@@ -25,36 +25,51 @@ import (
 )
 
 // session is one SMTP connection (per-session state); txn is the message
-// being received in it (per-message state), reset after DATA or RSET.
+// being received in it (per-message state), replaced after DATA or RSET.
+//
+// go-smtp runs Data for BDAT in a goroutine of its own, which keeps
+// reading while the connection's goroutine handles the commands between
+// chunks: RSET, EHLO, QUIT or a broken connection call Reset or Logout
+// while Data still runs. So the txn pointer changes only under mu, and a
+// txn whose inData is set belongs to Data alone: Reset and Logout detach
+// it and leave its log line and its budget to Data.
 type session struct {
 	s    *Server
+	lim  *limits // the server's limits when the session began
 	conn *smtp.Conn
 	id   string
 	peer netip.AddrPort
 	log  zerolog.Logger
 
-	mu     sync.Mutex // guards busy and closed against Shutdown
+	mu     sync.Mutex // guards busy, closed and txn against Shutdown and BDAT's Data
 	busy   bool       // inside a transaction: MAIL given, not yet reset
 	closed bool
+	txn    *txn // nil between transactions
 
 	// authUser is the SMTP AUTH identity; "" until AUTH succeeds. A
 	// session is new after STARTTLS, so it is never carried from a plain
 	// connection into TLS.
 	authUser string
-
-	txn txn
 }
 
+// txn is one mail transaction. What Data needs from the connection
+// (HELO, TLS, AUTH identity) is copied in at MAIL, because the
+// connection's goroutine may change them while BDAT's Data runs.
 type txn struct {
 	rt       *runtimeConfig // the configuration at MAIL, kept to the end
 	started  time.Time
 	from     string
-	hasFrom  bool
+	helo     string
+	tls      *store.TLSState
+	authUser string
+	size     int64             // SIZE= of MAIL, 0 if not given
 	byChan   []ingest.Delivery // in first-seen order
 	nRcpt    int
 	rejected int
 	lastCode int
 	checks   *auth.Results // set at the end of DATA
+	inData   bool          // Data owns the txn
+	res      reservation   // DATA budget taken at MAIL for SIZE=
 }
 
 // NewSession implements smtp.Backend.
@@ -65,6 +80,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	ss := &session{
 		s:    s,
+		lim:  s.lim.Load(),
 		conn: c,
 		id:   newSessionID(),
 		peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
@@ -91,53 +107,74 @@ func (ss *session) closeIfIdle() {
 	}
 }
 
-func (ss *session) setBusy(b bool) {
-	ss.mu.Lock()
-	ss.busy = b
-	ss.mu.Unlock()
-}
-
 // Mail implements smtp.Session. The null reverse-path is accepted: bounces
-// sent to trap addresses are evidence too.
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
-	ss.setBusy(true)
-	ss.txn = txn{rt: ss.s.rt.Load(), started: time.Now(), from: from, hasFrom: true}
+// sent to trap addresses are evidence too. A SIZE= parameter takes its
+// bytes from the DATA budget now, so that a client is told 452 4.3.1
+// before it sends a message there is no room for.
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	t := &txn{
+		rt:       ss.s.rt.Load(),
+		started:  time.Now(),
+		from:     from,
+		helo:     ss.conn.Hostname(),
+		tls:      tlsState(ss.conn),
+		authUser: ss.authUser,
+		res:      reservation{b: ss.lim.budget},
+	}
+	if opts != nil && opts.Size > 0 {
+		t.size = min(opts.Size, ss.s.cfg.SMTP.MaxMessageBytes)
+		if !t.res.grow(t.size, ss.lim.inflightWait) {
+			ss.log.Warn().Int("code", errNoRoom.Code).Int64("size", t.size).Int64("inflight_bytes", ss.lim.budget.inUse()).
+				Msg("smtp transaction refused at MAIL: DATA budget exhausted")
+			ss.s.m.SMTPReply(errNoRoom.Code)
+			return errNoRoom
+		}
+	}
+	ss.mu.Lock()
+	old := ss.txn
+	ss.txn, ss.busy = t, true
+	ss.mu.Unlock()
+	ss.finish(old)
 	return nil
 }
 
 // Rcpt implements smtp.Session: route, then the channel's peer policy.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	ch := ss.txn.rt.router.Route(to)
+	t := ss.current()
+	if t == nil {
+		return errBadSequence // go-smtp asks for MAIL first; never reached
+	}
+	ch := t.rt.router.Route(to)
 	if ch == nil {
-		return ss.reject(errUnknownRcpt)
+		return t.reject(ss, errUnknownRcpt)
 	}
 	if !allowedPeer(ch, ss.peer.Addr()) {
-		return ss.reject(errSenderNotAllowed)
+		return t.reject(ss, errSenderNotAllowed)
 	}
 	if users := ch.AcceptFrom.Users; len(users) > 0 {
 		if ss.authUser == "" {
-			return ss.reject(errAuthRequired)
+			return t.reject(ss, errAuthRequired)
 		}
 		if !slices.Contains(users, ss.authUser) {
-			return ss.reject(errSenderNotAllowed)
+			return t.reject(ss, errSenderNotAllowed)
 		}
 	}
-	if n := len(ss.txn.byChan); n > 0 && !ss.hasChannel(ch) && (needsDKIM(ch) || needsDKIM(ss.txn.byChan[0].Channel)) {
-		return ss.reject(errSeparateTransaction)
+	if n := len(t.byChan); n > 0 && !t.hasChannel(ch) && (needsDKIM(ch) || needsDKIM(t.byChan[0].Channel)) {
+		return t.reject(ss, errSeparateTransaction)
 	}
-	ss.txn.nRcpt++
-	for i := range ss.txn.byChan {
-		if ss.txn.byChan[i].Channel == ch {
-			ss.txn.byChan[i].Rcpts = append(ss.txn.byChan[i].Rcpts, to)
+	t.nRcpt++
+	for i := range t.byChan {
+		if t.byChan[i].Channel == ch {
+			t.byChan[i].Rcpts = append(t.byChan[i].Rcpts, to)
 			return nil
 		}
 	}
-	ss.txn.byChan = append(ss.txn.byChan, ingest.Delivery{Channel: ch, Rcpts: []string{to}})
+	t.byChan = append(t.byChan, ingest.Delivery{Channel: ch, Rcpts: []string{to}})
 	return nil
 }
 
-func (ss *session) hasChannel(ch *config.Channel) bool {
-	for _, d := range ss.txn.byChan {
+func (t *txn) hasChannel(ch *config.Channel) bool {
+	for _, d := range t.byChan {
 		if d.Channel == ch {
 			return true
 		}
@@ -148,45 +185,104 @@ func (ss *session) hasChannel(ch *config.Channel) bool {
 // needsDKIM reports whether ch is decided at the end of DATA.
 func needsDKIM(ch *config.Channel) bool { return len(ch.AcceptFrom.DKIMDomains) > 0 }
 
-func (ss *session) reject(e *smtp.SMTPError) error {
-	ss.txn.rejected++
-	ss.txn.lastCode = e.Code
+func (t *txn) reject(ss *session, e *smtp.SMTPError) error {
+	t.rejected++
+	t.lastCode = e.Code
 	ss.s.m.SMTPReply(e.Code)
 	return e
+}
+
+// current returns the transaction in progress, or nil.
+func (ss *session) current() *txn {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.txn
 }
 
 // Data implements smtp.Session: read the whole message, store it once per
 // channel in one transaction, and only then answer 250.
 func (ss *session) Data(r io.Reader) error {
+	ss.mu.Lock()
+	t := ss.txn
+	if t == nil || t.inData || len(t.byChan) == 0 {
+		// A BDAT goroutine of go-smtp that started after its transaction
+		// was already reset: its reader is closed, nobody reads its reply.
+		ss.mu.Unlock()
+		return errBroken
+	}
+	t.inData = true
+	res := t.res // Data now owns what MAIL reserved
+	t.res = reservation{b: res.b}
+	ss.mu.Unlock()
+	defer func() {
+		res.releaseAll()
+		ss.mu.Lock()
+		t.inData = false
+		ss.mu.Unlock()
+	}()
+
 	bp := ss.s.getBuf()
 	defer ss.s.putBuf(bp)
-	buf, err := readData(r, *bp)
+	limit := ss.s.cfg.SMTP.MaxMessageBytes
+	if t.size > 0 && cap(*bp) < headroom+int(t.size)+readSlack {
+		// SIZE= was reserved already: allocate once, no regrowth.
+		*bp = make([]byte, 0, headroom+int(t.size)+readSlack)
+	}
+	buf, err := readData(r, *bp, int(res.held), func(n int) bool {
+		return res.grow(min(int64(n), limit+1), ss.lim.inflightWait)
+	})
 	*bp = buf // keep a grown buffer for the next message
 	raw := buf[headroom:]
 	if err != nil {
+		if errors.Is(err, smtp.ErrDataReset) {
+			// RSET, EHLO, QUIT or a lost connection between BDAT chunks:
+			// the client gets no reply to this transaction.
+			if len(raw) == 0 {
+				// Before the first byte: nothing to log. If the txn is
+				// still current its reservation goes back to it.
+				ss.mu.Lock()
+				if ss.txn == t {
+					t.res, res = res, reservation{}
+				}
+				ss.mu.Unlock()
+			} else {
+				ss.logTxn(t, 0, len(raw), nil, nil)
+			}
+			return errBroken
+		}
 		e := dataError(err)
-		ss.logTxn(e.Code, len(raw), nil, nil)
+		if e == errTimeout || e == errBroken {
+			// Close now: go-smtp would otherwise read on to the end of
+			// the message to discard it, waiting for a client that
+			// stopped, a second read_timeout.
+			ss.hangUp(e)
+		}
+		if e == errNoRoom {
+			ss.log.Warn().Int64("inflight_bytes", ss.lim.budget.inUse()).Int64("max_inflight_bytes", ss.lim.budget.max).
+				Msg("smtp DATA budget exhausted")
+		}
+		ss.logTxn(t, e.Code, len(raw), nil, nil)
 		return e
 	}
 	receivedAt := time.Now().UTC()
 	checks := ss.s.checker.Check(context.Background(), auth.Input{
 		Raw:      raw,
 		PeerIP:   ss.peer.Addr(),
-		HELO:     ss.conn.Hostname(),
-		MailFrom: ss.txn.from,
-		AuthUser: ss.authUser,
+		HELO:     t.helo,
+		MailFrom: t.from,
+		AuthUser: t.authUser,
 	})
-	ss.txn.checks = checks
+	t.checks = checks
 	// One reply covers every recipient, and a DKIM-requiring channel's
 	// recipients are alone in their transaction (see Rcpt): refusing here
 	// never takes a delivery away from a channel that would accept it.
-	for _, d := range ss.txn.byChan {
+	for _, d := range t.byChan {
 		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
 		case auth.Refused:
-			ss.logTxn(errNoDKIM.Code, len(raw), nil, nil)
+			ss.logTxn(t, errNoDKIM.Code, len(raw), nil, nil)
 			return errNoDKIM
 		case auth.Deferred:
-			ss.logTxn(errDKIMTemp.Code, len(raw), nil, nil)
+			ss.logTxn(t, errDKIMTemp.Code, len(raw), nil, nil)
 			return errDKIMTemp
 		}
 	}
@@ -204,24 +300,24 @@ func (ss *session) Data(r io.Reader) error {
 	env := store.Envelope{
 		PeerIP:     ss.peer.Addr(),
 		PeerPort:   ss.peer.Port(),
-		HELO:       ss.conn.Hostname(),
-		MailFrom:   ss.txn.from,
+		HELO:       t.helo,
+		MailFrom:   t.from,
 		ReceivedAt: receivedAt,
-		TLS:        tlsState(ss.conn),
-		AuthUser:   ss.authUser,
+		TLS:        t.tls,
+		AuthUser:   t.authUser,
 		Via:        "smtp",
 	}
-	res, err := ss.txn.rt.ingest.Accept(env, ss.txn.byChan, stamped)
+	results, err := t.rt.ingest.Accept(env, t.byChan, stamped)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
-		ss.logTxn(errLocal.Code, len(raw), nil, nil)
+		ss.logTxn(t, errLocal.Code, len(raw), nil, nil)
 		return errLocal
 	}
-	idText := make([]string, len(res))
-	for i, r := range res {
+	idText := make([]string, len(results))
+	for i, r := range results {
 		idText[i] = r.ID.String()
 	}
-	ss.logTxn(250, len(raw), idText, res)
+	ss.logTxn(t, 250, len(raw), idText, results)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")}
 }
 
@@ -229,9 +325,17 @@ func (ss *session) Data(r io.Reader) error {
 // Authentication-Results header (a few hundred bytes).
 const headroom = 2048
 
+// readSlack is room beyond a SIZE= declaration: clients count SIZE
+// loosely (RFC 1870 asks only for an estimate), and the buffer should not
+// regrow for the last few bytes.
+const readSlack = 4096
+
 // readData appends DATA to buf[:headroom] and returns it; the message is
 // buf[headroom:]. Unlike io.ReadAll it starts from a recycled buffer.
-func readData(r io.Reader, buf []byte) ([]byte, error) {
+// Before each read it asks reserve for room for the message so far plus
+// what that read may add, beyond the reserved bytes held already (SIZE=);
+// when reserve says no, it stops with errNoRoom.
+func readData(r io.Reader, buf []byte, reserved int, reserve func(n int) bool) ([]byte, error) {
 	if cap(buf) < headroom+4096 {
 		buf = make([]byte, 0, headroom+64<<10)
 	}
@@ -240,8 +344,19 @@ func readData(r io.Reader, buf []byte) ([]byte, error) {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		n := len(buf) - headroom
+		if reserved <= n {
+			// Small messages take a small share; the share doubles with
+			// what arrives, up to reserveStep at a time.
+			want := n + min(max(n, minReserveStep), reserveStep)
+			if !reserve(want) {
+				return buf, errNoRoom
+			}
+			reserved = want
+		}
+		end := min(cap(buf), headroom+reserved)
+		m, err := r.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+m]
 		if err == io.EOF {
 			return buf, nil
 		}
@@ -257,7 +372,7 @@ func dataError(err error) *smtp.SMTPError {
 	var ne net.Error
 	switch {
 	case errors.As(err, &se):
-		return se // 552 5.3.4 from go-smtp's size limit
+		return se // 552 5.3.4 from go-smtp's size limit, 452 4.3.1 from ours
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return errLineTooLong
 	case errors.As(err, &ne) && ne.Timeout():
@@ -266,18 +381,24 @@ func dataError(err error) *smtp.SMTPError {
 	return errBroken
 }
 
-// logTxn writes the one log line of a transaction. It names no recipient
-// and no body: both can be personal data of a redacting channel.
-func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
+// logTxn writes the one log line of a transaction (code 0: abandoned in
+// BDAT, nothing was answered). It names no recipient
+// and no body: both can be personal data of a redacting channel. The
+// caller owns t: Data while t.inData, else the connection's goroutine.
+func (ss *session) logTxn(t *txn, code, size int, ids []string, res []ingest.Result) {
 	ev := ss.log.Info()
 	if code >= 400 {
 		ev = ss.log.Warn()
 	}
-	chans := make([]string, len(ss.txn.byChan))
-	for i, d := range ss.txn.byChan {
+	chans := make([]string, len(t.byChan))
+	for i, d := range t.byChan {
 		chans[i] = d.Channel.Name
 	}
-	ss.s.m.SMTPReply(code)
+	if code == 0 {
+		ev = ev.Bool("aborted", true) // code 0: the client abandoned BDAT, no reply
+	} else {
+		ss.s.m.SMTPReply(code)
+	}
 	redacted, quarantined, reports := 0, 0, 0
 	for _, r := range res {
 		redacted += r.Redaction.Total()
@@ -288,10 +409,10 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 			reports++
 		}
 	}
-	if ss.authUser != "" {
-		ev = ev.Str("auth_user", ss.authUser)
+	if t.authUser != "" {
+		ev = ev.Str("auth_user", t.authUser)
 	}
-	if c := ss.txn.checks; c != nil {
+	if c := t.checks; c != nil {
 		dk := make([]string, len(c.DKIM))
 		for i, d := range c.DKIM {
 			dk[i] = d.Result + ":" + d.Domain
@@ -300,36 +421,59 @@ func (ss *session) logTxn(code, size int, ids []string, res []ingest.Result) {
 	}
 	ev.Strs("channels", chans).
 		Strs("ids", ids).
-		Str("helo", ss.conn.Hostname()).
-		Int("rcpts", ss.txn.nRcpt).
-		Int("rejected_rcpts", ss.txn.rejected).
+		Str("helo", t.helo).
+		Int("rcpts", t.nRcpt).
+		Int("rejected_rcpts", t.rejected).
 		Int("size", size).
 		Int("code", code).
 		Int("redactions", redacted).
 		Int("reports", reports).
 		Int("quarantined", quarantined).
-		Dur("duration", time.Since(ss.txn.started)).
+		Dur("duration", time.Since(t.started)).
 		Msg("smtp transaction")
-	ss.txn.lastCode = 0
-	ss.txn.rejected = 0
-	ss.txn.checks = nil
+	t.lastCode = 0
+	t.rejected = 0
+	t.checks = nil
+}
+
+// finish ends a transaction the connection's goroutine detached (RSET,
+// a new MAIL, logout): one log line if it ended without DATA (every
+// recipient refused), and its budget back. A txn still inside Data is
+// left to Data, which logs and releases it.
+func (ss *session) finish(t *txn) {
+	if t == nil {
+		return
+	}
+	ss.mu.Lock()
+	inData := t.inData
+	ss.mu.Unlock()
+	if inData {
+		return
+	}
+	if t.lastCode != 0 {
+		ss.logTxn(t, t.lastCode, 0, nil, nil)
+	}
+	t.res.releaseAll()
+}
+
+// detach takes the current transaction away from the session.
+func (ss *session) detach() *txn {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	t := ss.txn
+	ss.txn, ss.busy = nil, false
+	return t
 }
 
 // Reset implements smtp.Session. A transaction that ended without DATA
 // (all recipients refused, or RSET) is logged here.
 func (ss *session) Reset() {
-	if ss.txn.hasFrom && ss.txn.lastCode != 0 {
-		ss.logTxn(ss.txn.lastCode, 0, nil, nil)
-	}
-	ss.txn = txn{}
-	ss.setBusy(false)
+	ss.finish(ss.detach())
 }
 
 // Logout implements smtp.Session.
 func (ss *session) Logout() error {
-	if ss.txn.hasFrom && ss.txn.lastCode != 0 {
-		ss.logTxn(ss.txn.lastCode, 0, nil, nil)
-	}
+	ss.finish(ss.detach())
 	ss.s.untrack(ss)
 	return nil
 }
@@ -366,7 +510,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		ss.s.m.SMTPReply(errEncryptionRequired.Code)
 		return nil, errEncryptionRequired
 	}
-	if ss.txn.hasFrom {
+	if ss.current() != nil {
 		ss.s.m.SMTPReply(errAuthInTransaction.Code)
 		return nil, errAuthInTransaction
 	}

@@ -11,6 +11,12 @@
 // /proc/PID/stat) during the run is printed per message, a figure that
 // CPU contention on a shared host disturbs far less than msgs/s.
 //
+// With -flood it opens -c sessions at once, each sending one message of
+// -size bytes, and reports every session's final reply, the server's peak
+// RSS (VmHWM of /proc/PID/status, -pid) and, with -metrics, the most DATA
+// bytes it held at once (xarfd_smtp_inflight_bytes): the memory a
+// message in flight costs, and whether the server stayed up.
+//
 // It can instead run one of the two baselines that scripts/bench-smtp
 // measures xarfd against in the same run. -discard-listen runs a go-smtp
 // server that reads every message and throws it away: the most SMTP alone
@@ -22,6 +28,7 @@
 // else xarfd does.
 //
 //	xarfd-load -addr 127.0.0.1:2525 -rcpt x@trap.localhost -n 20000 -c 32 -size 2048
+//	xarfd-load -flood -pid $(pidof xarfd) -metrics http://127.0.0.1:8025/metrics -c 64 -size 10485760
 //	xarfd-load -discard-listen 127.0.0.1:2600
 //	xarfd-load -bbolt-listen 127.0.0.1:2601 -bbolt-file /tmp/baseline.db
 package main
@@ -63,7 +70,10 @@ func main() {
 	files := flag.String("msg", "", "send these messages (a `glob`, cycled) instead of generated ones of -size")
 	kind := flag.String("kind", "", "generate report-path messages of -size: trap (relayed trap hit) or arf (feedback report); empty: plain filler messages")
 	inner := flag.String("inner-rcpt", "user@isp.example", "with -kind arf, the complainant's address inside the report")
-	pid := flag.Int("pid", 0, "the server's process `id`: print its CPU time per message")
+	pid := flag.Int("pid", 0, "the server's process `id`: print its CPU time per message; with -flood, read its peak RSS")
+	floodMode := flag.Bool("flood", false, "send -c messages at once, one per session, and report replies and the server's memory")
+	metricsURL := flag.String("metrics", "", "with -flood: the server's Prometheus `url`, for xarfd_smtp_inflight_bytes")
+	declare := flag.Bool("declare-size", false, "with -flood: send SIZE= in MAIL FROM")
 	flag.Parse()
 
 	if *discard != "" || *bbolt != "" {
@@ -92,6 +102,21 @@ func main() {
 			total += len(m)
 		}
 		*size = total / len(msgs)
+	}
+	if *floodMode {
+		r, err := flood(*addr, *from, *rcpt, *c, msgs[0], *declare, *pid, *metricsURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xarfd-load:", err)
+			os.Exit(1)
+		}
+		r.print(os.Stdout, *label, *c, len(msgs[0]))
+		if !r.alive || r.codes[250]+r.codes[452] != *c {
+			if r.firstErr != nil {
+				fmt.Fprintf(os.Stderr, "first error: %v\n", r.firstErr)
+			}
+			os.Exit(1)
+		}
+		return
 	}
 	var cpu0 time.Duration
 	if *pid > 0 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +147,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	for _, w := range cfg.Warnings() {
 		log.Warn().Str("config", cfg.Source).Msg(w)
 	}
+	setMemoryLimit(log)
 	m := metrics.New()
 	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
 	if err != nil {
@@ -472,4 +474,24 @@ func newReporter(cfg *config.Config, st *store.Store, m *metrics.Metrics, log ze
 		opt.MXPort = n
 	}
 	return reporter.New(cfg, st, opt)
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of nine tenths
+// of what this process may use (its cgroup's limit, or the host's
+// MemAvailable at start), unless GOMEMLIMIT sets one. Without it the
+// garbage collector lets the heap grow to twice what is live, and under
+// a flood of large messages that headroom alone can cross the cgroup
+// limit; with it the collector works harder near the limit instead. The
+// DATA budget (smtp.max_inflight_bytes) bounds what is live.
+func setMemoryLimit(log zerolog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	mem, from := smtpd.AvailableMemory()
+	if mem <= 0 {
+		return
+	}
+	limit := mem / 10 * 9
+	debug.SetMemoryLimit(limit)
+	log.Info().Int64("bytes", limit).Str("from", from).Msg("go memory limit")
 }
