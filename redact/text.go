@@ -25,6 +25,7 @@ type session struct {
 	inEW     bool // counting matches inside encoded words
 	inQP     bool // writing into a quoted-printable body
 	skipped  bool // an overlapping occurrence was left for another round
+	noLocal  bool // local-part needles are not matched (first phase)
 	scratch  *scratch
 	lowerBuf []byte // discovery's lower-cased candidate address
 }
@@ -96,6 +97,9 @@ func (s *session) find(text []byte) []match {
 	s.ac.scan(text, func(id int32, st, en int) {
 		n := &s.needles[id]
 		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
+			return
+		}
+		if n.bound && s.noLocal {
 			return
 		}
 		if n.bound && (st > 0 && isWordByte(text[st-1]) || en < len(text) && isWordByte(text[en])) {
@@ -350,6 +354,19 @@ func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
 }
 
 func (s *session) redactPlain(src []byte, hdr bool) []byte {
+	if !s.r.localPart {
+		return s.redactPhase(src, hdr)
+	}
+	// Whole addresses first, in every rendering: replacing a local part
+	// in the raw text first would leave "r-1a2b%40trap.example", which no
+	// needle finds any more, and the domain with it.
+	s.noLocal = true
+	src = s.redactPhase(src, hdr)
+	s.noLocal = false
+	return s.redactPhase(src, hdr)
+}
+
+func (s *session) redactPhase(src []byte, hdr bool) []byte {
 	// A replacement can make an overlapping, skipped occurrence whole
 	// again; a few rounds settle it, and the verifier checks the result.
 	for round := 0; round < 3; round++ {
