@@ -157,6 +157,8 @@ func (s *session) replacement(m match, text []byte) edit {
 	return ed
 }
 
+func isHex(c byte) bool { _, ok := unhex(c); return ok }
+
 func isB64Char(c byte, std, url bool) bool {
 	return isAlnum(c) || std && (c == '+' || c == '/') || url && (c == '-' || c == '_')
 }
@@ -288,6 +290,12 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 	for _, ed := range eds {
 		if ed.s < prevEnd {
 			s.skipped = true
+			continue
+		}
+		if v == nil && s.inQP && ed.s > 0 && src[ed.s-1] == '=' && ed.s+1 < len(src) && isHex(src[ed.s]) && isHex(src[ed.s+1]) {
+			// "to=3Dtrap@x" in quoted-printable: what matched begins
+			// inside the escape =3D. The decoded rendering holds the
+			// address itself and replaces it there, escape intact.
 			continue
 		}
 		prevEnd = ed.e

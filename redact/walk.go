@@ -286,6 +286,11 @@ func atAddrs(t []byte, fn func(addr, domain []byte)) {
 		for st > 0 && at-st < 64 && isAtext(t[st-1]) {
 			st--
 		}
+		// In a URL the longest local part runs back over the host, path
+		// and query ("//spam.example/t?u=trap"): the address starts after
+		// the last delimiter, so that only it is replaced and the URL
+		// stays evidence.
+		st += urlLocalStart(t[st:at])
 		if st == at {
 			continue
 		}
@@ -298,6 +303,22 @@ func atAddrs(t []byte, fn func(addr, domain []byte)) {
 			}
 		}
 	}
+}
+
+// urlLocalStart returns where an address starts in the local-part-shaped
+// token lp: after the last URL delimiter when lp holds a path or query
+// ('/' or '?', which recipient addresses do not use in practice), else 0.
+func urlLocalStart(lp []byte) int {
+	if bytes.IndexByte(lp, '/') < 0 && bytes.IndexByte(lp, '?') < 0 {
+		return 0
+	}
+	for i := len(lp) - 1; i >= 0; i-- {
+		switch lp[i] {
+		case '/', '?', '#', '&', '=':
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func appendFolded(dst, b []byte) []byte {
