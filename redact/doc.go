@@ -36,7 +36,18 @@
 //   - in UTF-16 text: a part declared UTF-16 is transcoded to UTF-8,
 //     redacted in every form above and transcoded back; undeclared UTF-16
 //     is searched for the address itself;
-//   - with Policy.LocalPart, the local part standing alone as a word.
+//   - with Policy.LocalPart, the local part standing alone as a word;
+//   - host names at one of the policy's Domains (the domain itself or a
+//     subdomain, "by mx.trap.example" in a Received field), standing as a
+//     whole name, in every form above: they name the trap domain too. They
+//     are replaced by the name redacted.invalid, or r-<12 hex>.redacted.invalid
+//     in ModeHMAC, so the field stays valid.
+//
+// Only the address is replaced, never its surroundings: in a URL the host,
+// path and other parameters stay byte for byte (an address at a configured
+// domain inside a path or query starts after the last '/', '?', '#', '&' or
+// '='). Whole addresses are replaced in every rendering before local parts
+// and host names, which are parts of them.
 //
 // Hex, digest and base64 forms are computed from the lower-cased address
 // and from every spelling of it the message itself writes (or the caller
@@ -58,7 +69,8 @@
 //
 //	X-Xarfd-Redacted: <hostname>; mode=<token|hmac>; forms=<summary>
 //
-// where summary is Summary.String ("literal:2,url:1", or "none"). The
+// where summary is Summary.String ("literal:2,url:1", or "none"); the
+// hostname is replaced as a host name is when it is at a configured domain. The
 // field is added even when nothing was found: it records that this host
 // checked the message under its policy. A DKIM signature over a changed
 // message no longer verifies, and the field tells a reader why.

@@ -13,8 +13,11 @@ import (
 // A target is one address to redact, identified by its lower-cased form.
 type target struct {
 	lower    string
-	pseudo   string   // replacement address
+	pseudo   string   // replacement address (host name for a host)
 	variants []string // spellings: lower-cased, as given, as found in the message
+	// host: a host name at a configured domain (the domain itself or a
+	// subdomain), not an address; its literal form must stand as a name.
+	host bool
 }
 
 // maxVariants bounds the spellings per address an adversary can make us
@@ -38,6 +41,11 @@ type needle struct {
 	bigEndian bool
 	// local part: a whole word only
 	bound bool
+	// host name: not inside a longer name
+	hostBound bool
+	// late: matched only once whole addresses are replaced in every
+	// rendering (local parts, host names: parts of an address)
+	late bool
 }
 
 // digests is the order of the digest forms.
@@ -91,12 +99,13 @@ func (s *session) needlesFor(ti int) {
 		}
 		seen[key] = true
 		n.target = id
+		n.late = n.bound || t.host
 		s.needles = append(s.needles, n)
 	}
-	add(needle{pat: []byte(t.lower), form: FormLiteral})
+	add(needle{pat: []byte(t.lower), form: FormLiteral, hostBound: t.host})
 	add(needle{pat: utf16Bytes(t.lower, false), form: FormUTF16})
 	add(needle{pat: utf16Bytes(t.lower, true), form: FormUTF16, bigEndian: true})
-	if s.r.localPart {
+	if s.r.localPart && !t.host {
 		local := t.lower[:strings.LastIndexByte(t.lower, '@')]
 		// A local part that occurs in the replacement would be
 		// "found" again in every replacement.

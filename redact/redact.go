@@ -153,6 +153,17 @@ func (r *Redactor) pseudonym(lower string) string {
 	return "r-" + hex.EncodeToString(m.Sum(nil))[:12] + "@" + pseudoDomain
 }
 
+// hostPseudonym is the replacement host name for a lower-cased host name
+// at a configured domain: still a valid name, in the .invalid TLD.
+func (r *Redactor) hostPseudonym(lower string) string {
+	if r.mode == ModeToken {
+		return pseudoDomain
+	}
+	m := hmac.New(sha256.New, r.key)
+	m.Write([]byte(lower))
+	return "r-" + hex.EncodeToString(m.Sum(nil))[:12] + "." + pseudoDomain
+}
+
 // Pseudonym returns what addr is replaced with under this policy, for
 // callers that record the replacement (for example in place of smtp_to).
 func (r *Redactor) Pseudonym(addr string) string {
@@ -195,7 +206,11 @@ func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
 			return nil, Summary{}, err
 		}
 	}
-	s.sum.addresses = len(s.targets)
+	for _, t := range s.targets {
+		if !t.host {
+			s.sum.addresses++
+		}
+	}
 	return r.addHeader(out, s.sum), s.sum, nil
 }
 
@@ -204,7 +219,12 @@ func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
 // so a DKIM signature of an unchanged message still verifies.
 func (r *Redactor) addHeader(msg []byte, sum Summary) []byte {
 	eol := eolOf(msg)
-	h := HeaderName + ": " + r.host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eol
+	host := r.host
+	if r.domainMatch([]byte(host)) {
+		// This host is itself a trap host: naming it would reveal the domain.
+		host = r.hostPseudonym(strings.ToLower(host))
+	}
+	h := HeaderName + ": " + host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eol
 	out := make([]byte, 0, len(h)+len(msg))
 	out = append(out, h...)
 	return append(out, msg...)

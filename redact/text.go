@@ -25,9 +25,11 @@ type session struct {
 	inEW     bool // counting matches inside encoded words
 	inQP     bool // writing into a quoted-printable body
 	skipped  bool // an overlapping occurrence was left for another round
-	noLocal  bool // local-part needles are not matched (first phase)
+	early    bool // late needles are not matched (first phase)
+	hasLate  bool // some needle is late
 	scratch  *scratch
 	lowerBuf []byte // discovery's lower-cased candidate address
+	foldBuf  []byte // a text lower-cased, to find configured domains in
 }
 
 // newSession starts an Apply call; the caller must call release when the
@@ -68,14 +70,27 @@ func (s *session) addTarget(a string) {
 	s.targets = append(s.targets, t)
 }
 
+// addHost adds a host name at a configured domain (ASCII).
+func (s *session) addHost(h []byte) {
+	s.lowerBuf = appendFolded(s.lowerBuf[:0], h)
+	if _, ok := s.byLower[string(s.lowerBuf)]; ok {
+		return
+	}
+	lower := string(s.lowerBuf)
+	s.byLower[lower] = len(s.targets)
+	s.targets = append(s.targets, &target{lower: lower, pseudo: s.r.hostPseudonym(lower), variants: []string{lower}, host: true})
+}
+
 func (s *session) build() {
 	s.needles = s.needles[:0]
 	for i := range s.targets {
 		s.needlesFor(i)
 	}
 	pats := make([][]byte, len(s.needles))
+	s.hasLate = false
 	for i := range s.needles {
 		pats[i] = s.needles[i].pat
+		s.hasLate = s.hasLate || s.needles[i].late
 	}
 	s.ac = newACMachine(pats, s.scratch.acTable)
 }
@@ -99,10 +114,13 @@ func (s *session) find(text []byte) []match {
 		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
 			return
 		}
-		if n.bound && s.noLocal {
+		if n.late && s.early {
 			return
 		}
 		if n.bound && (st > 0 && isWordByte(text[st-1]) || en < len(text) && isWordByte(text[en])) {
+			return
+		}
+		if n.hostBound && !hostBounded(text, st, en) {
 			return
 		}
 		ms = append(ms, match{id, st, en})
@@ -232,7 +250,12 @@ func (s *session) b64Edit(m match, n *needle, t *target, text []byte) edit {
 	}
 	body := min(n.n, len(w)-n.align)
 	prefix, tail := w[:n.align], w[n.align+body:]
-	local, domain, _ := strings.Cut(t.pseudo, "@")
+	// The filler goes into the local part, or a host name's first label.
+	sep := "@"
+	if t.host {
+		sep = "."
+	}
+	local, domain, _ := strings.Cut(t.pseudo, sep)
 	need := ((body-len(t.pseudo))%3 + 3) % 3
 	explicit := url || std
 	var best []byte
@@ -242,7 +265,7 @@ func (s *session) b64Edit(m match, n *needle, t *target, text []byte) edit {
 		filler := fillerString(need+3*(try/16), try)
 		blob := make([]byte, 0, len(w)+8)
 		blob = append(blob, prefix...)
-		blob = append(blob, local+filler+"@"+domain...)
+		blob = append(blob, local+filler+sep+domain...)
 		blob = append(blob, tail...)
 		out := []byte(enc.EncodeToString(blob))
 		if best == nil {
@@ -289,7 +312,12 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 	prevEnd := -1
 	for _, ed := range eds {
 		if ed.s < prevEnd {
-			s.skipped = true
+			// Inside the previous replacement, the occurrence is gone
+			// with it (replacements hold no needle); overlapping it, it
+			// may be whole again after this round.
+			if ed.e > prevEnd {
+				s.skipped = true
+			}
 			continue
 		}
 		if v == nil && s.inQP && ed.s > 0 && src[ed.s-1] == '=' && ed.s+1 < len(src) && isHex(src[ed.s]) && isHex(src[ed.s+1]) {
@@ -362,15 +390,16 @@ func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
 }
 
 func (s *session) redactPlain(src []byte, hdr bool) []byte {
-	if !s.r.localPart {
+	if !s.hasLate {
 		return s.redactPhase(src, hdr)
 	}
 	// Whole addresses first, in every rendering: replacing a local part
-	// in the raw text first would leave "r-1a2b%40trap.example", which no
-	// needle finds any more, and the domain with it.
-	s.noLocal = true
+	// or the domain in the raw text first would leave
+	// "r-1a2b%40trap.example" or "jo%40redacted.invalid", which no needle
+	// finds any more, and the rest of the address with it.
+	s.early = true
 	src = s.redactPhase(src, hdr)
-	s.noLocal = false
+	s.early = false
 	return s.redactPhase(src, hdr)
 }
 

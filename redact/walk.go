@@ -332,6 +332,62 @@ func isAtext(c byte) bool {
 	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
 }
 
+func isLabelByte(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
+
+// escapedBefore reports whether the two bytes before i end a %XX or =XX
+// escape, after which a name may start though they are label bytes.
+func escapedBefore(t []byte, i int) bool {
+	return i >= 3 && (t[i-3] == '%' || t[i-3] == '=') && isHex(t[i-2]) && isHex(t[i-1])
+}
+
+// hostBounded reports whether t[s:e] stands as a whole host name: not
+// preceded by a label byte (but by a dot, an escape or anything else), not
+// followed by a label byte or by a dot and a label byte (a longer name,
+// such as the configured domain under another TLD).
+func hostBounded(t []byte, s, e int) bool {
+	if s > 0 && isLabelByte(t[s-1]) && !escapedBefore(t, s) {
+		return false
+	}
+	if e < len(t) && (isLabelByte(t[e]) || t[e] == '.' && e+1 < len(t) && isLabelByte(t[e+1])) {
+		return false
+	}
+	return true
+}
+
+// hostsAt calls fn for every host name in t at one of the configured
+// domains: the domain itself or a subdomain, extended to the left over
+// labels (an escape such as %2F before it is not part of the name).
+// folded is t ASCII-lower-cased.
+func (r *Redactor) hostsAt(t, folded []byte, fn func(host []byte)) {
+	for _, d := range r.domains {
+		for off := 0; off < len(folded); {
+			i := bytes.Index(folded[off:], []byte(d))
+			if i < 0 {
+				break
+			}
+			s, e := off+i, off+i+len(d)
+			off = s + 1
+			if e < len(t) && (isLabelByte(t[e]) || t[e] == '.' && e+1 < len(t) && isLabelByte(t[e+1])) {
+				continue
+			}
+			if s > 0 && t[s-1] != '.' && isLabelByte(t[s-1]) && !escapedBefore(t, s) {
+				continue // another name that ends in the domain's text
+			}
+			for s > 0 && t[s-1] == '.' {
+				k := s - 1
+				for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
+					k--
+				}
+				if k == s-1 {
+					break // ".." or a dot after something else
+				}
+				s = k
+			}
+			fn(t[s:e])
+		}
+	}
+}
+
 // domainMatch reports whether dom (ASCII, any case) is one of the policy's
 // domains or a subdomain of one.
 func (r *Redactor) domainMatch(dom []byte) bool {
@@ -361,6 +417,10 @@ func (d discoverer) text(_ []int, b []byte, hdr bool) error {
 				d.s.addTarget(string(a))
 			}
 		})
+		if len(d.s.r.domains) > 0 {
+			d.s.foldBuf = appendFolded(d.s.foldBuf[:0], t)
+			d.s.r.hostsAt(t, d.s.foldBuf, d.s.addHost)
+		}
 		return nil
 	})
 }
@@ -387,6 +447,12 @@ func (v verifier) check(path []int, b []byte, hdr bool) error {
 				err = fmt.Errorf("%w: an address at a redacted domain survived in %s", ErrUnredactable, pathString(path))
 			}
 		})
+		if err == nil && len(v.s.r.domains) > 0 {
+			v.s.foldBuf = appendFolded(v.s.foldBuf[:0], t)
+			v.s.r.hostsAt(t, v.s.foldBuf, func([]byte) {
+				err = fmt.Errorf("%w: a host name at a redacted domain survived in %s", ErrUnredactable, pathString(path))
+			})
+		}
 		return err
 	})
 }
