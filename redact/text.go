@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
@@ -13,13 +15,18 @@ import (
 	"github.com/emersion/go-message/charset"
 )
 
-// session is the state of one Apply call.
+// session is the state of one Apply call. Its targets and needles are the
+// static set's (ids from 0) followed by the message's own.
 type session struct {
 	r        *Redactor
-	targets  []*target
-	byLower  map[string]int
-	needles  []needle
-	ac       *acMachine
+	sc       *scratch
+	nStatic  int32 // static targets
+	nsNeedle int32 // static needles
+	dyn      []*target
+	needles  []needle // the message's own
+	extra    []extraSpelling
+	dynHash  bool       // the message's needles are in sc.hm
+	dynAC    *acMachine // else in this automaton (nil: none)
 	sum      Summary
 	err      error
 	inEW     bool // counting matches inside encoded words
@@ -27,26 +34,87 @@ type session struct {
 	skipped  bool // an overlapping occurrence was left for another round
 	early    bool // late needles are not matched (first phase)
 	hasLate  bool // some needle is late
-	scratch  *scratch
-	lowerBuf []byte // discovery's lower-cased candidate address
-	foldBuf  []byte // a text lower-cased, to find configured domains in
+	lowerBuf []byte
+}
+
+// extraSpelling is a spelling of a configured address that the message
+// writes (its base64 and digests differ from those of the configured one).
+type extraSpelling struct {
+	target   int32
+	spelling string
 }
 
 // newSession starts an Apply call; the caller must call release when the
 // call's results no longer refer to anything the session built.
 func newSession(r *Redactor) *session {
-	return &session{r: r, byLower: map[string]int{}, scratch: scratchPool.Get().(*scratch)}
+	sc := r.pool.Get().(*scratch)
+	if sc.byLower == nil {
+		sc.byLower = map[string]int32{}
+	}
+	return &session{
+		r: r, sc: sc,
+		nStatic:  int32(len(r.static.targets)),
+		nsNeedle: int32(len(r.static.needles)),
+		dyn:      sc.dyn[:0],
+		needles:  sc.needles[:0],
+		extra:    sc.extra[:0],
+		lowerBuf: sc.lowerBuf[:0],
+	}
 }
 
 // release returns the session's buffers for reuse. Nothing Apply returns
 // points into them: renderings are only searched and mapped back to spans.
 func (s *session) release() {
-	if s.ac != nil && s.ac.delta != nil {
-		s.scratch.acTable = s.ac.delta[:0]
-		s.ac = nil
+	sc := s.sc
+	if s.dynAC != nil && s.dynAC.delta != nil {
+		sc.acTable = s.dynAC.delta[:0]
 	}
-	s.scratch.release()
-	s.scratch = nil
+	clear(s.dyn)
+	clear(s.needles)
+	clear(sc.byLower)
+	sc.dyn, sc.needles, sc.extra, sc.lowerBuf = s.dyn[:0], s.needles[:0], s.extra[:0], s.lowerBuf[:0]
+	sc.release(&s.r.pool)
+	s.sc = nil
+}
+
+func (s *session) numTargets() int { return int(s.nStatic) + len(s.dyn) }
+
+func (s *session) target(i int32) *target {
+	if i < s.nStatic {
+		return s.r.static.targets[i]
+	}
+	return s.dyn[i-s.nStatic]
+}
+
+func (s *session) needle(id int32) *needle {
+	if id < s.nsNeedle {
+		return &s.r.static.needles[id]
+	}
+	return &s.needles[id-s.nsNeedle]
+}
+
+func (s *session) lookup(lower string) (int32, bool) {
+	if i, ok := s.r.static.byLower[lower]; ok {
+		return i, true
+	}
+	i, ok := s.sc.byLower[lower]
+	return i, ok
+}
+
+func (s *session) pseudonym(lower string, host bool) string {
+	if s.r.mode == ModeToken {
+		if host {
+			return pseudoDomain
+		}
+		return TokenAddress
+	}
+	if s.sc.mac == nil {
+		s.sc.mac = hmac.New(sha256.New, s.r.key)
+	}
+	if host {
+		return s.r.keyed(s.sc.mac, lower) + "." + pseudoDomain
+	}
+	return s.r.keyed(s.sc.mac, lower) + "@" + pseudoDomain
 }
 
 // addTarget adds an address (or a new spelling of a known one).
@@ -55,44 +123,79 @@ func (s *session) addTarget(a string) {
 	if strings.HasSuffix(lower, "@"+pseudoDomain) {
 		return // already a replacement
 	}
-	if i, ok := s.byLower[lower]; ok {
-		t := s.targets[i]
-		if len(t.variants) < maxVariants && !slices.Contains(t.variants, a) {
-			t.variants = append(t.variants, a)
+	if i, ok := s.lookup(lower); ok {
+		t := s.target(i)
+		if a == lower || slices.Contains(t.variants, a) {
+			return
+		}
+		if i >= s.nStatic {
+			if len(t.variants) < maxVariants {
+				t.variants = append(t.variants, a)
+			}
+			return
+		}
+		// A configured address is shared: its new spellings are the
+		// message's.
+		n := len(t.variants)
+		for _, e := range s.extra {
+			if e.target == i {
+				if e.spelling == a {
+					return
+				}
+				n++
+			}
+		}
+		if n < maxVariants {
+			s.extra = append(s.extra, extraSpelling{i, a})
 		}
 		return
 	}
-	t := &target{lower: lower, pseudo: s.r.pseudonym(lower), variants: []string{lower}}
+	t := &target{lower: lower, pseudo: s.pseudonym(lower, false), variants: []string{lower}}
 	if a != lower {
 		t.variants = append(t.variants, a)
 	}
-	s.byLower[lower] = len(s.targets)
-	s.targets = append(s.targets, t)
+	s.sc.byLower[lower] = s.nStatic + int32(len(s.dyn))
+	s.dyn = append(s.dyn, t)
 }
 
 // addHost adds a host name at a configured domain (ASCII).
 func (s *session) addHost(h []byte) {
 	s.lowerBuf = appendFolded(s.lowerBuf[:0], h)
-	if _, ok := s.byLower[string(s.lowerBuf)]; ok {
+	if _, ok := s.lookup(string(s.lowerBuf)); ok {
 		return
 	}
 	lower := string(s.lowerBuf)
-	s.byLower[lower] = len(s.targets)
-	s.targets = append(s.targets, &target{lower: lower, pseudo: s.r.hostPseudonym(lower), variants: []string{lower}, host: true})
+	s.sc.byLower[lower] = s.nStatic + int32(len(s.dyn))
+	s.dyn = append(s.dyn, &target{lower: lower, pseudo: s.pseudonym(lower, true), variants: []string{lower}, host: true})
 }
 
+// build makes the matcher of the message's own needles: the hash matcher,
+// cheap to build, or when it refuses them an automaton.
 func (s *session) build() {
-	s.needles = s.needles[:0]
-	for i := range s.targets {
-		s.needlesFor(i)
+	sc := s.sc
+	sc.arena = sc.arena[:0]
+	for i, t := range s.dyn {
+		s.needles = s.r.appendNeedles(s.needles, &sc.arena, t, s.nStatic+int32(i), t.variants, true)
 	}
-	pats := make([][]byte, len(s.needles))
-	s.hasLate = false
+	for _, e := range s.extra {
+		s.needles = s.r.appendNeedles(s.needles, &sc.arena, s.target(e.target), e.target, []string{e.spelling}, false)
+	}
+	s.hasLate = s.r.static.hasLate
+	sc.pats = sc.pats[:0]
 	for i := range s.needles {
-		pats[i] = s.needles[i].pat
+		sc.pats = append(sc.pats, s.needles[i].fpat)
 		s.hasLate = s.hasLate || s.needles[i].late
 	}
-	s.ac = newACMachine(pats, s.scratch.acTable)
+	if len(s.needles) == 0 {
+		return
+	}
+	if s.dynHash = sc.hm.build(sc.pats); s.dynHash {
+		return
+	}
+	for i := range s.needles {
+		sc.pats[i] = s.needles[i].pat
+	}
+	s.dynAC = newACMachine(sc.pats, sc.acTable)
 }
 
 type match struct {
@@ -104,17 +207,16 @@ func isWordByte(c byte) bool {
 	return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c >= 0x80
 }
 
+// find returns every accepted occurrence of every needle in text, static
+// and the message's. The result is valid until the next call.
 func (s *session) find(text []byte) []match {
-	if s.ac == nil {
-		return nil
-	}
-	var ms []match
-	s.ac.scan(text, func(id int32, st, en int) {
-		n := &s.needles[id]
-		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
+	ms := s.sc.ms[:0]
+	accept := func(id int32, st, en int) {
+		n := s.needle(id)
+		if n.late && s.early {
 			return
 		}
-		if n.late && s.early {
+		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
 			return
 		}
 		if n.bound && (st > 0 && isWordByte(text[st-1]) || en < len(text) && isWordByte(text[en])) {
@@ -124,7 +226,17 @@ func (s *session) find(text []byte) []match {
 			return
 		}
 		ms = append(ms, match{id, st, en})
-	})
+	}
+	if ac := s.r.static.ac; ac != nil {
+		ac.scan(text, accept)
+	}
+	dyn := func(id int32, st, en int) { accept(id+s.nsNeedle, st, en) }
+	if s.dynHash {
+		s.sc.hm.scan(text, dyn)
+	} else if s.dynAC != nil {
+		s.dynAC.scan(text, dyn)
+	}
+	s.sc.ms = ms
 	return ms
 }
 
@@ -145,8 +257,8 @@ func hasUpperHex(b []byte) bool {
 }
 
 func (s *session) replacement(m match, text []byte) edit {
-	n := &s.needles[m.id]
-	t := s.targets[n.target]
+	n := s.needle(m.id)
+	t := s.target(n.target)
 	ed := edit{s: m.s, e: m.e, form: n.form}
 	caseHex := func(h string) []byte {
 		if hasUpperHex(text[m.s:m.e]) {
@@ -365,10 +477,11 @@ func (s *session) edits(text []byte) []edit {
 	if len(ms) == 0 {
 		return nil
 	}
-	eds := make([]edit, 0, len(ms))
+	eds := s.sc.eds[:0]
 	for _, m := range ms {
 		eds = append(eds, s.replacement(m, text))
 	}
+	s.sc.eds = eds
 	return eds
 }
 
@@ -412,14 +525,14 @@ func (s *session) redactPhase(src []byte, hdr bool) []byte {
 			src = out
 		}
 		if needsView(src, hdr) {
-			vs := s.scratch.search.views(src, hdr)
+			vs := s.sc.search.views(src, hdr)
 			for k, rebuilt := 0, 0; k < len(vs); k++ {
 				eds := s.edits(vs[k].b)
 				if len(eds) == 0 {
 					continue
 				}
 				// Only now are the spans of this rendering needed.
-				sv := s.scratch.spanned.spanView(src, hdr, k)
+				sv := s.sc.spanned.spanView(src, hdr, k)
 				if sv == nil || !bytes.Equal(sv.b, vs[k].b) {
 					// Cannot happen: rendering is deterministic and
 					// spans decide nothing. Were it to, spans would
@@ -438,7 +551,7 @@ func (s *session) redactPhase(src []byte, hdr bool) []byte {
 						s.skipped = true
 						break
 					}
-					vs, k = s.scratch.search.views(src, hdr), -1
+					vs, k = s.sc.search.views(src, hdr), -1
 				}
 			}
 		}

@@ -295,4 +295,11 @@ func TestTrapHostNames(t *testing.T) {
 	if !regexp.MustCompile(`^` + HeaderName + `: r-[0-9a-f]{12}\.redacted\.invalid; mode=hmac;`).Match(out) {
 		t.Fatalf("redaction header names this host:\n%s", out)
 	}
+	// A host name in a MIME boundary cannot be rewritten: the verifier
+	// refuses the message.
+	b := "b.mx.trap-mailbox.example"
+	msg = []byte("Content-Type: multipart/mixed; boundary=\"" + b + "\"\r\n\r\n--" + b + "\r\n\r\nhi\r\n--" + b + "--\r\n")
+	if _, _, err := r.Apply(msg, nil); !errors.Is(err, ErrUnredactable) {
+		t.Fatalf("host name in a boundary: want ErrUnredactable, got %v", err)
+	}
 }

@@ -356,36 +356,25 @@ func hostBounded(t []byte, s, e int) bool {
 
 // hostsAt calls fn for every host name in t at one of the configured
 // domains: the domain itself or a subdomain, extended to the left over
-// labels (an escape such as %2F before it is not part of the name).
-// folded is t ASCII-lower-cased.
-func (r *Redactor) hostsAt(t, folded []byte, fn func(host []byte)) {
-	for _, d := range r.domains {
-		for off := 0; off < len(folded); {
-			i := bytes.Index(folded[off:], []byte(d))
-			if i < 0 {
-				break
-			}
-			s, e := off+i, off+i+len(d)
-			off = s + 1
-			if e < len(t) && (isLabelByte(t[e]) || t[e] == '.' && e+1 < len(t) && isLabelByte(t[e+1])) {
-				continue
-			}
-			if s > 0 && t[s-1] != '.' && isLabelByte(t[s-1]) && !escapedBefore(t, s) {
-				continue // another name that ends in the domain's text
-			}
-			for s > 0 && t[s-1] == '.' {
-				k := s - 1
-				for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
-					k--
-				}
-				if k == s-1 {
-					break // ".." or a dot after something else
-				}
-				s = k
-			}
-			fn(t[s:e])
+// labels (an escape such as %2F before it is not part of the name). The
+// static automaton finds the domains.
+func (r *Redactor) hostsAt(t []byte, fn func(host []byte)) {
+	r.static.ac.scan(t, func(id int32, s, e int) {
+		if !r.static.needles[id].domain || !hostBounded(t, s, e) {
+			return
 		}
-	}
+		for s > 0 && t[s-1] == '.' {
+			k := s - 1
+			for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
+				k--
+			}
+			if k == s-1 {
+				break // ".." or a dot after something else
+			}
+			s = k
+		}
+		fn(t[s:e])
+	})
 }
 
 // domainMatch reports whether dom (ASCII, any case) is one of the policy's
@@ -408,18 +397,17 @@ type discoverer struct{ s *session }
 func (d discoverer) field(path []int, name, value []byte) error { return d.text(path, value, true) }
 
 func (d discoverer) text(_ []int, b []byte, hdr bool) error {
-	return eachText(&d.s.scratch.search, b, hdr, func(t []byte) error {
+	return eachText(&d.s.sc.search, b, hdr, func(t []byte) error {
 		atAddrs(t, func(a, dom []byte) {
 			// a is ASCII (atext, '@', domain bytes): folding it is
 			// lower-casing it. The map lookup does not copy the key.
 			d.s.lowerBuf = appendFolded(d.s.lowerBuf[:0], a)
-			if _, ok := d.s.byLower[string(d.s.lowerBuf)]; ok || d.s.r.domainMatch(dom) {
+			if _, ok := d.s.lookup(string(d.s.lowerBuf)); ok || d.s.r.domainMatch(dom) {
 				d.s.addTarget(string(a))
 			}
 		})
 		if len(d.s.r.domains) > 0 {
-			d.s.foldBuf = appendFolded(d.s.foldBuf[:0], t)
-			d.s.r.hostsAt(t, d.s.foldBuf, d.s.addHost)
+			d.s.r.hostsAt(t, d.s.addHost)
 		}
 		return nil
 	})
@@ -436,9 +424,9 @@ func (v verifier) field(path []int, _ []byte, value []byte) error {
 func (v verifier) text(path []int, b []byte, hdr bool) error { return v.check(path, b, hdr) }
 
 func (v verifier) check(path []int, b []byte, hdr bool) error {
-	return eachText(&v.s.scratch.search, b, hdr, func(t []byte) error {
+	return eachText(&v.s.sc.search, b, hdr, func(t []byte) error {
 		if ms := v.s.find(t); len(ms) > 0 {
-			form := v.s.needles[ms[0].id].form
+			form := v.s.needle(ms[0].id).form
 			return fmt.Errorf("%w: a %s form of an address survived in %s", ErrUnredactable, form, pathString(path))
 		}
 		var err error
@@ -447,12 +435,8 @@ func (v verifier) check(path []int, b []byte, hdr bool) error {
 				err = fmt.Errorf("%w: an address at a redacted domain survived in %s", ErrUnredactable, pathString(path))
 			}
 		})
-		if err == nil && len(v.s.r.domains) > 0 {
-			v.s.foldBuf = appendFolded(v.s.foldBuf[:0], t)
-			v.s.r.hostsAt(t, v.s.foldBuf, func([]byte) {
-				err = fmt.Errorf("%w: a host name at a redacted domain survived in %s", ErrUnredactable, pathString(path))
-			})
-		}
+		// A host name at a configured domain is found by the domain's own
+		// literal needle, which find only accepts as a whole name.
 		return err
 	})
 }
