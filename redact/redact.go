@@ -96,9 +96,16 @@ type staticSet struct {
 	targets []*target
 	byLower map[string]int32
 	needles []needle
+	fpats   [][]byte   // the needles' folded patterns
 	ac      *acMachine // nil without needles
 	hasLate bool
 }
+
+// maxMergedStatic: a static set up to this many needles is filed in each
+// message's hash matcher with the message's own needles (a few table
+// inserts), so that a text is scanned once; a larger one is scanned with
+// its own automaton, then the message's needles with theirs.
+const maxMergedStatic = 256
 
 // ErrUnredactable is wrapped by Apply's error when it cannot guarantee that
 // no form of an address remains (an address survived in a part it could not
@@ -184,6 +191,7 @@ func (r *Redactor) compile() {
 	pats := make([][]byte, len(st.needles))
 	for i := range st.needles {
 		pats[i] = st.needles[i].pat
+		st.fpats = append(st.fpats, st.needles[i].fpat)
 		st.hasLate = st.hasLate || st.needles[i].late
 	}
 	st.ac = newACMachine(pats, nil)

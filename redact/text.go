@@ -26,6 +26,7 @@ type session struct {
 	needles  []needle // the message's own
 	extra    []extraSpelling
 	dynHash  bool       // the message's needles are in sc.hm
+	merged   bool       // so are the static ones, under their own ids
 	dynAC    *acMachine // else in this automaton (nil: none)
 	sum      Summary
 	err      error
@@ -181,21 +182,35 @@ func (s *session) build() {
 		s.needles = s.r.appendNeedles(s.needles, &sc.arena, s.target(e.target), e.target, []string{e.spelling}, false)
 	}
 	s.hasLate = s.r.static.hasLate
-	sc.pats = sc.pats[:0]
 	for i := range s.needles {
-		sc.pats = append(sc.pats, s.needles[i].fpat)
 		s.hasLate = s.hasLate || s.needles[i].late
+	}
+	if st := &s.r.static; st.ac != nil && len(st.fpats) <= maxMergedStatic {
+		sc.pats = append(append(sc.pats[:0], st.fpats...), s.fpats()...)
+		if s.merged = sc.hm.build(sc.pats); s.merged {
+			return
+		}
 	}
 	if len(s.needles) == 0 {
 		return
 	}
-	if s.dynHash = sc.hm.build(sc.pats); s.dynHash {
+	if s.dynHash = sc.hm.build(append(sc.pats[:0], s.fpats()...)); s.dynHash {
 		return
 	}
+	sc.pats = sc.pats[:0]
 	for i := range s.needles {
-		sc.pats[i] = s.needles[i].pat
+		sc.pats = append(sc.pats, s.needles[i].pat)
 	}
 	s.dynAC = newACMachine(sc.pats, sc.acTable)
+}
+
+// fpats returns the folded patterns of the message's own needles.
+func (s *session) fpats() [][]byte {
+	s.sc.fpats = s.sc.fpats[:0]
+	for i := range s.needles {
+		s.sc.fpats = append(s.sc.fpats, s.needles[i].fpat)
+	}
+	return s.sc.fpats
 }
 
 type match struct {
@@ -226,6 +241,11 @@ func (s *session) find(text []byte) []match {
 			return
 		}
 		ms = append(ms, match{id, st, en})
+	}
+	if s.merged {
+		s.sc.hm.scan(text, accept)
+		s.sc.ms = ms
+		return ms
 	}
 	if ac := s.r.static.ac; ac != nil {
 		ac.scan(text, accept)

@@ -200,6 +200,7 @@ type scratch struct {
 	extra    []extraSpelling
 	arena    []byte   // the message's needle patterns
 	pats     [][]byte // the patterns, for building a matcher
+	fpats    [][]byte
 	ms       []match
 	eds      []edit
 	lowerBuf []byte

@@ -328,9 +328,14 @@ func appendFolded(dst, b []byte) []byte {
 	return dst
 }
 
-func isAtext(c byte) bool {
-	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
-}
+func isAtext(c byte) bool { return atextTable[c] }
+
+var atextTable = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isAlnum(byte(c)) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", byte(c)) >= 0
+	}
+	return t
+}()
 
 func isLabelByte(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
 
