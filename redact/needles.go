@@ -13,7 +13,8 @@ import (
 // A target is one address to redact, identified by its lower-cased form.
 type target struct {
 	lower    string
-	pseudo   string   // replacement address (host name for a host)
+	pseudo   string // replacement address (host name for a host)
+	pseudoB  []byte
 	variants []string // spellings: lower-cased, as given, as found in the message
 	// host: a host name at a configured domain (the domain itself or a
 	// subdomain), not an address; its literal form must stand as a name.
@@ -21,6 +22,14 @@ type target struct {
 	// domain: a configured domain itself
 	domain bool
 }
+
+// newTarget makes a target whose only spelling so far is lower.
+func newTarget(lower, pseudo string, host bool) *target {
+	return &target{lower: lower, pseudo: pseudo, pseudoB: []byte(pseudo), variants: []string{lower}, host: host}
+}
+
+// pseudoBytes is the replacement as bytes, shared: edits only read it.
+func (t *target) pseudoBytes() []byte { return t.pseudoB }
 
 // maxVariants bounds the spellings per address an adversary can make us
 // generate needles for.

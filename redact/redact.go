@@ -168,7 +168,7 @@ func (r *Redactor) compile() {
 			}
 			continue
 		}
-		t := &target{lower: lower, pseudo: r.pseudonym(lower), variants: []string{lower}}
+		t := newTarget(lower, r.pseudonym(lower), false)
 		if a != lower {
 			t.variants = append(t.variants, a)
 		}
@@ -180,7 +180,9 @@ func (r *Redactor) compile() {
 			continue
 		}
 		st.byLower[d] = int32(len(st.targets))
-		st.targets = append(st.targets, &target{lower: d, pseudo: r.hostPseudonym(d), variants: []string{d}, host: true, domain: true})
+		t := newTarget(d, r.hostPseudonym(d), true)
+		t.domain = true
+		st.targets = append(st.targets, t)
 	}
 	for i, t := range st.targets {
 		st.needles = r.appendNeedles(st.needles, nil, t, int32(i), t.variants, true)
@@ -272,40 +274,63 @@ func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
 			s.addTarget(n)
 		}
 	}
-	out := raw
-	if s.numTargets() > 0 {
-		if err := walk(raw, nil, 0, discoverer{s}); err != nil {
-			return nil, Summary{}, err
-		}
-		s.build()
-		out = s.entity(raw, nil, 0)
-		if s.err != nil {
-			return nil, Summary{}, s.err
-		}
-		if err := s.verify(out); err != nil {
-			return nil, Summary{}, err
-		}
+	if s.numTargets() == 0 {
+		return r.addHeader(raw, s.sum), s.sum, nil
+	}
+	if err := walk(raw, nil, 0, discoverer{s}); err != nil {
+		return nil, Summary{}, err
+	}
+	s.build()
+	// The output is written once, after room for the header (known only
+	// at the end), with some room for replacements longer than what they
+	// replace: one copy of the message.
+	room := r.maxHeaderLen()
+	buf := make([]byte, room, room+len(raw)+len(raw)/32+256)
+	buf = s.entity(buf, raw, nil, 0)
+	if s.err != nil {
+		return nil, Summary{}, s.err
+	}
+	out := buf[room:]
+	if err := s.verify(out); err != nil {
+		return nil, Summary{}, err
 	}
 	for i := range int32(s.numTargets()) {
 		if !s.target(i).host {
 			s.sum.addresses++
 		}
 	}
-	return r.addHeader(out, s.sum), s.sum, nil
+	h := r.header(out, s.sum)
+	copy(buf[room-len(h):], h)
+	return buf[room-len(h):], s.sum, nil
 }
 
 // addHeader prepends the header even when nothing was found: it records that
 // this host checked the message under its policy, and it is the only change,
 // so a DKIM signature of an unchanged message still verifies.
 func (r *Redactor) addHeader(msg []byte, sum Summary) []byte {
-	eol := eolOf(msg)
+	h := r.header(msg, sum)
+	out := make([]byte, 0, len(h)+len(msg))
+	out = append(out, h...)
+	return append(out, msg...)
+}
+
+// header is the X-Xarfd-Redacted field for msg.
+func (r *Redactor) header(msg []byte, sum Summary) string {
 	host := r.host
 	if r.domainMatch([]byte(host)) {
 		// This host is itself a trap host: naming it would reveal the domain.
 		host = r.hostPseudonym(strings.ToLower(host))
 	}
-	h := HeaderName + ": " + host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eol
-	out := make([]byte, 0, len(h)+len(msg))
-	out = append(out, h...)
-	return append(out, msg...)
+	return HeaderName + ": " + host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eolOf(msg)
+}
+
+// maxHeaderLen bounds len(r.header(...)): every form counted, each count
+// of up to 20 digits.
+func (r *Redactor) maxHeaderLen() int {
+	n := len(HeaderName) + len(": ") + max(len(r.host), len("r-123456789012."+pseudoDomain)) +
+		len("; mode=") + len("token") + len("; forms=") + len("\r\n")
+	for f := range numForms {
+		n += len(f.String()) + len(":") + 20 + len(",")
+	}
+	return n
 }

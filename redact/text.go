@@ -34,8 +34,16 @@ type session struct {
 	inQP     bool // writing into a quoted-printable body
 	skipped  bool // an overlapping occurrence was left for another round
 	early    bool // late needles are not matched (first phase)
-	hasLate  bool // some needle is late
-	lowerBuf []byte
+	// lateFiltered counts occurrences of late needles left for later
+	lateFiltered int
+	hasLate      bool // some needle is late
+	lowerBuf     []byte
+	// sink is the output buffer of the text being redacted, whose
+	// redacted form goes from sinkStart on; inSink tells that the current
+	// text already lives there.
+	sink      *[]byte
+	sinkStart int
+	inSink    bool
 }
 
 // extraSpelling is a spelling of a configured address that the message
@@ -151,7 +159,7 @@ func (s *session) addTarget(a string) {
 		}
 		return
 	}
-	t := &target{lower: lower, pseudo: s.pseudonym(lower, false), variants: []string{lower}}
+	t := newTarget(lower, s.pseudonym(lower, false), false)
 	if a != lower {
 		t.variants = append(t.variants, a)
 	}
@@ -167,7 +175,7 @@ func (s *session) addHost(h []byte) {
 	}
 	lower := string(s.lowerBuf)
 	s.sc.byLower[lower] = s.nStatic + int32(len(s.dyn))
-	s.dyn = append(s.dyn, &target{lower: lower, pseudo: s.pseudonym(lower, true), variants: []string{lower}, host: true})
+	s.dyn = append(s.dyn, newTarget(lower, s.pseudonym(lower, true), true))
 }
 
 // build makes the matcher of the message's own needles: the hash matcher,
@@ -229,6 +237,7 @@ func (s *session) find(text []byte) []match {
 	accept := func(id int32, st, en int) {
 		n := s.needle(id)
 		if n.late && s.early {
+			s.lateFiltered++
 			return
 		}
 		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
@@ -288,7 +297,7 @@ func (s *session) replacement(m match, text []byte) edit {
 	}
 	switch n.form {
 	case FormLiteral:
-		ed.repl = []byte(t.pseudo)
+		ed.repl = t.pseudoBytes()
 	case FormLocalPart:
 		ed.repl = []byte(t.pseudo[:strings.LastIndexByte(t.pseudo, '@')])
 	case FormUTF16:
@@ -439,7 +448,16 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 		}
 		return b.e - a.e
 	})
-	out := make([]byte, 0, len(src)+64)
+	// The first rewrite of a text goes straight into the output buffer;
+	// a later one, whose source is that buffer, into a new one that is
+	// copied back.
+	toSink := s.sink != nil && !s.inSink
+	var out []byte
+	if toSink {
+		out = (*s.sink)[:s.sinkStart]
+	} else {
+		out = make([]byte, 0, len(src)+64)
+	}
 	last := 0
 	prevEnd := -1
 	for _, ed := range eds {
@@ -459,16 +477,16 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 			continue
 		}
 		prevEnd = ed.e
-		ss, se, repl, form := ed.s, ed.e, ed.repl, ed.form
+		ss, se, form := ed.s, ed.e, ed.form
+		st := styleNone
 		if v == nil && s.inQP {
 			// Base64 padding written raw into quoted-printable
 			// would be read as a broken escape.
-			repl = escape(repl, styleQP)
+			st = styleQP
 		}
 		if v != nil {
 			ss, se = v.span(ed.s, ed.e)
-			st := styleOf(src[ss:se])
-			repl = escape(repl, st)
+			st = styleOf(src[ss:se])
 			if form == FormLiteral {
 				switch st {
 				case styleURL:
@@ -485,11 +503,19 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 		}
 		s.sum.counts[form]++
 		out = append(out, src[last:ss]...)
-		out = append(out, repl...)
+		out = appendEscaped(out, ed.repl, st)
 		last = se
 	}
 	out = append(out, src[last:]...)
-	return out, true
+	switch {
+	case toSink:
+		*s.sink, s.inSink = out, true
+	case s.sink != nil:
+		*s.sink = append((*s.sink)[:s.sinkStart], out...)
+	default:
+		return out, true
+	}
+	return (*s.sink)[s.sinkStart:], true
 }
 
 func (s *session) edits(text []byte) []edit {
@@ -505,47 +531,112 @@ func (s *session) edits(text []byte) []edit {
 	return eds
 }
 
-// redactText redacts one text: a header value, a body, a preamble. hdr
-// enables header unfolding; qpBody keeps a quoted-printable body's lines
-// within the RFC 2045 limit.
-func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
+// redactText appends one text, redacted, to dst: a header value, a body, a
+// preamble. hdr enables header unfolding; qpBody keeps a quoted-printable
+// body's lines within the RFC 2045 limit. The first replacement writes
+// straight into dst (see applyEdits), so a large text with a few
+// occurrences is copied once.
+func (s *session) redactText(dst, src []byte, hdr, qpBody bool) []byte {
+	if hdr || len(src) <= maxChunk {
+		return s.redactChunk(dst, src, hdr, qpBody)
+	}
+	for len(src) > 0 {
+		n := chunkEnd(src)
+		dst = s.redactChunk(dst, src[:n], false, qpBody)
+		src = src[n:]
+	}
+	return dst
+}
+
+// maxChunk is the size from which a body text is redacted, and its
+// renderings are built, piece by piece, so that the renderings and their
+// spans (eight bytes a byte) of a large body take the memory of a piece,
+// not of the body.
+const maxChunk = 64 << 10
+
+// chunkEnd returns the end of the first piece of a body text: after the
+// first line break from maxChunk on that is not part of a quoted-printable
+// soft line break. No needle and no rendering of a body crosses such a
+// line break: needles hold no line break and only header unfolding and
+// soft line breaks join lines.
+func chunkEnd(b []byte) int {
+	for i := maxChunk; i < len(b); {
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			break
+		}
+		e := i + k
+		j := e
+		for j > 0 && (b[j-1] == '\r' || b[j-1] == ' ' || b[j-1] == '\t') {
+			j--
+		}
+		if j == 0 || b[j-1] != '=' {
+			return e + 1
+		}
+		i = e + 1
+	}
+	return len(b)
+}
+
+// redactChunk redacts one text, or one piece of a large body text.
+func (s *session) redactChunk(dst, src []byte, hdr, qpBody bool) []byte {
 	orig := src
 	if bytes.Contains(src, []byte("=?")) {
 		src = s.encodedWords(src)
 	}
+	start := len(dst)
 	s.inQP = qpBody
+	s.sink, s.sinkStart, s.inSink = &dst, start, false
 	src = s.redactPlain(src, hdr)
-	s.inQP = false
+	inSink := s.inSink
+	s.sink, s.inSink, s.inQP = nil, false, false
 	if qpBody && !bytes.Equal(src, orig) && maxLineLen(orig) <= 76 {
-		src = rewrapQP(src)
+		return append(dst[:start], rewrapQP(src)...)
 	}
-	return src
+	if inSink {
+		return dst // src is dst[start:]
+	}
+	return append(dst, src...)
 }
 
 func (s *session) redactPlain(src []byte, hdr bool) []byte {
 	if !s.hasLate {
-		return s.redactPhase(src, hdr)
+		src, _ = s.redactPhase(src, hdr, false)
+		return src
 	}
 	// Whole addresses first, in every rendering: replacing a local part
 	// or the domain in the raw text first would leave
 	// "r-1a2b%40trap.example" or "jo%40redacted.invalid", which no needle
 	// finds any more, and the rest of the address with it.
 	s.early = true
-	src = s.redactPhase(src, hdr)
+	src, clean := s.redactPhase(src, hdr, false)
 	s.early = false
-	return s.redactPhase(src, hdr)
+	// When the renderings of the text held no late needle either, they
+	// need no second look unless the raw text changes now.
+	src, _ = s.redactPhase(src, hdr, clean)
+	return src
 }
 
-func (s *session) redactPhase(src []byte, hdr bool) []byte {
+// redactPhase replaces what the needles allowed now find in src and its
+// renderings. clean reports that the last search of every rendering found
+// nothing, late needles included. With rawOnly, the renderings are searched
+// only when the raw text changed.
+func (s *session) redactPhase(src []byte, hdr, rawOnly bool) (out []byte, clean bool) {
 	// A replacement can make an overlapping, skipped occurrence whole
 	// again; a few rounds settle it, and the verifier checks the result.
 	for round := 0; round < 3; round++ {
 		s.skipped = false
-		if out, ok := s.applyEdits(src, nil, s.edits(src)); ok {
+		eds := s.edits(src)
+		if out, ok := s.applyEdits(src, nil, eds); ok {
 			src = out
 		}
+		if rawOnly && round == 0 && len(eds) == 0 {
+			return src, true
+		}
+		clean = true
 		if needsView(src, hdr) {
 			vs := s.sc.search.views(src, hdr)
+			late := s.lateFiltered
 			for k, rebuilt := 0, 0; k < len(vs); k++ {
 				eds := s.edits(vs[k].b)
 				if len(eds) == 0 {
@@ -572,14 +663,16 @@ func (s *session) redactPhase(src []byte, hdr bool) []byte {
 						break
 					}
 					vs, k = s.sc.search.views(src, hdr), -1
+					late = s.lateFiltered
 				}
 			}
+			clean = s.lateFiltered == late
 		}
 		if !s.skipped {
-			break
+			return src, clean
 		}
 	}
-	return src
+	return src, false
 }
 
 var ewRe = regexp.MustCompile(`=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)

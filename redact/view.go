@@ -500,11 +500,11 @@ func styleOf(src []byte) escapeStyle {
 
 const upperHex = "0123456789ABCDEF"
 
-func escape(repl []byte, st escapeStyle) []byte {
+// appendEscaped appends repl to out, escaped in style st.
+func appendEscaped(out, repl []byte, st escapeStyle) []byte {
 	if st == styleNone {
-		return repl
+		return append(out, repl...)
 	}
-	out := make([]byte, 0, len(repl)*2)
 	for _, c := range repl {
 		switch st {
 		case styleURL:

@@ -22,27 +22,28 @@ func errTooDeep(path []int) error {
 	return fmt.Errorf("%w: MIME nesting deeper than %d at %s", ErrUnredactable, maxDepth, pathString(path))
 }
 
-// entity rewrites one entity (a message or a body part).
-func (s *session) entity(b []byte, path []int, depth int) []byte {
+// entity appends one entity (a message or a body part), rewritten, to dst.
+// The rewriting functions append to one output buffer, so that a large
+// message is copied once and not once per level.
+func (s *session) entity(dst, b []byte, path []int, depth int) []byte {
 	if depth > maxDepth {
 		if s.err == nil {
 			s.err = errTooDeep(path)
 		}
-		return b
+		return append(dst, b...)
 	}
 	fields, hdrEnd, bodyStart := parseHeader(b)
-	out := make([]byte, 0, len(b)+64)
 	for _, f := range fields {
-		out = append(out, b[f.start:f.val]...)
-		out = append(out, s.redactText(b[f.val:f.end], true, false)...)
+		dst = append(dst, b[f.start:f.val]...)
+		dst = s.redactText(dst, b[f.val:f.end], true, false)
 	}
-	out = append(out, b[hdrEnd:bodyStart]...)
+	dst = append(dst, b[hdrEnd:bodyStart]...)
 	mt, boundary, cs := contentType(headerValue(b, fields, "Content-Type"))
 	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
-	return append(out, s.body(b[bodyStart:], mt, boundary, cs, cte, path, depth)...)
+	return s.body(dst, b[bodyStart:], mt, boundary, cs, cte, path, depth)
 }
 
-func (s *session) body(b []byte, mt, boundary, cs, cte string, path []int, depth int) []byte {
+func (s *session) body(dst, b []byte, mt, boundary, cs, cte string, path []int, depth int) []byte {
 	k := classify(mt, boundary)
 	switch cte {
 	case "base64":
@@ -50,40 +51,44 @@ func (s *session) body(b []byte, mt, boundary, cs, cte string, path []int, depth
 		if !ok {
 			// Not decodable: redact what is visible; the verifier decodes
 			// leniently and fails the message if anything hides inside.
-			return s.redactText(b, false, false)
+			return s.redactText(dst, b, false, false)
 		}
-		red := s.content(dec, k, boundary, path, depth)
+		red := s.content(nil, dec, k, boundary, path, depth)
 		if k == kindText {
-			red = s.utf16Text(red, cs)
+			red, _ = s.utf16Text(red, cs)
 		}
 		if bytes.Equal(red, dec) {
-			return b
+			return append(dst, b...)
 		}
 		s.sum.counts[FormBase64Part]++
-		return encodeB64Body(red, lay)
+		return append(dst, encodeB64Body(red, lay)...)
 	case "quoted-printable":
 		if k == kindText {
-			return s.redactText(b, false, true)
+			return s.redactText(dst, b, false, true)
 		}
 		dec := qpDecode(b)
-		red := s.content(dec, k, boundary, path, depth)
+		red := s.content(nil, dec, k, boundary, path, depth)
 		if bytes.Equal(red, dec) {
-			return b
+			return append(dst, b...)
 		}
-		return qpEncode(red, eolOf(b))
+		return append(dst, qpEncode(red, eolOf(b))...)
 	}
-	red := s.content(b, k, boundary, path, depth)
+	start := len(dst)
+	dst = s.content(dst, b, k, boundary, path, depth)
 	if k == kindText {
-		red = s.utf16Text(red, cs)
+		if red, changed := s.utf16Text(dst[start:], cs); changed {
+			dst = append(dst[:start], red...)
+		}
 	}
-	return red
+	return dst
 }
 
-// utf16Text redacts UTF-16 text transcoded to UTF-8 (see utf16.go).
-func (s *session) utf16Text(b []byte, cs string) []byte {
+// utf16Text redacts UTF-16 text transcoded to UTF-8 (see utf16.go); the
+// result is new when changed, else b.
+func (s *session) utf16Text(b []byte, cs string) (red []byte, changed bool) {
 	is, be, bom := utf16Order(cs, b)
 	if !is {
-		return b
+		return b, false
 	}
 	body := b
 	if bom {
@@ -91,38 +96,37 @@ func (s *session) utf16Text(b []byte, cs string) []byte {
 	}
 	odd := body[len(body)&^1:]
 	text := utf16ToUTF8(b[:len(b)-len(odd)], be, bom)
-	red := s.redactText(text, false, false)
+	red = s.redactText(nil, text, false, false)
 	if bytes.Equal(red, text) {
-		return b
+		return b, false
 	}
-	return utf8ToUTF16(red, be, bom, odd)
+	return utf8ToUTF16(red, be, bom, odd), true
 }
 
-func (s *session) content(b []byte, k kind, boundary string, path []int, depth int) []byte {
+func (s *session) content(dst, b []byte, k kind, boundary string, path []int, depth int) []byte {
 	switch k {
 	case kindMessage:
-		return s.entity(b, path, depth+1)
+		return s.entity(dst, b, path, depth+1)
 	case kindMultipart:
 		segs, ok := splitMultipart(b, boundary)
 		if !ok {
-			return s.redactText(b, false, false)
+			return s.redactText(dst, b, false, false)
 		}
-		out := make([]byte, 0, len(b)+64)
 		n := 0
 		for _, sg := range segs {
 			switch {
 			case sg.delim:
-				out = append(out, b[sg.start:sg.end]...)
+				dst = append(dst, b[sg.start:sg.end]...)
 			case sg.part:
 				n++
-				out = append(out, s.entity(b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1)...)
+				dst = s.entity(dst, b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1)
 			default:
-				out = append(out, s.redactText(b[sg.start:sg.end], false, false)...)
+				dst = s.redactText(dst, b[sg.start:sg.end], false, false)
 			}
 		}
-		return out
+		return dst
 	}
-	return s.redactText(b, false, false)
+	return s.redactText(dst, b, false, false)
 }
 
 // visitor receives what the read-only walk finds.
@@ -230,8 +234,16 @@ func eachText(vs *viewSet, b []byte, hdr bool, fn func(t []byte) error) error {
 	if err := fn(b); err != nil {
 		return err
 	}
-	if needsView(b, hdr) {
-		for _, v := range vs.views(b, hdr) {
+	for rest := b; len(rest) > 0; {
+		c := rest
+		if !hdr && len(rest) > maxChunk {
+			c = rest[:chunkEnd(rest)]
+		}
+		rest = rest[len(c):]
+		if !needsView(c, hdr) {
+			continue
+		}
+		for _, v := range vs.views(c, hdr) {
 			if err := fn(v.b); err != nil {
 				return err
 			}
