@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -156,4 +157,52 @@ func FuzzMatchers(f *testing.F) {
 		}
 		checkMatchers(t, pats, text)
 	})
+}
+
+// TestMatcherPaths runs Apply through each way a message's needles are
+// matched: merged with a small static set in one hash matcher, a large
+// static set's automaton next to the message's hash matcher, and the
+// fallback automaton when the hash matcher refuses a short needle.
+func TestMatcherPaths(t *testing.T) {
+	var many []string
+	for i := range 40 {
+		many = append(many, "configured"+string(rune('a'+i%26))+string(rune('a'+i/26))+"@trap.example")
+	}
+	cases := []struct {
+		name   string
+		p      Policy
+		rcpt   string
+		want   func(s *session) bool
+		leaked []string
+	}{
+		{"merged", Policy{Domains: []string{"trap.example"}}, "jo.smith@rcpt.example",
+			func(s *session) bool { return s.merged }, nil},
+		{"static-automaton", Policy{Addresses: many}, "jo.smith@rcpt.example",
+			func(s *session) bool { return !s.merged && s.dynHash }, many[:3]},
+		{"fallback-automaton", Policy{LocalPart: true}, "jo@rcpt.example",
+			func(s *session) bool { return !s.merged && !s.dynHash && s.dynAC != nil }, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := mustNew(t, c.p)
+			msg := []byte("To: " + c.rcpt + "\r\nCc: " + strings.Join(c.leaked, ", ") + "\r\n\r\nhi " + c.rcpt +
+				" https://x.example/u?e=" + strings.ReplaceAll(c.rcpt, "@", "%40") + "&h=" + md5hex(c.rcpt) + "\r\n")
+			s := newSession(r)
+			s.addTarget(c.rcpt)
+			if err := walk(msg, nil, 0, discoverer{s}); err != nil {
+				t.Fatal(err)
+			}
+			s.build()
+			ok := c.want(s)
+			s.release()
+			if !ok {
+				t.Fatal("the message's needles were not matched the way this case is about")
+			}
+			out, _, err := r.Apply(msg, []string{c.rcpt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertNoLeak(t, out, append([]string{c.rcpt}, c.leaked...))
+		})
+	}
 }
