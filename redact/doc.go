@@ -85,8 +85,19 @@
 // must not store or show it. Error texts and Summary never contain an
 // address or any part of one.
 //
-// Work is linear in the size of the message: all needles of all addresses
-// are found in one Aho-Corasick pass per text and per decoded view.
+// # Cost
+//
+// New compiles the policy: the configured addresses and domains, all their
+// needles and an Aho-Corasick automaton over them are built once, and a
+// configuration reload builds a new Redactor. Apply adds only the message's
+// own addresses and host names, whose needles are filed in a hash matcher
+// (a few table inserts each; see match.go), together with a small static
+// set, so that each text and decoded view is scanned once. Buffers are
+// reused through a pool inside the Redactor. The output is written once;
+// body texts over 64 KB are redacted and rendered piece by piece, so a
+// large message costs about one copy of itself. Work is linear in the size
+// of the message whatever it holds: needle sets the hash matcher cannot
+// keep apart go to an automaton.
 //
 // # Limits
 //
