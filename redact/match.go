@@ -7,10 +7,11 @@ package redact
 // costs states x alphabet to clear and fill; this matcher costs a few table
 // inserts per needle.
 //
-// Each needle is filed under one 4-byte window of it, its anchor, chosen so
-// that few needles share one: a scan slides a 4-byte window over the text,
-// tests a 4096-bit filter and, on a hit, compares only the needles filed
-// under that window. Anchors that cannot be kept apart (needles shorter
+// Each needle is filed under a run of 4-byte windows of it, chosen so that
+// few needles share one: a scan looks at every stride-th 4-byte window of
+// the text (stride up to 4, as the shortest needle allows), tests a
+// 4096-bit filter and, on a hit, compares only the needles filed under
+// that window. Anchors that cannot be kept apart (needles shorter
 // than a window, too many needles, more than maxChain needles under one
 // window) make the caller use an automaton instead, so that no message can
 // make a scan compare many needles at every position.
@@ -23,14 +24,21 @@ const (
 	// maxHashNeedles: past this many needles an automaton is built
 	// instead (its build cost is then spread over many needles anyway).
 	maxHashNeedles = 1024
+	// maxStride bounds how many windows a scan skips.
+	maxStride = 4
 )
 
 type hashMatcher struct {
-	pats   [][]byte // folded
-	anchor []int32  // offset of each needle's anchor in it
-	next   []int32  // next needle with the same anchor, -1 at the end
-	filter [filterBits / 64]uint64
-	// open addressing, anchor value -> first needle; slot empty when head < 0
+	pats [][]byte // folded
+	// stride: the scan looks at every stride-th window only, so each
+	// needle is filed under stride consecutive windows of it, one of
+	// which every occurrence puts at a looked-at position.
+	stride int
+	// entries: a needle, the offset of its window in it, the next entry
+	// with the same window (-1 at the end)
+	entNeedle, entOff, entNext []int32
+	filter                     [filterBits / 64]uint64
+	// open addressing, window value -> first entry; slot empty when head < 0
 	keys []uint32
 	head []int32
 	mask uint32
@@ -42,7 +50,7 @@ func window(b []byte) uint32 {
 
 func filterHash(w uint32) uint32 { return (w * 0x9E3779B1) >> 20 } // 12 bits
 
-// slot returns the table slot of anchor value w: where it is, or the empty
+// slot returns the table slot of window value w: where it is, or the empty
 // slot where it would go.
 func (m *hashMatcher) slot(w uint32) uint32 {
 	i := (w * 0x85EBCA6B) >> 7 & m.mask
@@ -54,22 +62,30 @@ func (m *hashMatcher) slot(w uint32) uint32 {
 
 func (m *hashMatcher) chainLen(w uint32) int {
 	n := 0
-	for id := m.head[m.slot(w)]; id >= 0; id = m.next[id] {
+	for e := m.head[m.slot(w)]; e >= 0; e = m.entNext[e] {
 		n++
 	}
 	return n
 }
 
 // build files pats (already folded) and reports whether every needle could
-// be given an anchor; if not, the caller uses an automaton. The matcher's
+// be given windows; if not, the caller uses an automaton. The matcher's
 // memory is reused from build to build.
 func (m *hashMatcher) build(pats [][]byte) bool {
-	if len(pats) > maxHashNeedles {
+	if len(pats) > maxHashNeedles || len(pats) == 0 {
 		return false
 	}
 	m.pats = pats
+	minLen := len(pats[0])
+	for _, p := range pats {
+		minLen = min(minLen, len(p))
+	}
+	if minLen < anchorLen {
+		return false
+	}
+	m.stride = min(maxStride, minLen-anchorLen+1)
 	size := 16
-	for size < 4*len(pats) {
+	for size < 4*m.stride*len(pats) {
 		size *= 2
 	}
 	m.mask = uint32(size - 1)
@@ -78,51 +94,55 @@ func (m *hashMatcher) build(pats [][]byte) bool {
 	for i := range m.head {
 		m.head[i] = -1
 	}
-	m.anchor = emptyCap(m.anchor, len(pats))
-	m.next = emptyCap(m.next, len(pats))
+	m.entNeedle = m.entNeedle[:0]
+	m.entOff = m.entOff[:0]
+	m.entNext = m.entNext[:0]
 	clear(m.filter[:])
 	for id, p := range pats {
-		if len(p) < anchorLen {
-			return false
-		}
-		// The first window that no needle uses yet; else the least used.
-		best, bestLen := 0, maxChain+1
-		for off := 0; off+anchorLen <= len(p) && bestLen > 0; off++ {
-			if n := m.chainLen(window(p[off:])); n < bestLen {
-				best, bestLen = off, n
+		// The first run of stride windows that no needle uses yet; else
+		// the least crowded.
+		best, bestMax := 0, maxChain+1
+		for off := 0; off+anchorLen+m.stride-1 <= len(p) && bestMax > 0; off++ {
+			worst := 0
+			for j := range m.stride {
+				worst = max(worst, m.chainLen(window(p[off+j:])))
+			}
+			if worst < bestMax {
+				best, bestMax = off, worst
 			}
 		}
-		if bestLen >= maxChain {
+		if bestMax >= maxChain {
 			return false
 		}
-		w := window(p[best:])
-		i := m.slot(w)
-		m.keys[i] = w
-		m.anchor = append(m.anchor, int32(best))
-		m.next = append(m.next, m.head[i])
-		m.head[i] = int32(id)
-		h := filterHash(w)
-		m.filter[h>>6] |= 1 << (h & 63)
+		for j := range m.stride {
+			w := window(p[best+j:])
+			i := m.slot(w)
+			m.keys[i] = w
+			m.entNeedle = append(m.entNeedle, int32(id))
+			m.entOff = append(m.entOff, int32(best+j))
+			m.entNext = append(m.entNext, m.head[i])
+			m.head[i] = int32(len(m.entNeedle) - 1)
+			h := filterHash(w)
+			m.filter[h>>6] |= 1 << (h & 63)
+		}
 	}
 	return true
 }
 
 // scan calls fn(id, start, end) for every (folded) occurrence of every
-// needle, in the order of their anchors' ends.
+// needle, each once.
 func (m *hashMatcher) scan(text []byte, fn func(id int32, start, end int)) {
-	if len(text) < anchorLen {
-		return
-	}
-	w := uint32(foldTable[text[0]])<<16 | uint32(foldTable[text[1]])<<8 | uint32(foldTable[text[2]])
-	for i := anchorLen - 1; i < len(text); i++ {
-		w = w<<8 | uint32(foldTable[text[i]])
+	f := &m.filter
+	for i := anchorLen - 1; i < len(text); i += m.stride {
+		w := window(text[i+1-anchorLen:])
 		h := filterHash(w)
-		if m.filter[h>>6]&(1<<(h&63)) == 0 {
+		if f[(h>>6)&63]&(1<<(h&63)) == 0 {
 			continue
 		}
-		for id := m.head[m.slot(w)]; id >= 0; id = m.next[id] {
+		for e := m.head[m.slot(w)]; e >= 0; e = m.entNext[e] {
+			id := m.entNeedle[e]
 			p := m.pats[id]
-			st := i + 1 - anchorLen - int(m.anchor[id])
+			st := i + 1 - anchorLen - int(m.entOff[e])
 			if st >= 0 && st+len(p) <= len(text) && foldedPrefix(text[st:], p) {
 				fn(id, st, st+len(p))
 			}
