@@ -107,10 +107,13 @@
 // quoted-printable), escapes applied three times or more, whitespace or comments
 // inside an address (obsolete "a @ b" syntax), digests of other spellings
 // (trailing newline, upper case not written in the message), digests or
-// base64 of addresses at configured domains that appear nowhere in a
-// readable form, local parts in encoded forms, and non-ASCII case variants
+// base64 of addresses and host names at configured domains that appear
+// nowhere in a readable form, local parts in encoded forms, and non-ASCII case variants
 // of internationalised addresses. Base64 of very short addresses (fewer than
 // six stable characters at an alignment) is not searched at that alignment.
+// An address at a configured domain whose local part itself holds '/' or
+// '?' and one of '/', '?', '#', '&', '=' is taken to start after the last
+// of these (in a URL that is where it starts), so the part before stays.
 // Replacing inside a binary attachment corrupts the attachment; leaking is
 // worse.
 package redact
