@@ -36,7 +36,18 @@
 //   - in UTF-16 text: a part declared UTF-16 is transcoded to UTF-8,
 //     redacted in every form above and transcoded back; undeclared UTF-16
 //     is searched for the address itself;
-//   - with Policy.LocalPart, the local part standing alone as a word.
+//   - with Policy.LocalPart, the local part standing alone as a word;
+//   - host names at one of the policy's Domains (the domain itself or a
+//     subdomain, "by mx.trap.example" in a Received field), standing as a
+//     whole name, in every form above: they name the trap domain too. They
+//     are replaced by the name redacted.invalid, or r-<12 hex>.redacted.invalid
+//     in ModeHMAC, so the field stays valid.
+//
+// Only the address is replaced, never its surroundings: in a URL the host,
+// path and other parameters stay byte for byte (an address at a configured
+// domain inside a path or query starts after the last '/', '?', '#', '&' or
+// '='). Whole addresses are replaced in every rendering before local parts
+// and host names, which are parts of them.
 //
 // Hex, digest and base64 forms are computed from the lower-cased address
 // and from every spelling of it the message itself writes (or the caller
@@ -58,7 +69,8 @@
 //
 //	X-Xarfd-Redacted: <hostname>; mode=<token|hmac>; forms=<summary>
 //
-// where summary is Summary.String ("literal:2,url:1", or "none"). The
+// where summary is Summary.String ("literal:2,url:1", or "none"); the
+// hostname is replaced as a host name is when it is at a configured domain. The
 // field is added even when nothing was found: it records that this host
 // checked the message under its policy. A DKIM signature over a changed
 // message no longer verifies, and the field tells a reader why.
@@ -73,8 +85,19 @@
 // must not store or show it. Error texts and Summary never contain an
 // address or any part of one.
 //
-// Work is linear in the size of the message: all needles of all addresses
-// are found in one Aho-Corasick pass per text and per decoded view.
+// # Cost
+//
+// New compiles the policy: the configured addresses and domains, all their
+// needles and an Aho-Corasick automaton over them are built once, and a
+// configuration reload builds a new Redactor. Apply adds only the message's
+// own addresses and host names, whose needles are filed in a hash matcher
+// (a few table inserts each; see match.go), together with a small static
+// set, so that each text and decoded view is scanned once. Buffers are
+// reused through a pool inside the Redactor. The output is written once;
+// body texts over 64 KB are redacted and rendered piece by piece, so a
+// large message costs about one copy of itself. Work is linear in the size
+// of the message whatever it holds: needle sets the hash matcher cannot
+// keep apart go to an automaton.
 //
 // # Limits
 //
@@ -84,10 +107,13 @@
 // quoted-printable), escapes applied three times or more, whitespace or comments
 // inside an address (obsolete "a @ b" syntax), digests of other spellings
 // (trailing newline, upper case not written in the message), digests or
-// base64 of addresses at configured domains that appear nowhere in a
-// readable form, local parts in encoded forms, and non-ASCII case variants
+// base64 of addresses and host names at configured domains that appear
+// nowhere in a readable form, local parts in encoded forms, and non-ASCII case variants
 // of internationalised addresses. Base64 of very short addresses (fewer than
 // six stable characters at an alignment) is not searched at that alignment.
+// An address at a configured domain whose local part itself holds '/' or
+// '?' and one of '/', '?', '#', '&', '=' is taken to start after the last
+// of these (in a URL that is where it starts), so the part before stays.
 // Replacing inside a binary attachment corrupts the attachment; leaking is
 // worse.
 package redact

@@ -260,8 +260,18 @@ func FuzzApply(f *testing.F) {
 		if g.n(2) == 1 {
 			mode = ModeHMAC
 		}
-		r := mustNew(t, Policy{Mode: mode, HMACKey: testKey})
-		raw := []byte("From: sender@s.example\r\nMIME-Version: 1.0\r\n" + g.entity(a, 0))
+		p := Policy{Mode: mode, HMACKey: testKey}
+		if g.n(2) == 1 {
+			// The address's domain configured: the address is also found
+			// as one at the domain, and the domain as a host name.
+			p.Domains = []string{a[strings.LastIndexByte(a, '@')+1:]}
+		}
+		r := mustNew(t, p)
+		hop := ""
+		if len(p.Domains) > 0 {
+			hop = "Received: from x by MX." + p.Domains[0] + " (x); Tue, 4 Mar 2025 10:00:00 +0000\r\n"
+		}
+		raw := []byte(hop + "From: sender@s.example\r\nMIME-Version: 1.0\r\n" + g.entity(a, 0))
 		out, _, err := r.Apply(raw, []string{a})
 		if err != nil {
 			if !errors.Is(err, ErrUnredactable) {
@@ -273,6 +283,11 @@ func FuzzApply(f *testing.F) {
 		assertNoLeak(ft, out, []string{a})
 		if len(ft.failed) > 0 {
 			t.Fatalf("%s\ninput:\n%s\noutput:\n%s", strings.Join(ft.failed, "\n"), raw, out)
+		}
+		for _, d := range p.Domains {
+			if hostIn(bytes.ToLower(out), strings.ToLower(d)) {
+				t.Fatalf("host name at the configured domain survived\ninput:\n%s\noutput:\n%s", raw, out)
+			}
 		}
 		body := out[bytes.IndexByte(out, '\n')+1:]
 		if in, got := partTree(t, raw), partTree(t, body); !slices.Equal(in, got) {

@@ -13,9 +13,23 @@ import (
 // A target is one address to redact, identified by its lower-cased form.
 type target struct {
 	lower    string
-	pseudo   string   // replacement address
+	pseudo   string // replacement address (host name for a host)
+	pseudoB  []byte
 	variants []string // spellings: lower-cased, as given, as found in the message
+	// host: a host name at a configured domain (the domain itself or a
+	// subdomain), not an address; its literal form must stand as a name.
+	host bool
+	// domain: a configured domain itself
+	domain bool
 }
+
+// newTarget makes a target whose only spelling so far is lower.
+func newTarget(lower, pseudo string, host bool) *target {
+	return &target{lower: lower, pseudo: pseudo, pseudoB: []byte(pseudo), variants: []string{lower}, host: host}
+}
+
+// pseudoBytes is the replacement as bytes, shared: edits only read it.
+func (t *target) pseudoBytes() []byte { return t.pseudoB }
 
 // maxVariants bounds the spellings per address an adversary can make us
 // generate needles for.
@@ -38,6 +52,15 @@ type needle struct {
 	bigEndian bool
 	// local part: a whole word only
 	bound bool
+	// host name: not inside a longer name
+	hostBound bool
+	// domain: the literal of a configured domain (finds its host names)
+	domain bool
+	// fpat is pat ASCII-folded (the hash matcher compares folded bytes)
+	fpat []byte
+	// late: matched only once whole addresses are replaced in every
+	// rendering (local parts, host names: parts of an address)
+	late bool
 }
 
 // digests is the order of the digest forms.
@@ -77,38 +100,58 @@ func b64Stable(addr []byte, align int, enc *base64.Encoding) (string, int) {
 	return e[s:end], s
 }
 
-func (s *session) needlesFor(ti int) {
-	t := s.targets[ti]
-	id := int32(ti)
-	seen := map[string]bool{}
-	add := func(n needle) {
-		key := n.form.String() + ":" + string(n.pat)
-		if n.exact != nil {
-			key = "x" + string(n.exact)
+// appendNeedles appends the needles of target t (id ti) to dst: its base
+// forms (literal, UTF-16, local part) when base is set, and the hex, digest
+// and base64 forms of each of the spellings. Patterns are written into
+// *arena when it is not nil (a per-message buffer), else allocated.
+func (r *Redactor) appendNeedles(dst []needle, arena *[]byte, t *target, ti int32, spellings []string, base bool) []needle {
+	put := func(b []byte) []byte {
+		if arena == nil {
+			return append([]byte(nil), b...)
 		}
-		if len(n.pat) == 0 || seen[key] {
+		at := len(*arena)
+		*arena = append(*arena, b...)
+		return (*arena)[at:len(*arena):len(*arena)]
+	}
+	first := len(dst)
+	add := func(n needle) {
+		if len(n.pat) == 0 {
 			return
 		}
-		seen[key] = true
-		n.target = id
-		s.needles = append(s.needles, n)
+		for i := first; i < len(dst); i++ {
+			if dst[i].form == n.form && string(dst[i].pat) == string(n.pat) {
+				return
+			}
+		}
+		n.target = ti
+		n.late = n.bound || t.host
+		n.fpat = n.pat
+		if n.exact != nil {
+			n.fpat = put(appendFolded(nil, n.pat))
+		}
+		dst = append(dst, n)
 	}
-	add(needle{pat: []byte(t.lower), form: FormLiteral})
-	add(needle{pat: utf16Bytes(t.lower, false), form: FormUTF16})
-	add(needle{pat: utf16Bytes(t.lower, true), form: FormUTF16, bigEndian: true})
-	if s.r.localPart {
-		local := t.lower[:strings.LastIndexByte(t.lower, '@')]
-		// A local part that occurs in the replacement would be
-		// "found" again in every replacement.
-		if !strings.Contains(t.pseudo, local) {
-			add(needle{pat: []byte(local), form: FormLocalPart, bound: true})
+	var tmp [2 * 320]byte // hex of the longest address
+	if base {
+		add(needle{pat: put([]byte(t.lower)), form: FormLiteral, hostBound: t.host, domain: t.domain})
+		add(needle{pat: put(utf16Bytes(t.lower, false)), form: FormUTF16})
+		add(needle{pat: put(utf16Bytes(t.lower, true)), form: FormUTF16, bigEndian: true})
+		if r.localPart && !t.host {
+			local := t.lower[:strings.LastIndexByte(t.lower, '@')]
+			// A local part that occurs in the replacement would be
+			// "found" again in every replacement.
+			if !strings.Contains(t.pseudo, local) {
+				add(needle{pat: put([]byte(local)), form: FormLocalPart, bound: true})
+			}
 		}
 	}
-	for _, v := range t.variants {
+	for _, v := range spellings {
 		vb := []byte(v)
-		add(needle{pat: []byte(hex.EncodeToString(vb)), form: FormHex})
+		if 2*len(vb) <= len(tmp) {
+			add(needle{pat: put(hex.AppendEncode(tmp[:0], vb)), form: FormHex})
+		}
 		for _, d := range digests {
-			add(needle{pat: []byte(hex.EncodeToString(d.sum(vb))), form: d.form})
+			add(needle{pat: put(hex.AppendEncode(tmp[:0], d.sum(vb))), form: d.form})
 		}
 		for align := 0; align < 3; align++ {
 			for _, url := range []bool{false, true} {
@@ -120,8 +163,10 @@ func (s *session) needlesFor(ti int) {
 				if len(st) < minStable {
 					continue
 				}
-				add(needle{pat: []byte(st), exact: []byte(st), form: form, align: align, stable: first, n: len(vb)})
+				p := put([]byte(st))
+				add(needle{pat: p, exact: p, form: form, align: align, stable: first, n: len(vb)})
 			}
 		}
 	}
+	return dst
 }

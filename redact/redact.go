@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/mail"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // Mode selects what an address is replaced with.
@@ -66,7 +69,11 @@ type Policy struct {
 	LocalPart bool
 }
 
-// Redactor applies one Policy. It is immutable and safe for concurrent use.
+// Redactor applies one Policy. It is the policy compiled: the configured
+// addresses and domains with all their needles and the automaton over them
+// are built once by New, so that a message pays only for its own
+// recipients. It is immutable (apart from its pool of buffers) and safe for
+// concurrent use; a configuration reload builds a new one.
 type Redactor struct {
 	host      string
 	mode      Mode
@@ -74,7 +81,31 @@ type Redactor struct {
 	addresses []string
 	domains   []string
 	localPart bool
+
+	static staticSet
+	// pool holds the per-message buffers (renderings, matcher tables) of
+	// this policy's Apply calls, so that they are reused from message to
+	// message.
+	pool sync.Pool
 }
+
+// staticSet is the part of the redaction set every message shares: the
+// configured addresses, then the configured domains as host names. Target
+// and needle ids of a message continue after these.
+type staticSet struct {
+	targets []*target
+	byLower map[string]int32
+	needles []needle
+	fpats   [][]byte   // the needles' folded patterns
+	ac      *acMachine // nil without needles
+	hasLate bool
+}
+
+// maxMergedStatic: a static set up to this many needles is filed in each
+// message's hash matcher with the message's own needles (a few table
+// inserts), so that a text is scanned once; a larger one is scanned with
+// its own automaton, then the message's needles with theirs.
+const maxMergedStatic = 256
 
 // ErrUnredactable is wrapped by Apply's error when it cannot guarantee that
 // no form of an address remains (an address survived in a part it could not
@@ -120,7 +151,52 @@ func New(p Policy) (*Redactor, error) {
 		}
 		r.domains = append(r.domains, d)
 	}
+	r.compile()
+	r.pool.New = func() any { return new(scratch) }
 	return r, nil
+}
+
+// compile builds the static set.
+func (r *Redactor) compile() {
+	st := &r.static
+	st.byLower = map[string]int32{}
+	for _, a := range r.addresses {
+		lower := strings.ToLower(a)
+		if i, ok := st.byLower[lower]; ok {
+			if t := st.targets[i]; len(t.variants) < maxVariants && !slices.Contains(t.variants, a) {
+				t.variants = append(t.variants, a)
+			}
+			continue
+		}
+		t := newTarget(lower, r.pseudonym(lower), false)
+		if a != lower {
+			t.variants = append(t.variants, a)
+		}
+		st.byLower[lower] = int32(len(st.targets))
+		st.targets = append(st.targets, t)
+	}
+	for _, d := range r.domains {
+		if _, ok := st.byLower[d]; ok {
+			continue
+		}
+		st.byLower[d] = int32(len(st.targets))
+		t := newTarget(d, r.hostPseudonym(d), true)
+		t.domain = true
+		st.targets = append(st.targets, t)
+	}
+	for i, t := range st.targets {
+		st.needles = r.appendNeedles(st.needles, nil, t, int32(i), t.variants, true)
+	}
+	if len(st.needles) == 0 {
+		return
+	}
+	pats := make([][]byte, len(st.needles))
+	for i := range st.needles {
+		pats[i] = st.needles[i].pat
+		st.fpats = append(st.fpats, st.needles[i].fpat)
+		st.hasLate = st.hasLate || st.needles[i].late
+	}
+	st.ac = newACMachine(pats, nil)
 }
 
 // normalizeAddr reduces the ways callers and headers write an address
@@ -148,9 +224,31 @@ func (r *Redactor) pseudonym(lower string) string {
 	if r.mode == ModeToken {
 		return TokenAddress
 	}
-	m := hmac.New(sha256.New, r.key)
-	m.Write([]byte(lower))
-	return "r-" + hex.EncodeToString(m.Sum(nil))[:12] + "@" + pseudoDomain
+	return r.keyed(nil, lower) + "@" + pseudoDomain
+}
+
+// keyed returns "r-" and the first 12 hex digits of the HMAC of s, with
+// mac when it is not nil (a reused instance keyed with r.key).
+func (r *Redactor) keyed(mac hash.Hash, s string) string {
+	if mac == nil {
+		mac = hmac.New(sha256.New, r.key)
+	}
+	mac.Reset()
+	mac.Write([]byte(s))
+	var sum [sha256.Size]byte
+	var h [2 + 12]byte
+	copy(h[:], "r-")
+	hex.Encode(h[2:], mac.Sum(sum[:0])[:6])
+	return string(h[:])
+}
+
+// hostPseudonym is the replacement host name for a lower-cased host name
+// at a configured domain: still a valid name, in the .invalid TLD.
+func (r *Redactor) hostPseudonym(lower string) string {
+	if r.mode == ModeToken {
+		return pseudoDomain
+	}
+	return r.keyed(nil, lower) + "." + pseudoDomain
 }
 
 // Pseudonym returns what addr is replaced with under this policy, for
@@ -171,41 +269,68 @@ func (r *Redactor) Pseudonym(addr string) string {
 func (r *Redactor) Apply(raw []byte, addrs []string) ([]byte, Summary, error) {
 	s := newSession(r)
 	defer s.release()
-	for _, a := range r.addresses {
-		s.addTarget(a)
-	}
 	for _, a := range addrs {
 		if n, ok := normalizeAddr(a); ok {
 			s.addTarget(n)
 		}
 	}
-	out := raw
-	if len(s.targets) > 0 || len(r.domains) > 0 {
-		if err := walk(raw, nil, 0, discoverer{s}); err != nil {
-			return nil, Summary{}, err
-		}
-		s.build()
-		if len(s.targets) > 0 {
-			out = s.entity(raw, nil, 0)
-			if s.err != nil {
-				return nil, Summary{}, s.err
-			}
-		}
-		if err := s.verify(out); err != nil {
-			return nil, Summary{}, err
+	if s.numTargets() == 0 {
+		return r.addHeader(raw, s.sum), s.sum, nil
+	}
+	if err := walk(raw, nil, 0, discoverer{s}); err != nil {
+		return nil, Summary{}, err
+	}
+	s.build()
+	// The output is written once, after room for the header (known only
+	// at the end), with some room for replacements longer than what they
+	// replace: one copy of the message.
+	room := r.maxHeaderLen()
+	buf := make([]byte, room, room+len(raw)+len(raw)/32+256)
+	buf = s.entity(buf, raw, nil, 0)
+	if s.err != nil {
+		return nil, Summary{}, s.err
+	}
+	out := buf[room:]
+	if err := s.verify(out); err != nil {
+		return nil, Summary{}, err
+	}
+	for i := range int32(s.numTargets()) {
+		if !s.target(i).host {
+			s.sum.addresses++
 		}
 	}
-	s.sum.addresses = len(s.targets)
-	return r.addHeader(out, s.sum), s.sum, nil
+	h := r.header(out, s.sum)
+	copy(buf[room-len(h):], h)
+	return buf[room-len(h):], s.sum, nil
 }
 
 // addHeader prepends the header even when nothing was found: it records that
 // this host checked the message under its policy, and it is the only change,
 // so a DKIM signature of an unchanged message still verifies.
 func (r *Redactor) addHeader(msg []byte, sum Summary) []byte {
-	eol := eolOf(msg)
-	h := HeaderName + ": " + r.host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eol
+	h := r.header(msg, sum)
 	out := make([]byte, 0, len(h)+len(msg))
 	out = append(out, h...)
 	return append(out, msg...)
+}
+
+// header is the X-Xarfd-Redacted field for msg.
+func (r *Redactor) header(msg []byte, sum Summary) string {
+	host := r.host
+	if r.domainMatch([]byte(host)) {
+		// This host is itself a trap host: naming it would reveal the domain.
+		host = r.hostPseudonym(strings.ToLower(host))
+	}
+	return HeaderName + ": " + host + "; mode=" + r.mode.String() + "; forms=" + sum.String() + eolOf(msg)
+}
+
+// maxHeaderLen bounds len(r.header(...)): every form counted, each count
+// of up to 20 digits.
+func (r *Redactor) maxHeaderLen() int {
+	n := len(HeaderName) + len(": ") + max(len(r.host), len("r-123456789012."+pseudoDomain)) +
+		len("; mode=") + len("token") + len("; forms=") + len("\r\n")
+	for f := range numForms {
+		n += len(f.String()) + len(":") + 20 + len(",")
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package redact
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -18,8 +19,13 @@ var testKey = []byte("0123456789abcdef-test-key")
 
 type fixture struct {
 	rcpt, addresses, domains, check []string
-	localPart, wantErr              bool
-	mode                            Mode
+	// keep: byte strings the output must contain (evidence around a
+	// redacted datum survives); absent: strings no rendering of the output
+	// may contain in any case; absentHost: host names that no rendering
+	// may contain as a host name (a longer or a parent domain may remain).
+	keep, absent, absentHost []string
+	localPart, wantErr       bool
+	mode                     Mode
 }
 
 func readFixture(t *testing.T, path string) fixture {
@@ -42,6 +48,12 @@ func readFixture(t *testing.T, path string) fixture {
 			fx.domains = append(fx.domains, val)
 		case "check":
 			fx.check = append(fx.check, val)
+		case "keep":
+			fx.keep = append(fx.keep, val)
+		case "absent":
+			fx.absent = append(fx.absent, val)
+		case "absent-host":
+			fx.absentHost = append(fx.absentHost, val)
 		case "localpart":
 			fx.localPart = true
 		case "mode":
@@ -141,6 +153,25 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("Apply: %v", err)
 			}
 			assertNoLeak(t, out, checked)
+			for _, k := range fx.keep {
+				if !bytes.Contains(out, []byte(k)) {
+					t.Errorf("evidence lost: output does not contain %q", k)
+				}
+			}
+			for _, a := range fx.absent {
+				if slices.ContainsFunc(looseRenderings(out), func(r []byte) bool {
+					return bytes.Contains(bytes.ToLower(r), []byte(strings.ToLower(a)))
+				}) {
+					t.Errorf("%q survived", a)
+				}
+			}
+			for _, h := range fx.absentHost {
+				if slices.ContainsFunc(looseRenderings(out), func(r []byte) bool {
+					return hostIn(bytes.ToLower(r), strings.ToLower(h))
+				}) {
+					t.Errorf("host name %q (or a subdomain) survived", h)
+				}
+			}
 			if !bytes.HasPrefix(out, []byte(HeaderName+": mx.test.example; mode="+fx.mode.String()+"; forms="+sum.String())) {
 				t.Errorf("output does not start with the redaction header: %q", out[:min(len(out), 120)])
 			}
@@ -156,5 +187,60 @@ func TestGolden(t *testing.T) {
 				t.Errorf("nothing redacted")
 			}
 		})
+	}
+}
+
+// looseRenderings returns out and its renderings with QP escapes, soft line
+// breaks, URL escapes and Q-encoded words' '_' undone, each up to twice.
+func looseRenderings(out []byte) [][]byte {
+	unQP := func(b []byte) []byte {
+		b = bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("=\r\n"), nil), []byte("=\n"), nil)
+		return looseUnescape(b, '=')
+	}
+	unURL := func(b []byte) []byte { return looseUnescape(b, '%') }
+	rs := [][]byte{out}
+	for _, f := range []func([]byte) []byte{unQP, unURL} {
+		for _, g := range []func([]byte) []byte{unQP, unURL} {
+			rs = append(rs, f(out), g(f(out)), g(g(f(out))))
+		}
+	}
+	return rs
+}
+
+func looseUnescape(b []byte, esc byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] == esc && i+2 < len(b) {
+			var v [1]byte
+			if _, err := hex.Decode(v[:], b[i+1:i+3]); err == nil {
+				out = append(out, v[0])
+				i += 2
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// hostIn reports whether lower-cased text holds host or a subdomain of it
+// as a host name: not preceded by a label character, not followed by one
+// or by a dot and a label character.
+func hostIn(text []byte, host string) bool {
+	label := func(c byte) bool { return isAlnum(c) || c == '-' }
+	for off := 0; ; {
+		i := bytes.Index(text[off:], []byte(host))
+		if i < 0 {
+			return false
+		}
+		s, e := off+i, off+i+len(host)
+		off = s + 1
+		if s > 0 && label(text[s-1]) {
+			continue
+		}
+		if e < len(text) && (label(text[e]) || text[e] == '.' && e+1 < len(text) && label(text[e+1])) {
+			continue
+		}
+		return true
 	}
 }

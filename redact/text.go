@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
@@ -13,37 +15,115 @@ import (
 	"github.com/emersion/go-message/charset"
 )
 
-// session is the state of one Apply call.
+// session is the state of one Apply call. Its targets and needles are the
+// static set's (ids from 0) followed by the message's own.
 type session struct {
 	r        *Redactor
-	targets  []*target
-	byLower  map[string]int
-	needles  []needle
-	ac       *acMachine
+	sc       *scratch
+	nStatic  int32 // static targets
+	nsNeedle int32 // static needles
+	dyn      []*target
+	needles  []needle // the message's own
+	extra    []extraSpelling
+	dynHash  bool       // the message's needles are in sc.hm
+	merged   bool       // so are the static ones, under their own ids
+	dynAC    *acMachine // else in this automaton (nil: none)
 	sum      Summary
 	err      error
 	inEW     bool // counting matches inside encoded words
 	inQP     bool // writing into a quoted-printable body
 	skipped  bool // an overlapping occurrence was left for another round
-	scratch  *scratch
-	lowerBuf []byte // discovery's lower-cased candidate address
+	early    bool // late needles are not matched (first phase)
+	// lateFiltered counts occurrences of late needles left for later
+	lateFiltered int
+	hasLate      bool // some needle is late
+	lowerBuf     []byte
+	// sink is the output buffer of the text being redacted, whose
+	// redacted form goes from sinkStart on; inSink tells that the current
+	// text already lives there.
+	sink      *[]byte
+	sinkStart int
+	inSink    bool
+}
+
+// extraSpelling is a spelling of a configured address that the message
+// writes (its base64 and digests differ from those of the configured one).
+type extraSpelling struct {
+	target   int32
+	spelling string
 }
 
 // newSession starts an Apply call; the caller must call release when the
 // call's results no longer refer to anything the session built.
 func newSession(r *Redactor) *session {
-	return &session{r: r, byLower: map[string]int{}, scratch: scratchPool.Get().(*scratch)}
+	sc := r.pool.Get().(*scratch)
+	if sc.byLower == nil {
+		sc.byLower = map[string]int32{}
+	}
+	return &session{
+		r: r, sc: sc,
+		nStatic:  int32(len(r.static.targets)),
+		nsNeedle: int32(len(r.static.needles)),
+		dyn:      sc.dyn[:0],
+		needles:  sc.needles[:0],
+		extra:    sc.extra[:0],
+		lowerBuf: sc.lowerBuf[:0],
+	}
 }
 
 // release returns the session's buffers for reuse. Nothing Apply returns
 // points into them: renderings are only searched and mapped back to spans.
 func (s *session) release() {
-	if s.ac != nil && s.ac.delta != nil {
-		s.scratch.acTable = s.ac.delta[:0]
-		s.ac = nil
+	sc := s.sc
+	if s.dynAC != nil && s.dynAC.delta != nil {
+		sc.acTable = s.dynAC.delta[:0]
 	}
-	s.scratch.release()
-	s.scratch = nil
+	clear(s.dyn)
+	clear(s.needles)
+	clear(sc.byLower)
+	sc.dyn, sc.needles, sc.extra, sc.lowerBuf = s.dyn[:0], s.needles[:0], s.extra[:0], s.lowerBuf[:0]
+	sc.release(&s.r.pool)
+	s.sc = nil
+}
+
+func (s *session) numTargets() int { return int(s.nStatic) + len(s.dyn) }
+
+func (s *session) target(i int32) *target {
+	if i < s.nStatic {
+		return s.r.static.targets[i]
+	}
+	return s.dyn[i-s.nStatic]
+}
+
+func (s *session) needle(id int32) *needle {
+	if id < s.nsNeedle {
+		return &s.r.static.needles[id]
+	}
+	return &s.needles[id-s.nsNeedle]
+}
+
+func (s *session) lookup(lower string) (int32, bool) {
+	if i, ok := s.r.static.byLower[lower]; ok {
+		return i, true
+	}
+	i, ok := s.sc.byLower[lower]
+	return i, ok
+}
+
+func (s *session) pseudonym(lower string, host bool) string {
+	if s.r.mode == ModeToken {
+		if host {
+			return pseudoDomain
+		}
+		return TokenAddress
+	}
+	if s.sc.mac == nil {
+		s.sc.mac = hmac.New(sha256.New, s.r.key)
+	}
+	if host {
+		return s.r.keyed(s.sc.mac, lower) + "." + pseudoDomain
+	}
+	return s.r.keyed(s.sc.mac, lower) + "@" + pseudoDomain
 }
 
 // addTarget adds an address (or a new spelling of a known one).
@@ -52,31 +132,93 @@ func (s *session) addTarget(a string) {
 	if strings.HasSuffix(lower, "@"+pseudoDomain) {
 		return // already a replacement
 	}
-	if i, ok := s.byLower[lower]; ok {
-		t := s.targets[i]
-		if len(t.variants) < maxVariants && !slices.Contains(t.variants, a) {
-			t.variants = append(t.variants, a)
+	if i, ok := s.lookup(lower); ok {
+		t := s.target(i)
+		if a == lower || slices.Contains(t.variants, a) {
+			return
+		}
+		if i >= s.nStatic {
+			if len(t.variants) < maxVariants {
+				t.variants = append(t.variants, a)
+			}
+			return
+		}
+		// A configured address is shared: its new spellings are the
+		// message's.
+		n := len(t.variants)
+		for _, e := range s.extra {
+			if e.target == i {
+				if e.spelling == a {
+					return
+				}
+				n++
+			}
+		}
+		if n < maxVariants {
+			s.extra = append(s.extra, extraSpelling{i, a})
 		}
 		return
 	}
-	t := &target{lower: lower, pseudo: s.r.pseudonym(lower), variants: []string{lower}}
+	t := newTarget(lower, s.pseudonym(lower, false), false)
 	if a != lower {
 		t.variants = append(t.variants, a)
 	}
-	s.byLower[lower] = len(s.targets)
-	s.targets = append(s.targets, t)
+	s.sc.byLower[lower] = s.nStatic + int32(len(s.dyn))
+	s.dyn = append(s.dyn, t)
 }
 
+// addHost adds a host name at a configured domain (ASCII).
+func (s *session) addHost(h []byte) {
+	s.lowerBuf = appendFolded(s.lowerBuf[:0], h)
+	if _, ok := s.lookup(string(s.lowerBuf)); ok {
+		return
+	}
+	lower := string(s.lowerBuf)
+	s.sc.byLower[lower] = s.nStatic + int32(len(s.dyn))
+	s.dyn = append(s.dyn, newTarget(lower, s.pseudonym(lower, true), true))
+}
+
+// build makes the matcher of the message's own needles: the hash matcher,
+// cheap to build, or when it refuses them an automaton.
 func (s *session) build() {
-	s.needles = s.needles[:0]
-	for i := range s.targets {
-		s.needlesFor(i)
+	sc := s.sc
+	sc.arena = sc.arena[:0]
+	for i, t := range s.dyn {
+		s.needles = s.r.appendNeedles(s.needles, &sc.arena, t, s.nStatic+int32(i), t.variants, true)
 	}
-	pats := make([][]byte, len(s.needles))
+	for _, e := range s.extra {
+		s.needles = s.r.appendNeedles(s.needles, &sc.arena, s.target(e.target), e.target, []string{e.spelling}, false)
+	}
+	s.hasLate = s.r.static.hasLate
 	for i := range s.needles {
-		pats[i] = s.needles[i].pat
+		s.hasLate = s.hasLate || s.needles[i].late
 	}
-	s.ac = newACMachine(pats, s.scratch.acTable)
+	if st := &s.r.static; st.ac != nil && len(st.fpats) <= maxMergedStatic {
+		sc.pats = append(append(sc.pats[:0], st.fpats...), s.fpats()...)
+		if s.merged = sc.hm.build(sc.pats); s.merged {
+			return
+		}
+	}
+	if len(s.needles) == 0 {
+		return
+	}
+	if s.dynHash = sc.hm.build(append(sc.pats[:0], s.fpats()...)); s.dynHash {
+		return
+	}
+	sc.pats = sc.pats[:0]
+	for i := range s.needles {
+		sc.pats = append(sc.pats, s.needles[i].pat)
+	}
+	s.dynAC = newACMachine(sc.pats, sc.acTable)
+}
+
+// fpats returns the folded patterns of the message's own needles.
+func (s *session) fpats() [][]byte {
+	s.sc.fpats = s.sc.fpats[:0]
+	for i := range s.needles {
+		s.sc.fpats = append(s.sc.fpats, s.needles[i].fpat)
+	}
+	return s.sc.fpats
 }
 
 type match struct {
@@ -88,21 +230,42 @@ func isWordByte(c byte) bool {
 	return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c >= 0x80
 }
 
+// find returns every accepted occurrence of every needle in text, static
+// and the message's. The result is valid until the next call.
 func (s *session) find(text []byte) []match {
-	if s.ac == nil {
-		return nil
-	}
-	var ms []match
-	s.ac.scan(text, func(id int32, st, en int) {
-		n := &s.needles[id]
+	ms := s.sc.ms[:0]
+	accept := func(id int32, st, en int) {
+		n := s.needle(id)
+		if n.late && s.early {
+			s.lateFiltered++
+			return
+		}
 		if n.exact != nil && !bytes.Equal(text[st:en], n.exact) {
 			return
 		}
 		if n.bound && (st > 0 && isWordByte(text[st-1]) || en < len(text) && isWordByte(text[en])) {
 			return
 		}
+		if n.hostBound && !hostBounded(text, st, en) {
+			return
+		}
 		ms = append(ms, match{id, st, en})
-	})
+	}
+	if s.merged {
+		s.sc.hm.scan(text, accept)
+		s.sc.ms = ms
+		return ms
+	}
+	if ac := s.r.static.ac; ac != nil {
+		ac.scan(text, accept)
+	}
+	dyn := func(id int32, st, en int) { accept(id+s.nsNeedle, st, en) }
+	if s.dynHash {
+		s.sc.hm.scan(text, dyn)
+	} else if s.dynAC != nil {
+		s.dynAC.scan(text, dyn)
+	}
+	s.sc.ms = ms
 	return ms
 }
 
@@ -123,8 +286,8 @@ func hasUpperHex(b []byte) bool {
 }
 
 func (s *session) replacement(m match, text []byte) edit {
-	n := &s.needles[m.id]
-	t := s.targets[n.target]
+	n := s.needle(m.id)
+	t := s.target(n.target)
 	ed := edit{s: m.s, e: m.e, form: n.form}
 	caseHex := func(h string) []byte {
 		if hasUpperHex(text[m.s:m.e]) {
@@ -134,7 +297,7 @@ func (s *session) replacement(m match, text []byte) edit {
 	}
 	switch n.form {
 	case FormLiteral:
-		ed.repl = []byte(t.pseudo)
+		ed.repl = t.pseudoBytes()
 	case FormLocalPart:
 		ed.repl = []byte(t.pseudo[:strings.LastIndexByte(t.pseudo, '@')])
 	case FormUTF16:
@@ -152,6 +315,8 @@ func (s *session) replacement(m match, text []byte) edit {
 	}
 	return ed
 }
+
+func isHex(c byte) bool { _, ok := unhex(c); return ok }
 
 func isB64Char(c byte, std, url bool) bool {
 	return isAlnum(c) || std && (c == '+' || c == '/') || url && (c == '-' || c == '_')
@@ -226,7 +391,12 @@ func (s *session) b64Edit(m match, n *needle, t *target, text []byte) edit {
 	}
 	body := min(n.n, len(w)-n.align)
 	prefix, tail := w[:n.align], w[n.align+body:]
-	local, domain, _ := strings.Cut(t.pseudo, "@")
+	// The filler goes into the local part, or a host name's first label.
+	sep := "@"
+	if t.host {
+		sep = "."
+	}
+	local, domain, _ := strings.Cut(t.pseudo, sep)
 	need := ((body-len(t.pseudo))%3 + 3) % 3
 	explicit := url || std
 	var best []byte
@@ -236,7 +406,7 @@ func (s *session) b64Edit(m match, n *needle, t *target, text []byte) edit {
 		filler := fillerString(need+3*(try/16), try)
 		blob := make([]byte, 0, len(w)+8)
 		blob = append(blob, prefix...)
-		blob = append(blob, local+filler+"@"+domain...)
+		blob = append(blob, local+filler+sep+domain...)
 		blob = append(blob, tail...)
 		out := []byte(enc.EncodeToString(blob))
 		if best == nil {
@@ -278,25 +448,45 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 		}
 		return b.e - a.e
 	})
-	out := make([]byte, 0, len(src)+64)
+	// The first rewrite of a text goes straight into the output buffer;
+	// a later one, whose source is that buffer, into a new one that is
+	// copied back.
+	toSink := s.sink != nil && !s.inSink
+	var out []byte
+	if toSink {
+		out = (*s.sink)[:s.sinkStart]
+	} else {
+		out = make([]byte, 0, len(src)+64)
+	}
 	last := 0
 	prevEnd := -1
 	for _, ed := range eds {
 		if ed.s < prevEnd {
-			s.skipped = true
+			// Inside the previous replacement, the occurrence is gone
+			// with it (replacements hold no needle); overlapping it, it
+			// may be whole again after this round.
+			if ed.e > prevEnd {
+				s.skipped = true
+			}
+			continue
+		}
+		if v == nil && s.inQP && ed.s > 0 && src[ed.s-1] == '=' && ed.s+1 < len(src) && isHex(src[ed.s]) && isHex(src[ed.s+1]) {
+			// "to=3Dtrap@x" in quoted-printable: what matched begins
+			// inside the escape =3D. The decoded rendering holds the
+			// address itself and replaces it there, escape intact.
 			continue
 		}
 		prevEnd = ed.e
-		ss, se, repl, form := ed.s, ed.e, ed.repl, ed.form
+		ss, se, form := ed.s, ed.e, ed.form
+		st := styleNone
 		if v == nil && s.inQP {
 			// Base64 padding written raw into quoted-printable
 			// would be read as a broken escape.
-			repl = escape(repl, styleQP)
+			st = styleQP
 		}
 		if v != nil {
 			ss, se = v.span(ed.s, ed.e)
-			st := styleOf(src[ss:se])
-			repl = escape(repl, st)
+			st = styleOf(src[ss:se])
 			if form == FormLiteral {
 				switch st {
 				case styleURL:
@@ -313,11 +503,19 @@ func (s *session) applyEdits(src []byte, v *view, eds []edit) ([]byte, bool) {
 		}
 		s.sum.counts[form]++
 		out = append(out, src[last:ss]...)
-		out = append(out, repl...)
+		out = appendEscaped(out, ed.repl, st)
 		last = se
 	}
 	out = append(out, src[last:]...)
-	return out, true
+	switch {
+	case toSink:
+		*s.sink, s.inSink = out, true
+	case s.sink != nil:
+		*s.sink = append((*s.sink)[:s.sinkStart], out...)
+	default:
+		return out, true
+	}
+	return (*s.sink)[s.sinkStart:], true
 }
 
 func (s *session) edits(text []byte) []edit {
@@ -325,47 +523,127 @@ func (s *session) edits(text []byte) []edit {
 	if len(ms) == 0 {
 		return nil
 	}
-	eds := make([]edit, 0, len(ms))
+	eds := s.sc.eds[:0]
 	for _, m := range ms {
 		eds = append(eds, s.replacement(m, text))
 	}
+	s.sc.eds = eds
 	return eds
 }
 
-// redactText redacts one text: a header value, a body, a preamble. hdr
-// enables header unfolding; qpBody keeps a quoted-printable body's lines
-// within the RFC 2045 limit.
-func (s *session) redactText(src []byte, hdr, qpBody bool) []byte {
+// redactText appends one text, redacted, to dst: a header value, a body, a
+// preamble. hdr enables header unfolding; qpBody keeps a quoted-printable
+// body's lines within the RFC 2045 limit. The first replacement writes
+// straight into dst (see applyEdits), so a large text with a few
+// occurrences is copied once.
+func (s *session) redactText(dst, src []byte, hdr, qpBody bool) []byte {
+	if hdr || len(src) <= maxChunk {
+		return s.redactChunk(dst, src, hdr, qpBody)
+	}
+	for len(src) > 0 {
+		n := chunkEnd(src)
+		dst = s.redactChunk(dst, src[:n], false, qpBody)
+		src = src[n:]
+	}
+	return dst
+}
+
+// maxChunk is the size from which a body text is redacted, and its
+// renderings are built, piece by piece, so that the renderings and their
+// spans (eight bytes a byte) of a large body take the memory of a piece,
+// not of the body.
+const maxChunk = 64 << 10
+
+// chunkEnd returns the end of the first piece of a body text: after the
+// first line break from maxChunk on that is not part of a quoted-printable
+// soft line break. No needle and no rendering of a body crosses such a
+// line break: needles hold no line break and only header unfolding and
+// soft line breaks join lines.
+func chunkEnd(b []byte) int {
+	for i := maxChunk; i < len(b); {
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			break
+		}
+		e := i + k
+		j := e
+		for j > 0 && (b[j-1] == '\r' || b[j-1] == ' ' || b[j-1] == '\t') {
+			j--
+		}
+		if j == 0 || b[j-1] != '=' {
+			return e + 1
+		}
+		i = e + 1
+	}
+	return len(b)
+}
+
+// redactChunk redacts one text, or one piece of a large body text.
+func (s *session) redactChunk(dst, src []byte, hdr, qpBody bool) []byte {
 	orig := src
 	if bytes.Contains(src, []byte("=?")) {
 		src = s.encodedWords(src)
 	}
+	start := len(dst)
 	s.inQP = qpBody
+	s.sink, s.sinkStart, s.inSink = &dst, start, false
 	src = s.redactPlain(src, hdr)
-	s.inQP = false
+	inSink := s.inSink
+	s.sink, s.inSink, s.inQP = nil, false, false
 	if qpBody && !bytes.Equal(src, orig) && maxLineLen(orig) <= 76 {
-		src = rewrapQP(src)
+		return append(dst[:start], rewrapQP(src)...)
 	}
-	return src
+	if inSink {
+		return dst // src is dst[start:]
+	}
+	return append(dst, src...)
 }
 
 func (s *session) redactPlain(src []byte, hdr bool) []byte {
+	if !s.hasLate {
+		src, _ = s.redactPhase(src, hdr, false)
+		return src
+	}
+	// Whole addresses first, in every rendering: replacing a local part
+	// or the domain in the raw text first would leave
+	// "r-1a2b%40trap.example" or "jo%40redacted.invalid", which no needle
+	// finds any more, and the rest of the address with it.
+	s.early = true
+	src, clean := s.redactPhase(src, hdr, false)
+	s.early = false
+	// When the renderings of the text held no late needle either, they
+	// need no second look unless the raw text changes now.
+	src, _ = s.redactPhase(src, hdr, clean)
+	return src
+}
+
+// redactPhase replaces what the needles allowed now find in src and its
+// renderings. clean reports that the last search of every rendering found
+// nothing, late needles included. With rawOnly, the renderings are searched
+// only when the raw text changed.
+func (s *session) redactPhase(src []byte, hdr, rawOnly bool) (out []byte, clean bool) {
 	// A replacement can make an overlapping, skipped occurrence whole
 	// again; a few rounds settle it, and the verifier checks the result.
 	for round := 0; round < 3; round++ {
 		s.skipped = false
-		if out, ok := s.applyEdits(src, nil, s.edits(src)); ok {
+		eds := s.edits(src)
+		if out, ok := s.applyEdits(src, nil, eds); ok {
 			src = out
 		}
+		if rawOnly && round == 0 && len(eds) == 0 {
+			return src, true
+		}
+		clean = true
 		if needsView(src, hdr) {
-			vs := s.scratch.search.views(src, hdr)
+			vs := s.sc.search.views(src, hdr)
+			late := s.lateFiltered
 			for k, rebuilt := 0, 0; k < len(vs); k++ {
 				eds := s.edits(vs[k].b)
 				if len(eds) == 0 {
 					continue
 				}
 				// Only now are the spans of this rendering needed.
-				sv := s.scratch.spanned.spanView(src, hdr, k)
+				sv := s.sc.spanned.spanView(src, hdr, k)
 				if sv == nil || !bytes.Equal(sv.b, vs[k].b) {
 					// Cannot happen: rendering is deterministic and
 					// spans decide nothing. Were it to, spans would
@@ -384,15 +662,17 @@ func (s *session) redactPlain(src []byte, hdr bool) []byte {
 						s.skipped = true
 						break
 					}
-					vs, k = s.scratch.search.views(src, hdr), -1
+					vs, k = s.sc.search.views(src, hdr), -1
+					late = s.lateFiltered
 				}
 			}
+			clean = s.lateFiltered == late
 		}
 		if !s.skipped {
-			break
+			return src, clean
 		}
 	}
-	return src
+	return src, false
 }
 
 var ewRe = regexp.MustCompile(`=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)

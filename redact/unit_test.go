@@ -273,3 +273,33 @@ func TestConcurrentApply(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A host at a configured domain keeps a valid name: a keyed, stable one in
+// hmac mode, and this host's own name is not written into the redaction
+// header when it is itself a trap host.
+func TestTrapHostNames(t *testing.T) {
+	msg := []byte("Received: from a by MX.Trap-Mailbox.example (Postfix); Tue, 4 Mar 2025 10:00:00 +0000\r\n" +
+		"Received: from b by mx.trap-mailbox.example; Tue, 4 Mar 2025 10:00:00 +0000\r\n\r\nhi\r\n")
+	r := mustNew(t, Policy{Hostname: "in.trap-mailbox.example", Mode: ModeHMAC, HMACKey: testKey, Domains: []string{"trap-mailbox.example"}})
+	out, _, err := r.Apply(msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(bytes.ToLower(out), []byte("trap-mailbox")) {
+		t.Fatalf("trap host name survived:\n%s", out)
+	}
+	names := regexp.MustCompile(`by (r-[0-9a-f]{12}\.redacted\.invalid)[ ;]`).FindAllSubmatch(out, -1)
+	if len(names) != 2 || !bytes.Equal(names[0][1], names[1][1]) {
+		t.Fatalf("want the same pseudonymous host name twice:\n%s", out)
+	}
+	if !regexp.MustCompile(`^` + HeaderName + `: r-[0-9a-f]{12}\.redacted\.invalid; mode=hmac;`).Match(out) {
+		t.Fatalf("redaction header names this host:\n%s", out)
+	}
+	// A host name in a MIME boundary cannot be rewritten: the verifier
+	// refuses the message.
+	b := "b.mx.trap-mailbox.example"
+	msg = []byte("Content-Type: multipart/mixed; boundary=\"" + b + "\"\r\n\r\n--" + b + "\r\n\r\nhi\r\n--" + b + "--\r\n")
+	if _, _, err := r.Apply(msg, nil); !errors.Is(err, ErrUnredactable) {
+		t.Fatalf("host name in a boundary: want ErrUnredactable, got %v", err)
+	}
+}

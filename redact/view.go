@@ -2,6 +2,7 @@ package redact
 
 import (
 	"bytes"
+	"hash"
 	"sync"
 )
 
@@ -185,21 +186,32 @@ func compose(a, b *view) {
 	}
 }
 
-// scratchPool keeps the renderings' buffers from one Apply to the next.
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
-// scratch is the reusable memory of one Apply call.
+// scratch is the reusable memory of one Apply call, kept in the
+// Redactor's pool from one call to the next.
 type scratch struct {
 	search  viewSet // renderings being searched
 	spanned viewSet // a rendering rebuilt with spans for replacing
-	acTable []int32 // the automaton's dense table (at most maxDense entries)
+	acTable []int32 // a fallback automaton's dense table (at most maxDense entries)
+
+	hm       hashMatcher
+	byLower  map[string]int32 // the message's own targets
+	dyn      []*target
+	needles  []needle
+	extra    []extraSpelling
+	arena    []byte   // the message's needle patterns
+	pats     [][]byte // the patterns, for building a matcher
+	fpats    [][]byte
+	ms       []match
+	eds      []edit
+	lowerBuf []byte
+	mac      hash.Hash // HMAC with the policy's key (hmac mode)
 }
 
 // maxPooledView bounds what a pooled scratch keeps, so that one huge
 // message does not pin its buffers for the next ones.
 const maxPooledView = 4 << 20
 
-func (sc *scratch) release() {
+func (sc *scratch) release(pool *sync.Pool) {
 	for _, vs := range []*viewSet{&sc.search, &sc.spanned} {
 		for _, v := range vs.pool {
 			if cap(v.b) > maxPooledView {
@@ -211,7 +223,7 @@ func (sc *scratch) release() {
 		vs.out = vs.out[:0]
 		vs.used = 0
 	}
-	scratchPool.Put(sc)
+	pool.Put(sc)
 }
 
 // qpAt tells what stageQP does at src[i], a byte nextQPSpecial stopped at:
@@ -488,11 +500,11 @@ func styleOf(src []byte) escapeStyle {
 
 const upperHex = "0123456789ABCDEF"
 
-func escape(repl []byte, st escapeStyle) []byte {
+// appendEscaped appends repl to out, escaped in style st.
+func appendEscaped(out, repl []byte, st escapeStyle) []byte {
 	if st == styleNone {
-		return repl
+		return append(out, repl...)
 	}
-	out := make([]byte, 0, len(repl)*2)
 	for _, c := range repl {
 		switch st {
 		case styleURL:

@@ -22,27 +22,28 @@ func errTooDeep(path []int) error {
 	return fmt.Errorf("%w: MIME nesting deeper than %d at %s", ErrUnredactable, maxDepth, pathString(path))
 }
 
-// entity rewrites one entity (a message or a body part).
-func (s *session) entity(b []byte, path []int, depth int) []byte {
+// entity appends one entity (a message or a body part), rewritten, to dst.
+// The rewriting functions append to one output buffer, so that a large
+// message is copied once and not once per level.
+func (s *session) entity(dst, b []byte, path []int, depth int) []byte {
 	if depth > maxDepth {
 		if s.err == nil {
 			s.err = errTooDeep(path)
 		}
-		return b
+		return append(dst, b...)
 	}
 	fields, hdrEnd, bodyStart := parseHeader(b)
-	out := make([]byte, 0, len(b)+64)
 	for _, f := range fields {
-		out = append(out, b[f.start:f.val]...)
-		out = append(out, s.redactText(b[f.val:f.end], true, false)...)
+		dst = append(dst, b[f.start:f.val]...)
+		dst = s.redactText(dst, b[f.val:f.end], true, false)
 	}
-	out = append(out, b[hdrEnd:bodyStart]...)
+	dst = append(dst, b[hdrEnd:bodyStart]...)
 	mt, boundary, cs := contentType(headerValue(b, fields, "Content-Type"))
 	cte := strings.ToLower(headerValue(b, fields, "Content-Transfer-Encoding"))
-	return append(out, s.body(b[bodyStart:], mt, boundary, cs, cte, path, depth)...)
+	return s.body(dst, b[bodyStart:], mt, boundary, cs, cte, path, depth)
 }
 
-func (s *session) body(b []byte, mt, boundary, cs, cte string, path []int, depth int) []byte {
+func (s *session) body(dst, b []byte, mt, boundary, cs, cte string, path []int, depth int) []byte {
 	k := classify(mt, boundary)
 	switch cte {
 	case "base64":
@@ -50,40 +51,44 @@ func (s *session) body(b []byte, mt, boundary, cs, cte string, path []int, depth
 		if !ok {
 			// Not decodable: redact what is visible; the verifier decodes
 			// leniently and fails the message if anything hides inside.
-			return s.redactText(b, false, false)
+			return s.redactText(dst, b, false, false)
 		}
-		red := s.content(dec, k, boundary, path, depth)
+		red := s.content(nil, dec, k, boundary, path, depth)
 		if k == kindText {
-			red = s.utf16Text(red, cs)
+			red, _ = s.utf16Text(red, cs)
 		}
 		if bytes.Equal(red, dec) {
-			return b
+			return append(dst, b...)
 		}
 		s.sum.counts[FormBase64Part]++
-		return encodeB64Body(red, lay)
+		return append(dst, encodeB64Body(red, lay)...)
 	case "quoted-printable":
 		if k == kindText {
-			return s.redactText(b, false, true)
+			return s.redactText(dst, b, false, true)
 		}
 		dec := qpDecode(b)
-		red := s.content(dec, k, boundary, path, depth)
+		red := s.content(nil, dec, k, boundary, path, depth)
 		if bytes.Equal(red, dec) {
-			return b
+			return append(dst, b...)
 		}
-		return qpEncode(red, eolOf(b))
+		return append(dst, qpEncode(red, eolOf(b))...)
 	}
-	red := s.content(b, k, boundary, path, depth)
+	start := len(dst)
+	dst = s.content(dst, b, k, boundary, path, depth)
 	if k == kindText {
-		red = s.utf16Text(red, cs)
+		if red, changed := s.utf16Text(dst[start:], cs); changed {
+			dst = append(dst[:start], red...)
+		}
 	}
-	return red
+	return dst
 }
 
-// utf16Text redacts UTF-16 text transcoded to UTF-8 (see utf16.go).
-func (s *session) utf16Text(b []byte, cs string) []byte {
+// utf16Text redacts UTF-16 text transcoded to UTF-8 (see utf16.go); the
+// result is new when changed, else b.
+func (s *session) utf16Text(b []byte, cs string) (red []byte, changed bool) {
 	is, be, bom := utf16Order(cs, b)
 	if !is {
-		return b
+		return b, false
 	}
 	body := b
 	if bom {
@@ -91,38 +96,37 @@ func (s *session) utf16Text(b []byte, cs string) []byte {
 	}
 	odd := body[len(body)&^1:]
 	text := utf16ToUTF8(b[:len(b)-len(odd)], be, bom)
-	red := s.redactText(text, false, false)
+	red = s.redactText(nil, text, false, false)
 	if bytes.Equal(red, text) {
-		return b
+		return b, false
 	}
-	return utf8ToUTF16(red, be, bom, odd)
+	return utf8ToUTF16(red, be, bom, odd), true
 }
 
-func (s *session) content(b []byte, k kind, boundary string, path []int, depth int) []byte {
+func (s *session) content(dst, b []byte, k kind, boundary string, path []int, depth int) []byte {
 	switch k {
 	case kindMessage:
-		return s.entity(b, path, depth+1)
+		return s.entity(dst, b, path, depth+1)
 	case kindMultipart:
 		segs, ok := splitMultipart(b, boundary)
 		if !ok {
-			return s.redactText(b, false, false)
+			return s.redactText(dst, b, false, false)
 		}
-		out := make([]byte, 0, len(b)+64)
 		n := 0
 		for _, sg := range segs {
 			switch {
 			case sg.delim:
-				out = append(out, b[sg.start:sg.end]...)
+				dst = append(dst, b[sg.start:sg.end]...)
 			case sg.part:
 				n++
-				out = append(out, s.entity(b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1)...)
+				dst = s.entity(dst, b[sg.start:sg.end], append(path[:len(path):len(path)], n), depth+1)
 			default:
-				out = append(out, s.redactText(b[sg.start:sg.end], false, false)...)
+				dst = s.redactText(dst, b[sg.start:sg.end], false, false)
 			}
 		}
-		return out
+		return dst
 	}
-	return s.redactText(b, false, false)
+	return s.redactText(dst, b, false, false)
 }
 
 // visitor receives what the read-only walk finds.
@@ -230,8 +234,16 @@ func eachText(vs *viewSet, b []byte, hdr bool, fn func(t []byte) error) error {
 	if err := fn(b); err != nil {
 		return err
 	}
-	if needsView(b, hdr) {
-		for _, v := range vs.views(b, hdr) {
+	for rest := b; len(rest) > 0; {
+		c := rest
+		if !hdr && len(rest) > maxChunk {
+			c = rest[:chunkEnd(rest)]
+		}
+		rest = rest[len(c):]
+		if !needsView(c, hdr) {
+			continue
+		}
+		for _, v := range vs.views(c, hdr) {
 			if err := fn(v.b); err != nil {
 				return err
 			}
@@ -286,6 +298,11 @@ func atAddrs(t []byte, fn func(addr, domain []byte)) {
 		for st > 0 && at-st < 64 && isAtext(t[st-1]) {
 			st--
 		}
+		// In a URL the longest local part runs back over the host, path
+		// and query ("//spam.example/t?u=trap"): the address starts after
+		// the last delimiter, so that only it is replaced and the URL
+		// stays evidence.
+		st += urlLocalStart(t[st:at])
 		if st == at {
 			continue
 		}
@@ -300,6 +317,22 @@ func atAddrs(t []byte, fn func(addr, domain []byte)) {
 	}
 }
 
+// urlLocalStart returns where an address starts in the local-part-shaped
+// token lp: after the last URL delimiter when lp holds a path or query
+// ('/' or '?', which recipient addresses do not use in practice), else 0.
+func urlLocalStart(lp []byte) int {
+	if bytes.IndexByte(lp, '/') < 0 && bytes.IndexByte(lp, '?') < 0 {
+		return 0
+	}
+	for i := len(lp) - 1; i >= 0; i-- {
+		switch lp[i] {
+		case '/', '?', '#', '&', '=':
+			return i + 1
+		}
+	}
+	return 0
+}
+
 func appendFolded(dst, b []byte) []byte {
 	for _, c := range b {
 		dst = append(dst, foldTable[c])
@@ -307,8 +340,58 @@ func appendFolded(dst, b []byte) []byte {
 	return dst
 }
 
-func isAtext(c byte) bool {
-	return isAlnum(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+func isAtext(c byte) bool { return atextTable[c] }
+
+var atextTable = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isAlnum(byte(c)) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", byte(c)) >= 0
+	}
+	return t
+}()
+
+func isLabelByte(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
+
+// escapedBefore reports whether the two bytes before i end a %XX or =XX
+// escape, after which a name may start though they are label bytes.
+func escapedBefore(t []byte, i int) bool {
+	return i >= 3 && (t[i-3] == '%' || t[i-3] == '=') && isHex(t[i-2]) && isHex(t[i-1])
+}
+
+// hostBounded reports whether t[s:e] stands as a whole host name: not
+// preceded by a label byte (but by a dot, an escape or anything else), not
+// followed by a label byte or by a dot and a label byte (a longer name,
+// such as the configured domain under another TLD).
+func hostBounded(t []byte, s, e int) bool {
+	if s > 0 && isLabelByte(t[s-1]) && !escapedBefore(t, s) {
+		return false
+	}
+	if e < len(t) && (isLabelByte(t[e]) || t[e] == '.' && e+1 < len(t) && isLabelByte(t[e+1])) {
+		return false
+	}
+	return true
+}
+
+// hostsAt calls fn for every host name in t at one of the configured
+// domains: the domain itself or a subdomain, extended to the left over
+// labels (an escape such as %2F before it is not part of the name). The
+// static automaton finds the domains.
+func (r *Redactor) hostsAt(t []byte, fn func(host []byte)) {
+	r.static.ac.scan(t, func(id int32, s, e int) {
+		if !r.static.needles[id].domain || !hostBounded(t, s, e) {
+			return
+		}
+		for s > 0 && t[s-1] == '.' {
+			k := s - 1
+			for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
+				k--
+			}
+			if k == s-1 {
+				break // ".." or a dot after something else
+			}
+			s = k
+		}
+		fn(t[s:e])
+	})
 }
 
 // domainMatch reports whether dom (ASCII, any case) is one of the policy's
@@ -331,15 +414,18 @@ type discoverer struct{ s *session }
 func (d discoverer) field(path []int, name, value []byte) error { return d.text(path, value, true) }
 
 func (d discoverer) text(_ []int, b []byte, hdr bool) error {
-	return eachText(&d.s.scratch.search, b, hdr, func(t []byte) error {
+	return eachText(&d.s.sc.search, b, hdr, func(t []byte) error {
 		atAddrs(t, func(a, dom []byte) {
 			// a is ASCII (atext, '@', domain bytes): folding it is
 			// lower-casing it. The map lookup does not copy the key.
 			d.s.lowerBuf = appendFolded(d.s.lowerBuf[:0], a)
-			if _, ok := d.s.byLower[string(d.s.lowerBuf)]; ok || d.s.r.domainMatch(dom) {
+			if _, ok := d.s.lookup(string(d.s.lowerBuf)); ok || d.s.r.domainMatch(dom) {
 				d.s.addTarget(string(a))
 			}
 		})
+		if len(d.s.r.domains) > 0 {
+			d.s.r.hostsAt(t, d.s.addHost)
+		}
 		return nil
 	})
 }
@@ -355,9 +441,9 @@ func (v verifier) field(path []int, _ []byte, value []byte) error {
 func (v verifier) text(path []int, b []byte, hdr bool) error { return v.check(path, b, hdr) }
 
 func (v verifier) check(path []int, b []byte, hdr bool) error {
-	return eachText(&v.s.scratch.search, b, hdr, func(t []byte) error {
+	return eachText(&v.s.sc.search, b, hdr, func(t []byte) error {
 		if ms := v.s.find(t); len(ms) > 0 {
-			form := v.s.needles[ms[0].id].form
+			form := v.s.needle(ms[0].id).form
 			return fmt.Errorf("%w: a %s form of an address survived in %s", ErrUnredactable, form, pathString(path))
 		}
 		var err error
@@ -366,6 +452,8 @@ func (v verifier) check(path []int, b []byte, hdr bool) error {
 				err = fmt.Errorf("%w: an address at a redacted domain survived in %s", ErrUnredactable, pathString(path))
 			}
 		})
+		// A host name at a configured domain is found by the domain's own
+		// literal needle, which find only accepts as a whole name.
 		return err
 	})
 }
