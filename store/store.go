@@ -10,11 +10,11 @@
 // many SMTP sessions, which is what lets a 2-core machine take thousands of
 // messages per second while keeping "250 means durable".
 //
-// Buckets (schema version 2):
+// Buckets (schema version 3):
 //
 //	meta                  "schema" -> uint64 big-endian
 //	records               id -> message record, report and message bytes
-//	                      in one value (see record.go)
+//	                      in one value with their checksum (see record.go)
 //	by_channel            channel || 0x00 || id -> empty; ids are UUIDv7,
 //	                      so this is also the per-channel time index that
 //	                      queries and retention walk
@@ -50,7 +50,7 @@ import (
 const FileName = "xarfd.db"
 
 // SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta       = []byte("meta")
@@ -96,6 +96,12 @@ type Options struct {
 	// operations it held and how long bbolt took to commit it (the work
 	// and both fsyncs). It runs on the committer: it must not block.
 	OnCommit func(ops int, took time.Duration)
+	// OnDamage, when set, is called with the id of each damaged record
+	// a read meets (its checksum does not hold, or it does not decode);
+	// the read itself fails with a *DamagedError. It may be called
+	// concurrently and for the same id again on each read: it must not
+	// block.
+	OnDamage func(id ID)
 	// Migrations overrides the migration table (tests).
 	Migrations []Migration
 }
@@ -112,6 +118,7 @@ type Store struct {
 
 	maxBatch    int
 	onCommit    func(int, time.Duration)
+	onDamage    func(ID)
 	foundSchema uint64
 }
 
@@ -136,6 +143,9 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: o.LockTimeout,
 		// The freelist is rebuilt on open instead of written on every
@@ -156,6 +166,7 @@ func Open(dir string, o Options) (*Store, error) {
 		done:     make(chan struct{}),
 		maxBatch: o.MaxBatch,
 		onCommit: o.OnCommit,
+		onDamage: o.OnDamage,
 	}
 	if err := s.migrate(o.Migrations); err != nil {
 		db.Close()
@@ -199,8 +210,32 @@ func (s *Store) Commit(fn func(*bbolt.Tx) error) error {
 	return <-o.done
 }
 
-// View runs fn in a read-only transaction.
-func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.db.View(fn) }
+// View runs fn in a read-only transaction. A fault on the memory map
+// while fn runs is returned as an error wrapping ErrDamaged.
+func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.view(fn) }
+
+// view and update are bbolt's View and Update with guardFault: every read
+// of the memory map in this package goes through them, so a file that
+// shrank under the daemon costs an error, not the process.
+// A damaged record met on the way is reported to OnDamage.
+func (s *Store) view(fn func(*bbolt.Tx) error) (err error) {
+	defer s.noteDamage(&err)
+	defer guardFault(&err)()
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) (err error) {
+	defer s.noteDamage(&err)
+	defer guardFault(&err)()
+	return s.db.Update(fn)
+}
+
+func (s *Store) noteDamage(err *error) {
+	var de *DamagedError
+	if s.onDamage != nil && errors.As(*err, &de) {
+		s.onDamage(de.ID)
+	}
+}
 
 // committer takes the first queued operation, then everything queued
 // behind it, and commits them in one transaction: the group grows exactly
@@ -230,7 +265,7 @@ func (s *Store) commitBatch(batch []*op) {
 		failed := -1
 		var opErr error
 		start := time.Now()
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.update(func(tx *bbolt.Tx) error {
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
 					failed, opErr = i, err
@@ -337,7 +372,9 @@ func getRecord(tx *bbolt.Tx, id []byte) (rec record, ok bool, err error) {
 	}
 	rec, err = decodeRecord(v)
 	if err != nil {
-		return rec, false, fmt.Errorf("record %x: %w", id, err)
+		var rid ID
+		copy(rid[:], id)
+		return rec, false, &DamagedError{ID: rid, Err: err}
 	}
 	return rec, true, nil
 }
@@ -355,7 +392,7 @@ func putRecord(tx *bbolt.Tx, id ID, r *record) error {
 // ErrNotFound when there is none. The record aliases bbolt memory, valid
 // only inside fn.
 func (s *Store) viewRecord(id ID, fn func(*record) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		rec, ok, err := getRecord(tx, id[:])
 		if err != nil {
 			return err
@@ -398,7 +435,7 @@ func (s *Store) Raw(id ID) ([]byte, error) {
 // ForEachMessage calls fn for every message of channel (all channels when
 // empty), oldest first, until fn returns an error.
 func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		visit := func(id []byte) error {
 			rec, ok, err := getRecord(tx, id)
 			if err != nil {
@@ -433,7 +470,7 @@ func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
 // xarfd.db. It returns the number of bytes written.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
@@ -444,7 +481,7 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 // Size returns the database size in bytes, as a backup would write it.
 func (s *Store) Size() (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		n = tx.Size()
 		return nil
 	})
@@ -454,7 +491,7 @@ func (s *Store) Size() (int64, error) {
 // Count returns the number of stored messages.
 func (s *Store) Count() (int, error) {
 	n := 0
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
 			if rec, err := decodeRecord(v); err == nil && len(rec.msg) > 0 {
 				n++
