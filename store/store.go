@@ -104,6 +104,13 @@ type Options struct {
 	OnDamage func(id ID)
 	// Migrations overrides the migration table (tests).
 	Migrations []Migration
+	// ProbeInterval is how often a store whose last commit failed tries
+	// a probe commit (DefaultProbeInterval when zero).
+	ProbeInterval time.Duration
+	// FaultCommit, when set, is called in every write transaction after
+	// its operations; an error from it fails the commit as an I/O error
+	// would, for all operations of the group. Fault injection for tests.
+	FaultCommit func() error
 }
 
 // Store is an open database. All methods are safe for concurrent use.
@@ -119,6 +126,9 @@ type Store struct {
 	maxBatch    int
 	onCommit    func(int, time.Duration)
 	onDamage    func(ID)
+	faultCommit func() error
+	health      health
+	stopProbe   chan struct{}
 	foundSchema uint64
 }
 
@@ -167,12 +177,20 @@ func Open(dir string, o Options) (*Store, error) {
 		maxBatch: o.MaxBatch,
 		onCommit: o.OnCommit,
 		onDamage: o.OnDamage,
+
+		faultCommit: o.FaultCommit,
+		stopProbe:   make(chan struct{}),
 	}
 	if err := s.migrate(o.Migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	s.health.set(nil)
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
 	go s.committer()
+	go s.prober(o.ProbeInterval, s.stopProbe)
 	return s, nil
 }
 
@@ -187,6 +205,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stopProbe)
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
@@ -272,6 +291,9 @@ func (s *Store) commitBatch(batch []*op) {
 					return err
 				}
 			}
+			if s.faultCommit != nil {
+				return s.faultCommit()
+			}
 			return nil
 		})
 		if failed >= 0 {
@@ -282,6 +304,7 @@ func (s *Store) commitBatch(batch []*op) {
 			continue
 		}
 		took := time.Since(start)
+		s.health.set(err)
 		for _, o := range batch {
 			o.done <- err // nil, or the commit's own I/O error for all
 		}

@@ -18,6 +18,7 @@ commands:
                                 run messages through the pipeline offline; print XARF as JSON Lines
   reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
                                 list stored reports through the HTTP API as JSON Lines
+  check-store -data DIR         verify a stopped store offline; exit 1 naming what is damaged
   version                       print the version
 
 Run "xarfd <command> -h" for a command's flags.
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdParse(args[1:], os.Stdin, stdout, stderr)
 	case "reports":
 		return cmdReports(args[1:], stdout, stderr)
+	case "check-store":
+		return cmdCheckStore(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "xarfd", version())
 		return 0
