@@ -42,6 +42,11 @@ const (
 	// messages often carry long unwrapped lines; it still bounds the
 	// memory one command line can take.
 	DefaultMaxLineLength = 64 << 10
+	// DefaultHTTPMaxBodyBytes (50 MiB) takes a XARF document whose base64
+	// evidence is a maximal message (25 MiB is 33.3 MiB in base64) with
+	// room to spare, and bounds what one request can make the daemon
+	// hold: the body is held whole while it is processed.
+	DefaultHTTPMaxBodyBytes = 50 << 20
 	// DefaultRetention keeps a channel's data for 30 days.
 	DefaultRetention = 720 * time.Hour
 	// DefaultRedactMode keeps addresses syntactically valid without
@@ -76,7 +81,7 @@ func defaults() Config {
 			MaxConnections:  DefaultMaxConnections,
 			MaxLineLength:   DefaultMaxLineLength,
 		},
-		HTTP: HTTP{Listen: DefaultHTTPListen},
+		HTTP: HTTP{Listen: DefaultHTTPListen, MaxBodyBytes: DefaultHTTPMaxBodyBytes},
 		Reporter: Reporter{
 			Format:            DefaultReporterFormat,
 			Smarthost:         Smarthost{TLS: DefaultSmarthostTLS},

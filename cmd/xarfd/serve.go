@@ -63,7 +63,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 
 func serve(cfg *config.Config, log zerolog.Logger) error {
 	m := metrics.New()
-	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
+	slog := log.With().Str("component", "store").Logger()
+	st, err := store.Open(cfg.DataDir, store.Options{
+		OnCommit: m.StoreTransaction,
+		OnDamage: func(id store.ID) {
+			m.StoreDamaged()
+			slog.Error().Str("id", id.String()).Msg("damaged record: its checksum does not hold; it is not served. Restore the store from a backup (docs/operations.md)")
+		},
+	})
 	if err != nil {
 		return err
 	}
