@@ -20,7 +20,7 @@ var ErrDamaged = errors.New("store is damaged")
 
 // RestoreHint ends every error about a damaged file: what the operator
 // does next. It names no path (the error names the file before it).
-const RestoreHint = "stop xarfd, keep the file aside and restore the last backup " +
+const RestoreHint = "keep the damaged file aside and restore the last backup " +
 	"(docs/operations.md, \"A damaged store: how to restore\"); xarfd never replaces an existing file"
 
 // bbolt's on-disk meta page, as written by go.etcd.io/bbolt v1.4
