@@ -12,7 +12,9 @@
 //
 // Buckets (schema version 3):
 //
-//	meta                  "schema" -> uint64 big-endian
+//	meta                  "schema" -> uint64 big-endian; "probe" -> the
+//	                      time of the last health probe (health.go);
+//	                      "migrate3_after" while migrating to schema 3
 //	records               id -> message record, report and message bytes
 //	                      in one value with their checksum (see record.go)
 //	by_channel            channel || 0x00 || id -> empty; ids are UUIDv7,
