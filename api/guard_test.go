@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -289,4 +293,31 @@ func TestDamagedRecordAnswers500(t *testing.T) {
 	if n != 3 {
 		t.Errorf("xarfd_store_damaged_records_total = %v, want 3", n)
 	}
+}
+
+// The Host check parses what any client sends: it never panics, and a
+// name it lets through is one it knows.
+func FuzzHostAllowed(f *testing.F) {
+	for _, h := range []string{"127.0.0.1:8025", "[::1]", "localhost", "xarfd.test.example.", "evil.example:80", "[", ":", "[::ffff:127.0.0.1]:1", "%zz"} {
+		f.Add(h)
+	}
+	s := &Server{cfg: &config.Config{HTTP: config.HTTP{Listen: "127.0.0.1:8025", Hostnames: []string{"xarfd.test.example"}}}}
+	f.Fuzz(func(t *testing.T, host string) {
+		r := httptest.NewRequest("GET", "/healthz", nil)
+		r.Host = host
+		if !s.hostAllowed(r) || host == "" {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
+		h = strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
+		if _, err := netip.ParseAddr(h); err == nil {
+			return
+		}
+		if h != "localhost" && h != "xarfd.test.example" {
+			t.Fatalf("Host %q let through", host)
+		}
+	})
 }
