@@ -305,3 +305,35 @@ func FuzzCheckFile(f *testing.F) {
 		}
 	})
 }
+
+// Another program's bbolt database is refused and left as it was, not
+// given xarfd's buckets.
+func TestOpenRefusesForeignBolt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("someone-elses"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if s, err := Open(dir, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open accepted another program's database")
+	} else if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not an xarfd database") {
+		t.Errorf("error %q", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("Open changed another program's database")
+	}
+}

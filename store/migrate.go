@@ -215,11 +215,22 @@ func migrateRecordsStep(tx *bbolt.Tx) (bool, error) {
 	return false, nil
 }
 
+var errForeign = errors.New("not an xarfd database: it holds bbolt buckets but no xarfd schema version; point data_dir at xarfd's own directory")
+
 // migrate reads the schema version and runs every newer migration. A file
 // written by a newer xarfd is refused rather than misread.
 func (s *Store) migrate(ms []Migration) error {
 	var have uint64
 	err := s.update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			// A new file has no bucket at all; one with buckets but
+			// no meta is some other program's bbolt database, which
+			// must not get xarfd's buckets added to it.
+			foreign := tx.ForEach(func([]byte, *bbolt.Bucket) error { return errForeign })
+			if foreign != nil {
+				return foreign
+			}
+		}
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return fmt.Errorf("creating meta bucket: %w", err)
