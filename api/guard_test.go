@@ -218,8 +218,8 @@ func TestHealthzWhileStoreCannotCommit(t *testing.T) {
 	}
 	full.Store(true)
 	r := e.send("POST", "/api/v1/channels/plain/messages", "", map[string]string{"Content-Type": "message/rfc822"}, bytes.NewReader(trapBody("x")))
-	if r.code != 500 || strings.Contains(string(r.body), "secret") {
-		t.Errorf("submission on a full disk: %d %s", r.code, r.body)
+	if r.code != 503 || r.h.Get("Retry-After") == "" || strings.Contains(string(r.body), "secret") {
+		t.Errorf("submission on a full disk: %d %s, want a 503 with Retry-After", r.code, r.body)
 	}
 	r = e.get("/healthz", "")
 	var h healthBody

@@ -294,6 +294,11 @@ func internalError(w http.ResponseWriter, r *http.Request, what string, err erro
 	switch {
 	case errors.Is(err, store.ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen):
 		code, msg = http.StatusServiceUnavailable, "unavailable, try again later"
+	case errors.Is(err, store.ErrCommit):
+		// Disk full or an I/O error: nothing was stored, and the
+		// store probes until it can commit again (/healthz says why).
+		w.Header().Set("Retry-After", "30")
+		code, msg = http.StatusServiceUnavailable, "cannot store now, try again later"
 	case errors.Is(err, store.ErrDamaged):
 		// The log line (err) names the record; the client learns only
 		// that it cannot be served, never the damaged bytes.

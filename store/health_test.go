@@ -30,7 +30,7 @@ func TestHealthFollowsCommits(t *testing.T) {
 	}
 	full.Store(true)
 	m := msg(t, "trap")
-	if err := s.Put([]Entry{{Message: m, Raw: []byte("x")}}); !errors.Is(err, syscall.ENOSPC) {
+	if err := s.Put([]Entry{{Message: m, Raw: []byte("x")}}); !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrCommit) {
 		t.Fatalf("Put on a full disk: %v", err)
 	}
 	h := s.Health()

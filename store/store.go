@@ -80,6 +80,12 @@ func channelPrefix(channel string) []byte { return append([]byte(channel), 0) }
 // ErrClosed is returned by writes after Close has begun.
 var ErrClosed = errors.New("store: closed")
 
+// ErrCommit wraps the error of a transaction that could not be made
+// durable (disk full, I/O error): every operation of its group gets it,
+// and Health turns bad until a commit succeeds. It is temporary from the
+// client's point of view: 451 over SMTP, 503 over HTTP.
+var ErrCommit = errors.New("store: commit failed")
+
 // ErrNotFound is returned for an unknown id.
 var ErrNotFound = errors.New("store: not found")
 
@@ -307,6 +313,9 @@ func (s *Store) commitBatch(batch []*op) {
 		}
 		took := time.Since(start)
 		s.health.set(err)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrCommit, err)
+		}
 		for _, o := range batch {
 			o.done <- err // nil, or the commit's own I/O error for all
 		}
