@@ -160,6 +160,9 @@ func TestDamagedRecordOverRealBinary(t *testing.T) {
 	if n < 1 {
 		t.Errorf("xarfd_store_damaged_records_total = %v", n)
 	}
+	if !strings.Contains(string(m.body), "\nxarfd_store_healthy 1\n") {
+		t.Error("xarfd_store_healthy is not 1: a damaged record is not a failing disk")
+	}
 	d.stop()
 }
 

@@ -92,6 +92,12 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
+	m.Gauge("xarfd_store_healthy", "1 while the store's last commit succeeded, 0 while it cannot commit (disk full, I/O error).", func() float64 {
+		if st.Health().OK {
+			return 1
+		}
+		return 0
+	})
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
 	schema, err := xarf.EmbeddedValidator()
 	if err != nil {
