@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -357,4 +358,25 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("re-encoding %q does not round-trip", b)
 		}
 	})
+}
+
+func TestIsBase64Of(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 3071, 3072, 3073, 10000, 3*3072 + 2} {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(i * 7)
+		}
+		enc := base64.StdEncoding.EncodeToString(raw)
+		if !isBase64Of([]byte(enc), raw) {
+			t.Errorf("%d bytes: own encoding refused", n)
+		}
+		bad := []byte(enc)
+		bad[len(bad)/2] ^= 1
+		if isBase64Of(bad, raw) {
+			t.Errorf("%d bytes: a changed encoding accepted", n)
+		}
+		if isBase64Of([]byte(enc[:len(enc)-1]), raw) {
+			t.Errorf("%d bytes: a short encoding accepted", n)
+		}
+	}
 }

@@ -229,18 +229,40 @@ func cutEvidence(rep, raw []byte) (out []byte, at int, ok bool) {
 	if len(raw) == 0 {
 		return rep, 0, false
 	}
-	enc := base64.StdEncoding.AppendEncode(nil, raw)
+	encLen := base64.StdEncoding.EncodedLen(len(raw))
 	for from := 0; ; {
 		i := bytes.Index(rep[from:], payloadKey)
 		if i < 0 {
 			return rep, 0, false
 		}
 		at = from + i + len(payloadKey)
-		if end := at + len(enc); end < len(rep) && rep[end] == '"' && bytes.Equal(rep[at:end], enc) {
-			out = make([]byte, 0, len(rep)-len(enc))
+		if end := at + encLen; end < len(rep) && rep[end] == '"' && isBase64Of(rep[at:end], raw) {
+			out = make([]byte, 0, len(rep)-encLen)
 			out = append(append(out, rep[:at]...), rep[end:]...)
 			return out, at, true
 		}
 		from = at
 	}
+}
+
+// isBase64Of reports whether enc is exactly base64 (standard, padded) of
+// raw. It encodes raw a chunk at a time into a small buffer instead of
+// whole: a whole encoding is a third more than the message, allocated on
+// every Put of a report only to be compared and dropped.
+func isBase64Of(enc, raw []byte) bool {
+	const chunk = 3 << 10 // a multiple of 3: chunks encode without padding
+	if len(enc) != base64.StdEncoding.EncodedLen(len(raw)) {
+		return false
+	}
+	var buf [chunk / 3 * 4]byte
+	for len(raw) > 0 {
+		n := min(len(raw), chunk)
+		m := base64.StdEncoding.EncodedLen(n)
+		base64.StdEncoding.Encode(buf[:m], raw[:n])
+		if !bytes.Equal(buf[:m], enc[:m]) {
+			return false
+		}
+		raw, enc = raw[n:], enc[m:]
+	}
+	return true
 }
