@@ -105,13 +105,31 @@ type env struct {
 // directory, behind a real HTTP server.
 func newEnv(t *testing.T, tokens bool, tune func(*Options)) *env {
 	t.Helper()
+	return newEnvStore(t, tokens, nil, tune)
+}
+
+// newEnvStore is newEnv with the store's options set by so (nil: the
+// defaults); so may use the env's metrics.
+func newEnvStore(t *testing.T, tokens bool, so func(*store.Options, *metrics.Metrics), tune func(*Options)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(testYAML(dir, tokens)), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := storetest.Open(t, dir)
-	e := &env{t: t, st: st, m: metrics.New(), log: &syncbuf.Buffer{}, cfg: cfg}
+	m := metrics.New()
+	var st *store.Store
+	if so == nil {
+		st = storetest.Open(t, dir)
+	} else {
+		var o store.Options
+		so(&o, m)
+		if st, err = store.Open(dir, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+	}
+	e := &env{t: t, st: st, m: m, log: &syncbuf.Buffer{}, cfg: cfg}
 	e.hub = NewHub(e.m)
 	e.in, err = ingest.New(cfg, st, ingest.Options{Metrics: e.m, OnReport: e.hub.Publish, Validator: fakeValidator{}})
 	if err != nil {

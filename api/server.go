@@ -199,6 +199,9 @@ func (s *Server) routes() http.Handler {
 	allow := map[string][]string{}
 	for _, r := range rs {
 		h := http.Handler(r.h)
+		if want := writeContentType(r.method, r.path); want != "" {
+			h = requireContentType(want, h)
+		}
 		if r.scope != "" {
 			h = s.authorize(r.scope, h)
 		}
@@ -219,31 +222,61 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
-	return s.logRequests(mux)
+	// Outermost first: every request is logged; a foreign Host is
+	// refused before anything else looks at it; a browser's cross-site
+	// write before its body is read; the body limit holds for all.
+	return s.logRequests(s.checkHost(s.crossOrigin(s.limitBody(mux))))
 }
 
+type healthBody struct {
+	Status string `json:"status"`
+	// Reason is a fixed phrase (never an error's text: no paths).
+	Reason string `json:"reason,omitempty"`
+	// Since is when the store entered its current state.
+	Since *time.Time `json:"since,omitempty"`
+}
+
+// healthz answers 503 while the daemon is stopping, the store is closed
+// or its last commit failed (disk full, I/O error), saying which; it
+// turns back to 200 by itself once the store commits again (the store
+// probes while it is unhealthy).
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	status, code := "ok", http.StatusOK
-	if err := s.health(); err != nil {
-		requestLog(r).Warn().Err(err).Msg("not healthy")
-		status, code = "unavailable", http.StatusServiceUnavailable
+	body, code := healthBody{Status: "ok"}, http.StatusOK
+	if reason, err := s.health(); reason != "" {
+		ev := requestLog(r).Warn().Str("reason", reason)
+		if err != nil {
+			ev = ev.Err(err)
+		}
+		ev.Msg("not healthy")
+		body, code = healthBody{Status: "unavailable", Reason: reason}, http.StatusServiceUnavailable
+		if h := s.st.Health(); !h.OK && !h.Since.IsZero() {
+			since := h.Since.UTC()
+			body.Since = &since
+		}
 	}
-	writeJSON(w, code, map[string]string{"status": status})
+	writeJSON(w, code, body)
 }
 
-func (s *Server) health() error {
+// health returns "" when healthy, else a reason for the client and the
+// error behind it for the log.
+func (s *Server) health() (string, error) {
 	select {
 	case <-s.closing:
-		return errors.New("shutting down")
+		return "shutting down", nil
 	default:
 	}
 	if err := s.st.View(func(*bbolt.Tx) error { return nil }); err != nil {
-		return err
+		return "store is not open", err
+	}
+	if h := s.st.Health(); !h.OK {
+		return h.Reason, nil
 	}
 	if s.ready != nil {
-		return s.ready()
+		if err := s.ready(); err != nil {
+			return "not ready", err
+		}
 	}
-	return nil
+	return "", nil
 }
 
 // writeJSON replies with v as JSON.
@@ -274,8 +307,18 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 // text naming only the request id.
 func internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	code, msg := http.StatusInternalServerError, "internal error"
-	if errors.Is(err, store.ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	switch {
+	case errors.Is(err, store.ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen):
 		code, msg = http.StatusServiceUnavailable, "unavailable, try again later"
+	case errors.Is(err, store.ErrCommit):
+		// Disk full or an I/O error: nothing was stored, and the
+		// store probes until it can commit again (/healthz says why).
+		w.Header().Set("Retry-After", "30")
+		code, msg = http.StatusServiceUnavailable, "cannot store now, try again later"
+	case errors.Is(err, store.ErrDamaged):
+		// The log line (err) names the record; the client learns only
+		// that it cannot be served, never the damaged bytes.
+		msg = "stored data is damaged and cannot be served"
 	}
 	info := infoOf(r)
 	requestLog(r).Error().Err(err).Msg(what)

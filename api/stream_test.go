@@ -225,7 +225,7 @@ func TestStreamSlowClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /api/v1/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	// Wait for the subscription, reading only the response header.
 	br := bufio.NewReader(conn)
 	for {

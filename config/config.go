@@ -112,8 +112,14 @@ func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // HTTP configures the API listener.
 type HTTP struct {
-	Listen string  `yaml:"listen"`
-	Tokens []Token `yaml:"tokens"`
+	Listen string `yaml:"listen"`
+	// Hostnames are the names clients may use in the Host header besides
+	// the listen address, loopback addresses and localhost; any other
+	// name is answered 421 (a DNS-rebinding page would send its own).
+	Hostnames []string `yaml:"hostnames"`
+	// MaxBodyBytes caps every request body; a larger one is answered 413.
+	MaxBodyBytes int64   `yaml:"max_body_bytes"`
+	Tokens       []Token `yaml:"tokens"`
 }
 
 // Token is one bearer token, stored as the sha256 of its value.

@@ -53,7 +53,7 @@ func TestDefaultsFillOmittedKeys(t *testing.T) {
 		c.Reporter.MaxRecipientsPerReport != DefaultMaxRecipientsPerReport ||
 		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL || c.SMTP.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP ||
 		c.SMTP.ReservedConnections != DefaultReservedConnections || c.SMTP.SessionTimeout.D() != DefaultSessionTimeout ||
-		c.SMTP.MaxInflightBytes != DefaultMaxInflightBytes {
+		c.SMTP.MaxInflightBytes != DefaultMaxInflightBytes || c.HTTP.MaxBodyBytes != DefaultHTTPMaxBodyBytes {
 		t.Errorf("top-level defaults = %+v", c)
 	}
 	// The effective configuration prints and reads back the same.
@@ -93,6 +93,8 @@ smtp:
   max_connections: 1000
 http:
   listen: "0.0.0.0:8025"
+  hostnames: [xarfd.example.net]
+  max_body_bytes: 52428800
   tokens:
     - {name: ops, sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", scopes: [read, submit]}
 channels:
@@ -143,6 +145,9 @@ own_networks: ["192.0.2.0/24"]
 	if rt := c.Channels[1].ReportTo; rt.Origin || len(rt.Partners) != 1 {
 		t.Errorf("report_to list = %+v", rt)
 	}
+	if c.HTTP.Hostnames[0] != "xarfd.example.net" || c.HTTP.MaxBodyBytes != 50<<20 {
+		t.Errorf("http = %+v", c.HTTP)
+	}
 	if c.Reporter.Retry.First.D() != 5*time.Minute || c.Reporter.MaxRecipientsPerReport != 3 || c.Contacts.Static[0].Network.Bits() != 24 {
 		t.Errorf("reporter/contacts = %+v %+v", c.Reporter, c.Contacts)
 	}
@@ -179,6 +184,9 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"bad scope", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [root]}]}\n", []string{"http.tokens[0].scopes[0]", "root"}},
 		{"token for unknown channel", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [submit], channels: [nope]}]}\n", []string{"http.tokens[0].channels[0]", "nope"}},
 		{"users without auth file", minimal + "    accept_from: {users: [p1]}\n", []string{"channels[0].accept_from.users: needs smtp.auth_file"}},
+		{"body limit too small", minimal + "http: {max_body_bytes: 10}\n", []string{"http.max_body_bytes", "too small"}},
+		{"hostname with port", minimal + "http: {hostnames: ['xarfd.example.net:8025']}\n", []string{"http.hostnames[0]", "without port"}},
+		{"hostname with scheme", minimal + "http: {hostnames: ['https://xarfd.example.net']}\n", []string{"http.hostnames[0]"}},
 		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},
 		{"per-ip cap", minimal + "smtp: {max_connections_per_ip: 0}\n", []string{"smtp.max_connections_per_ip: must be at least 1"}},
 		{"negative reserve", minimal + "smtp: {reserved_connections: -1}\n", []string{"smtp.reserved_connections: must not be negative"}},

@@ -70,6 +70,11 @@ const (
 	// DefaultMaxMessageBytes, so a small container still takes large mail.
 	// (A smaller budget than max_message_bytes is never derived.)
 	MinInflightBytes = 2 * DefaultMaxMessageBytes
+	// DefaultHTTPMaxBodyBytes (50 MiB) takes a XARF document whose base64
+	// evidence is a maximal message (25 MiB is 33.3 MiB in base64) with
+	// room to spare, and bounds what one request can make the daemon
+	// hold: the body is held whole while it is processed.
+	DefaultHTTPMaxBodyBytes = 50 << 20
 	// DefaultRetention keeps a channel's data for 30 days.
 	DefaultRetention = 720 * time.Hour
 	// DefaultRedactMode keeps addresses syntactically valid without
@@ -125,7 +130,7 @@ func defaults() Config {
 			SessionTimeout:      Duration(DefaultSessionTimeout),
 			MaxInflightBytes:    DefaultMaxInflightBytes,
 		},
-		HTTP: HTTP{Listen: DefaultHTTPListen},
+		HTTP: HTTP{Listen: DefaultHTTPListen, MaxBodyBytes: DefaultHTTPMaxBodyBytes},
 		Reporter: Reporter{
 			Format:                 DefaultReporterFormat,
 			Smarthost:              Smarthost{TLS: DefaultSmarthostTLS},

@@ -128,6 +128,15 @@ func (c *Config) validateHTTP(v *validator) {
 		return // API off
 	}
 	v.hostPort("http.listen", h.Listen)
+	if h.MaxBodyBytes < 1024 {
+		v.bad("http.max_body_bytes", "%d is too small (at least 1024)", h.MaxBodyBytes)
+	}
+	for i, n := range h.Hostnames {
+		k := fmt.Sprintf("http.hostnames[%d]", i)
+		if n == "" || strings.ContainsAny(n, ":/[] \t") || strings.Trim(n, ".") != strings.TrimSuffix(n, ".") {
+			v.bad(k, "%q: want a host name without port or scheme, such as xarfd.example.net", n)
+		}
+	}
 	if len(h.Tokens) == 0 && !loopback(h.Listen) {
 		v.bad("http.listen", "%s is not a loopback address: configure http.tokens, or listen on 127.0.0.1", h.Listen)
 	}

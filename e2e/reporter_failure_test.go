@@ -179,7 +179,7 @@ contacts:
 	}
 
 	id := es[0].ID.String()
-	if r := apiDo(t, "POST", base+"/api/v1/outbox/"+id+"/cancel", "", "", nil); r.code != 409 {
+	if r := apiDo(t, "POST", base+"/api/v1/outbox/"+id+"/cancel", "", "application/json", nil); r.code != 409 {
 		t.Fatalf("cancel of a failed entry: %d %s", r.code, r.body)
 	}
 	if r := apiDo(t, "POST", base+"/api/v1/outbox/"+id+"/retry", "", "application/json", []byte(`{"reason":"desk asked for it"}`)); r.code != 200 {

@@ -34,6 +34,7 @@ type Metrics struct {
 	txOps         prometheus.Histogram
 	deliveries    *prometheus.CounterVec
 	sseDropped    prometheus.Counter
+	damaged       prometheus.Counter
 }
 
 // New registers every collector in a fresh registry, with the Go runtime
@@ -77,8 +78,12 @@ func New() *Metrics {
 			Name: "xarfd_stream_dropped_total",
 			Help: "Live-stream consumers dropped because they did not keep up.",
 		}),
+		damaged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_store_damaged_records_total",
+			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
+		}),
 	}
-	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped,
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -139,6 +144,15 @@ func (m *Metrics) StreamDropped() {
 		return
 	}
 	m.sseDropped.Inc()
+}
+
+// StoreDamaged counts one read that met a damaged record. The id goes
+// to the log, never to a label.
+func (m *Metrics) StoreDamaged() {
+	if m == nil {
+		return
+	}
+	m.damaged.Inc()
 }
 
 // Gauge registers a gauge whose value is read at scrape time (for

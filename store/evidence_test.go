@@ -168,7 +168,7 @@ func BenchmarkCutEvidence(b *testing.B) {
 // isBase64Of compares piece by piece: a difference in any piece, and a
 // length off by one group, must show.
 func TestIsBase64Of(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 3071, 3072, 3073, 10000} {
+	for _, n := range []int{1, 2, 3, 3071, 3072, 3073, 10000, 3*3072 + 2} {
 		raw := make([]byte, n)
 		for i := range raw {
 			raw[i] = byte(i*7 + i/251)

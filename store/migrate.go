@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,56 @@ var migrations = []Migration{
 		}
 		return nil
 	}},
+	{To: 3, Step: migrateChecksumStep, Run: func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Delete(keyMigrate3)
+	}},
+}
+
+// keyMigrate3 (in meta) is the last record key the migration to schema 3
+// has passed, so that each step resumes after it instead of walking the
+// records already done: the migration stays linear in the store's size.
+var keyMigrate3 = []byte("migrate3_after")
+
+// migrateChecksumStep rewrites up to migrateStepSize version 1 records
+// (schema 2) as version 2, with their checksum. Records already at
+// version 2 are skipped (a step that committed before a crash), and one
+// of no known version is left for Recover to quarantine.
+func migrateChecksumStep(tx *bbolt.Tx) (bool, error) {
+	meta, recs := tx.Bucket(bucketMeta), tx.Bucket(bucketRecords)
+	after := append([]byte(nil), meta.Get(keyMigrate3)...)
+	type kv struct{ k, v []byte }
+	var todo []kv
+	c := recs.Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	var last []byte
+	for n := 0; k != nil && n < migrateStepSize; k, v = c.Next() {
+		last, n = k, n+1
+		if len(v) > 0 && v[0] == recordVersionV1 {
+			todo = append(todo, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+		}
+	}
+	more := k != nil
+	last = append([]byte(nil), last...)
+	for _, e := range todo {
+		r, err := decodeRecordV1(e.v)
+		if err != nil {
+			continue // Recover quarantines it with its bytes
+		}
+		if err := recs.Put(e.k, r.encode()); err != nil {
+			return false, err
+		}
+	}
+	if len(last) > 0 {
+		if err := meta.Put(keyMigrate3, last); err != nil {
+			return false, err
+		}
+	}
+	return more, nil
 }
 
 // Schema 1 kept message records, bodies and reports in three buckets and
@@ -164,11 +215,22 @@ func migrateRecordsStep(tx *bbolt.Tx) (bool, error) {
 	return false, nil
 }
 
+var errForeign = errors.New("not an xarfd database: it holds bbolt buckets but no xarfd schema version; point data_dir at xarfd's own directory")
+
 // migrate reads the schema version and runs every newer migration. A file
 // written by a newer xarfd is refused rather than misread.
 func (s *Store) migrate(ms []Migration) error {
 	var have uint64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			// A new file has no bucket at all; one with buckets but
+			// no meta is some other program's bbolt database, which
+			// must not get xarfd's buckets added to it.
+			foreign := tx.ForEach(func([]byte, *bbolt.Bucket) error { return errForeign })
+			if foreign != nil {
+				return foreign
+			}
+		}
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return fmt.Errorf("creating meta bucket: %w", err)
@@ -196,7 +258,7 @@ func (s *Store) migrate(ms []Migration) error {
 			continue
 		}
 		for more := m.Step != nil; more; {
-			err := s.db.Update(func(tx *bbolt.Tx) error {
+			err := s.update(func(tx *bbolt.Tx) error {
 				var err error
 				more, err = m.Step(tx)
 				return err
@@ -205,7 +267,7 @@ func (s *Store) migrate(ms []Migration) error {
 				return fmt.Errorf("migrating schema to version %d: %w", m.To, err)
 			}
 		}
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.update(func(tx *bbolt.Tx) error {
 			if m.Run != nil {
 				if err := m.Run(tx); err != nil {
 					return err
@@ -228,7 +290,7 @@ func (s *Store) FoundSchema() uint64 { return s.foundSchema }
 // Schema returns the schema version recorded in the file.
 func (s *Store) Schema() (uint64, error) {
 	var v uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
 			v = binary.BigEndian.Uint64(b)
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,7 +61,7 @@ func putQuarantine(tx *bbolt.Tx, e *QuarantineEntry) error {
 // QuarantineEntries lists the quarantine.
 func (s *Store) QuarantineEntries() ([]QuarantineEntry, error) {
 	var out []QuarantineEntry
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketQuarantine).ForEach(func(k, v []byte) error {
 			var e QuarantineEntry
 			if err := json.Unmarshal(v, &e); err != nil {
@@ -93,7 +94,7 @@ func (s *Store) QuarantinePage(channel, before string, limit int) ([]Quarantined
 		out  []QuarantinedMessage
 		next string
 	)
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketQuarantine).Cursor()
 		var k, v []byte
 		if before == "" {
@@ -135,7 +136,8 @@ func (s *Store) QuarantinePage(channel, before string, limit int) ([]Quarantined
 // Recover checks every record at start. A record that cannot be decoded,
 // or whose message body is missing, is moved to the quarantine with its
 // bytes, so one bad record never stops the daemon nor gets lost. It
-// returns how many were quarantined.
+// returns how many were quarantined. A record whose checksum does not
+// hold is left in place and reported to OnDamage.
 func (s *Store) Recover() (int, error) {
 	type bad struct {
 		key    []byte
@@ -143,7 +145,7 @@ func (s *Store) Recover() (int, error) {
 		reason string
 	}
 	var found []bad
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
 			reason := ""
 			rec, err := decodeRecord(v)
@@ -151,6 +153,16 @@ func (s *Store) Recover() (int, error) {
 			switch {
 			case len(k) != 16:
 				reason = "record key is not an id"
+			case errors.Is(err, errChecksum):
+				// Damaged bytes stay where they are: reads report them
+				// (500, OnDamage) until the store is restored from a
+				// backup; moving them would hide the damage.
+				if s.onDamage != nil {
+					var id ID
+					copy(id[:], k)
+					s.onDamage(id)
+				}
+				return nil
 			case err != nil:
 				reason = "record cannot be decoded"
 			case len(rec.msg) > 0 && json.Unmarshal(rec.msg, &m) != nil:

@@ -256,7 +256,7 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 		out  []Report
 		next ID
 	)
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		take := func(id []byte) (bool, error) {
 			rec, ok, err := getRecord(tx, id)
 			if err != nil {

@@ -10,11 +10,13 @@
 // many SMTP sessions, which is what lets a 2-core machine take thousands of
 // messages per second while keeping "250 means durable".
 //
-// Buckets (schema version 2):
+// Buckets (schema version 3):
 //
-//	meta                  "schema" -> uint64 big-endian
+//	meta                  "schema" -> uint64 big-endian; "probe" -> the
+//	                      time of the last health probe (health.go);
+//	                      "migrate3_after" while migrating to schema 3
 //	records               id -> message record, report and message bytes
-//	                      in one value (see record.go)
+//	                      in one value with their checksum (see record.go)
 //	by_channel            channel || 0x00 || id -> empty; ids are UUIDv7,
 //	                      so this is also the per-channel time index that
 //	                      queries and retention walk
@@ -50,7 +52,7 @@ import (
 const FileName = "xarfd.db"
 
 // SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta       = []byte("meta")
@@ -78,6 +80,12 @@ func channelPrefix(channel string) []byte { return append([]byte(channel), 0) }
 // ErrClosed is returned by writes after Close has begun.
 var ErrClosed = errors.New("store: closed")
 
+// ErrCommit wraps the error of a transaction that could not be made
+// durable (disk full, I/O error): every operation of its group gets it,
+// and Health turns bad until a commit succeeds. It is temporary from the
+// client's point of view: 451 over SMTP, 503 over HTTP.
+var ErrCommit = errors.New("store: commit failed")
+
 // ErrNotFound is returned for an unknown id.
 var ErrNotFound = errors.New("store: not found")
 
@@ -96,8 +104,21 @@ type Options struct {
 	// operations it held and how long bbolt took to commit it (the work
 	// and both fsyncs). It runs on the committer: it must not block.
 	OnCommit func(ops int, took time.Duration)
+	// OnDamage, when set, is called with the id of each damaged record
+	// a read meets (its checksum does not hold, or it does not decode);
+	// the read itself fails with a *DamagedError. It may be called
+	// concurrently and for the same id again on each read: it must not
+	// block.
+	OnDamage func(id ID)
 	// Migrations overrides the migration table (tests).
 	Migrations []Migration
+	// ProbeInterval is how often a store whose last commit failed tries
+	// a probe commit (DefaultProbeInterval when zero).
+	ProbeInterval time.Duration
+	// FaultCommit, when set, is called in every write transaction after
+	// its operations; an error from it fails the commit as an I/O error
+	// would, for all operations of the group. Fault injection for tests.
+	FaultCommit func() error
 }
 
 // Store is an open database. All methods are safe for concurrent use.
@@ -112,6 +133,10 @@ type Store struct {
 
 	maxBatch    int
 	onCommit    func(int, time.Duration)
+	onDamage    func(ID)
+	faultCommit func() error
+	health      health
+	stopProbe   chan struct{}
 	foundSchema uint64
 }
 
@@ -136,6 +161,9 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: o.LockTimeout,
 		// The freelist is rebuilt on open instead of written on every
@@ -156,12 +184,21 @@ func Open(dir string, o Options) (*Store, error) {
 		done:     make(chan struct{}),
 		maxBatch: o.MaxBatch,
 		onCommit: o.OnCommit,
+		onDamage: o.OnDamage,
+
+		faultCommit: o.FaultCommit,
+		stopProbe:   make(chan struct{}),
 	}
 	if err := s.migrate(o.Migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	s.health.set(nil)
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
 	go s.committer()
+	go s.prober(o.ProbeInterval, s.stopProbe)
 	return s, nil
 }
 
@@ -176,6 +213,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stopProbe)
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
@@ -199,8 +237,32 @@ func (s *Store) Commit(fn func(*bbolt.Tx) error) error {
 	return <-o.done
 }
 
-// View runs fn in a read-only transaction.
-func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.db.View(fn) }
+// View runs fn in a read-only transaction. A fault on the memory map
+// while fn runs is returned as an error wrapping ErrDamaged.
+func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.view(fn) }
+
+// view and update are bbolt's View and Update with guardFault: every read
+// of the memory map in this package goes through them, so a file that
+// shrank under the daemon costs an error, not the process.
+// A damaged record met on the way is reported to OnDamage.
+func (s *Store) view(fn func(*bbolt.Tx) error) (err error) {
+	defer s.noteDamage(&err)
+	defer guardFault(&err)()
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) (err error) {
+	defer s.noteDamage(&err)
+	defer guardFault(&err)()
+	return s.db.Update(fn)
+}
+
+func (s *Store) noteDamage(err *error) {
+	var de *DamagedError
+	if s.onDamage != nil && errors.As(*err, &de) {
+		s.onDamage(de.ID)
+	}
+}
 
 // committer takes the first queued operation, then everything queued
 // behind it, and commits them in one transaction: the group grows exactly
@@ -230,12 +292,15 @@ func (s *Store) commitBatch(batch []*op) {
 		failed := -1
 		var opErr error
 		start := time.Now()
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.update(func(tx *bbolt.Tx) error {
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
 					failed, opErr = i, err
 					return err
 				}
+			}
+			if s.faultCommit != nil {
+				return s.faultCommit()
 			}
 			return nil
 		})
@@ -247,6 +312,10 @@ func (s *Store) commitBatch(batch []*op) {
 			continue
 		}
 		took := time.Since(start)
+		s.health.set(err)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrCommit, err)
+		}
 		for _, o := range batch {
 			o.done <- err // nil, or the commit's own I/O error for all
 		}
@@ -337,7 +406,9 @@ func getRecord(tx *bbolt.Tx, id []byte) (rec record, ok bool, err error) {
 	}
 	rec, err = decodeRecord(v)
 	if err != nil {
-		return rec, false, fmt.Errorf("record %x: %w", id, err)
+		var rid ID
+		copy(rid[:], id)
+		return rec, false, &DamagedError{ID: rid, Err: err}
 	}
 	return rec, true, nil
 }
@@ -355,7 +426,7 @@ func putRecord(tx *bbolt.Tx, id ID, r *record) error {
 // ErrNotFound when there is none. The record aliases bbolt memory, valid
 // only inside fn.
 func (s *Store) viewRecord(id ID, fn func(*record) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		rec, ok, err := getRecord(tx, id[:])
 		if err != nil {
 			return err
@@ -398,7 +469,7 @@ func (s *Store) Raw(id ID) ([]byte, error) {
 // ForEachMessage calls fn for every message of channel (all channels when
 // empty), oldest first, until fn returns an error.
 func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		visit := func(id []byte) error {
 			rec, ok, err := getRecord(tx, id)
 			if err != nil {
@@ -433,7 +504,7 @@ func (s *Store) ForEachMessage(channel string, fn func(*Message) error) error {
 // xarfd.db. It returns the number of bytes written.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
@@ -444,7 +515,7 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 // Size returns the database size in bytes, as a backup would write it.
 func (s *Store) Size() (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		n = tx.Size()
 		return nil
 	})
@@ -454,7 +525,7 @@ func (s *Store) Size() (int64, error) {
 // Count returns the number of stored messages.
 func (s *Store) Count() (int, error) {
 	n := 0
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
 			if rec, err := decodeRecord(v); err == nil && len(rec.msg) > 0 {
 				n++

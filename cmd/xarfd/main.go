@@ -26,6 +26,7 @@ commands:
                                 write a consistent copy of the store through the HTTP API
   healthcheck [-api URL]        exit 0 if the daemon's /healthz answers 200, else 1
   version                       print the version, VCS revision and Go version
+  check-store -data DIR         verify a stopped store offline; exit 1 naming what is damaged
   help [COMMAND]                this list, or one command's usage
 
 Run "xarfd help <command>" for a command's usage and flags.
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBackup(args[1:], stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(args[1:], stdout, stderr)
+	case "check-store":
+		return cmdCheckStore(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "xarfd version takes no arguments\n")

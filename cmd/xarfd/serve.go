@@ -149,7 +149,14 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	}
 	setMemoryLimit(log)
 	m := metrics.New()
-	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: m.StoreTransaction})
+	slog := log.With().Str("component", "store").Logger()
+	st, err := store.Open(cfg.DataDir, store.Options{
+		OnCommit: m.StoreTransaction,
+		OnDamage: func(id store.ID) {
+			m.StoreDamaged()
+			slog.Error().Str("id", id.String()).Msg("damaged record: its checksum does not hold; it is not served. Restore the store from a backup (docs/operations.md)")
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -184,6 +191,12 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	})
 	m.Gauge("xarfd_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded (Unix time).", func() float64 {
 		return float64(d.reloadTime.Load())
+	})
+	m.Gauge("xarfd_store_healthy", "1 while the store's last commit succeeded, 0 while it cannot commit (disk full, I/O error).", func() float64 {
+		if st.Health().OK {
+			return 1
+		}
+		return 0
 	})
 	registerStoreMetrics(m.Registry, cfg, st, log)
 	hub := api.NewHub(m) // the HTTP live stream; Publish never blocks
