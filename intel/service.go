@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type Service struct {
 
 	mu     sync.RWMutex
 	listed map[Kind]map[string]Listing
+	// net64 lists the /64 of every listed IPv6 address: IPv6 senders move
+	// within their /64, and rbldnsd's ip6tset lists /64s.
+	net64 map[netip.Prefix]Listing
 }
 
 // Listing is one listed indicator in memory.
@@ -108,8 +112,38 @@ func (s *Service) rebuild() error {
 	}
 	s.mu.Lock()
 	s.listed = m
+	s.reindex()
 	s.mu.Unlock()
 	return nil
+}
+
+// reindex rebuilds net64; s.mu is held.
+func (s *Service) reindex() {
+	s.net64 = map[netip.Prefix]Listing{}
+	for v, l := range s.listed[KindIP] {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is6() {
+			continue
+		}
+		p, _ := a.Prefix(64)
+		if old, ok := s.net64[p]; !ok || l.Until.After(old.Until) {
+			s.net64[p] = l
+		}
+	}
+}
+
+// LookupIP returns the listing of an address: an IPv4 address exactly,
+// an IPv6 address by its /64.
+func (s *Service) LookupIP(a netip.Addr) (Listing, bool) {
+	if a.Is4() {
+		return s.Lookup(KindIP, a.String())
+	}
+	p, _ := a.Prefix(64)
+	now := s.now()
+	s.mu.RLock()
+	l, ok := s.net64[p]
+	s.mu.RUnlock()
+	return l, ok && now.Before(l.Until)
 }
 
 func (s *Service) listing(ind *store.IntelIndicator, st Status) Listing {
@@ -265,6 +299,7 @@ func (s *Service) apply(changed []store.IntelIndicator) {
 			delete(s.listed[k], ind.Value)
 		}
 	}
+	s.reindex()
 	s.mu.Unlock()
 	s.emit(events)
 }
@@ -290,6 +325,9 @@ func (s *Service) Expire() {
 				events = append(events, Event{Type: EventExpired, Kind: k, Value: v, At: now})
 			}
 		}
+	}
+	if len(events) > 0 {
+		s.reindex()
 	}
 	s.mu.Unlock()
 	slices.SortFunc(events, func(a, b Event) int {
@@ -382,6 +420,7 @@ func (s *Service) Delist(k Kind, value, reason, by string) (*store.IntelIndicato
 	s.mu.Lock()
 	_, was := s.listed[k][value]
 	delete(s.listed[k], value)
+	s.reindex()
 	s.mu.Unlock()
 	if was {
 		s.emit([]Event{{Type: EventDelisted, Kind: k, Value: value, At: now}})

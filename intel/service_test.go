@@ -41,6 +41,7 @@ type clock struct {
 }
 
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type rig struct {
@@ -52,7 +53,7 @@ type rig struct {
 	events []Event
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	cfg, err := config.Parse([]byte(serviceConfig), "test.yaml")
 	if err != nil {
@@ -70,7 +71,7 @@ func newRig(t *testing.T) *rig {
 	return &rig{cfg: cfg, st: st, in: in, clk: &clock{t: time.Now()}}
 }
 
-func (r *rig) service(t *testing.T) *Service {
+func (r *rig) service(t testing.TB) *Service {
 	t.Helper()
 	s, err := New(r.cfg, r.st, Options{Now: r.clk.now, OnEvent: func(e Event) {
 		r.mu.Lock()
@@ -176,6 +177,7 @@ func TestDelistKeepsReason(t *testing.T) {
 	s := r.service(t)
 	r.deliver(t, "trap", "victim@honey.catchall-mail.com", "45.142.120.11")
 	mine(t, s)
+	r.clk.set(time.Now())
 	if _, err := s.Delist(KindIP, "45.142.120.11", "customer cleaned the host", "ops"); err != nil {
 		t.Fatal(err)
 	}
