@@ -17,6 +17,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	// StreamBuffer is how many reports a stream consumer may lag behind
 	// before it is dropped (DefaultStreamBuffer when zero).
 	StreamBuffer int
+	// Intel serves the indicators and blocklists; nil = no channel uses
+	// intel (the routes answer 404).
+	Intel *intel.Service
 }
 
 // Server serves the HTTP API.
@@ -76,6 +80,7 @@ type Server struct {
 	buf      int
 	tokens   []token
 	channels map[string]*config.Channel
+	intel    *intel.Service
 
 	handler http.Handler
 	srv     *http.Server
@@ -97,6 +102,7 @@ func New(o Options) *Server {
 		beat:     o.Heartbeat,
 		buf:      o.StreamBuffer,
 		channels: map[string]*config.Channel{},
+		intel:    o.Intel,
 		closing:  make(chan struct{}),
 	}
 	if s.m == nil {
@@ -180,6 +186,7 @@ func (s *Server) routes() http.Handler {
 		{"GET", "/api/v1/outbox/{id}/message", scopeRead, s.getOutboxMessage},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
 	}
+	rs = append(rs, s.intelRoutes()...)
 	mux := http.NewServeMux()
 	allow := map[string][]string{}
 	for _, r := range rs {

@@ -164,7 +164,11 @@ func (s *Service) listing(ind *store.IntelIndicator, st Status) Listing {
 }
 
 // Wake tells the worker that reports were committed; it never blocks.
+// On a nil Service it does nothing.
 func (s *Service) Wake() {
+	if s == nil {
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -427,6 +431,9 @@ func (s *Service) Delist(k Kind, value, reason, by string) (*store.IntelIndicato
 	}
 	return ind, nil
 }
+
+// Metrics returns the collectors the service counts in (nil = none).
+func (s *Service) Metrics() *Metrics { return s.metrics }
 
 // Extractor returns the service's extractor.
 func (s *Service) Extractor() *Extractor { return s.x }

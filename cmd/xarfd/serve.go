@@ -99,7 +99,11 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake() } // neither blocks
+	intelSvc, err := newIntel(cfg, st, m, hub, log)
+	if err != nil {
+		return err
+	}
+	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake() } // none blocks
 	in, err := ingest.New(cfg, st, ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)})
 	if err != nil {
 		return err
@@ -136,7 +140,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	serveErr := make(chan error, len(listeners)+1)
 	var apiSrv *api.Server // Shutdown of a nil one does nothing
 	if httpL != nil {
-		apiSrv = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
+		apiSrv = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
 		wg.Go(func() {
 			if err := apiSrv.Serve(httpL); err != nil {
@@ -158,6 +162,13 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		retention[ch.Name] = ch.Retention.D()
 	}
 	rctx, rcancel := context.WithCancel(context.Background())
+	if err := runIntel(rctx, &wg, cfg, intelSvc, m, log); err != nil {
+		rcancel()
+		srv.Shutdown(context.Background())
+		apiSrv.Shutdown(context.Background())
+		wg.Wait()
+		return err
+	}
 	wg.Go(func() {
 		st.RunRetention(rctx, retention, cfg.RetentionOrphaned.D(), retentionInterval, func(ch string, n int, err error) {
 			if err != nil {
