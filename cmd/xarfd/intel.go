@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -83,4 +85,17 @@ func runIntel(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, svc *
 		})
 	}
 	return nil
+}
+
+// writeIndicators prints {"file":…,"indicators":[…]}: what the intel
+// worker would extract from this report and its stored bytes.
+func writeIndicators(w io.Writer, name string, cfg *config.Config, channel string, env store.Envelope, e store.Entry) {
+	in := intel.Input{SourceIP: e.Report.SourceIP, MailFrom: env.MailFrom, Raw: e.Raw}
+	if e.Message != nil {
+		in.Rcpts = e.Message.Envelope.Rcpts
+	}
+	json.NewEncoder(w).Encode(struct {
+		File       string            `json:"file"`
+		Indicators []intel.Indicator `json:"indicators"`
+	}{name, intel.NewExtractor(cfg).Extract(channel, in)})
 }
