@@ -10,7 +10,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-func startDNS(t *testing.T, s *Service) (string, *DNS) {
+func startDNS(t *testing.T, s *Service) (string, *DNS) { return startDNSTB(t, s) }
+
+func startDNSTB(t testing.TB, s *Service) (string, *DNS) {
 	t.Helper()
 	d := NewDNS(s.cfg, s, "http://127.0.0.1:8025", nil)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -108,7 +108,7 @@ func exchange(t *testing.T, addr, name string, qtype uint16) *dns.Msg {
 	return r
 }
 
-func startRbldnsd(t *testing.T, dir string, s *Service) string {
+func startRbldnsd(t testing.TB, dir string, s *Service) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
