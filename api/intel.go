@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -169,7 +170,13 @@ func pathIndicator(w http.ResponseWriter, r *http.Request) (intel.Kind, string, 
 		return "", "", false
 	}
 	v := r.PathValue("value")
-	if kind != intel.KindURL {
+	switch kind {
+	case intel.KindIP:
+		// The stored form: 2001:db8::1, not 2001:0DB8:0::1.
+		if a, err := netip.ParseAddr(v); err == nil {
+			v = a.Unmap().String()
+		}
+	case intel.KindDomain, intel.KindEmail:
 		v = strings.ToLower(v)
 	}
 	return kind, v, true

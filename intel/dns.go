@@ -293,12 +293,23 @@ func (d *DNS) Serve(ctx context.Context, listen []string) (bound []string, wait 
 	}
 	var wg sync.WaitGroup
 	started := make(chan struct{}, len(servers))
+	failed := make(chan error, len(servers))
 	for _, s := range servers {
 		s.NotifyStartedFunc = func() { started <- struct{}{} }
-		wg.Go(func() { s.ActivateAndServe() })
+		wg.Go(func() {
+			if err := s.ActivateAndServe(); err != nil {
+				failed <- err
+			}
+		})
 	}
 	for range servers {
-		<-started
+		select {
+		case <-started:
+		case err := <-failed:
+			closeAll()
+			wg.Wait()
+			return nil, nil, fmt.Errorf("starting the blocklist DNS server: %w", err)
+		}
 	}
 	go func() {
 		<-ctx.Done()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -287,6 +288,7 @@ func (s *Service) mineOne(id store.ID) (store.IntelUpdate, error) {
 func (s *Service) apply(changed []store.IntelIndicator) {
 	now := s.now()
 	var events []Event
+	v6 := false
 	s.mu.Lock()
 	for i := range changed {
 		ind := &changed[i]
@@ -302,8 +304,13 @@ func (s *Service) apply(changed []store.IntelIndicator) {
 		case was:
 			delete(s.listed[k], ind.Value)
 		}
+		if k == KindIP && strings.Contains(ind.Value, ":") {
+			v6 = true
+		}
 	}
-	s.reindex()
+	if v6 {
+		s.reindex()
+	}
 	s.mu.Unlock()
 	s.emit(events)
 }
