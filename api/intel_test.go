@@ -156,4 +156,3 @@ func TestIndicatorsOffWithoutIntel(t *testing.T) {
 		t.Errorf("%d", r.code)
 	}
 }
-
