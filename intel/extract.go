@@ -68,7 +68,12 @@ const (
 	maxDepth      = 8
 	maxParts      = 200
 	maxPartBytes  = 4 << 20
+	// maxTextBytes of each text part are scanned for links and
+	// addresses: spam puts them near the top, and a bound keeps a
+	// hostile body from holding the worker.
+	maxTextBytes = 1 << 20
 	maxIndicators = 500
+	maxURLBytes   = 4096
 )
 
 // Extractor extracts indicators with a configuration's exclusions.
@@ -242,7 +247,10 @@ func looksARF(raw []byte) bool {
 var recipientFields = []string{"To", "Cc", "Bcc", "Delivered-To", "X-Original-To", "Envelope-To",
 	"X-Envelope-To", "Original-Rcpt-To", "Original-Recipient", "Final-Recipient", "Removed-Recipient", "X-Rcpt-To", "Resent-To", "Resent-Cc"}
 
-var addrRE = regexp.MustCompile(`(?i)[a-z0-9!#$%&'*+/=?^_{|}~.-]{1,64}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}`)
+// addrRE finds address candidates; it has no counted repetition, which
+// would make Go's linear-time matcher slow by the size of its program
+// on every byte of a hostile body. email and domainOK check the rest.
+var addrRE = regexp.MustCompile(`[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+`)
 
 // collectRcpts finds every header line of a recipient field, at any
 // depth (the reported message of an ARF report, its feedback part), and
@@ -387,21 +395,76 @@ func (e *extraction) walk(ent *message.Entity, depth int) {
 		if e.isARF && !e.inner {
 			return
 		}
-		text := string(body)
-		if mt == "text/html" {
-			e.html(text)
+		if len(body) > maxTextBytes {
+			body = body[:maxTextBytes]
 		}
-		e.text(text)
+		if mt == "text/html" {
+			e.html(string(body))
+		} else {
+			e.text(string(body))
+		}
 	}
 }
 
 var (
 	urlRE  = regexp.MustCompile(`(?i)\b(?:https?://|www\.)[^\s<>"'\x60{}|\\^\[\]]+`)
-	hrefRE = regexp.MustCompile(`(?i)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))`)
-	tagRE  = regexp.MustCompile(`<[^>]*>`)
+	hrefRE = regexp.MustCompile(`(?i)\b(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))`)
 )
 
-// html takes every href (after decoding entities, which spammers use to
+// findAddrs returns up to max address candidates: around each '@', the
+// local-part characters before it (at most 64) and the domain characters
+// after it (at most 253). One pass, unlike a regexp over a hostile body.
+func findAddrs(s string, max int) []string {
+	var out []string
+	for i := 0; i < len(s) && len(out) < max; i++ {
+		if s[i] != '@' {
+			continue
+		}
+		l := i
+		for l > 0 && i-l < 64 && isLocalChar(s[l-1]) {
+			l--
+		}
+		r := i + 1
+		for r < len(s) && r-i <= 253 && isDomainChar(s[r]) {
+			r++
+		}
+		local, dom := strings.TrimLeft(s[l:i], "."), strings.Trim(s[i+1:r], ".-")
+		if local != "" && strings.Contains(dom, ".") {
+			out = append(out, local+"@"+dom)
+		}
+		i = r - 1
+	}
+	return out
+}
+
+func isDomainChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-'
+}
+
+func isLocalChar(c byte) bool {
+	return isDomainChar(c) || strings.IndexByte("!#$%&'*+/=?^_{|}~", c) >= 0
+}
+
+// stripTags replaces every tag by a space, in one pass.
+func stripTags(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	in := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '<':
+			in = true
+			b.WriteByte(' ')
+		case c == '>' && in:
+			in = false
+		case !in:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// html takes every href and src (after decoding entities, which spammers use to
 // hide links from naive scanners) and then the text without tags.
 func (e *extraction) html(s string) {
 	for _, m := range hrefRE.FindAllStringSubmatch(s, 200) {
@@ -418,7 +481,7 @@ func (e *extraction) html(s string) {
 		}
 		e.url(v)
 	}
-	e.text(html.UnescapeString(tagRE.ReplaceAllString(s, " ")))
+	e.text(html.UnescapeString(stripTags(s)))
 }
 
 func (e *extraction) text(s string) {
@@ -427,7 +490,7 @@ func (e *extraction) text(s string) {
 	}
 	// A URL's userinfo is no address: look for addresses outside URLs.
 	s = urlRE.ReplaceAllString(s, " ")
-	for _, a := range addrRE.FindAllString(s, 500) {
+	for _, a := range findAddrs(s, 500) {
 		e.email(a, "body")
 	}
 }
@@ -439,6 +502,9 @@ func (e *extraction) text(s string) {
 func (e *extraction) url(raw string) {
 	if strings.HasPrefix(strings.ToLower(raw), "www.") {
 		raw = "http://" + raw
+	}
+	if len(raw) > maxURLBytes {
+		return
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -180,6 +180,10 @@ func (s *Service) Wake() {
 // when nothing wakes the worker.
 const tick = 5 * time.Second
 
+// lateEvery spaces the passes that look behind the cursor for reports
+// committed after newer ones (the first pass, at start, is one).
+const lateEvery = time.Minute
+
 // pruneEvery spaces the prune passes.
 const pruneEvery = 10 * time.Minute
 
@@ -187,10 +191,14 @@ const pruneEvery = 10 * time.Minute
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastPrune := time.Time{}
+	lastPrune, lastLate := time.Time{}, time.Time{}
 	for {
+		late := time.Since(lastLate) > lateEvery
+		if late {
+			lastLate = time.Now()
+		}
 		for {
-			n, err := s.Mine()
+			n, err := s.mine(late)
 			if err != nil {
 				if errors.Is(err, store.ErrClosed) {
 					return nil
@@ -220,11 +228,16 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Mine extracts the indicators of up to one batch of new reports and
 // records their hits; it returns how many reports it took.
-func (s *Service) Mine() (int, error) {
+func (s *Service) Mine() (int, error) { return s.mine(false) }
+
+// MineLate also takes reports committed after newer ones (store.IntelLookback).
+func (s *Service) MineLate() (int, error) { return s.mine(true) }
+
+func (s *Service) mine(lookback bool) (int, error) {
 	if len(s.channels) == 0 {
 		return 0, nil
 	}
-	ids, err := s.st.IntelPending(s.channels, batch)
+	ids, err := s.st.IntelPending(s.channels, batch, lookback)
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}

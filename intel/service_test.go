@@ -233,3 +233,35 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestLateCommit: a report whose id is older than the cursor (its
+// session took longer than a newer one's) is mined by the look-behind
+// pass, once.
+func TestLateCommit(t *testing.T) {
+	r := newRig(t)
+	s := r.service(t)
+	r.deliver(t, "trap", "victim@honey.catchall-mail.com", "45.142.120.11")
+	mine(t, s)
+	old, _ := store.NewID()
+	ms := uint64(time.Now().Add(-time.Minute).UnixMilli())
+	for i := 0; i < 6; i++ {
+		old[i] = byte(ms >> (40 - 8*i))
+	}
+	rep := &store.Report{ID: old, Channel: "trap", Via: "smtp", SourceIP: netip.MustParseAddr("45.142.120.12"),
+		XARF: []byte(`{"evidence_source":"spamtrap","source_identifier":"45.142.120.12"}`)}
+	if err := r.st.Put([]store.Entry{{Report: rep}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := mine(t, s); n != 0 {
+		t.Fatalf("the pass after the cursor took %d reports older than it", n)
+	}
+	if n, err := s.MineLate(); err != nil || n != 1 {
+		t.Fatalf("look-behind pass: %d %v", n, err)
+	}
+	if _, ok := s.Lookup(KindIP, "45.142.120.12"); !ok {
+		t.Error("late report not listed")
+	}
+	if n, _ := s.MineLate(); n != 0 {
+		t.Errorf("late report mined twice (%d)", n)
+	}
+}

@@ -85,14 +85,19 @@ func intelKey(kind, value string) []byte {
 }
 
 // IntelPending returns up to limit ids of reports of channels that are
-// not mined yet, oldest first: from IntelLookback before the cursor on.
-func (s *Store) IntelPending(channels []string, limit int) ([]ID, error) {
+// not mined yet, oldest first: after the cursor, or with lookback from
+// IntelLookback before it on (a walk over every id of that time, so the
+// worker does it now and then, not on every report).
+func (s *Store) IntelPending(channels []string, limit int, lookback bool) ([]ID, error) {
 	var out []ID
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		from := ID{}
 		if m := tx.Bucket(bucketIntelMeta); m != nil {
 			if v := m.Get(keyIntelCursor); len(v) == len(from) {
-				from = timeKey(IDTime(ID(v)).Add(-IntelLookback))
+				from = ID(v)
+				if lookback {
+					from = timeKey(IDTime(from).Add(-IntelLookback))
+				}
 			}
 		}
 		done := tx.Bucket(bucketIntelDone)
