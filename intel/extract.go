@@ -65,13 +65,13 @@ type Input struct {
 
 // Limits of the walk over a hostile message.
 const (
-	maxDepth      = 8
-	maxParts      = 200
-	maxPartBytes  = 4 << 20
+	maxDepth     = 8
+	maxParts     = 200
+	maxPartBytes = 4 << 20
 	// maxTextBytes of each text part are scanned for links and
 	// addresses: spam puts them near the top, and a bound keeps a
 	// hostile body from holding the worker.
-	maxTextBytes = 1 << 20
+	maxTextBytes  = 1 << 20
 	maxIndicators = 500
 	maxURLBytes   = 4096
 )
