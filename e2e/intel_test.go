@@ -220,6 +220,15 @@ func TestBlocklistOverRealBinary(t *testing.T) {
 		t.Errorf("feeds lack the indicators:\n%s", all.String())
 	}
 
+	m := string(apiDo(t, "GET", base+"/metrics", "", "", nil).body)
+	for _, want := range []string{`xarfd_intel_listed{kind="ip"} 1`, `xarfd_intel_listed{kind="domain"} 1`,
+		`xarfd_intel_hits_total{channel="trap"}`, `xarfd_dnsbl_queries_total{rcode="NXDOMAIN",zone="ip"}`,
+		`xarfd_dnsbl_queries_total{rcode="REFUSED",zone="other"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
 	// Delisting by hand needs submit, keeps the reason, and answers NXDOMAIN.
 	if r := apiDo(t, "DELETE", base+"/api/v1/indicators/ip/45.142.120.11", e2eRead, "application/json", []byte(`{"reason":"x"}`)); r.code != 403 {
 		t.Errorf("delist with a read token: %d", r.code)
@@ -276,4 +285,28 @@ func TestParseIndicators(t *testing.T) {
 	if strings.Contains(out, "catchall-mail") || strings.Contains(out, "victim") {
 		t.Errorf("the trap leaks: %s", out)
 	}
+}
+
+// TestBlocklistAfterSIGKILL: a trap hit acknowledged with 250 is listed
+// even when the daemon is killed right after the reply, before or while
+// mining: the worker resumes from its cursor in the store.
+func TestBlocklistAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, intelConfig())
+	d := startDaemon(t, dir, "-config", cfg)
+	if _, err := send(d.addr, "bounce@spam-domain.biz", []string{"victim@honey.catchall-mail.com"}, []byte(intelTrapHit)); err != nil {
+		t.Fatal(err)
+	}
+	d.kill()
+	d = startDaemon(t, dir, "-config", cfg)
+	dnsA := dnsAddr(t, d)
+	waitListed(t, dnsA, "11.120.142.45.bl.e2e.example")
+	if st, _ := dig(t, dnsA, "spam-domain.biz.dbl.e2e.example", "A"); st != "NOERROR" {
+		t.Errorf("domain after SIGKILL: %s", st)
+	}
+	r := apiDo(t, "GET", httpAddr(t, d)+"/api/v1/indicators/ip/45.142.120.11", e2eRead, "", nil)
+	if r.code != 200 || !strings.Contains(string(r.body), `"total_hits":1`) {
+		t.Errorf("hits after SIGKILL: %d %s", r.code, r.body)
+	}
+	d.stop()
 }
