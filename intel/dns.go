@@ -81,6 +81,14 @@ func (d *DNS) Answer(r *dns.Msg) *dns.Msg {
 	}
 	m.SetReply(r)
 	m.RecursionAvailable = false
+	if o := r.IsEdns0(); o != nil {
+		// RFC 6891: answer EDNS with EDNS; only version 0 exists.
+		m.SetEdns0(4096, false)
+		if o.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			return m
+		}
+	}
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		m.Rcode = dns.RcodeRefused

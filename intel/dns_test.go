@@ -139,6 +139,16 @@ func TestDNSMalformed(t *testing.T) {
 		t.Errorf("UPDATE: %s", dns.RcodeToString[a.Rcode])
 	}
 	q = new(dns.Msg)
+	q.SetQuestion("2.0.0.127.bl.abuse-desk.net.", dns.TypeA)
+	q.SetEdns0(1232, false)
+	if a := d.Answer(q); a.IsEdns0() == nil || len(a.Answer) != 1 {
+		t.Errorf("EDNS query: no OPT in the answer: %v", a)
+	}
+	q.IsEdns0().SetVersion(1)
+	if a := d.Answer(q); a.Rcode != dns.RcodeBadVers {
+		t.Errorf("EDNS version 1: %s", dns.RcodeToString[a.Rcode])
+	}
+	q = new(dns.Msg)
 	if a := d.Answer(q); a.Rcode != dns.RcodeFormatError {
 		t.Errorf("no question: %s", dns.RcodeToString[a.Rcode])
 	}
