@@ -330,7 +330,7 @@ func (s *Service) apply(changed []store.IntelIndicator) {
 
 func (s *Service) emit(events []Event) {
 	for _, e := range events {
-		s.log.Info().Str("kind", string(e.Kind)).Str("value", e.Value).Str("event", e.Type).Msg("blocklist")
+		s.log.Debug().Str("kind", string(e.Kind)).Str("value", e.Value).Str("event", e.Type).Msg("blocklist")
 		if s.onEvent != nil {
 			s.onEvent(e)
 		}
@@ -358,19 +358,9 @@ func (s *Service) Expire() {
 		if a.Kind != b.Kind {
 			return slices.Index(Kinds, a.Kind) - slices.Index(Kinds, b.Kind)
 		}
-		return compare(a.Value, b.Value)
+		return strings.Compare(a.Value, b.Value)
 	})
 	s.emit(events)
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Prune drops hits whose reports retention has deleted.
@@ -416,7 +406,18 @@ func (s *Service) Listed(k Kind) []string {
 	return out
 }
 
-func (s *Service) count(k Kind) int { return len(s.Listed(k)) }
+func (s *Service) count(k Kind) int {
+	now := s.now()
+	n := 0
+	s.mu.RLock()
+	for _, l := range s.listed[k] {
+		if now.Before(l.Until) {
+			n++
+		}
+	}
+	s.mu.RUnlock()
+	return n
+}
 
 // Get returns an indicator with its status now.
 func (s *Service) Get(k Kind, value string) (*store.IntelIndicator, Status, error) {
