@@ -18,6 +18,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -62,6 +63,9 @@ type Options struct {
 	// StreamBuffer is how many reports a stream consumer may lag behind
 	// before it is dropped (DefaultStreamBuffer when zero).
 	StreamBuffer int
+	// Intel serves the indicators and blocklists; nil = no channel uses
+	// intel (the routes answer 404).
+	Intel *intel.Service
 }
 
 // Server serves the HTTP API.
@@ -75,6 +79,7 @@ type Server struct {
 	hub   *Hub
 	beat  time.Duration
 	buf   int
+	intel *intel.Service // nil: no channel uses intel
 
 	handler http.Handler
 	srv     *http.Server
@@ -95,6 +100,7 @@ func New(o Options) *Server {
 		beat:    o.Heartbeat,
 		buf:     o.StreamBuffer,
 		closing: make(chan struct{}),
+		intel:   o.Intel,
 	}
 	if s.m == nil {
 		s.m = metrics.New()
@@ -195,6 +201,7 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/api/v1/outbox/{id}/cancel", scopeSubmit, s.cancelOutbox},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
 	}
+	rs = append(rs, s.intelRoutes()...)
 	mux := http.NewServeMux()
 	allow := map[string][]string{}
 	for _, r := range rs {

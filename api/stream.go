@@ -147,9 +147,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			}
 		case rep := <-sub.C():
 			ev.Reset()
-			ev.WriteString("event: report\nid: ")
-			ev.WriteString(rep.ID.String())
-			ev.WriteString("\ndata: ")
+			if rep.Via == streamIndicator {
+				ev.WriteString("event: indicator\ndata: ")
+			} else {
+				ev.WriteString("event: report\nid: ")
+				ev.WriteString(rep.ID.String())
+				ev.WriteString("\ndata: ")
+			}
 			// Compact JSON has no raw newline, so the document is one
 			// data line.
 			if err := json.Compact(&ev, rep.XARF); err != nil {

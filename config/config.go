@@ -33,6 +33,9 @@ type Config struct {
 	// OwnNetworks is abuse from our own address space: stored and shown,
 	// never reported outside.
 	OwnNetworks []Prefix `yaml:"own_networks"`
+	// Intel mines indicators from the reports of channels that use intel
+	// and publishes them as DNS blocklists (package intel).
+	Intel Intel `yaml:"intel"`
 	// RetentionOrphaned is how long data of a channel that is stored but
 	// no longer configured (removed or renamed) is kept.
 	RetentionOrphaned Duration `yaml:"retention_orphaned"`
@@ -141,6 +144,9 @@ const (
 const (
 	UseReport = "report"
 	UseStore  = "store"
+	// UseIntel: mine indicators (origin IPs, domains, URLs, addresses in
+	// the body and Reply-To) and publish blocklists; never a recipient datum.
+	UseIntel = "intel"
 )
 
 // Channel is one data source with its own rules.
@@ -156,7 +162,7 @@ type Channel struct {
 	// Reporter is the organisation that observed the abuse (XARF "reporter").
 	Reporter Org    `yaml:"reporter"`
 	Redact   Redact `yaml:"redact"`
-	// Uses says what the data may be used for: report, store.
+	// Uses says what the data may be used for: report, store, intel.
 	Uses     []string `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
 	// Retention deletes stored messages and reports older than this.
@@ -284,3 +290,64 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Prefix is a network written as CIDR ("192.0.2.0/24") or a single address.
 type Prefix struct{ netip.Prefix }
+
+// Intel configures indicator mining and the blocklists (docs/intel.md).
+type Intel struct {
+	DNS IntelDNS `yaml:"dns"`
+	// IPZone serves reversed IPv4 and nibble IPv6 names (RFC 5782).
+	IPZone string `yaml:"ip_zone"`
+	// DomainZone is a right-hand-side list: <registrable domain>.<zone>.
+	DomainZone string `yaml:"domain_zone"`
+	// ListAfter is, per XARF evidence source, how many hits within Window
+	// list an indicator on their own; a hit weighs 1/ListAfter[source], and
+	// an indicator is listed when the weights of its hits add up to 1.
+	ListAfter ListAfter `yaml:"list_after"`
+	Window    Duration  `yaml:"window"`
+	// ExpireAfter delists an indicator this long after its last hit.
+	ExpireAfter Duration    `yaml:"expire_after"`
+	Allow       IntelAllow  `yaml:"allow"`
+	Export      IntelExport `yaml:"export"`
+	// LookupURL is the base of the lookup link in TXT answers
+	// (<lookup_url>/api/v1/indicators/<kind>/<value>); empty = the HTTP
+	// API's own address.
+	LookupURL string `yaml:"lookup_url"`
+}
+
+// IntelDNS is the blocklist DNS server.
+type IntelDNS struct {
+	// Listen is served on UDP and TCP; empty = no DNS server.
+	Listen []string `yaml:"listen"`
+}
+
+// ListAfter holds the weighted-hit thresholds per evidence source.
+type ListAfter struct {
+	Spamtrap      float64 `yaml:"spamtrap"`
+	UserComplaint float64 `yaml:"user_complaint"`
+}
+
+// IntelAllow is never listed.
+type IntelAllow struct {
+	Networks []Prefix `yaml:"networks"`
+	// Domains are matched with every subdomain.
+	Domains []string `yaml:"domains"`
+	// Builtin adds the starter list of big shared senders (webmail
+	// providers, URL shorteners, bulk-mail platforms; docs/intel.md).
+	Builtin bool `yaml:"builtin"`
+}
+
+// IntelExport writes rbldnsd data files.
+type IntelExport struct {
+	// Dir gets ip4set, ip6tset and dnset files; empty = no export.
+	Dir      string   `yaml:"dir"`
+	Interval Duration `yaml:"interval"`
+}
+
+// IntelChannels reports whether any channel uses intel.
+func (c *Config) IntelChannels() bool {
+	for i := range c.Channels {
+		if c.Channels[i].Has(UseIntel) {
+			return true
+		}
+	}
+	return false
+}

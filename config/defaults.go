@@ -106,6 +106,21 @@ const (
 	// DefaultLogLevel logs one line per transaction and request, and
 	// every problem; debug adds health probes and other chatter.
 	DefaultLogLevel = "info"
+	// DefaultIntelListAfterSpamtrap: a trap never asked for mail, so one
+	// hit is evidence enough (as SpamCop and Spamhaus CSS list on traps).
+	DefaultIntelListAfterSpamtrap = 1
+	// DefaultIntelListAfterComplaint: a user's "this is spam" is also sent
+	// for mail the user asked for, so it takes three.
+	DefaultIntelListAfterComplaint = 3
+	// DefaultIntelWindow: hits older than a week no longer count.
+	DefaultIntelWindow = 168 * time.Hour
+	// DefaultIntelExpireAfter is SpamCop's 24 hours for IPs: compromised
+	// hosts get cleaned, and dynamic addresses move to someone else.
+	DefaultIntelExpireAfter = 24 * time.Hour
+	// DefaultIntelExportInterval rewrites the rbldnsd files every minute.
+	DefaultIntelExportInterval = time.Minute
+	// DefaultIntelAllowBuiltin applies the starter allowlist.
+	DefaultIntelAllowBuiltin = true
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -144,6 +159,16 @@ func defaults() Config {
 		},
 		Contacts: Contacts{CacheTTL: Duration(DefaultContactCacheTTL)},
 		Log:      Log{Level: DefaultLogLevel},
+		Intel: Intel{
+			ListAfter: ListAfter{
+				Spamtrap:      DefaultIntelListAfterSpamtrap,
+				UserComplaint: DefaultIntelListAfterComplaint,
+			},
+			Window:      Duration(DefaultIntelWindow),
+			ExpireAfter: Duration(DefaultIntelExpireAfter),
+			Allow:       IntelAllow{Builtin: DefaultIntelAllowBuiltin},
+			Export:      IntelExport{Interval: Duration(DefaultIntelExportInterval)},
+		},
 	}
 }
 

@@ -64,6 +64,7 @@ func (c *Config) validate() error {
 	default:
 		v.bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
+	c.validateIntel(v)
 	if len(v.errs) > 0 {
 		return v.errs
 	}
@@ -249,8 +250,8 @@ func (c *Config) validateChannels(v *validator) {
 			v.bad(k+".uses", "needs report, store or both; a channel that neither reports nor stores would drop everything")
 		}
 		for j, u := range ch.Uses {
-			if u != UseReport && u != UseStore {
-				v.bad(fmt.Sprintf("%s.uses[%d]", k, j), "%q: want report or store", u)
+			if u != UseReport && u != UseStore && u != UseIntel {
+				v.bad(fmt.Sprintf("%s.uses[%d]", k, j), "%q: want report, store or intel", u)
 			}
 		}
 		for j, p := range ch.ReportTo.Partners {

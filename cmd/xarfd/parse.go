@@ -34,6 +34,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	from := fs.String("mail-from", "", "envelope sender (MAIL FROM) when -peer is given")
 	var rcpts multiFlag
 	fs.Var(&rcpts, "rcpt", "envelope recipient `ADDR` (repeatable)")
+	indicators := fs.Bool("indicators", false, "print the indicators intel would extract from the stored (redacted) message instead of the report")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: xarfd parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-rcpt ADDR]... FILE... (- = stdin)")
 		fs.PrintDefaults()
@@ -78,6 +79,10 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			var res ingest.Result
 			e, res, err = in.Convert(env, ingest.Delivery{Channel: ch, Rcpts: rcpts}, raw)
 			if err == nil && e.Report != nil {
+				if *indicators {
+					writeIndicators(stdout, name, cfg, ch.Name, env, e)
+					continue
+				}
 				writeReportLine(stdout, name, e.Report.XARF)
 				continue
 			}

@@ -209,7 +209,11 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		return err
 	}
 	d.rep = rep
-	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake() } // neither blocks
+	intelSvc, err := newIntel(cfg, st, m, hub, log)
+	if err != nil {
+		return err
+	}
+	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
 	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
@@ -249,7 +253,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 
 	serveErr := make(chan error, len(listeners)+1)
 	if httpL != nil {
-		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
+		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
@@ -267,6 +271,13 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	}
 
 	rctx, rcancel := context.WithCancel(context.Background())
+	if err := runIntel(rctx, &d.wg, cfg, intelSvc, m, log); err != nil {
+		rcancel()
+		srv.Shutdown(context.Background())
+		d.api.Shutdown(context.Background())
+		d.wg.Wait()
+		return err
+	}
 	d.sweepCtx = rctx
 	d.startRetention(cfg)
 	d.wg.Go(func() {
@@ -461,6 +472,9 @@ func keepRestartOnly(running, next *config.Config) []string {
 	keep("resolver", running.Resolver != next.Resolver, func() { next.Resolver = running.Resolver })
 	keep("http.listen", running.HTTP.Listen != next.HTTP.Listen, func() { next.HTTP.Listen = running.HTTP.Listen })
 	keep("smtp.tls", running.SMTP.TLS.Enabled() != next.SMTP.TLS.Enabled(), func() { next.SMTP.TLS = running.SMTP.TLS })
+	// The intel service (zones, DNS listeners, export, policy) keeps the
+	// configuration it started with.
+	keep("intel", !reflect.DeepEqual(running.Intel, next.Intel), func() { next.Intel = running.Intel })
 	// Every other smtp key is a listener or a limit. The certificate
 	// files and the users file are read again at each reload.
 	rv, nv := reflect.ValueOf(&running.SMTP).Elem(), reflect.ValueOf(&next.SMTP).Elem()
