@@ -44,6 +44,9 @@ type Config struct {
 	// lines maps key paths ("channels[1].redact.mode") to the line they
 	// are on, so that errors found after decoding still name the line.
 	lines map[string]int
+	// renamed lists the old key names the file still uses, as warnings
+	// naming file, line and key.
+	renamed []string
 }
 
 // Log configures the daemon's own log.
@@ -131,9 +134,15 @@ type Channel struct {
 	// case-insensitive.
 	Addresses  []string   `yaml:"addresses"`
 	AcceptFrom AcceptFrom `yaml:"accept_from"`
-	// Reporter is the organisation that observed the abuse (XARF "reporter").
-	Reporter Org    `yaml:"reporter"`
-	Redact   Redact `yaml:"redact"`
+	// ReporterOrg is the organisation that observed the abuse, the XARF
+	// "reporter" of this channel's reports. The key is not "reporter" so
+	// that it cannot be mistaken for the top-level outbound worker.
+	ReporterOrg Org `yaml:"reporter_org"`
+	// LegacyReporter is reporter_org's old key, still read so that old
+	// files keep working: Parse moves it into ReporterOrg, leaves this nil
+	// and adds a warning. Never set both.
+	LegacyReporter *Org   `yaml:"reporter,omitempty"`
+	Redact         Redact `yaml:"redact"`
 	// Uses says what the data may be used for: report, store.
 	Uses     []string `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
