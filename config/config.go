@@ -112,23 +112,31 @@ type Token struct {
 	Channels []string `yaml:"channels"`
 }
 
+// Kind is what a channel receives; the YAML and the API write it as its
+// string.
+type Kind string
+
 // Channel kinds.
 const (
-	KindARF  = "arf"
-	KindTrap = "trap"
+	KindARF  Kind = "arf"
+	KindTrap Kind = "trap"
 )
+
+// Use is what a channel's data may be used for; the YAML and the API
+// write it as its string.
+type Use string
 
 // Channel uses.
 const (
-	UseReport = "report"
-	UseStore  = "store"
+	UseReport Use = "report"
+	UseStore  Use = "store"
 )
 
 // Channel is one data source with its own rules.
 type Channel struct {
 	Name string `yaml:"name"`
 	// Kind is arf (feedback reports) or trap (spam-trap mail).
-	Kind string `yaml:"kind"`
+	Kind Kind `yaml:"kind"`
 	// Addresses routes recipients here: "user@domain" exactly, or
 	// "*@domain" for every address of that domain. Matching is
 	// case-insensitive.
@@ -144,7 +152,7 @@ type Channel struct {
 	LegacyReporter *Org   `yaml:"reporter,omitempty"`
 	Redact         Redact `yaml:"redact"`
 	// Uses says what the data may be used for: report, store.
-	Uses     []string `yaml:"uses"`
+	Uses     []Use    `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
 	// Retention deletes stored messages and reports older than this.
 	Retention Duration `yaml:"retention"`
@@ -154,7 +162,7 @@ type Channel struct {
 }
 
 // Has reports whether the channel's uses include u.
-func (c *Channel) Has(u string) bool {
+func (c *Channel) Has(u Use) bool {
 	for _, x := range c.Uses {
 		if x == u {
 			return true
