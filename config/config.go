@@ -3,8 +3,8 @@
 // decoding that rejects unknown keys, and validation whose errors name the
 // file and the key.
 //
-// The schema is the contract of INTERFACE.md; keys added here are documented
-// in docs/configuration.md.
+// Every key is documented in docs/configuration.md (and, generated from
+// it, xarfd.yaml(5)); a key added here is added there too.
 package config
 
 import (
