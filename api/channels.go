@@ -3,16 +3,18 @@ package api
 import (
 	"net/http"
 	"time"
+
+	"github.com/xarfd/xarfd/config"
 )
 
 // channelInfo is one channel: configured, or orphaned (data in the store,
 // no longer in the configuration).
 type channelInfo struct {
-	Name       string   `json:"name"`
-	Configured bool     `json:"configured"`
-	Orphaned   bool     `json:"orphaned,omitempty"`
-	Kind       string   `json:"kind,omitempty"`
-	Uses       []string `json:"uses,omitempty"`
+	Name       string       `json:"name"`
+	Configured bool         `json:"configured"`
+	Orphaned   bool         `json:"orphaned,omitempty"`
+	Kind       config.Kind  `json:"kind,omitempty"`
+	Uses       []config.Use `json:"uses,omitempty"`
 	// RedactsRecipients is redact.recipients: false means the channel's
 	// reports carry recipient addresses to whoever receives them.
 	RedactsRecipients bool `json:"redacts_recipients"`

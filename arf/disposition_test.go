@@ -75,11 +75,7 @@ func TestDispositionTable(t *testing.T) {
 		"feedback/dmarc-forensic": ActionQuarantine, // no feedback part; the Subject says DMARC
 		"feedback/unknown-type":   ActionQuarantine,
 	} {
-		path := filepath.Join(fixtureDir, file+".eml")
-		if dir, name, ok := strings.Cut(file, "/"); ok {
-			path = filepath.Join("testdata", dir, name+".eml") // our own, beside the package
-		}
-		raw, err := os.ReadFile(path)
+		raw, err := os.ReadFile(filepath.Join(fixtureDir, file+".eml"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/arf/*.json golden files")
+var update = flag.Bool("update", false, "rewrite testdata/*.json golden files")
 
-const fixtureDir = "../testdata/arf"
+const fixtureDir = "testdata"
 
 // golden is what a fixture's .json file records: the report plus the
 // derived recipient list.

@@ -152,13 +152,13 @@ func TestLoadUsers(t *testing.T) {
 	if _, err := LoadUsers(path + ".missing"); err == nil || !strings.Contains(err.Error(), "smtp.auth_file") {
 		t.Errorf("missing file: %v", err)
 	}
-	// The fixture in testdata/auth is read as an operator would write it.
-	u, err = LoadUsers("../testdata/auth/users")
+	// The fixture in testdata is read as an operator would write it.
+	u, err = LoadUsers("testdata/users")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !u.Verify("partner1", "correct horse") || !u.Verify("partner2", "battery staple") || u.Verify("partner1", "battery staple") {
-		t.Error("testdata/auth/users does not verify its documented passwords")
+		t.Error("testdata/users does not verify its documented passwords")
 	}
 }
 

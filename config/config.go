@@ -3,8 +3,8 @@
 // decoding that rejects unknown keys, and validation whose errors name the
 // file and the key.
 //
-// The schema is the contract of INTERFACE.md; keys added here are documented
-// in docs/configuration.md.
+// Every key is documented in docs/configuration.md (and, generated from
+// it, xarfd.yaml(5)); a key added here is added there too.
 package config
 
 import (
@@ -47,6 +47,9 @@ type Config struct {
 	// lines maps key paths ("channels[1].redact.mode") to the line they
 	// are on, so that errors found after decoding still name the line.
 	lines map[string]int
+	// renamed lists the old key names the file still uses, as warnings
+	// naming file, line and key.
+	renamed []string
 }
 
 // Log configures the daemon's own log.
@@ -134,36 +137,50 @@ type Token struct {
 	Channels []string `yaml:"channels"`
 }
 
+// Kind is what a channel receives; the YAML and the API write it as its
+// string.
+type Kind string
+
 // Channel kinds.
 const (
-	KindARF  = "arf"
-	KindTrap = "trap"
+	KindARF  Kind = "arf"
+	KindTrap Kind = "trap"
 )
+
+// Use is what a channel's data may be used for; the YAML and the API
+// write it as its string.
+type Use string
 
 // Channel uses.
 const (
-	UseReport = "report"
-	UseStore  = "store"
+	UseReport Use = "report"
+	UseStore  Use = "store"
 	// UseIntel: mine indicators (origin IPs, domains, URLs, addresses in
 	// the body and Reply-To) and publish blocklists; never a recipient datum.
-	UseIntel = "intel"
+	UseIntel Use = "intel"
 )
 
 // Channel is one data source with its own rules.
 type Channel struct {
 	Name string `yaml:"name"`
 	// Kind is arf (feedback reports) or trap (spam-trap mail).
-	Kind string `yaml:"kind"`
+	Kind Kind `yaml:"kind"`
 	// Addresses routes recipients here: "user@domain" exactly, or
 	// "*@domain" for every address of that domain. Matching is
 	// case-insensitive.
 	Addresses  []string   `yaml:"addresses"`
 	AcceptFrom AcceptFrom `yaml:"accept_from"`
-	// Reporter is the organisation that observed the abuse (XARF "reporter").
-	Reporter Org    `yaml:"reporter"`
-	Redact   Redact `yaml:"redact"`
+	// ReporterOrg is the organisation that observed the abuse, the XARF
+	// "reporter" of this channel's reports. The key is not "reporter" so
+	// that it cannot be mistaken for the top-level outbound worker.
+	ReporterOrg Org `yaml:"reporter_org"`
+	// LegacyReporter is reporter_org's old key, still read so that old
+	// files keep working: Parse moves it into ReporterOrg, leaves this nil
+	// and adds a warning. Never set both.
+	LegacyReporter *Org   `yaml:"reporter,omitempty"`
+	Redact         Redact `yaml:"redact"`
 	// Uses says what the data may be used for: report, store, intel.
-	Uses     []string `yaml:"uses"`
+	Uses     []Use    `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
 	// Retention deletes stored messages and reports older than this.
 	Retention Duration `yaml:"retention"`
@@ -173,7 +190,7 @@ type Channel struct {
 }
 
 // Has reports whether the channel's uses include u.
-func (c *Channel) Has(u string) bool {
+func (c *Channel) Has(u Use) bool {
 	for _, x := range c.Uses {
 		if x == u {
 			return true

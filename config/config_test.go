@@ -104,7 +104,7 @@ channels:
     accept_from:
       networks: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
       dkim_domains: ["yahoo.com"]
-    reporter: {org: Yahoo, contact: fbl@yahoo.com, domain: yahoo.com}
+    reporter_org: {org: Yahoo, contact: fbl@yahoo.com, domain: yahoo.com}
     redact:
       recipients: true
       addresses: ["ceo@example.net"]
@@ -200,6 +200,9 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"semantic error names its line", minimal + "smtp:\n  max_recipients: 0\n", []string{"bad.yaml:9: smtp.max_recipients: must be at least 1"}},
 		{"left-out key names the enclosing line", strings.Replace(minimal, "org: Example, ", "", 1), []string{"bad.yaml:3: sender.org: must not be empty"}},
 		{"bad log level", minimal + "log: {level: verbose}\n", []string{"bad.yaml:8: log.level:", "debug, info, warn or error"}},
+		{"reporter_org and its old name", minimal + "    reporter_org: {org: A}\n    reporter: {org: B}\n", []string{"bad.yaml:9: channels[0].reporter: is the old name of reporter_org; write only reporter_org"}},
+		{"bad contact under the old name", minimal + "    reporter: {org: A, contact: nope}\n", []string{"bad.yaml:8: channels[0].reporter.contact:"}},
+		{"bad contact under reporter_org", minimal + "    reporter_org: {org: A, contact: nope}\n", []string{"bad.yaml:8: channels[0].reporter_org.contact:"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -256,5 +259,41 @@ reporter: {enabled: true, from: r@test.example}
 	}
 	if !strings.Contains(w[1], "channels[2]") || !strings.Contains(w[1], "outside redact.addresses and redact.domains") || !strings.Contains(w[1], "desk@partner.example") {
 		t.Errorf("listed: %s", w[1])
+	}
+}
+
+// TestReporterOrgOldKey: files written before the channel's reporter
+// became reporter_org keep working, with a warning naming file, line and
+// key, and check-config prints the new name.
+func TestReporterOrgOldKey(t *testing.T) {
+	org := Org{Org: "Yahoo", Contact: "fbl@yahoo.com", Domain: "yahoo.com"}
+	old, err := Parse([]byte(minimal+"    uses: [store]\n    reporter: {org: Yahoo, contact: fbl@yahoo.com, domain: yahoo.com}\n"), "old.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := old.Channels[0]; ch.ReporterOrg != org || ch.LegacyReporter != nil {
+		t.Errorf("old key read as reporter_org %+v, legacy %+v", ch.ReporterOrg, ch.LegacyReporter)
+	}
+	ws := old.Warnings()
+	if len(ws) != 1 || !strings.HasPrefix(ws[0], "old.yaml:9: channels[0].reporter: renamed to reporter_org") {
+		t.Errorf("warnings = %q", ws)
+	}
+	out, err := old.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "    reporter_org:\n      org: Yahoo\n") || strings.Contains(string(out), "    reporter:") {
+		t.Errorf("effective configuration:\n%s", out)
+	}
+
+	cur, err := Parse([]byte(minimal+"    uses: [store]\n    reporter_org: {org: Yahoo, contact: fbl@yahoo.com, domain: yahoo.com}\n"), "new.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Channels[0].ReporterOrg != org {
+		t.Errorf("reporter_org = %+v", cur.Channels[0].ReporterOrg)
+	}
+	if ws := cur.Warnings(); len(ws) != 0 {
+		t.Errorf("warnings for the new key: %q", ws)
 	}
 }

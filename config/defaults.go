@@ -124,7 +124,7 @@ const (
 )
 
 // DefaultUses: a channel with no uses reports and stores.
-var defaultUses = []string{UseReport, UseStore}
+var defaultUses = []Use{UseReport, UseStore}
 
 // defaults returns a Config holding the default of every top-level key;
 // the YAML is decoded onto it, so a key the file leaves out keeps it.
@@ -190,7 +190,7 @@ func applyListDefaults(c *Config, hostname func() (string, error)) {
 			ch.Redact.Mode = DefaultRedactMode
 		}
 		if ch.Uses == nil {
-			ch.Uses = append([]string(nil), defaultUses...)
+			ch.Uses = append([]Use(nil), defaultUses...)
 		}
 		if !ch.ReportTo.Origin && len(ch.ReportTo.Partners) == 0 {
 			ch.ReportTo.Origin = true

@@ -227,8 +227,9 @@ func (c *Config) validateChannels(v *validator) {
 				v.bad(k+".accept_from.users", "needs smtp.tls: AUTH is offered over TLS only")
 			}
 		}
-		v.email(k+".reporter.contact", ch.Reporter.Contact, false)
-		v.domain(k+".reporter.domain", ch.Reporter.Domain, false)
+		rk := c.renameReporter(v, i)
+		v.email(rk+".contact", ch.ReporterOrg.Contact, false)
+		v.domain(rk+".domain", ch.ReporterOrg.Domain, false)
 
 		r := &ch.Redact
 		if r.Mode != RedactToken && r.Mode != RedactHMAC {
@@ -261,6 +262,30 @@ func (c *Config) validateChannels(v *validator) {
 			v.bad(k+".retention", "must be positive")
 		}
 	}
+}
+
+// renameReporter reads channel i's old key "reporter" into reporter_org
+// with a warning, refuses a channel that writes both, and returns the key
+// the file uses, for errors about its contents.
+func (c *Config) renameReporter(v *validator, i int) string {
+	ch := &c.Channels[i]
+	k := fmt.Sprintf("channels[%d]", i)
+	_, written := c.lines[k+".reporter"]
+	if !written && ch.LegacyReporter == nil {
+		return k + ".reporter_org"
+	}
+	old := ch.LegacyReporter
+	ch.LegacyReporter = nil
+	if _, both := c.lines[k+".reporter_org"]; both {
+		v.bad(k+".reporter", "is the old name of reporter_org; write only reporter_org")
+		return k + ".reporter_org"
+	}
+	if old != nil {
+		ch.ReporterOrg = *old
+	}
+	c.renamed = append(c.renamed, (&Error{File: c.Source, Line: c.Line(k + ".reporter"), Key: k + ".reporter",
+		Msg: "renamed to reporter_org (the XARF reporter organisation, not the top-level reporter); the old key is still read, rename it"}).Error())
+	return k + ".reporter"
 }
 
 func (c *Config) validateReporter(v *validator) {

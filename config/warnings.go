@@ -6,11 +6,12 @@ import (
 )
 
 // Warnings lists what a valid configuration does that an operator may
-// not mean: today, channels whose reports carry recipient data outside.
-// check-config prints them (exit status unchanged) and serve logs them.
-// Each names the file and the key.
+// not mean: old key names still read (with their line), and channels
+// whose reports carry recipient data outside. check-config prints them
+// (exit status unchanged) and serve logs them. Each names the file and
+// the key.
 func (c *Config) Warnings() []string {
-	var out []string
+	out := append([]string(nil), c.renamed...)
 	for i := range c.Channels {
 		ch := &c.Channels[i]
 		if !ch.Has(UseReport) || ch.Redact.Recipients {

@@ -92,7 +92,7 @@ func sendVia(t *testing.T, c *smtp.Client, rcpt string, body []byte) (string, er
 func TestAuthOverRealBinary(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := authtest.Cert(t, dir)
-	users, err := os.ReadFile("../testdata/auth/users")
+	users, err := os.ReadFile("../auth/testdata/users")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,7 +253,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 func TestCheckConfigAndServeAgree(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := authtest.Cert(t, dir)
-	users, err := os.ReadFile("../testdata/auth/users")
+	users, err := os.ReadFile("../auth/testdata/users")
 	if err != nil {
 		t.Fatal(err)
 	}

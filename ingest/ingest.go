@@ -315,7 +315,7 @@ func (in *Ingester) convert(ch *config.Channel, m *store.Message, body []byte, p
 // reporter is the channel's XARF reporter; a channel without one reports
 // as this installation.
 func (in *Ingester) reporter(ch *config.Channel) xarf.Contact {
-	r := ch.Reporter
+	r := ch.ReporterOrg
 	if r.Org == "" || r.Contact == "" || r.Domain == "" {
 		r = in.cfg.Sender
 	}

@@ -78,7 +78,7 @@ const (
 
 // Extractor extracts indicators with a configuration's exclusions.
 type Extractor struct {
-	kind map[string]string // channel -> kind (arf | trap)
+	kind map[string]config.Kind // channel -> kind (arf | trap)
 	// never: exact lower-cased domains that must not appear, nor any of
 	// their subdomains, nor their registrable parent (recipient and own
 	// names: listing the parent would still point at them).
@@ -94,7 +94,7 @@ type Extractor struct {
 // configuration; channels that do not use intel are extracted the same
 // way (xarfd parse -indicators shows what would be).
 func NewExtractor(cfg *config.Config) *Extractor {
-	x := &Extractor{kind: map[string]string{}, addrs: map[string]bool{}}
+	x := &Extractor{kind: map[string]config.Kind{}, addrs: map[string]bool{}}
 	addDomain := func(d string) {
 		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
 		if d != "" {

@@ -27,7 +27,7 @@ func TestRDAPRecordedShapes(t *testing.T) {
 		"rdap-arin.json":  {"abuse@arin-member.example"},
 		"rdap-apnic.json": {"abuse@apnic-member.example", "security@apnic-member.example"},
 	} {
-		body, err := os.ReadFile(filepath.Join("..", "testdata", "reporter", file))
+		body, err := os.ReadFile(filepath.Join("testdata", file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestContactsOrderAndCache(t *testing.T) {
 		"b.a.9.8.7.6.5.4.3.2.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.8.8.2.abuse.test.": {"v6@dns-desk.example"},
 	}, &queries)
 	var rdapHits atomic.Int32
-	ripe, _ := os.ReadFile(filepath.Join("..", "testdata", "reporter", "rdap-ripe.json"))
+	ripe, _ := os.ReadFile(filepath.Join("testdata", "rdap-ripe.json"))
 	rd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rdapHits.Add(1)
 		if r.URL.Path == "/ip/192.88.99.20" {

@@ -11,7 +11,7 @@
 // # Conversion
 //
 // FromTrap and FromARF turn one message into one messaging/spam report
-// (DESIGN.md, "XARF mapping"). Every text field is read from Input.Message,
+// (docs/reporting.md has what each Feedback-Type becomes). Every text field is read from Input.Message,
 // the message as stored (redacted for a redacting channel), never from
 // anything else, and recipients are never looked for: smtp_to is what the
 // caller passes, and only when recipients are not redacted. Nothing is

@@ -215,7 +215,7 @@ func TestCorpusGolden(t *testing.T) {
 
 // golden compares doc, with report_id, timestamp and evidence payloads
 // normalised (the hash and size still pin the payload), with
-// testdata/xarf/<name>.json; -update rewrites it.
+// testdata/<name>.json; -update rewrites it.
 func golden(t *testing.T, name string, doc *Report) {
 	t.Helper()
 	var c Report

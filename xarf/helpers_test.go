@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/xarf")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // sharedDir is $XARFD_SHARED, default ../../shared (the shared checkout).
 func sharedDir() string {
@@ -35,7 +35,7 @@ func samplesDir() string {
 	return filepath.Join(sharedDir(), "xarf", "xarf-spec", "samples", "v4")
 }
 
-const fixtureDir = "../testdata/xarf"
+const fixtureDir = "testdata"
 
 var (
 	validatorOnce sync.Once

@@ -379,7 +379,11 @@ func (d *daemon) summary(ev *zerolog.Event, smtpL []net.Listener, httpL net.List
 	cfg := d.cfg
 	chans := zerolog.Arr()
 	for _, ch := range cfg.Channels {
-		chans.Dict(zerolog.Dict().Str("name", ch.Name).Str("kind", ch.Kind).Strs("uses", ch.Uses).
+		uses := zerolog.Arr()
+		for _, u := range ch.Uses {
+			uses.Str(string(u))
+		}
+		chans.Dict(zerolog.Dict().Str("name", ch.Name).Str("kind", string(ch.Kind)).Array("uses", uses).
 			Bool("redacts", ch.Redact.Enabled()).Int("addresses", len(ch.Addresses)))
 	}
 	addrs := make([]string, len(smtpL))
