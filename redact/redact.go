@@ -99,6 +99,10 @@ type staticSet struct {
 	fpats   [][]byte   // the needles' folded patterns
 	ac      *acMachine // nil without needles
 	hasLate bool
+	// anchors find the configured domains (hostsAt); anchored tells that
+	// every domain has one, else the automaton finds them.
+	anchors  []domainAnchor
+	anchored bool
 }
 
 // maxMergedStatic: a static set up to this many needles is filed in each
@@ -197,6 +201,14 @@ func (r *Redactor) compile() {
 		st.hasLate = st.hasLate || st.needles[i].late
 	}
 	st.ac = newACMachine(pats, nil)
+	st.anchored = true
+	for _, n := range st.needles {
+		if n.domain {
+			a, ok := newDomainAnchor(string(n.pat))
+			st.anchors = append(st.anchors, a)
+			st.anchored = st.anchored && ok
+		}
+	}
 }
 
 // normalizeAddr reduces the ways callers and headers write an address

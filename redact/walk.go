@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -373,25 +374,110 @@ func hostBounded(t []byte, s, e int) bool {
 
 // hostsAt calls fn for every host name in t at one of the configured
 // domains: the domain itself or a subdomain, extended to the left over
-// labels (an escape such as %2F before it is not part of the name). The
-// static automaton finds the domains.
+// labels (an escape such as %2F before it is not part of the name).
+//
+// The domains are found by their anchors (see domainAnchor) when every
+// domain has one: a vectorised search for one byte and a comparison at each
+// hit, instead of a step of the static automaton for every byte of every
+// text and rendering discovery looks at. The occurrences are the same and
+// are reported in the automaton's order (by end, the longer first), so the
+// two ways are interchangeable (TestHostsAtAnchored).
 func (r *Redactor) hostsAt(t []byte, fn func(host []byte)) {
-	r.static.ac.scan(t, func(id int32, s, e int) {
-		if !r.static.needles[id].domain || !hostBounded(t, s, e) {
+	st := &r.static
+	if !st.anchored {
+		st.ac.scan(t, func(id int32, s, e int) {
+			if st.needles[id].domain {
+				hostAt(t, s, e, fn)
+			}
+		})
+		return
+	}
+	if len(st.anchors) == 1 {
+		st.anchors[0].each(t, func(s, e int) { hostAt(t, s, e, fn) })
+		return
+	}
+	var buf [16][2]int
+	occ := buf[:0]
+	for _, a := range st.anchors {
+		a.each(t, func(s, e int) { occ = append(occ, [2]int{s, e}) })
+	}
+	slices.SortFunc(occ, func(x, y [2]int) int {
+		if x[1] != y[1] {
+			return x[1] - y[1]
+		}
+		return x[0] - y[0]
+	})
+	for _, o := range occ {
+		hostAt(t, o[0], o[1], fn)
+	}
+}
+
+// hostAt calls fn for the host name around t[s:e], an occurrence of a
+// configured domain, if the occurrence stands as a name.
+func hostAt(t []byte, s, e int, fn func(host []byte)) {
+	if !hostBounded(t, s, e) {
+		return
+	}
+	for s > 0 && t[s-1] == '.' {
+		k := s - 1
+		for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
+			k--
+		}
+		if k == s-1 {
+			break // ".." or a dot after something else
+		}
+		s = k
+	}
+	fn(t[s:e])
+}
+
+// A domainAnchor finds the ASCII-folded occurrences of a configured domain
+// through a byte of it that folding leaves alone (not a letter): every
+// occurrence holds that byte at the same offset, and each hit of the byte
+// is checked once, so overlapping occurrences are all found.
+type domainAnchor struct {
+	domain string
+	at     int  // offset of the anchor byte in domain
+	c      byte // domain[at]
+}
+
+// newDomainAnchor picks the anchor of d, preferring a byte rarer in mail
+// than '.': a digit, '-' or another non-letter. ok is false when d is all
+// letters.
+func newDomainAnchor(d string) (a domainAnchor, ok bool) {
+	rank := func(c byte) int {
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			return 0
+		case c == '.':
+			return 1
+		}
+		return 2
+	}
+	best := 0
+	for i := range len(d) {
+		if r := rank(d[i]); r > best {
+			a, best = domainAnchor{domain: d, at: i, c: d[i]}, r
+		}
+	}
+	return a, best > 0
+}
+
+// each calls fn(start, end) for every occurrence of the domain in t, in
+// order.
+func (a domainAnchor) each(t []byte, fn func(s, e int)) {
+	n := len(a.domain)
+	for i := a.at; i < len(t); {
+		k := bytes.IndexByte(t[i:], a.c)
+		if k < 0 {
 			return
 		}
-		for s > 0 && t[s-1] == '.' {
-			k := s - 1
-			for k > 0 && isLabelByte(t[k-1]) && !escapedBefore(t, k) && s-k < 64 {
-				k--
-			}
-			if k == s-1 {
-				break // ".." or a dot after something else
-			}
-			s = k
+		p := i + k
+		if s := p - a.at; s+n <= len(t) && foldedEqual(t[s:s+n], a.domain) {
+			fn(s, s+n)
 		}
-		fn(t[s:e])
-	})
+		i = p + 1
+	}
 }
 
 // domainMatch reports whether dom (ASCII, any case) is one of the policy's
