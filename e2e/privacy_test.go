@@ -36,12 +36,12 @@ type fixture struct {
 	check []string // addresses that must appear nowhere
 }
 
-// loadPrivacyFixtures reads testdata/redact (the redact package's
+// loadPrivacyFixtures reads redact/testdata (the redact package's
 // adversarial messages: every encoded form, nested parts, ARF, UTF-16,
 // malformed MIME) with their address sidecars.
 func loadPrivacyFixtures(t *testing.T) []fixture {
 	t.Helper()
-	files, _ := filepath.Glob("../testdata/redact/*.eml")
+	files, _ := filepath.Glob("../redact/testdata/*.eml")
 	if len(files) < 15 {
 		t.Fatalf("only %d redaction fixtures", len(files))
 	}

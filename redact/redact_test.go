@@ -119,7 +119,7 @@ func joinPath(p []int) string {
 }
 
 func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("../testdata/redact/*.eml")
+	files, err := filepath.Glob("testdata/*.eml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no fixtures: %v", err)
 	}

@@ -165,7 +165,7 @@ func TestBase64BlobKeepsSurroundings(t *testing.T) {
 }
 
 func TestMessageRecipients(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/redact/12-arf.eml")
+	raw, err := os.ReadFile("testdata/12-arf.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestOddInputsDoNotPanic(t *testing.T) {
 }
 
 func TestConcurrentApply(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/redact/11-nested.eml")
+	raw, err := os.ReadFile("testdata/11-nested.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
