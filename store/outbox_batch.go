@@ -29,6 +29,9 @@ type Step struct {
 	apply func(*bbolt.Tx, *OutboxEntry, *StepResult) error
 }
 
+// Op names the transition ("claim", "de-duplicate", …) for messages.
+func (st Step) Op() string { return st.op }
+
 // StepResult is what one step of a batch did.
 type StepResult struct {
 	// Entry is the entry after the step; nil when the step was not
