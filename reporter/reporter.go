@@ -266,17 +266,35 @@ func (r *Reporter) Wake() {
 // (see storeFailed) instead of ending it: the daemon keeps accepting mail
 // while its disk is full, and the reporter carries on when it is not.
 func (r *Reporter) Run(ctx context.Context) error {
+	// Workers settle batches of claimed entries; deliverers take the
+	// entries to send one by one, so that a slow desk holds up one
+	// delivery and not the rest of its batch.
 	work := make(chan []*store.OutboxEntry)
-	var wg sync.WaitGroup
+	sendq := make(chan delivery)
+	var wg, sends sync.WaitGroup
 	for range r.opt.Workers {
+		sends.Go(func() {
+			for d := range sendq {
+				r.send(ctx, d.conf, d.e)
+				r.done([]*store.OutboxEntry{d.e})
+				r.Wake()
+			}
+		})
 		wg.Go(func() {
 			for batch := range work {
-				r.processClaimed(ctx, batch)
-				r.done(batch)
+				conf, send := r.processClaimed(ctx, batch)
+				r.done(slices.DeleteFunc(batch, func(e *store.OutboxEntry) bool {
+					return slices.ContainsFunc(send, func(x *store.OutboxEntry) bool { return x.ID == e.ID })
+				}))
+				for _, e := range send {
+					sendq <- delivery{conf, e}
+				}
 				r.Wake()
 			}
 		})
 	}
+	defer sends.Wait()
+	defer close(sendq)
 	defer wg.Wait()
 	defer close(work)
 	resumed := false
@@ -338,6 +356,12 @@ func (r *Reporter) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// delivery is an entry to send with the settings it was evaluated under.
+type delivery struct {
+	conf *settings
+	e    *store.OutboxEntry
 }
 
 // split shares es out into at most n batches of nearly equal size.
@@ -515,21 +539,26 @@ func (r *Reporter) Resume() error {
 // Process claims one due entry and moves it on as far as it can now.
 func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
 	claimed := r.claim([]store.ID{e.ID})
-	r.processClaimed(ctx, claimed)
+	conf, send := r.processClaimed(ctx, claimed)
+	for _, x := range send {
+		r.send(ctx, conf, x)
+	}
 	r.done(claimed)
 }
 
 const dryRunReason = "dry run: reporter.enabled is false; rendered, not sent"
 
-// processClaimed moves claimed entries on as far as it can now. The steps
-// that need no network are recorded for all of them together: policy
-// and de-duplication in one commit, then the contacts and the dry runs
-// in another. Contact lookups and deliveries are per entry.
-func (r *Reporter) processClaimed(ctx context.Context, es []*store.OutboxEntry) {
-	if len(es) == 0 {
-		return
-	}
+// processClaimed moves claimed entries on as far as it can without
+// sending, and returns those to send (still claimed) with the settings
+// they were evaluated under. The steps that need no network are recorded
+// for all of them together: policy and de-duplication in one commit, then
+// the contacts and the dry runs in another. Contact lookups are per
+// entry, and so are deliveries (send).
+func (r *Reporter) processClaimed(ctx context.Context, es []*store.OutboxEntry) (*settings, []*store.OutboxEntry) {
 	conf := r.conf.Load()
+	if len(es) == 0 {
+		return conf, nil
+	}
 	var (
 		chains    [][]store.Step
 		contacted []*store.OutboxEntry // de-duplicated, to be given a contact
@@ -588,9 +617,7 @@ func (r *Reporter) processClaimed(ctx context.Context, es []*store.OutboxEntry) 
 			send = append(send, x)
 		}
 	}
-	for _, e := range send {
-		r.send(ctx, conf, e)
-	}
+	return conf, send
 }
 
 // settle records chains in one commit. On a store error nothing was
