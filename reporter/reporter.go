@@ -24,9 +24,12 @@
 //     report and its evidence); 5xx failed; 4xx or no answer: pending
 //     again after an exponential backoff with jitter, until give_up_after.
 //
-// Before step 1 the entry is claimed (store.Claim): sending, with a lease
-// committed before any work. Every step after it ends in a transition of
-// the store's state machine; if that transition cannot be recorded (the
+// Before step 1 the entry is claimed (store.ClaimBatch, one commit for all
+// the entries due): sending, with a lease committed before any work. Every
+// step after it ends in a transition of the store's state machine; steps
+// 1 to 4, which need no network, are recorded for a batch of entries in
+// one commit each (store.Settle: policy and de-duplication, then contacts
+// and dry runs), lookups and deliveries per entry; if that transition cannot be recorded (the
 // store refuses writes), the entry waits for its lease to run out instead
 // of coming due at once, and the whole reporter pauses with a growing
 // backoff. Repeated identical errors are logged once a minute with a
