@@ -55,6 +55,20 @@ func (f *faultyStore) Claim(id store.ID, now time.Time, lease time.Duration) (*s
 	return f.Store.Claim(id, now, lease)
 }
 
+func (f *faultyStore) ClaimBatch(ids []store.ID, now time.Time, lease time.Duration) ([]store.StepResult, error) {
+	if err := f.fault(true); err != nil {
+		return nil, err
+	}
+	return f.Store.ClaimBatch(ids, now, lease)
+}
+
+func (f *faultyStore) Settle(chains [][]store.Step) ([][]store.StepResult, error) {
+	if err := f.fault(false); err != nil {
+		return nil, err
+	}
+	return f.Store.Settle(chains)
+}
+
 func (f *faultyStore) Release(id store.ID, now time.Time) (*store.OutboxEntry, error) {
 	if err := f.fault(false); err != nil {
 		return nil, err

@@ -24,9 +24,12 @@
 //     report and its evidence); 5xx failed; 4xx or no answer: pending
 //     again after an exponential backoff with jitter, until give_up_after.
 //
-// Before step 1 the entry is claimed (store.Claim): sending, with a lease
-// committed before any work. Every step after it ends in a transition of
-// the store's state machine; if that transition cannot be recorded (the
+// Before step 1 the entry is claimed (store.ClaimBatch, one commit for all
+// the entries due): sending, with a lease committed before any work. Every
+// step after it ends in a transition of the store's state machine; steps
+// 1 to 4, which need no network, are recorded for a batch of entries in
+// one commit each (store.Settle: policy and de-duplication, then contacts
+// and dry runs), lookups and deliveries per entry; if that transition cannot be recorded (the
 // store refuses writes), the entry waits for its lease to run out instead
 // of coming due at once, and the whole reporter pauses with a growing
 // backoff. Repeated identical errors are logged once a minute with a
@@ -95,6 +98,14 @@ const (
 	DefaultMaxStoreBackoff = 5 * time.Minute
 )
 
+// DefaultGather is how long the loop lets reports accumulate after a
+// Wake: each pass makes two or three durable commits (the claim, the
+// de-duplication, the contacts and dry runs) for however many entries it
+// takes, so a pass per stored report would double the commits of the
+// report path. Nobody waits for a report to an abuse desk by the
+// millisecond.
+const DefaultGather = 100 * time.Millisecond
+
 // DefaultLogEvery is the interval at which a repeated identical error is
 // logged again, with how often it recurred meanwhile.
 const DefaultLogEvery = time.Minute
@@ -118,6 +129,10 @@ type Options struct {
 	UserAgent string
 	// Poll is the longest the loop sleeps without a Wake (default 2 s).
 	Poll time.Duration
+	// Gather is how long the loop waits after a Wake before it looks for
+	// due entries (default DefaultGather), so that reports stored
+	// together are claimed and settled together.
+	Gather time.Duration
 	// Lease, StoreBackoff, MaxStoreBackoff and LogEvery default to the
 	// constants above (tests shorten them).
 	Lease, StoreBackoff, MaxStoreBackoff, LogEvery time.Duration
@@ -182,12 +197,12 @@ func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
 
 // Reporter works through the outbox. Create it with New, run it with Run.
 type Reporter struct {
-	st       Store
-	opt      Options
-	log      zerolog.Logger
-	conf     atomic.Pointer[settings]
-	wake     chan struct{}
-	limit    *logLimiter
+	st    Store
+	opt   Options
+	log   zerolog.Logger
+	conf  atomic.Pointer[settings]
+	wake  chan struct{}
+	limit *logLimiter
 
 	mu         sync.Mutex
 	inflight   map[store.ID]bool
@@ -206,6 +221,7 @@ func New(cfg *config.Config, st Store, opt Options) (*Reporter, error) {
 	opt.DedupWindow = cmp.Or(opt.DedupWindow, DefaultDedupWindow)
 	opt.UserAgent = cmp.Or(opt.UserAgent, "xarfd")
 	opt.Poll = cmp.Or(opt.Poll, 2*time.Second)
+	opt.Gather = cmp.Or(opt.Gather, DefaultGather)
 	opt.Lease = cmp.Or(opt.Lease, DefaultLease)
 	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, DefaultStoreBackoff)
 	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, DefaultMaxStoreBackoff)
@@ -253,19 +269,35 @@ func (r *Reporter) Wake() {
 // (see storeFailed) instead of ending it: the daemon keeps accepting mail
 // while its disk is full, and the reporter carries on when it is not.
 func (r *Reporter) Run(ctx context.Context) error {
-	work := make(chan store.OutboxEntry)
-	var wg sync.WaitGroup
+	// Workers settle batches of claimed entries; deliverers take the
+	// entries to send one by one, so that a slow desk holds up one
+	// delivery and not the rest of its batch.
+	work := make(chan []*store.OutboxEntry)
+	sendq := make(chan delivery)
+	var wg, sends sync.WaitGroup
 	for range r.opt.Workers {
+		sends.Go(func() {
+			for d := range sendq {
+				r.send(ctx, d.conf, d.e)
+				r.done([]*store.OutboxEntry{d.e})
+				r.Wake()
+			}
+		})
 		wg.Go(func() {
-			for e := range work {
-				r.Process(ctx, &e)
-				r.mu.Lock()
-				delete(r.inflight, e.ID)
-				r.mu.Unlock()
+			for batch := range work {
+				conf, send := r.processClaimed(ctx, batch)
+				r.done(slices.DeleteFunc(batch, func(e *store.OutboxEntry) bool {
+					return slices.ContainsFunc(send, func(x *store.OutboxEntry) bool { return x.ID == e.ID })
+				}))
+				for _, e := range send {
+					sendq <- delivery{conf, e}
+				}
 				r.Wake()
 			}
 		})
 	}
+	defer sends.Wait()
+	defer close(sendq)
 	defer wg.Wait()
 	defer close(work)
 	resumed := false
@@ -273,7 +305,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 	for {
 		r.iterations.Add(1)
 		if wait := r.storePause(); wait > 0 {
-			if !r.sleep(ctx, wait, false) {
+			if alive, _ := r.sleep(ctx, wait, false); !alive {
 				return nil
 			}
 			continue
@@ -301,39 +333,112 @@ func (r *Reporter) Run(ctx context.Context) error {
 			r.storeFailed(fmt.Errorf("reading the outbox: %w", err), "reading the outbox")
 			continue
 		}
-	dispatch:
-		for _, e := range due {
-			r.mu.Lock()
-			busy := r.inflight[e.ID]
-			if !busy {
-				r.inflight[e.ID] = true
-			}
-			r.mu.Unlock()
-			if busy {
-				continue
-			}
+		ids := make([]store.ID, len(due))
+		for i := range due {
+			ids[i] = due[i].ID
+		}
+		// One commit claims them all; the workers share them out. Entries
+		// claimed when a stop comes before they are handed out keep
+		// their lease, and the next start releases them (Resume).
+		for _, batch := range split(r.claim(ids), r.opt.Workers) {
 			select {
-			case work <- e:
+			case work <- batch:
 			case <-ctx.Done():
-				r.mu.Lock()
-				delete(r.inflight, e.ID)
-				r.mu.Unlock()
-				break dispatch
+				r.done(batch)
 			}
 		}
 		sleep := r.opt.Poll
 		if !next.IsZero() {
 			sleep = min(sleep, max(next.Sub(r.opt.Now()), 10*time.Millisecond))
 		}
-		if !r.sleep(ctx, sleep, true) {
+		alive, woken := r.sleep(ctx, sleep, true)
+		if alive && woken {
+			alive, _ = r.sleep(ctx, r.opt.Gather, false)
+		}
+		if !alive {
 			return nil
 		}
 	}
 }
 
-// sleep waits for d, or less when woken and wakeable; false when ctx
-// ended.
-func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) bool {
+// delivery is an entry to send with the settings it was evaluated under.
+type delivery struct {
+	conf *settings
+	e    *store.OutboxEntry
+}
+
+// split shares es out into at most n batches of nearly equal size.
+func split(es []*store.OutboxEntry, n int) [][]*store.OutboxEntry {
+	if len(es) == 0 {
+		return nil
+	}
+	size := (len(es) + n - 1) / n
+	var out [][]*store.OutboxEntry
+	for len(es) > size {
+		out = append(out, es[:size:size])
+		es = es[size:]
+	}
+	return append(out, es)
+}
+
+// claim takes those of ids that no worker holds, in one commit, and
+// returns the entries it claimed; they are in flight until done.
+func (r *Reporter) claim(ids []store.ID) []*store.OutboxEntry {
+	var take []store.ID
+	r.mu.Lock()
+	for _, id := range ids {
+		if !r.inflight[id] {
+			r.inflight[id] = true
+			take = append(take, id)
+		}
+	}
+	r.mu.Unlock()
+	if len(take) == 0 {
+		return nil
+	}
+	r.claims.Add(int64(len(take)))
+	res, err := r.st.ClaimBatch(take, r.opt.Now().UTC(), r.opt.Lease)
+	var (
+		out    []*store.OutboxEntry
+		failed error
+	)
+	r.mu.Lock()
+	for i, id := range take {
+		if err == nil && res[i].Err == nil {
+			out = append(out, res[i].Entry)
+			continue
+		}
+		delete(r.inflight, id)
+		// An entry that moved on meanwhile is no one's concern; one that
+		// cannot be read is the store's.
+		if err == nil && failed == nil && !errors.Is(res[i].Err, store.ErrIllegalTransition) && !errors.Is(res[i].Err, store.ErrNotFound) {
+			failed = fmt.Errorf("claiming outbox entry %s: %w", id, res[i].Err)
+		}
+	}
+	r.mu.Unlock()
+	if err != nil {
+		failed = fmt.Errorf("claiming %d outbox entries: %w", len(take), err)
+	}
+	if failed != nil {
+		r.storeFailed(failed, "claiming outbox entries")
+	} else if len(out) > 0 {
+		r.storeOK()
+	}
+	return out
+}
+
+// done ends the entries' time in flight.
+func (r *Reporter) done(es []*store.OutboxEntry) {
+	r.mu.Lock()
+	for _, e := range es {
+		delete(r.inflight, e.ID)
+	}
+	r.mu.Unlock()
+}
+
+// sleep waits for d, or less when woken and wakeable; alive is false
+// when ctx ended, woken true when a Wake cut the wait short.
+func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) (alive, woken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var wake <-chan struct{}
@@ -342,11 +447,12 @@ func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) bo
 	}
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-wake:
+		return true, true
 	case <-t.C:
 	}
-	return true
+	return true, false
 }
 
 // storeFailed pauses all work after the store refused an operation:
@@ -435,87 +541,178 @@ func (r *Reporter) Resume() error {
 
 // Process claims one due entry and moves it on as far as it can now.
 func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
-	r.claims.Add(1)
+	claimed := r.claim([]store.ID{e.ID})
+	conf, send := r.processClaimed(ctx, claimed)
+	for _, x := range send {
+		r.send(ctx, conf, x)
+	}
+	r.done(claimed)
+}
+
+const dryRunReason = "dry run: reporter.enabled is false; rendered, not sent"
+
+// processClaimed moves claimed entries on as far as it can without
+// sending, and returns those to send (still claimed) with the settings
+// they were evaluated under. The steps that need no network are recorded
+// for all of them together: policy and de-duplication in one commit, then
+// the contacts and the dry runs in another. Contact lookups are per
+// entry, and so are deliveries (send).
+func (r *Reporter) processClaimed(ctx context.Context, es []*store.OutboxEntry) (*settings, []*store.OutboxEntry) {
 	conf := r.conf.Load()
-	x, err := r.st.Claim(e.ID, r.opt.Now().UTC(), r.opt.Lease)
+	if len(es) == 0 {
+		return conf, nil
+	}
+	var (
+		chains    [][]store.Step
+		contacted []*store.OutboxEntry // de-duplicated, to be given a contact
+		ready     []*store.OutboxEntry // with recipients
+	)
+	for _, e := range es {
+		if len(e.Recipients) > 0 {
+			ready = append(ready, e)
+		} else if st, ok := r.policy(ctx, conf, e); ok {
+			chains = append(chains, []store.Step{st})
+		}
+	}
+	for i, res := range r.settle(chains, "de-duplicating reports") {
+		if x := r.settled(chains[i][0].ID, res[0], chains[i][0]); x != nil {
+			contacted = append(contacted, x)
+		}
+	}
+
+	// Contacts (looked up one by one) and dry runs, recorded together.
+	chains = nil
+	retry := map[store.ID]error{}
+	for _, e := range contacted {
+		if c := r.contactSteps(ctx, conf, e, retry); c != nil {
+			chains = append(chains, c)
+		}
+	}
+	var send []*store.OutboxEntry
+	for _, e := range ready {
+		if conf.enabled {
+			send = append(send, e)
+			continue
+		}
+		var m *store.RenderedMail
+		if e.MessageID == "" {
+			var err error
+			if m, err = r.render(conf, e); err != nil {
+				r.retry(ctx, conf, e, err)
+				continue
+			}
+		}
+		chains = append(chains, []store.Step{store.DryRunStep(e.ID, r.opt.Now().UTC(), m, dryRunReason)})
+	}
+	for i, res := range r.settle(chains, "recording contacts and dry runs") {
+		var x *store.OutboxEntry
+		for j := range res {
+			if x = r.settled(chains[i][j].ID, res[j], chains[i][j]); x == nil {
+				break
+			}
+		}
+		if x == nil {
+			continue
+		}
+		if err := retry[x.ID]; err != nil {
+			r.retry(ctx, conf, x, err)
+		} else if conf.enabled {
+			send = append(send, x)
+		}
+	}
+	return conf, send
+}
+
+// settle records chains in one commit. On a store error nothing was
+// recorded: the reporter pauses, and the entries wait for their leases.
+func (r *Reporter) settle(chains [][]store.Step, what string) [][]store.StepResult {
+	if len(chains) == 0 {
+		return nil
+	}
+	res, err := r.st.Settle(chains)
 	if err != nil {
-		if !errors.Is(err, store.ErrIllegalTransition) && !errors.Is(err, store.ErrNotFound) {
-			r.storeFailed(fmt.Errorf("claiming outbox entry %s: %w", e.ID, err), "claiming an outbox entry")
-		}
-		return
+		r.storeFailed(fmt.Errorf("%s (%d entries): %w", what, len(chains), err), what)
+		return nil
 	}
-	r.storeOK()
-	e = x
-	if len(e.Recipients) == 0 {
-		if e = r.evaluate(ctx, conf, e); e == nil {
-			return
-		}
-	}
-	if !conf.enabled {
-		r.dryRun(ctx, conf, e)
-		return
-	}
-	r.send(ctx, conf, e)
+	return res
 }
 
-func (r *Reporter) withhold(e *store.OutboxEntry, reason string, src netip.Addr) {
-	_, err := r.st.Withhold(e.ID, r.opt.Now().UTC(), reason, src)
-	if !r.recorded(err, e.ID, "withholding a report") {
-		return
+// settled counts and logs what step st of entry id did. It returns the
+// entry when it is still claimed, nil when it moved on (or the step was
+// not applied).
+func (r *Reporter) settled(id store.ID, res store.StepResult, st store.Step) *store.OutboxEntry {
+	if errors.Is(res.Err, store.ErrSkipped) || !r.recorded(res.Err, id, st.Op()) {
+		return nil
 	}
-	r.opt.Metrics.Delivery(ResultWithheld)
-	r.log.Info().Str("id", e.ID.String()).Str("reason", reason).Msg("report withheld")
+	x := res.Entry
+	switch {
+	case res.Duplicate:
+		r.opt.Metrics.Delivery(ResultDuplicate)
+		r.log.Info().Str("id", x.ID.String()).Str("duplicate_of", res.Primary.String()).Msg("duplicate report counted")
+	case x.Status == store.OutboxWithheld:
+		r.opt.Metrics.Delivery(ResultWithheld)
+		r.log.Info().Str("id", x.ID.String()).Str("reason", x.Reason).Msg("report withheld")
+	case x.Status == store.OutboxDryRun:
+		r.opt.Metrics.Delivery(ResultDryRun)
+		r.log.Info().Str("id", x.ID.String()).Str("contact", x.Contact).Msg("report rendered (dry run)")
+	case x.Status == store.OutboxSending:
+		return x
+	}
+	return nil
 }
 
-// evaluate applies policy, de-duplication and contact lookup to a claimed
-// entry without recipients. It returns the entry with its recipients, or
-// nil when it has moved on (withheld, duplicate, retried later).
-func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.OutboxEntry) *store.OutboxEntry {
+// policy decides the first step of a claimed entry without recipients:
+// withheld when the channel or the source forbids reporting, else its
+// de-duplication. When the report cannot be read the entry is retried
+// later and ok is false.
+func (r *Reporter) policy(ctx context.Context, conf *settings, e *store.OutboxEntry) (st store.Step, ok bool) {
+	now := r.opt.Now().UTC()
 	ch := conf.channels[e.Channel]
 	if ch == nil {
-		r.withhold(e, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{})
-		return nil
+		return store.WithholdStep(e.ID, now, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{}), true
 	}
 	if !ch.Has(config.UseReport) {
-		r.withhold(e, fmt.Sprintf("channel %q does not use report", e.Channel), netip.Addr{})
-		return nil
+		return store.WithholdStep(e.ID, now, fmt.Sprintf("channel %q does not use report", e.Channel), netip.Addr{}), true
 	}
 	rep, err := r.st.GetReportMeta(e.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		r.withhold(e, "the report was deleted before it could be sent", netip.Addr{})
-		return nil
+		return store.WithholdStep(e.ID, now, "the report was deleted before it could be sent", netip.Addr{}), true
 	} else if err != nil {
 		r.retry(ctx, conf, e, fmt.Errorf("reading the report: %w", err))
-		return nil
+		return store.Step{}, false
 	}
 	ip := rep.SourceIP
 	if reason := SourcePolicy(ip, conf.own); reason != "" {
-		r.withhold(e, reason, ip)
-		return nil
+		return store.WithholdStep(e.ID, now, reason, ip), true
 	}
 	evidence, err := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		r.retry(ctx, conf, e, fmt.Errorf("reading the evidence: %w", err))
-		return nil
+		return store.Step{}, false
 	}
-	primary, dup, err := r.st.Dedup(e.ID, r.opt.Now().UTC(), ip, Fingerprint(ip, evidence), r.opt.DedupWindow)
-	if !r.recorded(err, e.ID, "de-duplicating a report") {
-		return nil
-	}
-	if dup {
-		r.opt.Metrics.Delivery(ResultDuplicate)
-		r.log.Info().Str("id", e.ID.String()).Str("duplicate_of", primary.String()).Msg("duplicate report counted")
-		return nil
-	}
+	return store.DedupStep(e.ID, now, ip, Fingerprint(ip, evidence), r.opt.DedupWindow), true
+}
 
+// contactSteps looks up the contact of a de-duplicated entry and returns
+// the steps that record it (and in dry run the rendered report), or the
+// entry's withholding when nobody is found. A lookup that failed retries
+// the entry and returns nil; a report that could not be rendered is
+// noted in retry, to be retried once its contact is recorded.
+func (r *Reporter) contactSteps(ctx context.Context, conf *settings, e *store.OutboxEntry, retry map[store.ID]error) []store.Step {
+	now := r.opt.Now().UTC()
+	ch := conf.channels[e.Channel]
+	if ch == nil { // removed by a reload since the policy step
+		return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{})}
+	}
+	ip := e.SourceIP
 	var ct *Contact
 	if len(ch.ReportTo.Partners) > 0 {
 		ct = &Contact{Emails: ch.ReportTo.Partners, Source: SourcePartners}
 	} else {
+		var err error
 		ct, err = conf.contacts.Lookup(ctx, ip)
 		if errors.Is(err, ErrNoContact) {
-			r.withhold(e, fmt.Sprintf("no abuse contact found for %s", ip), ip)
-			return nil
+			return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("no abuse contact found for %s", ip), ip)}
 		}
 		if err != nil {
 			r.retry(ctx, conf, e, fmt.Errorf("contact lookup: %w", err))
@@ -532,11 +729,18 @@ func (r *Reporter) evaluate(ctx context.Context, conf *settings, e *store.Outbox
 		r.log.Warn().Str("id", e.ID.String()).Str("source", ct.Source).Int("kept", len(emails)).Int("dropped", len(dropped)).
 			Strs("dropped_domains", domains(dropped)).Msg("abuse contact has more addresses than reporter.max_recipients_per_report; the rest are not addressed")
 	}
-	x, err := r.st.SetContact(e.ID, r.opt.Now().UTC(), emails, ct.Source, dropped)
-	if !r.recorded(err, e.ID, "recording the contact") {
-		return nil
+	steps := []store.Step{store.SetContactStep(e.ID, now, emails, ct.Source, dropped)}
+	if conf.enabled {
+		return steps
 	}
-	return x
+	x := *e
+	x.Recipients, x.Contact = emails, strings.Join(emails, ", ")
+	m, err := r.render(conf, &x)
+	if err != nil {
+		retry[e.ID] = err
+		return steps
+	}
+	return append(steps, store.DryRunStep(e.ID, now, m, dryRunReason))
 }
 
 // capRecipients keeps the first n addresses: each source lists the most
@@ -645,23 +849,6 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 	}
 	return &store.RenderedMail{Format: cmp.Or(conf.format, FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
 		Preview: out.Preview, Raw: signed}, nil
-}
-
-func (r *Reporter) dryRun(ctx context.Context, conf *settings, e *store.OutboxEntry) {
-	var m *store.RenderedMail
-	if e.MessageID == "" {
-		var err error
-		if m, err = r.render(conf, e); err != nil {
-			r.retry(ctx, conf, e, err)
-			return
-		}
-	}
-	_, err := r.st.DryRun(e.ID, r.opt.Now().UTC(), m, "dry run: reporter.enabled is false; rendered, not sent")
-	if !r.recorded(err, e.ID, "storing a dry-run report") {
-		return
-	}
-	r.opt.Metrics.Delivery(ResultDryRun)
-	r.log.Info().Str("id", e.ID.String()).Str("contact", e.Contact).Msg("report rendered (dry run)")
 }
 
 // send renders the entry once (retries resend the same bytes), begins a

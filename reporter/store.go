@@ -20,6 +20,8 @@ type Store interface {
 	Raw(id store.ID) ([]byte, error)
 	contactCache
 
+	ClaimBatch(ids []store.ID, now time.Time, lease time.Duration) ([]store.StepResult, error)
+	Settle(chains [][]store.Step) ([][]store.StepResult, error)
 	Claim(id store.ID, now time.Time, lease time.Duration) (*store.OutboxEntry, error)
 	Release(id store.ID, now time.Time) (*store.OutboxEntry, error)
 	Withhold(id store.ID, now time.Time, reason string, src netip.Addr) (*store.OutboxEntry, error)

@@ -90,27 +90,8 @@ func interrupted(e *OutboxEntry) {
 // does any work, so that whatever then fails, the entry comes due again
 // at the lease's end and not before.
 func (s *Store) Claim(id ID, now time.Time, lease time.Duration) (*OutboxEntry, error) {
-	return s.transition(id, "claim", func(e *OutboxEntry) (bool, string) {
-		switch e.Status {
-		case OutboxPending:
-			if e.due().After(now) {
-				return false, "not due until " + e.due().UTC().Format(time.RFC3339)
-			}
-			return true, ""
-		case OutboxSending:
-			if e.LeaseUntil.After(now) {
-				return false, "claimed until " + e.LeaseUntil.UTC().Format(time.RFC3339)
-			}
-			return true, ""
-		}
-		return false, ""
-	}, func(_ *bbolt.Tx, e *OutboxEntry) error {
-		if e.Status == OutboxSending {
-			interrupted(e)
-		}
-		e.Status, e.LeaseUntil, e.Updated = OutboxSending, now.Add(lease), now
-		return nil
-	})
+	r, err := s.settleOne(ClaimStep(id, now, lease))
+	return r.Entry, err
 }
 
 // Release makes a sending entry pending and due at now, whatever its
@@ -127,14 +108,8 @@ func (s *Store) Release(id ID, now time.Time) (*OutboxEntry, error) {
 // Withhold ends a claimed entry: policy forbids sending it (reason says
 // why). A valid src is recorded as its source address.
 func (s *Store) Withhold(id ID, now time.Time, reason string, src netip.Addr) (*OutboxEntry, error) {
-	return s.transition(id, "withhold", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
-		e.Status, e.Reason, e.Updated = OutboxWithheld, reason, now
-		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
-		if src.IsValid() {
-			e.SourceIP = src
-		}
-		return nil
-	})
+	r, err := s.settleOne(WithholdStep(id, now, reason, src))
+	return r.Entry, err
 }
 
 // Dedup records the incident fingerprint fp of claimed entry id (source
@@ -142,49 +117,18 @@ func (s *Store) Withhold(id ID, now time.Time, reason string, src netip.Addr) (*
 // before now, id becomes its duplicate instead (that entry's Count goes
 // up) and Dedup returns its id and true.
 func (s *Store) Dedup(id ID, now time.Time, src netip.Addr, fp string, window time.Duration) (ID, bool, error) {
-	var (
-		primary ID
-		dup     bool
-	)
-	_, err := s.transition(id, "de-duplicate", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
-		e.SourceIP, e.Fingerprint, e.Updated = src, fp, now
-		e.Count = max(e.Count, 1)
-		p, isDup, err := DedupTx(tx, fp, id, now, window)
-		if err != nil {
-			return err
-		}
-		primary, dup = p, isDup
-		if !isDup {
-			return nil
-		}
-		pe, err := GetOutboxTx(tx, p)
-		if err != nil {
-			return err
-		}
-		pe.Count = max(pe.Count, 1) + 1
-		pe.Updated = now
-		if err := putOutbox(tx, pe); err != nil {
-			return err
-		}
-		e.Status, e.DuplicateOf = OutboxDuplicate, p
-		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
-		e.Reason = fmt.Sprintf("same source and message as report %s within %s: counted there", p, window)
-		return nil
-	})
-	return primary, dup, err
+	r, err := s.settleOne(DedupStep(id, now, src, fp, window))
+	return r.Primary, r.Duplicate, err
 }
 
 // SetContact records the recipients of a claimed entry and where they
 // came from; dropped are addresses left out by the recipient cap.
 func (s *Store) SetContact(id ID, now time.Time, recipients []string, source string, dropped []string) (*OutboxEntry, error) {
-	return s.transition(id, "set the contact of", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
-		e.Recipients = recipients
-		e.Contact = strings.Join(recipients, ", ")
-		e.ContactSource, e.Dropped = source, dropped
-		e.Reason, e.Updated = "", now
-		return nil
-	})
+	r, err := s.settleOne(SetContactStep(id, now, recipients, source, dropped))
+	return r.Entry, err
 }
+
+func joinRecipients(rcpts []string) string { return strings.Join(rcpts, ", ") }
 
 // RenderedMail is a report rendered for sending: what the entry shows of
 // it, and the signed bytes (kept in outbox_mail).
@@ -201,14 +145,8 @@ func setRendered(tx *bbolt.Tx, e *OutboxEntry, m *RenderedMail) error {
 // DryRun ends a claimed entry rendered but not sent; m may be nil when
 // the entry already holds its rendered message.
 func (s *Store) DryRun(id ID, now time.Time, m *RenderedMail, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "dry-run", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
-		e.Status, e.Reason, e.Updated = OutboxDryRun, reason, now
-		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
-		if m != nil {
-			return setRendered(tx, e, m)
-		}
-		return nil
-	})
+	r, err := s.settleOne(DryRunStep(id, now, m, reason))
+	return r.Entry, err
 }
 
 // RateLimit is what BeginDelivery reports when a recipient's hourly
