@@ -14,6 +14,7 @@ package loadmsg
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // SourceIP is the spamming host of every generated message. It is a
@@ -38,6 +39,10 @@ const urlsPer2K = 20
 // Message returns a message of kind of about size bytes (at least the
 // headers), with CRLF line endings, addressed to rcpt. seq varies the
 // Message-ID.
+//
+// Its dates are the current hour: a complaint whose Arrival-Date is older
+// than reporter.max_age is stored withheld, not reported, and would no
+// longer measure the report path.
 func Message(kind string, size int, rcpt string, seq int) ([]byte, error) {
 	switch kind {
 	case Trap:
@@ -55,11 +60,11 @@ func spam(size, extra int, rcpt string, seq int) string {
 	var b strings.Builder
 	b.WriteString("Received: from mail.sender.example (mail.sender.example [" + SourceIP + "])\r\n" +
 		"\tby mx.trap.localhost (Postfix) with ESMTP id 4F1A2B3C4D\r\n" +
-		"\tfor <" + rcpt + ">; Fri, 27 Nov 2026 10:00:00 +0000 (UTC)\r\n" +
+		"\tfor <" + rcpt + ">; " + when() + " (UTC)\r\n" +
 		"From: \"Deals\" <offers@sender.example>\r\n" +
 		"To: " + rcpt + "\r\n" +
 		"Subject: Your exclusive offer expires today\r\n" +
-		"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n" +
+		"Date: " + when() + "\r\n" +
 		fmt.Sprintf("Message-ID: <20261127100000.%08d@sender.example>\r\n", seq) +
 		"List-Unsubscribe: <https://sender.example/unsubscribe?e=" + enc + ">\r\n" +
 		"MIME-Version: 1.0\r\n" +
@@ -86,8 +91,8 @@ func trap(size int, rcpt string, seq int) []byte {
 const arfHead = "From: Feedback Loop <fbl@isp.example>\r\n" +
 	"To: fbl@localhost\r\n" +
 	"Subject: FW: Your exclusive offer expires today\r\n" +
-	"Date: Fri, 27 Nov 2026 10:05:00 +0000\r\n" +
-	"Message-ID: <fbl-%08d@isp.example>\r\n" +
+	"Date: %[3]s\r\n" +
+	"Message-ID: <fbl-%[1]08d@isp.example>\r\n" +
 	"MIME-Version: 1.0\r\n" +
 	"Content-Type: multipart/report; report-type=feedback-report; boundary=\"fbl-boundary\"\r\n" +
 	"\r\n" +
@@ -103,8 +108,8 @@ const arfHead = "From: Feedback Loop <fbl@isp.example>\r\n" +
 	"User-Agent: ISP-FBL/1.0\r\n" +
 	"Version: 1\r\n" +
 	"Original-Mail-From: <bounce@sender.example>\r\n" +
-	"Original-Rcpt-To: <%s>\r\n" +
-	"Arrival-Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n" +
+	"Original-Rcpt-To: <%[2]s>\r\n" +
+	"Arrival-Date: %[3]s\r\n" +
 	"Reporting-MTA: dns; mx.isp.example\r\n" +
 	"Source-IP: " + SourceIP + "\r\n" +
 	"\r\n" +
@@ -116,6 +121,12 @@ const arfHead = "From: Feedback Loop <fbl@isp.example>\r\n" +
 const arfTail = "\r\n--fbl-boundary--\r\n"
 
 func arfReport(size int, rcpt string, seq int) []byte {
-	head := fmt.Sprintf(arfHead, seq, rcpt)
+	head := fmt.Sprintf(arfHead, seq, rcpt, when())
 	return []byte(head + spam(size, len(head)+len(arfTail), rcpt, seq) + arfTail)
+}
+
+// when is the current hour in RFC 5322 form, of a fixed length (so that
+// sizes do not move with the date).
+func when() string {
+	return time.Now().UTC().Truncate(time.Hour).Format("Mon, 02 Jan 2006 15:04:05 -0700")
 }

@@ -51,6 +51,10 @@ func TestReportPath(t *testing.T) {
 		if err != nil || rep.Class != arf.ClassARF || rep.Origin == nil || rep.Origin.Method != arf.MethodSourceIP || rep.Origin.IP.String() != SourceIP {
 			t.Fatalf("ARF %d: Parse = %+v, %v; want an ARF report from Source-IP %s", size, rep, err, SourceIP)
 		}
+		// Within reporter.max_age (default 7 days): reported, not withheld.
+		if rep.ArrivalDate == nil || time.Since(rep.ArrivalDate.Time) > 2*time.Hour {
+			t.Errorf("ARF %d: Arrival-Date %+v is not recent: the complaint would be withheld as stale", size, rep.ArrivalDate)
+		}
 		if got := rep.RecipientAddresses(); len(got) == 0 || got[0] != "user@isp.example" {
 			t.Errorf("ARF %d: recipients %v", size, got)
 		}
