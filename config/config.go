@@ -37,6 +37,8 @@ type Config struct {
 	// no longer configured (removed or renamed) is kept.
 	RetentionOrphaned Duration `yaml:"retention_orphaned"`
 	Log               Log      `yaml:"log"`
+	// Subscribers is own-network handling for channels that use own.
+	Subscribers Subscribers `yaml:"subscribers"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.
@@ -119,6 +121,8 @@ const (
 const (
 	UseReport = "report"
 	UseStore  = "store"
+	// UseOwn: reports about own_networks become subscriber cases.
+	UseOwn = "own"
 )
 
 // Channel is one data source with its own rules.
@@ -134,7 +138,7 @@ type Channel struct {
 	// Reporter is the organisation that observed the abuse (XARF "reporter").
 	Reporter Org    `yaml:"reporter"`
 	Redact   Redact `yaml:"redact"`
-	// Uses says what the data may be used for: report, store.
+	// Uses says what the data may be used for: report, store, own.
 	Uses     []string `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
 	// Retention deletes stored messages and reports older than this.
