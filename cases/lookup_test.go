@@ -90,10 +90,10 @@ func TestAssignmentsTimePortsOverlapsAndBadRows(t *testing.T) {
 	}
 	ip := netip.MustParseAddr
 	cases := []struct {
-		ip        string
-		port      int
-		at        string
-		want      string // subscriber, "" = none, "?a,b" = ambiguous
+		ip   string
+		port int
+		at   string
+		want string // subscriber, "" = none, "?a,b" = ambiguous
 	}{
 		{"192.0.2.10", 0, "2026-01-01T11:59:59Z", "alice"},
 		{"192.0.2.10", 0, "2026-01-01T12:00:00Z", "bob"},
