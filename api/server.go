@@ -62,6 +62,11 @@ type Options struct {
 	// StreamBuffer is how many reports a stream consumer may lag behind
 	// before it is dropped (DefaultStreamBuffer when zero).
 	StreamBuffer int
+	// Cases acts on own-network cases; nil answers 503 to the actions.
+	// CaseHub carries case changes to /api/v1/cases/stream (nil: a new,
+	// silent one).
+	Cases   CaseService
+	CaseHub *CaseHub
 }
 
 // Server serves the HTTP API.
@@ -75,6 +80,9 @@ type Server struct {
 	hub   *Hub
 	beat  time.Duration
 	buf   int
+
+	cases   CaseService
+	caseHub *CaseHub
 
 	handler http.Handler
 	srv     *http.Server
@@ -95,6 +103,11 @@ func New(o Options) *Server {
 		beat:    o.Heartbeat,
 		buf:     o.StreamBuffer,
 		closing: make(chan struct{}),
+		cases:   o.Cases,
+		caseHub: o.CaseHub,
+	}
+	if s.caseHub == nil {
+		s.caseHub = NewCaseHub()
 	}
 	if s.m == nil {
 		s.m = metrics.New()
@@ -192,6 +205,13 @@ func (s *Server) routes() http.Handler {
 		{"GET", "/api/v1/outbox", scopeRead, s.listOutbox},
 		{"GET", "/api/v1/outbox/{id}/message", scopeRead, s.getOutboxMessage},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
+		// Own-network cases (api/cases.go).
+		{"GET", "/api/v1/cases", scopeRead, s.listCases},
+		{"GET", "/api/v1/stream/cases", scopeRead, s.streamCases},
+		{"GET", "/api/v1/cases/{id}", scopeRead, s.getCase},
+		{"POST", "/api/v1/cases/{id}/notify", scopeSubmit, s.actCase("notify")},
+		{"POST", "/api/v1/cases/{id}/restrict", scopeSubmit, s.actCase("restrict")},
+		{"POST", "/api/v1/cases/{id}/resolve", scopeSubmit, s.actCase("resolve")},
 	}
 	mux := http.NewServeMux()
 	allow := map[string][]string{}

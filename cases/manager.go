@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -363,4 +362,4 @@ func transition(cs *store.Case, to, by, reason string, now time.Time) {
 }
 
 // ErrConflict is an action the case's state does not allow.
-var ErrConflict = errors.New("not allowed in the case's state")
+var ErrConflict = store.ErrConflict

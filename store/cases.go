@@ -300,6 +300,10 @@ func (s *Store) GetCase(id ID) (*Case, error) {
 	return out, err
 }
 
+// ErrConflict is an action on a case that its state does not allow; the
+// error's text says why and may be shown to the client.
+var ErrConflict = errors.New("not allowed in the case's state")
+
 // ErrStop ends a ForEachCase walk without an error.
 var ErrStop = errors.New("stop")
 

@@ -22,6 +22,8 @@ commands:
                                 run messages through the pipeline offline; print XARF as JSON Lines
   reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-limit N]
                                 list stored reports through the HTTP API as JSON Lines
+  cases [-api URL] [-token-file FILE] [-state S] [-subscriber ID]
+                                list own-network cases through the HTTP API as JSON Lines
   version                       print the version, VCS revision and Go version
 
 Run "xarfd <command> -h" for a command's flags.
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdParse(args[1:], os.Stdin, stdout, stderr)
 	case "reports":
 		return cmdReports(args[1:], stdout, stderr)
+	case "cases":
+		return cmdCases(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "xarfd version takes no arguments\n")

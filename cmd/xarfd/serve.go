@@ -22,6 +22,7 @@ import (
 
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/auth"
+	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
@@ -121,6 +122,8 @@ type daemon struct {
 	st       *store.Store
 	inOpt    ingest.Options
 	rep      *reporter.Reporter
+	cases    *cases.Manager
+	curCfg   atomic.Pointer[config.Config] // read by the case mailer
 	smtp     *smtpd.Server
 	api      *api.Server // nil: http.listen is empty
 	sweep    context.CancelFunc
@@ -193,7 +196,14 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		return err
 	}
 	d.rep = rep
-	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake() } // neither blocks
+	d.curCfg.Store(cfg)
+	caseHub := api.NewCaseHub()
+	cm, err := newCases(cfg, &d.curCfg, st, caseHub, log)
+	if err != nil {
+		return err
+	}
+	d.cases = cm
+	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); cm.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
 	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
@@ -234,7 +244,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	serveErr := make(chan error, len(listeners)+1)
 	if httpL != nil {
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub,
-			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
+			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -256,6 +266,11 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	d.wg.Go(func() {
 		if err := rep.Run(rctx); err != nil {
 			log.Error().Err(err).Msg("reporter stopped")
+		}
+	})
+	d.wg.Go(func() {
+		if err := cm.Run(rctx); err != nil {
+			log.Error().Err(err).Msg("cases stopped")
 		}
 	})
 	d.summary(log.Info(), listeners, httpL).Msg("xarfd started")
@@ -398,6 +413,10 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 		log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
 		return
 	}
+	if err := d.cases.Reload(cfg); err != nil {
+		log.Error().Err(err).Msg("configuration reload: subscribers kept the running configuration")
+	}
+	d.curCfg.Store(cfg)
 	// Prepare checked the users against this very value: this cannot
 	// fail after the reporter's swap.
 	if err := d.smtp.Reload(cfg, in, users(res), res.TLSCert); err != nil {
