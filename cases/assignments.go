@@ -303,6 +303,21 @@ func (b *builder) finish(stats *LoadStats) *Assignments {
 		for j < len(a.leases) && a.leases[j].ip == a.leases[i].ip {
 			j++
 		}
+		// An open lease ends where the next lease of its address and
+		// port block starts: DHCP and RADIUS hand an address to one
+		// holder at a time, and an export that logs session starts
+		// keeps the start of a session whose Stop came later or never.
+		for k := i; k < j; k++ {
+			if a.leases[k].end != 0 {
+				continue
+			}
+			for n := k + 1; n < j; n++ {
+				if a.leases[n].start > a.leases[k].start && portsMeet(&a.leases[k], &a.leases[n]) {
+					a.leases[k].end = a.leases[n].start
+					break
+				}
+			}
+		}
 		for k := i; k < j; k++ {
 			l := &a.leases[k]
 			if l.end != 0 {

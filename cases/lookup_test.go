@@ -71,6 +71,9 @@ const leasesCSV = `ip,port_first,port_last,start,end,subscriber_id,email
 192.0.2.42,,,2026-01-02T00:00:00Z,2026-01-01T00:00:00Z,x,x@example.net
 too,few
 192.0.2.50,,,1767225600,1767312000,gina,gina@example.net
+192.0.2.60,,,2026-01-01T00:00:00Z,,hank,hank@example.net
+192.0.2.60,,,2026-01-01T00:00:00Z,2026-01-01T05:00:00Z,hank,hank@example.net
+192.0.2.60,,,2026-01-01T08:00:00Z,,ivy,ivy@example.net
 `
 
 func TestAssignmentsTimePortsOverlapsAndBadRows(t *testing.T) {
@@ -78,7 +81,7 @@ func TestAssignmentsTimePortsOverlapsAndBadRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Len() != 7 || stats.Bad != 4 || stats.Overlaps != 1 {
+	if a.Len() != 10 || stats.Bad != 4 || stats.Overlaps != 1 {
 		t.Fatalf("leases %d bad %d overlaps %d: %v", a.Len(), stats.Bad, stats.Overlaps, stats.Errors)
 	}
 	var lines []int
@@ -108,6 +111,10 @@ func TestAssignmentsTimePortsOverlapsAndBadRows(t *testing.T) {
 		{"192.0.2.50", 0, "2026-01-01T01:00:00Z", "gina"},
 		{"::ffff:192.0.2.50", 0, "2026-01-01T01:00:00Z", "gina"},
 		{"192.0.2.99", 0, "2026-01-01T01:00:00Z", ""},
+		// A session start whose Stop was logged as a closed lease, and
+		// an open lease ended by the next holder.
+		{"192.0.2.60", 0, "2026-01-01T06:00:00Z", "hank"},
+		{"192.0.2.60", 0, "2026-01-01T09:00:00Z", "ivy"},
 	}
 	for _, c := range cases {
 		m := a.Lookup(ip(c.ip), c.port, ts(c.at))
