@@ -65,8 +65,9 @@ buy now
 }
 
 type mailbox struct {
-	mu  sync.Mutex
-	got []sentMail
+	mu   sync.Mutex
+	got  []sentMail
+	fail int // refuse this many mails first
 }
 
 type sentMail struct {
@@ -78,6 +79,10 @@ type sentMail struct {
 func (b *mailbox) Send(_ context.Context, from string, to []string, msg []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.fail > 0 {
+		b.fail--
+		return fmt.Errorf("451 4.3.0 try again later")
+	}
 	b.got = append(b.got, sentMail{from, to, string(msg)})
 	return nil
 }
@@ -370,5 +375,29 @@ func TestVerifyRefusesReplayAndForgery(t *testing.T) {
 	}
 	if err := Verify(secret, fmt.Sprint(now.Unix()), sig, append(body, ' '), now, 5*time.Minute); err == nil {
 		t.Error("changed body accepted")
+	}
+}
+
+func TestNotifyRetriesWithBackoff(t *testing.T) {
+	box := &mailbox{fail: 1}
+	e := setup(t, "  notify: {enabled: true, from: abuse@home.example}\n  restrict: {after: {reports: 0, trap_hits: 0}}\n", Options{Mailer: box})
+	e.complain(t, "fbl", "192.0.2.10", 0, ts("2026-11-27T10:00:00Z"), 1)
+	e.step(t)
+	ctx := context.Background()
+	e.m.Due(ctx)
+	c := e.cases(t)["subscriber:alice"]
+	if len(box.got) != 0 || len(c.Notifications) != 1 || !strings.Contains(c.Notifications[0].Result, "not sent: 451") ||
+		c.NotifiedUpTo != 0 || c.State != store.CaseOpen || c.NotifyRetryAt.IsZero() {
+		t.Fatalf("after a refused mail: %+v", c)
+	}
+	e.m.Due(ctx)
+	if len(box.got) != 0 || len(e.cases(t)["subscriber:alice"].Notifications) != 1 {
+		t.Fatal("retried before the backoff")
+	}
+	e.now = e.now.Add(2 * time.Minute)
+	e.m.Due(ctx)
+	c = e.cases(t)["subscriber:alice"]
+	if len(box.got) != 1 || c.State != store.CaseNotified || c.NotifyFailures != 0 {
+		t.Fatalf("after the backoff: %d mails, %+v", len(box.got), c)
 	}
 }

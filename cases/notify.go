@@ -197,7 +197,8 @@ func (m *Manager) notifyDue(ctx context.Context, set *settings, cs *store.Case, 
 		}
 		return nil, nil
 	}
-	if !force && (total <= cs.NotifiedUpTo || (!cs.LastNotified.IsZero() && now.Sub(cs.LastNotified) < n.MinInterval.D())) {
+	if !force && (total <= cs.NotifiedUpTo || (!cs.LastNotified.IsZero() && now.Sub(cs.LastNotified) < n.MinInterval.D()) ||
+		now.Before(cs.NotifyRetryAt)) {
 		return nil, nil
 	}
 	k := min(total-cs.NotifiedUpTo, len(cs.Reports))
@@ -216,6 +217,9 @@ func (m *Manager) notifyDue(ctx context.Context, set *settings, cs *store.Case, 
 			result = "not sent: " + err.Error()
 			return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
 				c.Notifications = append(c.Notifications, store.Delivery{At: now, To: c.Email, Reports: k, Result: result})
+				c.Notifications = lastN(c.Notifications, maxNotifications)
+				c.NotifyFailures++
+				c.NotifyRetryAt = now.Add(backoff(notifyFirstRetry, c.NotifyFailures))
 				c.Updated = now
 				return nil
 			})
@@ -230,7 +234,9 @@ func (m *Manager) notifyDue(ctx context.Context, set *settings, cs *store.Case, 
 	}
 	return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
 		c.Notifications = append(c.Notifications, store.Delivery{At: now, To: c.Email, Reports: k, DryRun: dry, Result: result})
+		c.Notifications = lastN(c.Notifications, maxNotifications)
 		c.NotifiedUpTo = max(c.NotifiedUpTo, total)
+		c.NotifyFailures, c.NotifyRetryAt = 0, time.Time{}
 		c.LastNotified = now
 		if c.State == store.CaseOpen {
 			transition(c, store.CaseNotified, by, reason, now)
@@ -240,6 +246,20 @@ func (m *Manager) notifyDue(ctx context.Context, set *settings, cs *store.Case, 
 	})
 }
 
+// notifyFirstRetry is the wait after a notification that could not be
+// handed over (the smarthost or the subscriber's MX refused or was down).
+const notifyFirstRetry = time.Minute
+
 // configNotify reports whether notifications are configured at all
 // (dry run included): a from address is needed to render one.
 func configNotify(c *config.Config) bool { return c.Subscribers.Notify.From != "" }
+
+// maxNotifications bounds the notification log kept on a case.
+const maxNotifications = 50
+
+func lastN[T any](s []T, n int) []T {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

@@ -40,7 +40,7 @@ const (
 
 // Webhook call states.
 const (
-	CallPending = "pending"
+	CallPending = store.WebhookPending
 	CallDone    = "done"
 	CallDryRun  = "dry-run"
 	CallFailed  = "failed"
@@ -142,13 +142,7 @@ func threshold(set *settings, cs *store.Case) string {
 func (m *Manager) Due(ctx context.Context) error {
 	set := m.s()
 	now := m.opt.Now().UTC()
-	var work []*store.Case
-	err := m.st.ForEachCase(func(cs *store.Case) error {
-		if cs.State != store.CaseResolved || (cs.Webhook != nil && cs.Webhook.Status == CallPending) {
-			work = append(work, cs)
-		}
-		return nil
-	})
+	work, err := m.st.ActiveCases()
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,11 @@ import (
 //	                 of the one case of that key that is not resolved
 //	cases_reports    report id -> case id: which reports were handled
 //	cases_meta       "cursor" -> the newest report id handled
+//	cases_active     case id -> empty, for every case that is not resolved
+//	                 or has a webhook call pending: what the worker looks
+//	                 at on each pass, however many resolved cases there are
 var (
+	bucketCasesActive = []byte("cases_active")
 	bucketCases       = []byte("cases")
 	bucketCasesOpen   = []byte("cases_open")
 	bucketCaseReports = []byte("cases_reports")
@@ -66,12 +70,16 @@ type Case struct {
 
 	// NotifiedUpTo is the number of Reports entries (counted over all
 	// time: Complaints+TrapHits) that a notification covered.
-	NotifiedUpTo   int        `json:"notified_up_to,omitempty"`
-	LastNotified   time.Time  `json:"last_notified,omitzero"`
-	Notifications  []Delivery `json:"notifications,omitempty"`
-	Webhook        *Webhook   `json:"webhook,omitempty"`
-	WebhookHistory []Webhook  `json:"webhook_history,omitempty"`
-	Updated        time.Time  `json:"updated"`
+	NotifiedUpTo  int        `json:"notified_up_to,omitempty"`
+	LastNotified  time.Time  `json:"last_notified,omitzero"`
+	Notifications []Delivery `json:"notifications,omitempty"`
+	// NotifyFailures counts failed mails since the last one sent;
+	// NotifyRetryAt is when the next may be tried.
+	NotifyFailures int       `json:"notify_failures,omitempty"`
+	NotifyRetryAt  time.Time `json:"notify_retry_at,omitzero"`
+	Webhook        *Webhook  `json:"webhook,omitempty"`
+	WebhookHistory []Webhook `json:"webhook_history,omitempty"`
+	Updated        time.Time `json:"updated"`
 }
 
 // MaxCaseReports bounds the report links kept on one case.
@@ -111,6 +119,9 @@ type Delivery struct {
 	DryRun  bool      `json:"dry_run,omitempty"`
 	Result  string    `json:"result"`
 }
+
+// WebhookPending is the Status of a call still to be made or retried.
+const WebhookPending = "pending"
 
 // Webhook is one restrict or unrestrict call and its attempts.
 type Webhook struct {
@@ -234,6 +245,18 @@ func (c *CaseTx) Put(cs *Case) error {
 	if err := b.Put(cs.ID[:], v); err != nil {
 		return fmt.Errorf("storing case: %w", err)
 	}
+	active, err := casesBucket(c.tx, bucketCasesActive)
+	if err != nil {
+		return err
+	}
+	if cs.State != CaseResolved || (cs.Webhook != nil && cs.Webhook.Status == WebhookPending) {
+		err = active.Put(cs.ID[:], nil)
+	} else {
+		err = active.Delete(cs.ID[:])
+	}
+	if err != nil {
+		return fmt.Errorf("indexing case: %w", err)
+	}
 	if cs.State == CaseResolved {
 		if cur := open.Get([]byte(cs.Key)); cur != nil && bytes.Equal(cur, cs.ID[:]) {
 			return open.Delete([]byte(cs.Key))
@@ -306,6 +329,28 @@ var ErrConflict = errors.New("not allowed in the case's state")
 
 // ErrStop ends a ForEachCase walk without an error.
 var ErrStop = errors.New("stop")
+
+// ActiveCases returns every case that is not resolved or has a webhook
+// call pending.
+func (s *Store) ActiveCases() ([]*Case, error) {
+	var out []*Case
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		a := tx.Bucket(bucketCasesActive)
+		if a == nil {
+			return nil
+		}
+		ct := &CaseTx{tx: tx}
+		return a.ForEach(func(k, _ []byte) error {
+			cs, err := ct.Get(ID(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, cs)
+			return nil
+		})
+	})
+	return out, err
+}
 
 // ForEachCase calls fn on every case, newest first.
 func (s *Store) ForEachCase(fn func(*Case) error) error {
