@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +93,39 @@ func TestCasesAPI(t *testing.T) {
 	}
 	if r := e.do("POST", path, tokSubmitAll, "application/json", body); r.code != 409 || !contains(string(r.body), "resolved") {
 		t.Errorf("resolve twice: %d %s", r.code, r.body)
+	}
+}
+
+func TestCaseStream(t *testing.T) {
+	hub := NewCaseHub()
+	e := newEnv(t, true, func(o *Options) { o.CaseHub = hub })
+	req, _ := http.NewRequest("GET", e.ts.URL+"/api/v1/stream/cases", nil)
+	req.Header.Set("Authorization", "Bearer "+tokRead)
+	resp, err := e.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %v", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, ": subscribed") {
+		t.Fatalf("first line %q", l)
+	}
+	id, _ := store.NewID()
+	hub.Publish(&store.Case{ID: id, Key: "subscriber:alice", State: store.CaseNotified, SubscriberID: "alice"})
+	var lines []string
+	for len(lines) < 3 {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "retry:") {
+			lines = append(lines, l)
+		}
+	}
+	if lines[0] != "event: case" || lines[1] != "id: "+id.String() || !strings.Contains(lines[2], `"state":"notified"`) {
+		t.Errorf("event %q", lines)
 	}
 }
