@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,16 @@ func ParseAssignments(r io.Reader) (*Assignments, LoadStats, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	var stats LoadStats
 	b := &builder{subIdx: map[Subscriber]uint32{}}
+	// A file's size tells about how many rows it has (a lease line is
+	// some 60-150 bytes): sizing the slice once saves the copies and
+	// clears of growing it, a third of the load time at a million rows.
+	if f, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+			n := min(fi.Size()/64, 1<<26)
+			b.leases = make([]lease, 0, n)
+			b.subIdx = make(map[Subscriber]uint32, n/4)
+		}
+	}
 	first, err := peekNonSpace(br)
 	if err != nil {
 		return nil, stats, fmt.Errorf("reading assignments: %w", err)
