@@ -92,9 +92,11 @@ func loadTemplate(path string) (*notifyTemplate, error) {
 // evidenceFields are the header fields of a reported message a
 // subscriber is shown: what identifies the message, never a field that
 // names a recipient (To, Cc, Delivered-To, Received's "for", ARF's
-// Original-Rcpt-To) or the complainant.
-var evidenceFields = []string{"From", "Sender", "Reply-To", "Return-Path", "Subject", "Date", "Message-ID",
-	"MIME-Version", "Content-Type", "X-Mailer", "User-Agent", "List-Unsubscribe"}
+// Original-Rcpt-To) or the complainant. Return-Path and List-Unsubscribe
+// are left out too: bulk senders encode the recipient in them (VERP,
+// per-recipient unsubscribe links).
+var evidenceFields = []string{"From", "Sender", "Reply-To", "Subject", "Date", "Message-ID",
+	"MIME-Version", "Content-Type", "X-Mailer", "User-Agent"}
 
 // evidenceHeader returns the header of the message a report is about
 // (the embedded message of a complaint, the trap mail itself), cut down
