@@ -201,7 +201,7 @@ type CaseTx struct{ tx *bbolt.Tx }
 // Open returns the unresolved case of key, or nil.
 func (c *CaseTx) Open(key string) (*Case, error) {
 	b, err := casesBucket(c.tx, bucketCasesOpen)
-	if err != nil {
+	if err != nil || b == nil {
 		return nil, err
 	}
 	v := b.Get([]byte(key))
@@ -216,6 +216,9 @@ func (c *CaseTx) Get(id ID) (*Case, error) {
 	b, err := casesBucket(c.tx, bucketCases)
 	if err != nil {
 		return nil, err
+	}
+	if b == nil { // a read before the first case
+		return nil, ErrNotFound
 	}
 	v := b.Get(id[:])
 	if v == nil {
