@@ -401,3 +401,36 @@ func TestNotifyRetriesWithBackoff(t *testing.T) {
 		t.Fatalf("after the backoff: %d mails, %+v", len(box.got), c)
 	}
 }
+
+func TestHangingWebhookCostsOneTimeoutPerPass(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		<-hang
+	}))
+	defer srv.Close()
+	defer close(hang)
+	key := filepath.Join(t.TempDir(), "k")
+	os.WriteFile(key, []byte("0123456789abcdef-secret"), 0o600)
+	e := setup(t, fmt.Sprintf("  restrict: {enabled: true, after: {reports: 1}, webhook: {url: %q, secret_file: %s, timeout: 200ms}}\n", srv.URL, key), Options{})
+	e.complain(t, "fbl", "192.0.2.10", 0, ts("2026-11-27T10:00:00Z"), 1)
+	e.complain(t, "fbl", "192.0.2.20", 1500, ts("2026-11-27T10:00:00Z"), 2)
+	e.step(t)
+	e.m.Due(context.Background())
+	attempts := 0
+	for _, c := range e.cases(t) {
+		if c.Webhook == nil || c.Webhook.Status != CallPending {
+			t.Fatalf("case %s webhook %+v", c.Key, c.Webhook)
+		}
+		attempts += c.Webhook.Attempts
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 || attempts != 1 {
+		t.Errorf("%d calls, %d attempts recorded in one pass; want 1", calls, attempts)
+	}
+}

@@ -147,6 +147,7 @@ func (m *Manager) Due(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	down := false
 	for _, cs := range work {
 		if ctx.Err() != nil {
 			break
@@ -169,12 +170,17 @@ func (m *Manager) Due(ctx context.Context) error {
 				cs = c
 			}
 		}
-		if w := cs.Webhook; w != nil && w.Status == CallPending && !now.Before(w.NextAttempt) {
-			if c, err := m.call(ctx, set, cs); err != nil {
+		if w := cs.Webhook; w != nil && w.Status == CallPending && !now.Before(w.NextAttempt) && !down {
+			c, unreachable, err := m.call(ctx, set, cs)
+			if err != nil {
 				errs = append(errs, err)
-			} else {
+			} else if c != nil {
 				m.changed(c)
 			}
+			// An endpoint that does not answer at all is down for
+			// the other cases too: their calls wait for the next
+			// pass instead of each costing a timeout now.
+			down = unreachable
 		}
 	}
 	return errors.Join(errs...)
@@ -193,14 +199,15 @@ func (m *Manager) queueWebhook(id store.ID, action, by, reason string) (*store.C
 	})
 }
 
-// call makes one attempt of cs's pending webhook call and records it.
-func (m *Manager) call(ctx context.Context, set *settings, cs *store.Case) (*store.Case, error) {
+// call makes one attempt of cs's pending webhook call and records it;
+// unreachable says the endpoint gave no HTTP answer.
+func (m *Manager) call(ctx context.Context, set *settings, cs *store.Case) (_ *store.Case, unreachable bool, _ error) {
 	r := &set.cfg.Subscribers.Restrict
 	w := cs.Webhook
 	now := m.opt.Now().UTC()
 	body, err := json.Marshal(m.webhookBody(cs))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var answer string
 	status := CallPending
@@ -211,8 +218,10 @@ func (m *Manager) call(ctx context.Context, set *settings, cs *store.Case) (*sto
 		if err == nil {
 			status = CallDone
 		}
+		var se *statusError
+		unreachable = err != nil && !errors.As(err, &se)
 	}
-	return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+	c, err := m.st.UpdateCase(cs.ID, func(c *store.Case) error {
 		if c.Webhook == nil || c.Webhook.Created != w.Created {
 			return nil // replaced meanwhile
 		}
@@ -243,7 +252,13 @@ func (m *Manager) call(ctx context.Context, set *settings, cs *store.Case) (*sto
 		c.Updated = now
 		return nil
 	})
+	return c, unreachable, err
 }
+
+// statusError is an HTTP answer other than 2xx.
+type statusError struct{ status string }
+
+func (e *statusError) Error() string { return "webhook answered " + e.status }
 
 func (m *Manager) webhookBody(cs *store.Case) WebhookBody {
 	w := cs.Webhook
@@ -282,7 +297,7 @@ func (m *Manager) post(ctx context.Context, set *settings, url string, timeout t
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	answer := strings.TrimSpace(resp.Status + " " + oneLine(string(b)))
 	if resp.StatusCode/100 != 2 {
-		return answer, fmt.Errorf("webhook answered %s", resp.Status)
+		return answer, &statusError{resp.Status}
 	}
 	return answer, nil
 }
