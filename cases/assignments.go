@@ -37,6 +37,14 @@ type Assignments struct {
 	// found through open, the sorted indexes of every open lease.
 	maxLen int64
 	open   []int
+	// runs indexes the first lease of each address: the binary search
+	// walks 20-byte entries of distinct addresses instead of the leases.
+	runs []ipRun
+}
+
+type ipRun struct {
+	ip    [16]byte
+	first int32
 }
 
 // Len is the number of leases.
@@ -314,6 +322,7 @@ func (b *builder) finish(stats *LoadStats) *Assignments {
 		for j < len(a.leases) && a.leases[j].ip == a.leases[i].ip {
 			j++
 		}
+		a.runs = append(a.runs, ipRun{ip: a.leases[i].ip, first: int32(i)})
 		// An open lease ends where the next lease of its address and
 		// port block starts: DHCP and RADIUS hand an address to one
 		// holder at a time, and an export that logs session starts
@@ -372,11 +381,15 @@ func (a *Assignments) Lookup(ip netip.Addr, port int, t time.Time) *Match {
 	ts := t.Unix()
 	// The run of ip is [lo, hi); hi is the first lease of ip starting
 	// after t.
-	lo, _ := slices.BinarySearchFunc(a.leases, key, func(l lease, k [16]byte) int { return bytes.Compare(l.ip[:], k[:]) })
-	hi := lo + sortSearch(len(a.leases)-lo, func(i int) bool {
-		l := &a.leases[lo+i]
-		return l.ip != key || l.start > ts
-	})
+	r, ok := slices.BinarySearchFunc(a.runs, key, func(x ipRun, k [16]byte) int { return bytes.Compare(x.ip[:], k[:]) })
+	if !ok {
+		return nil
+	}
+	lo, end := int(a.runs[r].first), len(a.leases)
+	if r+1 < len(a.runs) {
+		end = int(a.runs[r+1].first)
+	}
+	hi := lo + sortSearch(end-lo, func(i int) bool { return a.leases[lo+i].start > ts })
 	var cand []uint32
 	var portHit []uint32
 	take := func(l *lease) {
