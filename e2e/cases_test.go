@@ -265,3 +265,55 @@ func TestCasesEndToEnd(t *testing.T) {
 	}
 	dm.stop()
 }
+
+// TestCasesSurviveSIGKILL: reports acknowledged just before a SIGKILL
+// are each counted once on the case after the restart, whatever the
+// worker had done when it died.
+func TestCasesSurviveSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	static := filepath.Join(dir, "subscribers.csv")
+	os.WriteFile(static, []byte(ownLeased+",alice,alice@home.e2e.example,Alice\n"), 0o600)
+	cfg := writeConfig(t, dir, `
+hostname: mx.e2e.example
+sender: {org: E2E Net, contact: abuse@e2e.example, domain: e2e.example}
+channels:
+  - {name: fbl, kind: arf, addresses: ["fbl@e2e.example"], redact: {recipients: true}, uses: [own, store]}
+own_networks: ["192.88.99.128/25"]
+subscribers: {static_file: `+static+`}
+`)
+	at, _ := time.Parse(time.RFC3339, "2026-11-27T10:00:00Z")
+	dm := startDaemon(t, dir, "-config", cfg)
+	for i := range 5 {
+		if _, err := send(dm.addr, "fbl@mailbox.example", []string{"fbl@e2e.example"}, complaintAt(t, ownLeased, at.Add(time.Duration(i)*time.Minute), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dm.kill()
+	dm = startDaemon(t, dir, "-config", cfg)
+	base := httpAddr(t, dm)
+	wait := func(n int) store.Case {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			c := listCases(t, base)["subscriber:alice"]
+			if c.Complaints >= n {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("alice's case did not reach %d complaints: %+v", n, c)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if c := wait(5); c.Complaints != 5 || len(c.Reports) != 5 {
+		t.Fatalf("after the restart: %d complaints, %d reports", c.Complaints, len(c.Reports))
+	}
+	// One more: the worker has passed everything before it, so the
+	// count is exact.
+	if _, err := send(dm.addr, "fbl@mailbox.example", []string{"fbl@e2e.example"}, complaintAt(t, ownLeased, at.Add(time.Hour), 9)); err != nil {
+		t.Fatal(err)
+	}
+	if c := wait(6); c.Complaints != 6 || len(c.Reports) != 6 {
+		t.Fatalf("after one more: %d complaints, %d reports", c.Complaints, len(c.Reports))
+	}
+	dm.stop()
+}
