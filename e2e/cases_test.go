@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/cases"
@@ -43,6 +46,7 @@ channels:
     uses: [own, store]
 reporter:
   smarthost: {address: %q, tls: none}
+  dkim: {domain: e2e.example, selector: cases, private_key_file: %q}
 own_networks: ["192.88.99.128/25"]
 subscribers:
   static_file: %s
@@ -134,7 +138,7 @@ func listCases(t *testing.T, base string) map[string]store.Case {
 // runCases starts a daemon on the case configuration, feeds it two
 // complaints about ownLeased (before and after its lease changed hands)
 // and a trap hit from ownStatic, and waits until settled says so.
-func runCases(t *testing.T, mp *mailpit, wh *webhookServer, secret []byte, enabled bool, settled func(map[string]store.Case) bool) (map[string]store.Case, string, *daemon) {
+func runCases(t *testing.T, mp *mailpit, wh *webhookServer, secret []byte, dkimKey string, enabled bool, settled func(map[string]store.Case) bool) (map[string]store.Case, string, *daemon) {
 	t.Helper()
 	dir := t.TempDir()
 	static := filepath.Join(dir, "subscribers.csv")
@@ -146,7 +150,7 @@ not json at all
 `), 0o600)
 	key := filepath.Join(dir, "webhook.key")
 	os.WriteFile(key, secret, 0o600)
-	cfg := writeConfig(t, dir, fmt.Sprintf(casesConfig, mp.smtp, static, leases, enabled, enabled, wh.URL, key))
+	cfg := writeConfig(t, dir, fmt.Sprintf(casesConfig, mp.smtp, dkimKey, static, leases, enabled, enabled, wh.URL, key))
 	dm := startDaemon(t, dir, "-config", cfg)
 	base := httpAddr(t, dm)
 	for i, at := range []string{"2026-11-27T10:00:00Z", "2026-11-27T14:00:00Z"} {
@@ -176,10 +180,12 @@ func TestCasesEndToEnd(t *testing.T) {
 	mp := startMailpit(t)
 	secret := []byte("e2e-webhook-secret-0123456789")
 	wh := startWebhook(t, secret)
+	dns := startTestDNS(t)
+	key := dkimKey(t, dns, t.TempDir(), "cases", "e2e.example")
 
 	// Dry run (the default): cases, notifications and the restrict call
 	// are recorded; nothing is sent.
-	dry, _, dm := runCases(t, mp, wh, secret, false, func(cs map[string]store.Case) bool {
+	dry, _, dm := runCases(t, mp, wh, secret, key, false, func(cs map[string]store.Case) bool {
 		c := cs["subscriber:carol"]
 		return len(cs) == 3 && c.State == store.CaseRestricted && len(cs["subscriber:bob"].Notifications) == 1
 	})
@@ -197,7 +203,7 @@ func TestCasesEndToEnd(t *testing.T) {
 	}
 
 	// Enabled.
-	cs, base, dm := runCases(t, mp, wh, secret, true, func(cs map[string]store.Case) bool {
+	cs, base, dm := runCases(t, mp, wh, secret, key, true, func(cs map[string]store.Case) bool {
 		c := cs["subscriber:carol"]
 		return len(cs) == 3 && c.State == store.CaseRestricted && len(cs["subscriber:alice"].Notifications) == 1 &&
 			len(cs["subscriber:bob"].Notifications) == 1
@@ -234,6 +240,11 @@ func TestCasesEndToEnd(t *testing.T) {
 			t.Errorf("notification text:\n%s", raw)
 		}
 		leakcheck.Check(t, raw, []string{"complainer@mailbox.example", "carol.trap@trap.e2e.example"})
+		// The same outbound path as reports: DKIM-signed.
+		verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{LookupTXT: dns.lookupTXT})
+		if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "e2e.example" {
+			t.Errorf("DKIM: %v %+v", err, verifs)
+		}
 	}
 	if len(msgs) != 3 || to["alice@home.e2e.example"] != 1 || to["bob@home.e2e.example"] != 1 || to["carol@home.e2e.example"] != 1 {
 		t.Errorf("notifications went to %v", to)
