@@ -267,6 +267,9 @@ func TestCasesEndToEnd(t *testing.T) {
 		t.Errorf("unrestrict %+v", b)
 	}
 	wh.mu.Unlock()
+	if r := apiDo(t, "GET", base+"/metrics", "", "", nil); !strings.Contains(string(r.body), "\nxarfd_cases_active ") {
+		t.Error("/metrics lacks xarfd_cases_active")
+	}
 	code, out, stderr := runXarfd(t, "cases", "-api", base, "-state", "resolved")
 	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"subscriber_id":"carol"`) {
 		t.Errorf("xarfd cases: %d %q %s", code, out, stderr)

@@ -355,6 +355,19 @@ func (s *Store) ActiveCases() ([]*Case, error) {
 	return out, err
 }
 
+// ActiveCaseCount is the number of cases ActiveCases would return,
+// without reading them.
+func (s *Store) ActiveCaseCount() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if a := tx.Bucket(bucketCasesActive); a != nil {
+			n = a.Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
+}
+
 // ForEachCase calls fn on every case, newest first.
 func (s *Store) ForEachCase(fn func(*Case) error) error {
 	err := s.db.View(func(tx *bbolt.Tx) error {

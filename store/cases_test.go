@@ -51,6 +51,9 @@ func TestCasesCursorMovesWithTheCases(t *testing.T) {
 	if c, _ := s.CasesCursor(); c != last {
 		t.Fatal("cursor not moved")
 	}
+	if n, _ := s.ActiveCaseCount(); n != 1 {
+		t.Errorf("active count %d, want 1", n)
+	}
 	// Scanning again from before the cursor skips the handled report.
 	again, _, _ := s.ScanReports(ID{}, 10, onlyA)
 	for _, r := range again {
@@ -65,6 +68,9 @@ func TestCasesCursorMovesWithTheCases(t *testing.T) {
 	s.UpdateCase(cid, func(c *Case) error { c.State = CaseResolved; return nil })
 	if act, _ := s.ActiveCases(); len(act) != 0 {
 		t.Errorf("resolved case still active: %d", len(act))
+	}
+	if n, _ := s.ActiveCaseCount(); n != 0 {
+		t.Errorf("active count %d", n)
 	}
 	s.UpdateCases(ID{}, func(tx *CaseTx) error {
 		if c, _ := tx.Open("ip:192.0.2.1"); c != nil {

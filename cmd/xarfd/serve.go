@@ -175,6 +175,10 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
+	m.Gauge("xarfd_cases_active", "Own-network cases not resolved, or with a webhook call pending.", func() float64 {
+		n, _ := st.ActiveCaseCount()
+		return float64(n)
+	})
 	d.reloadOK.Store(true)
 	d.reloadTime.Store(time.Now().Unix())
 	m.Gauge("xarfd_config_last_reload_successful", "1 when the last configuration load (start or SIGHUP) was applied, 0 when it was refused.", func() float64 {
