@@ -66,6 +66,11 @@ type Options struct {
 	// Intel serves the indicators and blocklists; nil = no channel uses
 	// intel (the routes answer 404).
 	Intel *intel.Service
+	// Cases acts on own-network cases; nil answers 503 to the actions.
+	// CaseHub carries case changes to /api/v1/cases/stream (nil: a new,
+	// silent one).
+	Cases   CaseService
+	CaseHub *CaseHub
 }
 
 // Server serves the HTTP API.
@@ -80,6 +85,9 @@ type Server struct {
 	beat  time.Duration
 	buf   int
 	intel *intel.Service // nil: no channel uses intel
+
+	cases   CaseService
+	caseHub *CaseHub
 
 	handler http.Handler
 	srv     *http.Server
@@ -101,6 +109,11 @@ func New(o Options) *Server {
 		buf:     o.StreamBuffer,
 		closing: make(chan struct{}),
 		intel:   o.Intel,
+		cases:   o.Cases,
+		caseHub: o.CaseHub,
+	}
+	if s.caseHub == nil {
+		s.caseHub = NewCaseHub()
 	}
 	if s.m == nil {
 		s.m = metrics.New()
@@ -200,6 +213,13 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/api/v1/outbox/{id}/retry", scopeSubmit, s.retryOutbox},
 		{"POST", "/api/v1/outbox/{id}/cancel", scopeSubmit, s.cancelOutbox},
 		{"GET", "/api/v1/backup", scopeAdmin, s.backup},
+		// Own-network cases (api/cases.go).
+		{"GET", "/api/v1/cases", scopeRead, s.listCases},
+		{"GET", "/api/v1/stream/cases", scopeRead, s.streamCases},
+		{"GET", "/api/v1/cases/{id}", scopeRead, s.getCase},
+		{"POST", "/api/v1/cases/{id}/notify", scopeSubmit, s.actCase("notify")},
+		{"POST", "/api/v1/cases/{id}/restrict", scopeSubmit, s.actCase("restrict")},
+		{"POST", "/api/v1/cases/{id}/resolve", scopeSubmit, s.actCase("resolve")},
 	}
 	rs = append(rs, s.intelRoutes()...)
 	mux := http.NewServeMux()

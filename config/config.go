@@ -40,6 +40,8 @@ type Config struct {
 	// no longer configured (removed or renamed) is kept.
 	RetentionOrphaned Duration `yaml:"retention_orphaned"`
 	Log               Log      `yaml:"log"`
+	// Subscribers is own-network handling for channels that use own.
+	Subscribers Subscribers `yaml:"subscribers"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.
@@ -158,6 +160,8 @@ const (
 	// UseIntel: mine indicators (origin IPs, domains, URLs, addresses in
 	// the body and Reply-To) and publish blocklists; never a recipient datum.
 	UseIntel Use = "intel"
+	// UseOwn: reports about own_networks become subscriber cases.
+	UseOwn Use = "own"
 )
 
 // Channel is one data source with its own rules.
@@ -179,7 +183,7 @@ type Channel struct {
 	// and adds a warning. Never set both.
 	LegacyReporter *Org   `yaml:"reporter,omitempty"`
 	Redact         Redact `yaml:"redact"`
-	// Uses says what the data may be used for: report, store, intel.
+	// Uses says what the data may be used for: report, store, intel, own.
 	Uses     []Use    `yaml:"uses"`
 	ReportTo ReportTo `yaml:"report_to"`
 	// Retention deletes stored messages and reports older than this.

@@ -121,6 +121,27 @@ const (
 	DefaultIntelExportInterval = time.Minute
 	// DefaultIntelAllowBuiltin applies the starter allowlist.
 	DefaultIntelAllowBuiltin = true
+
+	// DefaultLookupTimeout bounds one request to subscribers.lookup_url:
+	// a provisioning system that does not answer in this time is down.
+	DefaultLookupTimeout = 5 * time.Second
+	// DefaultLookupCacheTTL keeps an HTTP lookup's answer for a few
+	// minutes: a burst of trap hits from one address asks once, and a
+	// lease change is seen soon.
+	DefaultLookupCacheTTL = 5 * time.Minute
+	// DefaultNotifyMinInterval: at most one mail a day to a subscriber,
+	// as AbuseIO and most ISPs' abuse desks do.
+	DefaultNotifyMinInterval = 24 * time.Hour
+	// DefaultRestrictReports, DefaultRestrictTrapHits and
+	// DefaultRestrictWindow: 10 complaints or one trap hit in a day. A
+	// trap address never asked for mail, so one hit is proof.
+	DefaultRestrictReports  = 10
+	DefaultRestrictTrapHits = 1
+	DefaultRestrictWindow   = 24 * time.Hour
+	// DefaultWebhookTimeout bounds one restrict call.
+	DefaultWebhookTimeout = 10 * time.Second
+	// DefaultWebhookGiveUpAfter matches reporter.retry.give_up_after.
+	DefaultWebhookGiveUpAfter = DefaultGiveUpAfter
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -168,6 +189,16 @@ func defaults() Config {
 			ExpireAfter: Duration(DefaultIntelExpireAfter),
 			Allow:       IntelAllow{Builtin: DefaultIntelAllowBuiltin},
 			Export:      IntelExport{Interval: Duration(DefaultIntelExportInterval)},
+		},
+		Subscribers: Subscribers{
+			LookupTimeout:  Duration(DefaultLookupTimeout),
+			LookupCacheTTL: Duration(DefaultLookupCacheTTL),
+			Notify:         Notify{MinInterval: Duration(DefaultNotifyMinInterval)},
+			Restrict: Restrict{
+				After: RestrictAfter{Reports: DefaultRestrictReports, TrapHits: DefaultRestrictTrapHits,
+					Window: Duration(DefaultRestrictWindow)},
+				Webhook: Webhook{Timeout: Duration(DefaultWebhookTimeout), GiveUpAfter: Duration(DefaultWebhookGiveUpAfter)},
+			},
 		},
 	}
 }

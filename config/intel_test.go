@@ -27,7 +27,7 @@ func TestIntelDefaults(t *testing.T) {
 func TestIntelErrorsNameKeys(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"use without zones", minimal + "    uses: [store, intel]\n", "intel.ip_zone: must not be empty"},
-		{"bad use", minimal + "    uses: [store, intelligence]\n", `channels[0].uses[1]: "intelligence": want report, store or intel`},
+		{"bad use", minimal + "    uses: [store, intelligence]\n", `channels[0].uses[1]: "intelligence": want report, store, intel or own`},
 		{"bad zone", minimal + "intel: {ip_zone: 'a b', domain_zone: dbl.example.net}\n", "intel.ip_zone"},
 		{"nested zones", minimal + "intel: {ip_zone: bl.example.net, domain_zone: x.bl.example.net}\n", "intel.domain_zone"},
 		{"bad threshold", minimal + "intel: {list_after: {spamtrap: 0}}\n", "intel.list_after.spamtrap: must be positive"},

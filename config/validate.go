@@ -59,6 +59,7 @@ func (c *Config) validate() error {
 	c.validateChannels(v)
 	c.validateReporter(v)
 	c.validateContacts(v)
+	c.validateSubscribers(v)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -251,8 +252,11 @@ func (c *Config) validateChannels(v *validator) {
 			v.bad(k+".uses", "needs report, store or both; a channel that neither reports nor stores would drop everything")
 		}
 		for j, u := range ch.Uses {
-			if u != UseReport && u != UseStore && u != UseIntel {
-				v.bad(fmt.Sprintf("%s.uses[%d]", k, j), "%q: want report, store or intel", u)
+			if u != UseReport && u != UseStore && u != UseIntel && u != UseOwn {
+				v.bad(fmt.Sprintf("%s.uses[%d]", k, j), "%q: want report, store, intel or own", u)
+			}
+			if u == UseOwn && len(c.OwnNetworks) == 0 {
+				v.bad(fmt.Sprintf("%s.uses[%d]", k, j), "own needs own_networks: cases are about abuse from our own address space")
 			}
 		}
 		for j, p := range ch.ReportTo.Partners {

@@ -259,7 +259,8 @@ func (s *Store) IntelForEach(kind, after string, fn func(*IntelIndicator) error)
 	return err
 }
 
-// ErrStop ends a walk early without error.
+// ErrStop, returned by the callback of a walk (IntelForEach,
+// ForEachCase), ends it early without error.
 var ErrStop = errors.New("store: stop")
 
 // IntelDelist records a manual delisting of an indicator with its reason.

@@ -13,6 +13,8 @@ func helpTopic(name string) (synopsis, text string, ok bool) {
 		return "xarfd parse [-config FILE] [-channel NAME] [-peer IP[:PORT]] [-mail-from ADDR] [-rcpt ADDR]... [-indicators] FILE...", "Offline: runs each message (- is standard input) through the daemon's pipeline\nwith the channel's policy (classify, find the origin, redact, convert) and\nprints one XARF document per input as JSON Lines, each with a \"file\" member\nnaming its input. No store, no network. Without -peer a message counts as\nforwarded, so a trap hit's origin comes from its Received chain. A message\nthat yields no report prints {\"file\":…,\"error\":…} and the exit status is\n1. With -indicators it prints instead what the intel use would extract from\neach message,\n{\"file\":…,\"indicators\":[{\"kind\":…,\"value\":…,\"where\":…}]}.", true
 	case "reports":
 		return "xarfd reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-until T] [-limit N]", "Lists stored reports through the HTTP API as JSON Lines, newest first. -since\nand -until take an RFC 3339 time or a duration meaning that long ago (24h).\nThe token is read from -token-file, else from XARFD_TOKEN.", true
+	case "cases":
+		return "xarfd cases [-api URL] [-token-file FILE] [-state S] [-subscriber ID]", "Lists own-network cases (subscriber, counts, state, history) through the HTTP\nAPI as JSON Lines, newest first; -state is open, notified, restricted or\nresolved. The token is read from -token-file, else from XARFD_TOKEN. See\ndocs/own-networks.md.", true
 	case "check-store":
 		return "xarfd check-store -data DIR", "Verifies a stopped store offline (structure and record checksums) and exits 1\nnaming what is damaged. Use it on a restored backup before starting the daemon\non it.", true
 	case "backup":
@@ -29,5 +31,5 @@ func helpTopic(name string) (synopsis, text string, ok bool) {
 
 // helpTopicNames lists the commands of xarfd(8) in its order.
 func helpTopicNames() []string {
-	return []string{"serve", "check-config", "parse", "reports", "check-store", "backup", "healthcheck", "version", "help"}
+	return []string{"serve", "check-config", "parse", "reports", "cases", "check-store", "backup", "healthcheck", "version", "help"}
 }

@@ -25,6 +25,8 @@ commands:
   backup [-api URL] [-token-file FILE] -o FILE
                                 write a consistent copy of the store through the HTTP API
   healthcheck [-api URL]        exit 0 if the daemon's /healthz answers 200, else 1
+  cases [-api URL] [-token-file FILE] [-state S] [-subscriber ID]
+                                list own-network cases through the HTTP API as JSON Lines
   version                       print the version, VCS revision and Go version
   check-store -data DIR         verify a stopped store offline; exit 1 naming what is damaged
   help [COMMAND]                this list, or one command's usage
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdHealthcheck(args[1:], stdout, stderr)
 	case "check-store":
 		return cmdCheckStore(args[1:], stdout, stderr)
+	case "cases":
+		return cmdCases(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "xarfd version takes no arguments\n")

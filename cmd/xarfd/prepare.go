@@ -5,6 +5,7 @@ import (
 	"crypto"
 
 	"github.com/xarfd/xarfd/auth"
+	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/reporter"
 )
@@ -34,6 +35,9 @@ func loadConfig(path string) (*config.Config, *config.Resources, error) {
 	}
 	res, err := cfg.Prepare(parsers())
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := cases.Check(cfg); err != nil {
 		return nil, nil, err
 	}
 	return cfg, res, nil

@@ -23,6 +23,7 @@ import (
 
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/auth"
+	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/metrics"
@@ -122,6 +123,8 @@ type daemon struct {
 	st       *store.Store
 	inOpt    ingest.Options
 	rep      *reporter.Reporter
+	cases    *cases.Manager
+	curCfg   atomic.Pointer[config.Config] // read by the case mailer
 	smtp     *smtpd.Server
 	api      *api.Server // nil: http.listen is empty
 	sweep    context.CancelFunc
@@ -181,6 +184,10 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		n, _ := st.OutboxDepth()
 		return float64(n)
 	})
+	m.Gauge("xarfd_cases_active", "Own-network cases not resolved, or with a webhook call pending.", func() float64 {
+		n, _ := st.ActiveCaseCount()
+		return float64(n)
+	})
 	d.reloadOK.Store(true)
 	d.reloadTime.Store(time.Now().Unix())
 	m.Gauge("xarfd_config_last_reload_successful", "1 when the last configuration load (start or SIGHUP) was applied, 0 when it was refused.", func() float64 {
@@ -213,7 +220,14 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if err != nil {
 		return err
 	}
-	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake() } // none blocks
+	d.curCfg.Store(cfg)
+	caseHub := api.NewCaseHub()
+	cm, err := newCases(cfg, &d.curCfg, st, caseHub, log)
+	if err != nil {
+		return err
+	}
+	d.cases = cm
+	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake(); cm.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
 	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
@@ -254,7 +268,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	serveErr := make(chan error, len(listeners)+1)
 	if httpL != nil {
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
-			Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
+			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -283,6 +297,11 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	d.wg.Go(func() {
 		if err := rep.Run(rctx); err != nil {
 			log.Error().Err(err).Msg("reporter stopped")
+		}
+	})
+	d.wg.Go(func() {
+		if err := cm.Run(rctx); err != nil {
+			log.Error().Err(err).Msg("cases stopped")
 		}
 	})
 	d.summary(log.Info(), listeners, httpL).Msg("xarfd started")
@@ -435,6 +454,10 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 		log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
 		return
 	}
+	if err := d.cases.Reload(cfg); err != nil {
+		log.Error().Err(err).Msg("configuration reload: subscribers kept the running configuration")
+	}
+	d.curCfg.Store(cfg)
 	// Prepare checked the users against this very value: this cannot
 	// fail after the reporter's swap.
 	if err := d.smtp.Reload(cfg, in, users(res), res.TLSCert); err != nil {
