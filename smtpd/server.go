@@ -38,6 +38,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/mailauth"
 	"github.com/xarfd/xarfd/metrics"
 )
 
@@ -54,7 +55,7 @@ type Server struct {
 	// refusals rate-limits the log lines of refused connections.
 	refusals refusalLog
 
-	checker   *auth.Checker
+	checker   *mailauth.Checker
 	authFails *failLimiter
 
 	mu       sync.Mutex
@@ -111,7 +112,7 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 		log:       log,
 		m:         m,
 		sessions:  map[*session]struct{}{},
-		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
+		checker:   &mailauth.Checker{Resolver: mailauth.NewResolver(cfg.Resolver)},
 		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
 	}
 	lim := newLimits(cfg)

@@ -18,9 +18,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 
-	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/mailauth"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -67,9 +67,9 @@ type txn struct {
 	nRcpt    int
 	rejected int
 	lastCode int
-	checks   *auth.Results // set at the end of DATA
-	inData   bool          // Data owns the txn
-	res      reservation   // DATA budget taken at MAIL for SIZE=
+	checks   *mailauth.Results // set at the end of DATA
+	inData   bool              // Data owns the txn
+	res      reservation       // DATA budget taken at MAIL for SIZE=
 }
 
 // NewSession implements smtp.Backend.
@@ -265,7 +265,7 @@ func (ss *session) Data(r io.Reader) error {
 		return e
 	}
 	receivedAt := time.Now().UTC()
-	checks := ss.s.checker.Check(context.Background(), auth.Input{
+	checks := ss.s.checker.Check(context.Background(), mailauth.Input{
 		Raw:      raw,
 		PeerIP:   ss.peer.Addr(),
 		HELO:     t.helo,
@@ -278,10 +278,10 @@ func (ss *session) Data(r io.Reader) error {
 	// never takes a delivery away from a channel that would accept it.
 	for _, d := range t.byChan {
 		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
-		case auth.Refused:
+		case mailauth.Refused:
 			ss.logTxn(t, errNoDKIM.Code, len(raw), nil, nil)
 			return errNoDKIM
-		case auth.Deferred:
+		case mailauth.Deferred:
 			ss.logTxn(t, errDKIMTemp.Code, len(raw), nil, nil)
 			return errDKIMTemp
 		}
@@ -289,7 +289,7 @@ func (ss *session) Data(r io.Reader) error {
 	// The header goes on top; the message below it stays byte for byte
 	// as received. It is written into the headroom in front of the
 	// message, so stamping copies nothing.
-	hdr := checks.Header(ss.s.cfg.Hostname, auth.LineEnding(raw))
+	hdr := checks.Header(ss.s.cfg.Hostname, mailauth.LineEnding(raw))
 	var stamped []byte
 	if len(hdr) <= headroom {
 		stamped = buf[headroom-len(hdr):]
