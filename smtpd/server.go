@@ -270,6 +270,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// replied counts and logs one reply: the only caller of
+// metrics.SMTPReply, so each reply is counted exactly once wherever it is
+// decided (session.reply, a refused connection). The log line is at
+// debug level: the transaction's own line (logTxn) is the one at info.
+func (s *Server) replied(log zerolog.Logger, cmd string, e *smtp.SMTPError) {
+	s.m.SMTPReply(e.Code)
+	if ev := log.Debug(); ev.Enabled() {
+		ev.Str("cmd", cmd).Int("code", e.Code).
+			Str("enhanced_code", fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])).
+			Msg("smtp reply")
+	}
+}
+
 // refuseWriteTimeout bounds the 421 to a refused client: it need not read.
 const refuseWriteTimeout = 5 * time.Second
 
@@ -277,7 +290,7 @@ func (s *Server) refuse(c net.Conn, ip netip.Addr, why string) {
 	defer c.Close()
 	c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	c.Write([]byte(replyLine(s.cfg.Hostname, errTooManyConns)))
-	s.m.SMTPReply(errTooManyConns.Code)
+	s.replied(s.log, "connect", errTooManyConns)
 	if n, ok := s.refusals.note(why, time.Now()); ok {
 		lim := s.lim.Load()
 		open, peers := lim.conns.counts()
