@@ -367,7 +367,7 @@ func TestQuarantinePaging(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("paged ids %v, want newest first %v", got, want)
 	}
-	for _, bad := range []string{"limit=0", "limit=x", "cursor=" + strings.Repeat("f", 2*bbolt.MaxKeySize+1)} {
+	for _, bad := range []string{"limit=0", "limit=x", "cursor=" + strings.Repeat("f", store.MaxQuarantineCursor+1)} {
 		if r := e.get("/api/v1/messages?status=quarantined&"+bad, ""); r.code != 400 {
 			t.Errorf("%s: %d", bad, r.code)
 		}

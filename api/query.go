@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.etcd.io/bbolt"
 
 	"github.com/xarfd/xarfd/store"
 )
@@ -312,11 +311,9 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
-	// Quarantine keys are message ids, or for a record that could not be
-	// read the hex of its key (up to bbolt's key limit): the cursor is the
-	// last key of a page.
+	// The cursor is the last key of a page.
 	cursor := q.Get("cursor")
-	if len(cursor) > 2*bbolt.MaxKeySize {
+	if len(cursor) > store.MaxQuarantineCursor {
 		replyBadParam(w, &badParam{"cursor", "not a cursor returned by this API"})
 		return
 	}
@@ -390,17 +387,14 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	started := false
-	var n int64
-	err := s.st.View(func(tx *bbolt.Tx) error {
+	n, err := s.st.WriteBackup(func(size int64) (io.Writer, error) {
 		h := w.Header()
 		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Content-Length", strconv.FormatInt(tx.Size(), 10))
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		h.Set("Content-Disposition", `attachment; filename="xarfd-`+time.Now().UTC().Format("20060102T150405Z")+`.db"`)
 		h.Set("Cache-Control", "no-store")
 		started = true
-		var err error
-		n, err = tx.WriteTo(&deadlineWriter{w: w, rc: rc})
-		return err
+		return &deadlineWriter{w: w, rc: rc}, nil
 	})
 	if err != nil {
 		if !started {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-	"go.etcd.io/bbolt"
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
@@ -292,7 +291,7 @@ func (s *Server) health() (string, error) {
 		return "shutting down", nil
 	default:
 	}
-	if err := s.st.View(func(*bbolt.Tx) error { return nil }); err != nil {
+	if err := s.st.Ping(); err != nil {
 		return "store is not open", err
 	}
 	if h := s.st.Health(); !h.OK {
@@ -335,7 +334,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	switch {
-	case errors.Is(err, store.ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen):
+	case store.IsClosed(err):
 		code, msg = http.StatusServiceUnavailable, "unavailable, try again later"
 	case errors.Is(err, store.ErrCommit):
 		// Disk full or an I/O error: nothing was stored, and the

@@ -1,10 +1,10 @@
-// Package auth decides how far a message's origin can be trusted: the
-// SMTP AUTH users of smtp.auth_file (bcrypt or argon2id hashes), DKIM
-// verification, SPF and iprev checks through the configured resolver, and
-// the Authentication-Results header (RFC 8601) that records all of it.
+// Package auth holds the SMTP AUTH users of smtp.auth_file (bcrypt or
+// argon2id hashes) and verifies their passwords. How far a message's
+// origin can be trusted (DKIM, SPF, iprev, Authentication-Results) is
+// package mailauth.
 //
-// Nothing here keeps package-level state: a Users value and a Checker are
-// made from the configuration and passed to the SMTP server.
+// Nothing here keeps package-level state: a Users value is made from the
+// configuration and passed to the SMTP server.
 package auth
 
 import (

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/auth/authtest"
+	"github.com/xarfd/xarfd/mailauth/mailauthtest"
 	"github.com/xarfd/xarfd/store"
 	"github.com/xarfd/xarfd/store/storetest"
 )
@@ -100,10 +101,10 @@ func TestAuthOverRealBinary(t *testing.T) {
 	if err := os.WriteFile(usersFile, users, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dns := authtest.StartDNS(t)
-	dkimKey := authtest.NewDKIMKey(t, "reporter.example", "e2e")
+	dns := mailauthtest.StartDNS(t)
+	dkimKey := mailauthtest.NewDKIMKey(t, "reporter.example", "e2e")
 	dkimKey.Publish(t, dns)
-	other := authtest.NewDKIMKey(t, "elsewhere.example", "e2e")
+	other := mailauthtest.NewDKIMKey(t, "elsewhere.example", "e2e")
 	other.Publish(t, dns)
 
 	dataDir := filepath.Join(dir, "data")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xarfd/xarfd/auth/authtest"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/mailauth/mailauthtest"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -27,11 +28,11 @@ import (
 // server on 127.0.0.1 that publishes reporter.example's key and SPF.
 type authWorld struct {
 	*testServer
-	dns   *authtest.DNS
-	key   *authtest.DKIMKey // reporter.example, published
-	sub   *authtest.DKIMKey // mail.reporter.example, published
-	wrong *authtest.DKIMKey // elsewhere.example, published
-	slow  *authtest.DKIMKey // reporter.example, its lookup hangs
+	dns   *mailauthtest.DNS
+	key   *mailauthtest.DKIMKey // reporter.example, published
+	sub   *mailauthtest.DKIMKey // mail.reporter.example, published
+	wrong *mailauthtest.DKIMKey // elsewhere.example, published
+	slow  *mailauthtest.DKIMKey // reporter.example, its lookup hangs
 }
 
 const authConfig = `
@@ -85,11 +86,11 @@ func startAuthWorld(t *testing.T, srvTweak func(*Server)) *authWorld {
 		t.Fatal(err)
 	}
 	w := &authWorld{
-		dns:   authtest.StartDNS(t),
-		key:   authtest.NewDKIMKey(t, "reporter.example", "s1"),
-		sub:   authtest.NewDKIMKey(t, "mail.reporter.example", "s2"),
-		wrong: authtest.NewDKIMKey(t, "elsewhere.example", "s1"),
-		slow:  authtest.NewDKIMKey(t, "reporter.example", "slow"),
+		dns:   mailauthtest.StartDNS(t),
+		key:   mailauthtest.NewDKIMKey(t, "reporter.example", "s1"),
+		sub:   mailauthtest.NewDKIMKey(t, "mail.reporter.example", "s2"),
+		wrong: mailauthtest.NewDKIMKey(t, "elsewhere.example", "s1"),
+		slow:  mailauthtest.NewDKIMKey(t, "reporter.example", "slow"),
 	}
 	w.key.Publish(t, w.dns)
 	w.sub.Publish(t, w.dns)

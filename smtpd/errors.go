@@ -57,6 +57,9 @@ var (
 	errNoRoom = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
 	// errBadSequence: a command out of order that go-smtp lets through.
 	errBadSequence = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Bad sequence of commands"}
+	// authSucceeded: what go-smtp answers a successful AUTH with (RFC
+	// 4954 section 6); only its code is used, for counting.
+	authSucceeded = &smtp.SMTPError{Code: 235, EnhancedCode: smtp.EnhancedCode{2, 7, 0}, Message: "Authentication succeeded"}
 	// errBadPeer: the peer address is not TCP/IP (cannot route policy).
 	errBadPeer = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot determine peer address"}
 )

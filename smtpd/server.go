@@ -38,6 +38,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/mailauth"
 	"github.com/xarfd/xarfd/metrics"
 )
 
@@ -54,7 +55,7 @@ type Server struct {
 	// refusals rate-limits the log lines of refused connections.
 	refusals refusalLog
 
-	checker   *auth.Checker
+	checker   *mailauth.Checker
 	authFails *failLimiter
 
 	mu       sync.Mutex
@@ -111,7 +112,7 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 		log:       log,
 		m:         m,
 		sessions:  map[*session]struct{}{},
-		checker:   &auth.Checker{Resolver: auth.NewResolver(cfg.Resolver)},
+		checker:   &mailauth.Checker{Resolver: mailauth.NewResolver(cfg.Resolver)},
 		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
 	}
 	lim := newLimits(cfg)
@@ -269,6 +270,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// replied counts and logs one reply: the only caller of
+// metrics.SMTPReply, so each reply is counted exactly once wherever it is
+// decided (session.reply, a refused connection). The log line is at
+// debug level: the transaction's own line (logTxn) is the one at info.
+func (s *Server) replied(log zerolog.Logger, cmd string, e *smtp.SMTPError) {
+	s.m.SMTPReply(e.Code)
+	if ev := log.Debug(); ev.Enabled() {
+		ev.Str("cmd", cmd).Int("code", e.Code).
+			Str("enhanced_code", fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])).
+			Msg("smtp reply")
+	}
+}
+
 // refuseWriteTimeout bounds the 421 to a refused client: it need not read.
 const refuseWriteTimeout = 5 * time.Second
 
@@ -276,7 +290,7 @@ func (s *Server) refuse(c net.Conn, ip netip.Addr, why string) {
 	defer c.Close()
 	c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	c.Write([]byte(replyLine(s.cfg.Hostname, errTooManyConns)))
-	s.m.SMTPReply(errTooManyConns.Code)
+	s.replied(s.log, "connect", errTooManyConns)
 	if n, ok := s.refusals.note(why, time.Now()); ok {
 		lim := s.lim.Load()
 		open, peers := lim.conns.counts()

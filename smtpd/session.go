@@ -18,9 +18,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 
-	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/mailauth"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -67,15 +67,16 @@ type txn struct {
 	nRcpt    int
 	rejected int
 	lastCode int
-	checks   *auth.Results // set at the end of DATA
-	inData   bool          // Data owns the txn
-	res      reservation   // DATA budget taken at MAIL for SIZE=
+	checks   *mailauth.Results // set at the end of DATA
+	inData   bool              // Data owns the txn
+	res      reservation       // DATA budget taken at MAIL for SIZE=
 }
 
 // NewSession implements smtp.Backend.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String())
 	if err != nil {
+		s.replied(s.log, "connect", errBadPeer)
 		return nil, errBadPeer
 	}
 	ss := &session{
@@ -126,8 +127,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		if !t.res.grow(t.size, ss.lim.inflightWait) {
 			ss.log.Warn().Int("code", errNoRoom.Code).Int64("size", t.size).Int64("inflight_bytes", ss.lim.budget.inUse()).
 				Msg("smtp transaction refused at MAIL: DATA budget exhausted")
-			ss.s.m.SMTPReply(errNoRoom.Code)
-			return errNoRoom
+			return ss.reply("MAIL", errNoRoom)
 		}
 	}
 	ss.mu.Lock()
@@ -142,7 +142,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	t := ss.current()
 	if t == nil {
-		return errBadSequence // go-smtp asks for MAIL first; never reached
+		return ss.reply("RCPT", errBadSequence) // go-smtp asks for MAIL first; never reached
 	}
 	ch := t.rt.router.Route(to)
 	if ch == nil {
@@ -185,11 +185,13 @@ func (t *txn) hasChannel(ch *config.Channel) bool {
 // needsDKIM reports whether ch is decided at the end of DATA.
 func needsDKIM(ch *config.Channel) bool { return len(ch.AcceptFrom.DKIMDomains) > 0 }
 
+// reject refuses one recipient. The transaction's log line (logTxn)
+// carries how many were refused and the last code; the reply itself is
+// counted here, once.
 func (t *txn) reject(ss *session, e *smtp.SMTPError) error {
 	t.rejected++
 	t.lastCode = e.Code
-	ss.s.m.SMTPReply(e.Code)
-	return e
+	return ss.reply("RCPT", e)
 }
 
 // current returns the transaction in progress, or nil.
@@ -206,7 +208,8 @@ func (ss *session) Data(r io.Reader) error {
 	t := ss.txn
 	if t == nil || t.inData || len(t.byChan) == 0 {
 		// A BDAT goroutine of go-smtp that started after its transaction
-		// was already reset: its reader is closed, nobody reads its reply.
+		// was already reset: its reader is closed, nobody reads its reply
+		// (so it is not one to count).
 		ss.mu.Unlock()
 		return errBroken
 	}
@@ -248,7 +251,7 @@ func (ss *session) Data(r io.Reader) error {
 			} else {
 				ss.logTxn(t, 0, len(raw), nil, nil)
 			}
-			return errBroken
+			return errBroken // not sent: no reply to count
 		}
 		e := dataError(err)
 		if e == errTimeout || e == errBroken {
@@ -262,10 +265,10 @@ func (ss *session) Data(r io.Reader) error {
 				Msg("smtp DATA budget exhausted")
 		}
 		ss.logTxn(t, e.Code, len(raw), nil, nil)
-		return e
+		return ss.reply("DATA", e)
 	}
 	receivedAt := time.Now().UTC()
-	checks := ss.s.checker.Check(context.Background(), auth.Input{
+	checks := ss.s.checker.Check(context.Background(), mailauth.Input{
 		Raw:      raw,
 		PeerIP:   ss.peer.Addr(),
 		HELO:     t.helo,
@@ -278,18 +281,18 @@ func (ss *session) Data(r io.Reader) error {
 	// never takes a delivery away from a channel that would accept it.
 	for _, d := range t.byChan {
 		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
-		case auth.Refused:
+		case mailauth.Refused:
 			ss.logTxn(t, errNoDKIM.Code, len(raw), nil, nil)
-			return errNoDKIM
-		case auth.Deferred:
+			return ss.reply("DATA", errNoDKIM)
+		case mailauth.Deferred:
 			ss.logTxn(t, errDKIMTemp.Code, len(raw), nil, nil)
-			return errDKIMTemp
+			return ss.reply("DATA", errDKIMTemp)
 		}
 	}
 	// The header goes on top; the message below it stays byte for byte
 	// as received. It is written into the headroom in front of the
 	// message, so stamping copies nothing.
-	hdr := checks.Header(ss.s.cfg.Hostname, auth.LineEnding(raw))
+	hdr := checks.Header(ss.s.cfg.Hostname, mailauth.LineEnding(raw))
 	var stamped []byte
 	if len(hdr) <= headroom {
 		stamped = buf[headroom-len(hdr):]
@@ -311,14 +314,14 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
 		ss.logTxn(t, errLocal.Code, len(raw), nil, nil)
-		return errLocal
+		return ss.reply("DATA", errLocal)
 	}
 	idText := make([]string, len(results))
 	for i, r := range results {
 		idText[i] = r.ID.String()
 	}
 	ss.logTxn(t, 250, len(raw), idText, results)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")}
+	return ss.reply("DATA", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")})
 }
 
 // headroom is kept free in front of each message read, for the
@@ -382,7 +385,8 @@ func dataError(err error) *smtp.SMTPError {
 }
 
 // logTxn writes the one log line of a transaction (code 0: abandoned in
-// BDAT, nothing was answered). It names no recipient
+// BDAT, nothing was answered). It only logs: the replies it names were
+// counted by reply when they were given. It names no recipient
 // and no body: both can be personal data of a redacting channel. The
 // caller owns t: Data while t.inData, else the connection's goroutine.
 func (ss *session) logTxn(t *txn, code, size int, ids []string, res []ingest.Result) {
@@ -396,8 +400,6 @@ func (ss *session) logTxn(t *txn, code, size int, ids []string, res []ingest.Res
 	}
 	if code == 0 {
 		ev = ev.Bool("aborted", true) // code 0: the client abandoned BDAT, no reply
-	} else {
-		ss.s.m.SMTPReply(code)
 	}
 	redacted, quarantined, reports := 0, 0, 0
 	for _, r := range res {
@@ -503,22 +505,18 @@ func (ss *session) AuthMechanisms() []string {
 // Auth implements smtp.AuthSession for PLAIN (RFC 4616) and LOGIN.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.s.rt.Load().users == nil {
-		ss.s.m.SMTPReply(smtp.ErrAuthUnsupported.Code)
-		return nil, smtp.ErrAuthUnsupported
+		return nil, ss.reply("AUTH", smtp.ErrAuthUnsupported)
 	}
 	if _, isTLS := ss.conn.TLSConnectionState(); !isTLS {
-		ss.s.m.SMTPReply(errEncryptionRequired.Code)
-		return nil, errEncryptionRequired
+		return nil, ss.reply("AUTH", errEncryptionRequired)
 	}
 	if ss.current() != nil {
-		ss.s.m.SMTPReply(errAuthInTransaction.Code)
-		return nil, errAuthInTransaction
+		return nil, ss.reply("AUTH", errAuthInTransaction)
 	}
 	if ss.s.authFails.blocked(ss.peer.Addr()) {
 		ss.log.Warn().Int("code", errAuthThrottled.Code).Msg("smtp auth refused: too many failures from this address")
-		ss.s.m.SMTPReply(errAuthThrottled.Code)
 		ss.hangUp(errAuthThrottled)
-		return nil, errAuthThrottled
+		return nil, ss.reply("AUTH", errAuthThrottled)
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
@@ -526,8 +524,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return &loginServer{authenticate: ss.authenticate}, nil
 	}
-	ss.s.m.SMTPReply(smtp.ErrAuthUnknownMechanism.Code)
-	return nil, smtp.ErrAuthUnknownMechanism
+	return nil, ss.reply("AUTH", smtp.ErrAuthUnknownMechanism)
 }
 
 // authenticate checks one user name and password. The authorization
@@ -539,14 +536,25 @@ func (ss *session) authenticate(identity, user, password string) error {
 	ok := ss.s.rt.Load().users.Verify(user, password)
 	if !ok || (identity != "" && identity != user) {
 		ss.s.authFails.fail(ss.peer.Addr())
-		ss.s.m.SMTPReply(errAuthFailed.Code)
 		ss.log.Warn().Int("code", errAuthFailed.Code).Msg("smtp auth failed")
-		return errAuthFailed
+		return ss.reply("AUTH", errAuthFailed)
 	}
 	ss.authUser = user
-	ss.s.m.SMTPReply(235)
 	ss.log.Info().Str("auth_user", user).Msg("smtp auth")
+	ss.reply("AUTH", authSucceeded) // go-smtp writes its own 235 for nil
 	return nil
+}
+
+// reply is the one way out for a reply a session decides: every refusal
+// of a command, the final reply to DATA or BDAT, and AUTH's outcome. It
+// counts e's code once in xarfd_smtp_replies_total and logs it at debug
+// level, and returns e for the session method to return. Replies go-smtp
+// writes on its own (the banner, 250 to an accepted MAIL or RCPT, syntax
+// errors) are not counted; a reply nobody reads (a BDAT reader reset
+// under it) does not pass here either.
+func (ss *session) reply(cmd string, e *smtp.SMTPError) error {
+	ss.s.replied(ss.log, cmd, e)
+	return e
 }
 
 // hangUp sends e and closes the connection, as closeIfIdle does. go-smtp

@@ -74,6 +74,12 @@ func (s *Store) QuarantineEntries() ([]QuarantineEntry, error) {
 	return out, err
 }
 
+// MaxQuarantineCursor is the longest cursor QuarantinePage can have
+// returned: quarantine keys are message ids, or for a record that could
+// not be read the hex of its key, and bbolt keys are at most
+// bbolt.MaxKeySize bytes.
+const MaxQuarantineCursor = 2 * bbolt.MaxKeySize
+
 // QuarantinedMessage is one quarantine entry with the record of its
 // message (nil when the entry is a record that could not be read).
 type QuarantinedMessage struct {

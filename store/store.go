@@ -512,6 +512,57 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 	return n, err
 }
 
+// WriteBackup writes a consistent copy of the database, like Backup, to
+// a writer that needs the size first (an HTTP response announces its
+// Content-Length): start gets the size of the copy and returns where to
+// write it. Size and bytes come from one read transaction, so the size
+// is exact however many commits run meanwhile. An error from start is
+// returned as is, with nothing written.
+func (s *Store) WriteBackup(start func(size int64) (io.Writer, error)) (int64, error) {
+	var n int64
+	err := s.view(func(tx *bbolt.Tx) error {
+		w, err := start(tx.Size())
+		if err != nil {
+			return err
+		}
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// CheckPages opens the database file at path read-only and runs bbolt's
+// check of its page structure (every page reachable once, free list
+// consistent): enough to trust a backup that just arrived. Check is the
+// thorough offline check of a store directory.
+func CheckPages(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// Ping returns nil when the database is open for reading, else the error
+// a read would get (wrapping ErrDamaged, or one IsClosed knows).
+func (s *Store) Ping() error {
+	return s.view(func(*bbolt.Tx) error { return nil })
+}
+
+// IsClosed reports whether err says the store is closed or closing: a
+// write after Close began (ErrClosed) or a read after the file was
+// closed. Callers answer "try again later".
+func IsClosed(err error) bool {
+	return errors.Is(err, ErrClosed) || errors.Is(err, bbolt.ErrDatabaseNotOpen)
+}
+
 // Size returns the database size in bytes, as a backup would write it.
 func (s *Store) Size() (int64, error) {
 	var n int64

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
+	"github.com/xarfd/xarfd/store"
 )
 
 // cmdBackup fetches GET /api/v1/backup (a consistent copy of the live
@@ -117,7 +116,7 @@ func backupTo(client *http.Client, u, token, path string) (n int64, err error) {
 	if err = f.Close(); err != nil {
 		return n, fmt.Errorf("closing %s: %w", tmp, err)
 	}
-	if err = checkBolt(tmp); err != nil {
+	if err = store.CheckPages(tmp); err != nil {
 		return n, fmt.Errorf("the received backup is damaged: %w", err)
 	}
 	if err = os.Rename(tmp, path); err != nil {
@@ -127,23 +126,6 @@ func backupTo(client *http.Client, u, token, path string) (n int64, err error) {
 		return n, err
 	}
 	return n, nil
-}
-
-// checkBolt opens a database file read-only and checks its page
-// structure (every page reachable once, free list consistent).
-func checkBolt(path string) error {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
 }
 
 // syncDir makes a rename in dir durable.

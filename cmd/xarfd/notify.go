@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.etcd.io/bbolt"
 
 	"github.com/xarfd/xarfd/store"
 )
@@ -120,5 +119,5 @@ func readyState(smtp []net.Listener, http net.Listener) string {
 // storeHealthy is the watchdog's check: a read transaction on the store
 // completes.
 func storeHealthy(st *store.Store) func() error {
-	return func() error { return st.View(func(*bbolt.Tx) error { return nil }) }
+	return st.Ping
 }

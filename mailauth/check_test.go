@@ -1,4 +1,4 @@
-package auth_test
+package mailauth_test
 
 import (
 	"bytes"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 
-	"github.com/xarfd/xarfd/auth"
-	"github.com/xarfd/xarfd/auth/authtest"
+	"github.com/xarfd/xarfd/mailauth"
+	"github.com/xarfd/xarfd/mailauth/mailauthtest"
 )
 
 const msg = "From: Reports <fbl@reporter.example>\r\nTo: fbl@us.example\r\nSubject: complaint\r\nDate: Mon, 02 Mar 2026 10:00:00 +0000\r\nMessage-ID: <1@reporter.example>\r\n\r\nThis is a complaint.\r\n"
@@ -23,20 +23,20 @@ var (
 )
 
 type world struct {
-	dns     *authtest.DNS
-	key     *authtest.DKIMKey // reporter.example, published
-	other   *authtest.DKIMKey // elsewhere.example, published
-	checker *auth.Checker
+	dns     *mailauthtest.DNS
+	key     *mailauthtest.DKIMKey // reporter.example, published
+	other   *mailauthtest.DKIMKey // elsewhere.example, published
+	checker *mailauth.Checker
 }
 
 func newWorld(t *testing.T) *world {
-	d := authtest.StartDNS(t)
+	d := mailauthtest.StartDNS(t)
 	w := &world{
 		dns:   d,
-		key:   authtest.NewDKIMKey(t, "reporter.example", "s1"),
-		other: authtest.NewDKIMKey(t, "elsewhere.example", "sel"),
-		checker: &auth.Checker{
-			Resolver:        auth.NewResolver(d.Addr),
+		key:   mailauthtest.NewDKIMKey(t, "reporter.example", "s1"),
+		other: mailauthtest.NewDKIMKey(t, "elsewhere.example", "sel"),
+		checker: &mailauth.Checker{
+			Resolver:        mailauth.NewResolver(d.Addr),
 			Timeout:         2 * time.Second,
 			CheckLocalPeers: true,
 		},
@@ -54,9 +54,9 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) check(t *testing.T, raw []byte, ip netip.Addr, from string) *auth.Results {
+func (w *world) check(t *testing.T, raw []byte, ip netip.Addr, from string) *mailauth.Results {
 	t.Helper()
-	return w.checker.Check(context.Background(), auth.Input{Raw: raw, PeerIP: ip, HELO: "helo.reporter.example", MailFrom: from})
+	return w.checker.Check(context.Background(), mailauth.Input{Raw: raw, PeerIP: ip, HELO: "helo.reporter.example", MailFrom: from})
 }
 
 func TestDKIM(t *testing.T) {
@@ -66,27 +66,27 @@ func TestDKIM(t *testing.T) {
 	if bytes.Equal(tampered, signed) {
 		t.Fatal("tampering changed nothing")
 	}
-	unpublished := authtest.NewDKIMKey(t, "reporter.example", "gone")
-	hangs := authtest.NewDKIMKey(t, "reporter.example", "slow")
+	unpublished := mailauthtest.NewDKIMKey(t, "reporter.example", "gone")
+	hangs := mailauthtest.NewDKIMKey(t, "reporter.example", "slow")
 	w.dns.Hang("slow._domainkey.reporter.example")
 
 	allowed := []string{"reporter.example"}
 	for _, c := range []struct {
 		name    string
 		raw     []byte
-		want    []auth.DKIMResult
-		verdict auth.Verdict
+		want    []mailauth.DKIMResult
+		verdict mailauth.Verdict
 	}{
-		{name: "signed", raw: signed, want: []auth.DKIMResult{{Result: "pass", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Accepted},
-		{name: "unsigned", raw: []byte(msg), verdict: auth.Refused},
-		{name: "wrong domain", raw: w.other.Sign(t, []byte(msg)), want: []auth.DKIMResult{{Result: "pass", Domain: "elsewhere.example", Identifier: "@elsewhere.example"}}, verdict: auth.Refused},
-		{name: "body tampered", raw: tampered, want: []auth.DKIMResult{{Result: "fail", Reason: "body hash did not verify", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Refused},
-		{name: "header tampered", raw: bytes.Replace(signed, []byte("Subject: complaint"), []byte("Subject: Complaint"), 1), want: []auth.DKIMResult{{Result: "fail", Reason: "signature did not verify", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Refused},
-		{name: "key not published", raw: unpublished.Sign(t, []byte(msg)), want: []auth.DKIMResult{{Result: "permerror", Reason: "no key for signature", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Refused},
-		{name: "key lookup times out", raw: hangs.Sign(t, []byte(msg)), want: []auth.DKIMResult{{Result: "temperror", Reason: "key unavailable", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Deferred},
-		{name: "good and wrong signature", raw: w.other.Sign(t, signed), want: []auth.DKIMResult{
+		{name: "signed", raw: signed, want: []mailauth.DKIMResult{{Result: "pass", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Accepted},
+		{name: "unsigned", raw: []byte(msg), verdict: mailauth.Refused},
+		{name: "wrong domain", raw: w.other.Sign(t, []byte(msg)), want: []mailauth.DKIMResult{{Result: "pass", Domain: "elsewhere.example", Identifier: "@elsewhere.example"}}, verdict: mailauth.Refused},
+		{name: "body tampered", raw: tampered, want: []mailauth.DKIMResult{{Result: "fail", Reason: "body hash did not verify", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Refused},
+		{name: "header tampered", raw: bytes.Replace(signed, []byte("Subject: complaint"), []byte("Subject: Complaint"), 1), want: []mailauth.DKIMResult{{Result: "fail", Reason: "signature did not verify", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Refused},
+		{name: "key not published", raw: unpublished.Sign(t, []byte(msg)), want: []mailauth.DKIMResult{{Result: "permerror", Reason: "no key for signature", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Refused},
+		{name: "key lookup times out", raw: hangs.Sign(t, []byte(msg)), want: []mailauth.DKIMResult{{Result: "temperror", Reason: "key unavailable", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Deferred},
+		{name: "good and wrong signature", raw: w.other.Sign(t, signed), want: []mailauth.DKIMResult{
 			{Result: "pass", Domain: "elsewhere.example", Identifier: "@elsewhere.example"},
-			{Result: "pass", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: auth.Accepted},
+			{Result: "pass", Domain: "reporter.example", Identifier: "@reporter.example"}}, verdict: mailauth.Accepted},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// The key server never answers "slow": its temperror can only
@@ -103,7 +103,7 @@ func TestDKIM(t *testing.T) {
 			if v := r.DKIMVerdict(allowed); v != c.verdict {
 				t.Errorf("verdict %v, want %v", v, c.verdict)
 			}
-			if v := r.DKIMVerdict(nil); v != auth.Accepted {
+			if v := r.DKIMVerdict(nil); v != mailauth.Accepted {
 				t.Errorf("no requirement: verdict %v", v)
 			}
 		})
@@ -116,7 +116,7 @@ func TestDKIMFromLocalRelay(t *testing.T) {
 	w := newWorld(t)
 	w.checker.CheckLocalPeers = false
 	w.checker.Timeout = 500 * time.Millisecond
-	hangs := authtest.NewDKIMKey(t, "reporter.example", "slow")
+	hangs := mailauthtest.NewDKIMKey(t, "reporter.example", "slow")
 	w.dns.Hang("slow._domainkey.reporter.example")
 	for _, c := range []struct {
 		name, raw, dkim, dkimError string
@@ -128,7 +128,7 @@ func TestDKIMFromLocalRelay(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := w.check(t, []byte(c.raw), loopback, "fbl@reporter.example")
-			if r.SPF != auth.None || r.IPRev != auth.None {
+			if r.SPF != mailauth.None || r.IPRev != mailauth.None {
 				t.Errorf("SPF %q, iprev %q: want none for a local peer", r.SPF, r.IPRev)
 			}
 			got := ""
@@ -155,7 +155,7 @@ func TestMaxSignatures(t *testing.T) {
 	before := w.dns.Queries()
 	r := w.check(t, raw, netip.MustParseAddr("10.1.2.3"), "")
 	w.checker.CheckLocalPeers = false
-	if len(r.DKIM) != 2 || !r.TooManySignatures || r.DKIMVerdict([]string{"reporter.example"}) != auth.Accepted {
+	if len(r.DKIM) != 2 || !r.TooManySignatures || r.DKIMVerdict([]string{"reporter.example"}) != mailauth.Accepted {
 		t.Errorf("results %+v", r)
 	}
 	if n := w.dns.Queries() - before; n > 8 {
@@ -217,9 +217,9 @@ func TestSPFAndIPRev(t *testing.T) {
 }
 
 func TestHeader(t *testing.T) {
-	r := &auth.Results{
+	r := &mailauth.Results{
 		AuthUser: "partner1",
-		DKIM: []auth.DKIMResult{
+		DKIM: []mailauth.DKIMResult{
 			{Result: "pass", Domain: "reporter.example", Identifier: "@reporter.example"},
 			{Result: "fail", Reason: "body hash did not verify", Domain: "x.example"},
 		},
@@ -245,7 +245,7 @@ func TestHeader(t *testing.T) {
 		t.Errorf("header with a hostile HELO: %q", h)
 	}
 	// No signature at all is dkim=none.
-	if h := (&auth.Results{SPF: "none"}).Header("h", "\n"); !strings.Contains(h, "dkim=none") {
+	if h := (&mailauth.Results{SPF: "none"}).Header("h", "\n"); !strings.Contains(h, "dkim=none") {
 		t.Errorf("unsigned: %q", h)
 	}
 }
@@ -264,7 +264,7 @@ func TestDomainMatches(t *testing.T) {
 		"":                   false,
 		"yahoo.com\x00x.org": false,
 	} {
-		if got := auth.DomainMatches(d, allowed); got != want {
+		if got := mailauth.DomainMatches(d, allowed); got != want {
 			t.Errorf("DomainMatches(%q) = %v", d, got)
 		}
 	}
@@ -278,7 +278,7 @@ func TestLineEnding(t *testing.T) {
 		"":                    "\r\n",
 		"no line end":         "\r\n",
 	} {
-		if got := auth.LineEnding([]byte(raw)); got != want {
+		if got := mailauth.LineEnding([]byte(raw)); got != want {
 			t.Errorf("LineEnding(%q) = %q", raw, got)
 		}
 	}

@@ -1,4 +1,12 @@
-package auth
+// Package mailauth checks where a message comes from: DKIM verification,
+// SPF and iprev through the configured resolver, and the
+// Authentication-Results header (RFC 8601) that records all of it. It is
+// named apart from the go-msgauth library it builds on; SMTP AUTH users
+// are package auth.
+//
+// Nothing here keeps package-level state: a Checker is made from the
+// configuration and passed to the SMTP server.
+package mailauth
 
 import (
 	"bytes"
