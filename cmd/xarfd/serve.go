@@ -25,6 +25,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/smtpd"
@@ -123,7 +124,8 @@ type daemon struct {
 	inOpt    ingest.Options
 	rep      *reporter.Reporter
 	smtp     *smtpd.Server
-	api      *api.Server // nil: http.listen is empty
+	api      *api.Server    // nil: http.listen is empty
+	intel    *intel.Service // nil: no channel used intel at start
 	sweep    context.CancelFunc
 	sweepCtx context.Context
 	wg       sync.WaitGroup
@@ -213,6 +215,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if err != nil {
 		return err
 	}
+	d.intel = intelSvc
 	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
 	in, err := ingest.New(cfg, st, d.inOpt)
@@ -439,6 +442,13 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 	}
 	if d.api != nil {
 		d.api.Reload(cfg, in)
+	}
+	if d.intel != nil {
+		// New trap addresses and redacted domains must never become
+		// indicators, from the next report on.
+		d.intel.Reload(cfg)
+	} else if cfg.IntelChannels() {
+		log.Warn().Msg("configuration reload: a channel now uses intel, but the intel service starts only at a restart; its reports are mined after it")
 	}
 	d.cfg = cfg
 	d.setLevel(cfg)
