@@ -35,9 +35,10 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
+	cfg := s.view.Load().cfg // one configuration for the whole answer
 	var names []string
-	for i := range s.cfg.Channels {
-		names = append(names, s.cfg.Channels[i].Name)
+	for i := range cfg.Channels {
+		names = append(names, cfg.Channels[i].Name)
 	}
 	orphaned, err := s.st.Orphaned(names)
 	if err != nil {
@@ -53,12 +54,12 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) {
 	for i, st := range stats {
 		ci := channelInfo{Name: st.Name, Records: st.Records, Oldest: st.Oldest, Newest: st.Newest}
 		if i < len(names) {
-			ch := &s.cfg.Channels[i]
+			ch := &cfg.Channels[i]
 			ci.Configured, ci.Kind, ci.Uses, ci.RedactsRecipients = true, ch.Kind, ch.Uses, ch.Redact.Recipients
 			ci.Retention, ci.RetentionFrom = ch.Retention.D().String(), "channels[].retention"
 		} else {
 			ci.Orphaned = true
-			ci.Retention, ci.RetentionFrom = s.cfg.RetentionOrphaned.D().String(), "retention_orphaned"
+			ci.Retention, ci.RetentionFrom = cfg.RetentionOrphaned.D().String(), "retention_orphaned"
 		}
 		out = append(out, ci)
 	}

@@ -72,6 +72,7 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	hc := &s.view.Load().cfg.HTTP
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ip = ip.Unmap()
 		if ip.IsLoopback() {
@@ -82,7 +83,7 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 				return true
 			}
 		}
-		if ap, err := netip.ParseAddrPort(s.cfg.HTTP.Listen); err == nil && ap.Addr().Unmap() == ip {
+		if ap, err := netip.ParseAddrPort(hc.Listen); err == nil && ap.Addr().Unmap() == ip {
 			return true
 		}
 		return false
@@ -90,10 +91,10 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 	if host == "localhost" {
 		return true
 	}
-	if h, _, err := net.SplitHostPort(s.cfg.HTTP.Listen); err == nil && strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+	if h, _, err := net.SplitHostPort(hc.Listen); err == nil && strings.EqualFold(strings.TrimSuffix(h, "."), host) {
 		return true
 	}
-	return slices.ContainsFunc(s.cfg.HTTP.Hostnames, func(n string) bool {
+	return slices.ContainsFunc(hc.Hostnames, func(n string) bool {
 		return strings.EqualFold(strings.TrimSuffix(n, "."), host)
 	})
 }
@@ -127,7 +128,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 }
 
 func (s *Server) maxBody() int64 {
-	if n := s.cfg.HTTP.MaxBodyBytes; n > 0 {
+	if n := s.view.Load().cfg.HTTP.MaxBodyBytes; n > 0 {
 		return n
 	}
 	return config.DefaultHTTPMaxBodyBytes

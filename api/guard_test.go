@@ -301,7 +301,8 @@ func FuzzHostAllowed(f *testing.F) {
 	for _, h := range []string{"127.0.0.1:8025", "[::1]", "localhost", "xarfd.test.example.", "evil.example:80", "[", ":", "[::ffff:127.0.0.1]:1", "%zz"} {
 		f.Add(h)
 	}
-	s := &Server{cfg: &config.Config{HTTP: config.HTTP{Listen: "127.0.0.1:8025", Hostnames: []string{"xarfd.test.example"}}}}
+	s := &Server{}
+	s.view.Store(&view{cfg: &config.Config{HTTP: config.HTTP{Listen: "127.0.0.1:8025", Hostnames: []string{"xarfd.test.example"}}}})
 	f.Fuzz(func(t *testing.T, host string) {
 		r := httptest.NewRequest("GET", "/healthz", nil)
 		r.Host = host

@@ -74,7 +74,6 @@ type Options struct {
 
 // Server serves the HTTP API.
 type Server struct {
-	cfg   *config.Config // as at New: limits
 	st    *store.Store
 	view  atomic.Pointer[view]
 	m     *metrics.Metrics
@@ -98,7 +97,6 @@ type Server struct {
 // New returns a Server; it does not listen yet (see Serve).
 func New(o Options) *Server {
 	s := &Server{
-		cfg:     o.Config,
 		st:      o.Store,
 		m:       o.Metrics,
 		log:     o.Logger,
@@ -144,16 +142,21 @@ func New(o Options) *Server {
 // the ingester that stores submissions, the tokens. Reload swaps it
 // whole; a request keeps the one it began with.
 type view struct {
+	// cfg is the configuration in force: the daemon's reload keeps the
+	// running values of the keys a reload cannot change (http.listen,
+	// the smtp limits), so reading any key here is truthful.
+	cfg      *config.Config
 	in       *ingest.Ingester
 	channels map[string]*config.Channel
 	tokens   []token
 }
 
-// Reload makes cfg's channels and http.tokens, and the ingester in, apply
-// to requests from now on; a request in progress finishes with what it
-// began with. Listener and limits stay as at New.
+// Reload makes cfg (its channels, http.tokens, http.hostnames,
+// http.max_body_bytes) and the ingester in apply to requests from now
+// on; a request in progress finishes with what it began with. The
+// listener stays as at New.
 func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester) {
-	v := &view{in: in, channels: map[string]*config.Channel{}, tokens: parseTokens(cfg.HTTP.Tokens, s.log)}
+	v := &view{cfg: cfg, in: in, channels: map[string]*config.Channel{}, tokens: parseTokens(cfg.HTTP.Tokens, s.log)}
 	for i := range cfg.Channels {
 		v.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
 	}

@@ -112,7 +112,7 @@ func readAtMost(rd io.Reader, size, limit int64) ([]byte, error) {
 
 // messageLimit is smtp.max_message_bytes: what SMTP would take.
 func (s *Server) messageLimit() int64 {
-	if n := s.cfg.SMTP.MaxMessageBytes; n > 0 {
+	if n := s.view.Load().cfg.SMTP.MaxMessageBytes; n > 0 {
 		return n
 	}
 	return 25 << 20
@@ -151,7 +151,7 @@ func (s *Server) submitMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if max := s.cfg.SMTP.MaxRecipients; max > 0 && len(rcpts) > max {
+	if max := s.view.Load().cfg.SMTP.MaxRecipients; max > 0 && len(rcpts) > max {
 		replyBadParam(w, &badParam{"rcpt", "more recipients than smtp.max_recipients"})
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,16 +49,15 @@ type Options struct {
 // Service mines reports, keeps the listed set in memory and answers
 // lookups. All methods are safe for concurrent use.
 type Service struct {
-	cfg      *config.Config
-	st       *store.Store
-	x        *Extractor
-	policy   Policy
-	channels []string
-	now      func() time.Time
-	onEvent  func(Event)
-	log      zerolog.Logger
-	metrics  *Metrics
-	wake     chan struct{}
+	cfg     *config.Config // as at New: zones, host name, policy
+	st      *store.Store
+	chans   atomic.Pointer[channels]
+	policy  Policy
+	now     func() time.Time
+	onEvent func(Event)
+	log     zerolog.Logger
+	metrics *Metrics
+	wake    chan struct{}
 
 	mu     sync.RWMutex
 	listed map[Kind]map[string]Listing
@@ -73,26 +73,55 @@ type Listing struct {
 	Reason string
 }
 
+// channels is what the channels decide for mining: which are mined, the
+// exclusions built from their addresses and redaction, their retention.
+// Reload swaps it whole, so that a trap address added by a reload is
+// never extracted from the next report on.
+type channels struct {
+	cfg   *config.Config
+	x     *Extractor
+	names []string // channels that use intel
+}
+
+func channelsOf(cfg *config.Config) *channels {
+	c := &channels{cfg: cfg, x: NewExtractor(cfg)}
+	for i := range cfg.Channels {
+		if cfg.Channels[i].Has(config.UseIntel) {
+			c.names = append(c.names, cfg.Channels[i].Name)
+		}
+	}
+	return c
+}
+
 // batch is how many reports one mining transaction takes.
 const batch = 256
 
 // New builds the service and loads the listed set from the store.
 func New(cfg *config.Config, st *store.Store, o Options) (*Service, error) {
-	s := &Service{cfg: cfg, st: st, x: NewExtractor(cfg), policy: PolicyOf(cfg), now: o.Now,
+	s := &Service{cfg: cfg, st: st, policy: PolicyOf(cfg), now: o.Now,
 		onEvent: o.OnEvent, log: o.Logger, metrics: o.Metrics, wake: make(chan struct{}, 1)}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for i := range cfg.Channels {
-		if cfg.Channels[i].Has(config.UseIntel) {
-			s.channels = append(s.channels, cfg.Channels[i].Name)
-		}
-	}
+	s.chans.Store(channelsOf(cfg))
 	if err := s.rebuild(); err != nil {
 		return nil, err
 	}
 	s.metrics.listedFunc(s.count)
 	return s, nil
+}
+
+// Reload makes cfg's channels apply from the next mining and prune pass
+// on: which channels are mined, the addresses and domains never
+// extracted (trap addresses, redacted domains), their retention. The
+// intel block, the zones and the listing policy stay as at New (the
+// daemon passes a cfg whose intel block is the running one); so does
+// the allowlist, which the extractor reads from cfg.Intel.
+func (s *Service) Reload(cfg *config.Config) {
+	c := *cfg
+	c.Intel = s.cfg.Intel
+	s.chans.Store(channelsOf(&c))
+	s.Wake()
 }
 
 // rebuild reads every indicator and keeps the listed ones.
@@ -234,16 +263,17 @@ func (s *Service) Mine() (int, error) { return s.mine(false) }
 func (s *Service) MineLate() (int, error) { return s.mine(true) }
 
 func (s *Service) mine(lookback bool) (int, error) {
-	if len(s.channels) == 0 {
+	c := s.chans.Load() // one configuration for the batch
+	if len(c.names) == 0 {
 		return 0, nil
 	}
-	ids, err := s.st.IntelPending(s.channels, batch, lookback)
+	ids, err := s.st.IntelPending(c.names, batch, lookback)
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
 	updates := make([]store.IntelUpdate, 0, len(ids))
 	for _, id := range ids {
-		u, err := s.mineOne(id)
+		u, err := s.mineOne(c.x, id)
 		if err != nil {
 			return 0, err
 		}
@@ -265,7 +295,7 @@ func (s *Service) mine(lookback bool) (int, error) {
 // mineOne reads one stored report and its evidence. A message without a
 // report (quarantined) or gone meanwhile yields an empty update, so that
 // it is marked done.
-func (s *Service) mineOne(id store.ID) (store.IntelUpdate, error) {
+func (s *Service) mineOne(x *Extractor, id store.ID) (store.IntelUpdate, error) {
 	u := store.IntelUpdate{Report: id}
 	rep, err := s.st.GetReport(id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -289,7 +319,7 @@ func (s *Service) mineOne(id store.ID) (store.IntelUpdate, error) {
 		in.Raw = raw
 	}
 	at := store.IDTime(id)
-	for _, ind := range s.x.Extract(rep.Channel, in) {
+	for _, ind := range x.Extract(rep.Channel, in) {
 		u.Found = append(u.Found, store.IntelFound{Kind: string(ind.Kind), Value: ind.Value,
 			Hit: store.IntelHit{Report: id, Channel: rep.Channel, Time: at, Source: doc.EvidenceSource, Where: ind.Where}})
 	}
@@ -366,11 +396,12 @@ func (s *Service) Expire() {
 // Prune drops hits whose reports retention has deleted.
 func (s *Service) Prune() error {
 	now := s.now()
+	cfg := s.chans.Load().cfg
 	keep := func(ch string) time.Time {
-		if c := s.cfg.Channel(ch); c != nil {
+		if c := cfg.Channel(ch); c != nil {
 			return now.Add(-c.Retention.D())
 		}
-		return now.Add(-s.cfg.RetentionOrphaned.D())
+		return now.Add(-cfg.RetentionOrphaned.D())
 	}
 	n, err := s.st.IntelPrune(keep)
 	if n > 0 {
@@ -457,4 +488,4 @@ func (s *Service) Delist(k Kind, value, reason, by string) (*store.IntelIndicato
 func (s *Service) Metrics() *Metrics { return s.metrics }
 
 // Extractor returns the service's extractor.
-func (s *Service) Extractor() *Extractor { return s.x }
+func (s *Service) Extractor() *Extractor { return s.chans.Load().x }

@@ -265,3 +265,48 @@ func TestLateCommit(t *testing.T) {
 		t.Errorf("late report mined twice (%d)", n)
 	}
 }
+
+// TestReloadExclusions: a trap domain added to a channel by a reload is
+// never extracted from the next report on (here from a sender address
+// that a spammer forged at the trap's domain), and a channel that starts
+// to use intel at the reload is mined.
+func TestReloadExclusions(t *testing.T) {
+	r := newRig(t)
+	s := r.service(t)
+	y := strings.Replace(serviceConfig, `addresses: ["*@honey.catchall-mail.com"]`,
+		`addresses: ["*@honey.catchall-mail.com", "*@decoy-trapnet.org"]`, 1)
+	y = strings.Replace(y, "    uses: [store]\n", "    uses: [store, intel]\n", 1)
+	next, err := config.Parse([]byte(y), "next.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ingest.New(next, r.st, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reload(next)
+	for _, d := range []struct{ ch, rcpt, from, peer string }{
+		{"trap", "spamtrap7@decoy-trapnet.org", "sales@decoy-trapnet.org", "45.142.120.12"},
+		{"quiet", "x@quiet.catchall-mail.com", "bounce@spam-domain.biz", "45.142.120.99"},
+	} {
+		env := store.Envelope{PeerIP: netip.MustParseAddr(d.peer), PeerPort: 40000, MailFrom: d.from, Via: "smtp"}
+		res, err := in.Accept(env, []ingest.Delivery{{Channel: next.Channel(d.ch), Rcpts: []string{d.rcpt}}}, []byte(trapMail))
+		if err != nil || len(res) != 1 || res[0].Quarantined {
+			t.Fatalf("delivery: %v %+v", err, res)
+		}
+	}
+	if n := mine(t, s); n != 2 {
+		t.Errorf("mined %d reports, want 2 (quiet uses intel after the reload)", n)
+	}
+	found := 0
+	r.st.IntelForEach("", "", func(ind *store.IntelIndicator) error {
+		found++
+		if strings.Contains(ind.Value, "decoy-trapnet") {
+			t.Errorf("stored indicator %s %q names the trap domain added by the reload", ind.Kind, ind.Value)
+		}
+		return nil
+	})
+	if _, ok := s.Lookup(KindIP, "45.142.120.99"); found == 0 || !ok {
+		t.Errorf("%d indicators; the channel that uses intel since the reload is not listed", found)
+	}
+}

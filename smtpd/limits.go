@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xarfd/xarfd/config"
@@ -27,21 +28,27 @@ type limits struct {
 
 func newLimits(cfg *config.Config) *limits {
 	inflight, from := InflightBudget(cfg)
+	return &limits{
+		budget:       newBudget(inflight),
+		inflightFrom: from,
+		inflightWait: inflightWait,
+		conns: newConnLimiter(cfg.SMTP.MaxConnections, cfg.SMTP.MaxConnectionsPerIP,
+			cfg.SMTP.ReservedConnections, acceptNetworks(cfg)),
+		readTimeout:    cfg.SMTP.ReadTimeout.D(),
+		sessionTimeout: cfg.SMTP.SessionTimeout.D(),
+	}
+}
+
+// acceptNetworks lists every channel's accept_from.networks: the peers
+// the reserve is for.
+func acceptNetworks(cfg *config.Config) []netip.Prefix {
 	var trusted []netip.Prefix
 	for _, ch := range cfg.Channels {
 		for _, p := range ch.AcceptFrom.Networks {
 			trusted = append(trusted, p.Prefix)
 		}
 	}
-	return &limits{
-		budget:       newBudget(inflight),
-		inflightFrom: from,
-		inflightWait: inflightWait,
-		conns: newConnLimiter(cfg.SMTP.MaxConnections, cfg.SMTP.MaxConnectionsPerIP,
-			cfg.SMTP.ReservedConnections, trusted),
-		readTimeout:    cfg.SMTP.ReadTimeout.D(),
-		sessionTimeout: cfg.SMTP.SessionTimeout.D(),
-	}
+	return trusted
 }
 
 // connLimiter admits connections: at most max from anybody, max+reserve
@@ -51,7 +58,9 @@ func newLimits(cfg *config.Config) *limits {
 // concurrent use.
 type connLimiter struct {
 	max, perIP, reserve int
-	trusted             []netip.Prefix
+	// trusted changes with the channels at a reload (setTrusted); with
+	// none, nobody can take the reserve.
+	trusted atomic.Pointer[[]netip.Prefix]
 
 	mu    sync.Mutex
 	open  int
@@ -59,11 +68,14 @@ type connLimiter struct {
 }
 
 func newConnLimiter(max, perIP, reserve int, trusted []netip.Prefix) *connLimiter {
-	if len(trusted) == 0 {
-		reserve = 0 // nobody could use it
-	}
-	return &connLimiter{max: max, perIP: perIP, reserve: reserve, trusted: trusted, perKy: map[netip.Prefix]int{}}
+	l := &connLimiter{max: max, perIP: perIP, reserve: reserve, perKy: map[netip.Prefix]int{}}
+	l.setTrusted(trusted)
+	return l
 }
+
+// setTrusted makes trusted the networks that may take the reserve from
+// the next connection on.
+func (l *connLimiter) setTrusted(trusted []netip.Prefix) { l.trusted.Store(&trusted) }
 
 // Why a connection was refused, for the log (the client is told the
 // same generic 421 either way).
@@ -105,7 +117,7 @@ func (l *connLimiter) admit(ip netip.Addr) (release func(), refused string) {
 }
 
 func (l *connLimiter) isTrusted(ip netip.Addr) bool {
-	for _, p := range l.trusted {
+	for _, p := range *l.trusted.Load() {
 		if p.Contains(ip) {
 			return true
 		}

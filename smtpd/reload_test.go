@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"crypto/tls"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -102,5 +103,40 @@ func TestReloadRenewsCertificate(t *testing.T) {
 	}
 	if after := serial(); after == before {
 		t.Errorf("the handshake after the reload still presents certificate %s", before)
+	}
+}
+
+// TestReloadMovesReserve: the reserved connections follow the channels'
+// accept_from.networks of the configuration in force, so that a feed
+// whose network a reload names is served while strangers fill
+// max_connections, and one a reload removed no longer takes the reserve.
+func TestReloadMovesReserve(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.SMTP.MaxConnections, c.SMTP.ReservedConnections = 1, 1 })
+	next := strings.Replace(testConfig, `accept_from: {networks: ["192.0.2.0/24"]}`, `accept_from: {networks: ["198.51.100.0/24"]}`, 1)
+	cfg, err := config.Parse([]byte(next), "next.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ingest.New(cfg, ts.store, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.Reload(cfg, in, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	l := ts.srv.lim.Load().conns
+	release, why := l.admit(netip.MustParseAddr("203.0.113.9")) // a stranger fills max_connections
+	if why != "" {
+		t.Fatalf("first connection refused: %s", why)
+	}
+	defer release()
+	if rel, why := l.admit(netip.MustParseAddr("192.0.2.7")); why != refusedTotal {
+		t.Errorf("a network the reload removed took the reserve (refused %q)", why)
+		rel()
+	}
+	if rel, why := l.admit(netip.MustParseAddr("198.51.100.7")); why != "" {
+		t.Errorf("a network the reload added was refused the reserve: %s", why)
+	} else {
+		rel()
 	}
 }

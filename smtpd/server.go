@@ -166,9 +166,10 @@ func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics
 // Reload makes cfg's channels, sender rules and SMTP AUTH users (users,
 // parsed from smtp.auth_file) and cert apply to transactions that start
 // from now on, stored by in. A transaction in progress finishes with the
-// configuration it began with. What New fixed stays: listeners, limits,
-// hostname, and whether STARTTLS is offered (a nil cert keeps the
-// current one). On error nothing changes.
+// configuration it began with, and the channels' accept_from.networks
+// become the peers that may take the reserved connections. What New
+// fixed stays: listeners, limits, hostname, and whether STARTTLS is
+// offered (a nil cert keeps the current one). On error nothing changes.
 func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester, users *auth.Users, cert *tls.Certificate) error {
 	if cert == nil {
 		cert = s.rt.Load().cert
@@ -178,6 +179,9 @@ func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester, users *auth.Use
 		return err
 	}
 	s.rt.Store(rt)
+	// The reserve follows the channels' accept_from.networks; its size
+	// (smtp.reserved_connections) is a limit and stays.
+	s.lim.Load().conns.setTrusted(acceptNetworks(cfg))
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/smtpd"
@@ -126,7 +127,8 @@ type daemon struct {
 	cases    *cases.Manager
 	curCfg   atomic.Pointer[config.Config] // read by the case mailer
 	smtp     *smtpd.Server
-	api      *api.Server // nil: http.listen is empty
+	api      *api.Server    // nil: http.listen is empty
+	intel    *intel.Service // nil: no channel used intel at start
 	sweep    context.CancelFunc
 	sweepCtx context.Context
 	wg       sync.WaitGroup
@@ -220,6 +222,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if err != nil {
 		return err
 	}
+	d.intel = intelSvc
 	d.curCfg.Store(cfg)
 	caseHub := api.NewCaseHub()
 	cm, err := newCases(cfg, &d.curCfg, st, caseHub, log)
@@ -466,6 +469,13 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 	}
 	if d.api != nil {
 		d.api.Reload(cfg, in)
+	}
+	if d.intel != nil {
+		// New trap addresses and redacted domains must never become
+		// indicators, from the next report on.
+		d.intel.Reload(cfg)
+	} else if cfg.IntelChannels() {
+		log.Warn().Msg("configuration reload: a channel now uses intel, but the intel service starts only at a restart; its reports are mined after it")
 	}
 	d.cfg = cfg
 	d.setLevel(cfg)
