@@ -224,14 +224,20 @@ func (ss *session) Data(r io.Reader) error {
 	bp := ss.s.getBuf()
 	defer ss.s.putBuf(bp)
 	limit := ss.s.cfg.SMTP.MaxMessageBytes
-	if t.size > 0 && cap(*bp) < headroom+int(t.size)+readSlack {
+	start := *bp
+	if t.size > 0 && cap(start) < headroom+int(t.size)+readSlack {
 		// SIZE= was reserved already: allocate once, no regrowth.
-		*bp = make([]byte, 0, headroom+int(t.size)+readSlack)
+		start = make([]byte, 0, headroom+int(t.size)+readSlack)
 	}
-	buf, n, err := readData(r, *bp, int(res.held), func(n int) bool {
+	buf, n, err := readData(r, start, int(res.held), func(n int) bool {
 		return res.grow(min(int64(n), limit+1), ss.lim.inflightWait)
 	})
-	*bp = buf // keep a grown buffer for the next message
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf // keep a grown buffer for the next message
+	}
+	// A larger one is not pooled, and nothing here refers to it once
+	// ingest has it: ingest lets go of it after redaction, so that it
+	// is not held while the redacted copy is being stored.
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataReset) {
 			// RSET, EHLO, QUIT or a lost connection between BDAT chunks:
@@ -279,10 +285,10 @@ func (ss *session) Data(r io.Reader) error {
 	for _, d := range t.byChan {
 		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
 		case auth.Refused:
-			ss.logTxn(t, errNoDKIM.Code, len(raw), nil, nil)
+			ss.logTxn(t, errNoDKIM.Code, n, nil, nil)
 			return errNoDKIM
 		case auth.Deferred:
-			ss.logTxn(t, errDKIMTemp.Code, len(raw), nil, nil)
+			ss.logTxn(t, errDKIMTemp.Code, n, nil, nil)
 			return errDKIMTemp
 		}
 	}
@@ -310,14 +316,14 @@ func (ss *session) Data(r io.Reader) error {
 	results, err := t.rt.ingest.Accept(env, t.byChan, stamped)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
-		ss.logTxn(t, errLocal.Code, len(raw), nil, nil)
+		ss.logTxn(t, errLocal.Code, n, nil, nil)
 		return errLocal
 	}
 	idText := make([]string, len(results))
 	for i, r := range results {
 		idText[i] = r.ID.String()
 	}
-	ss.logTxn(t, 250, len(raw), idText, results)
+	ss.logTxn(t, 250, n, idText, results)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")}
 }
 
