@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"unsafe"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -23,7 +24,9 @@ const (
 // Parse reads one message and says what it is (Report.Class, with
 // Report.Reason) and every fact it could extract. Well-formed messages that
 // are not reports yield ClassNotReport, not an error; an error is returned
-// only when the input has no header at all.
+// only when the input has no header at all. The report may share memory
+// with raw (Embedded.Raw does when raw's lines all end in CRLF): raw must
+// not change while the report is in use.
 func Parse(raw []byte) (rep *Report, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -43,7 +46,12 @@ func Parse(raw []byte) (rep *Report, err error) {
 	if len(root.header) == 0 {
 		return nil, ErrNoHeader
 	}
-	p := &parser{r: &Report{Header: root.header}, w: &w, root: root}
+	p := &parser{r: &Report{Header: root.header}, w: &w, root: root, data: data}
+	if src := bytes.TrimPrefix(raw, utf8BOM); len(src)-len(data) == bytes.Count(data, []byte{'\n'}) {
+		// Every line of the input ended in CRLF (normalize turned each
+		// into one LF): a part of data in wire form is a part of src.
+		p.wire = src
+	}
 	p.run()
 	p.r.Warnings = w.result()
 	return p.r, nil
@@ -53,6 +61,28 @@ type parser struct {
 	r    *Report
 	w    *warnings
 	root *entity
+	data []byte // the input with LF line endings, which entities slice
+	wire []byte // the input, when data is it with each CRLF made LF; else nil
+}
+
+// toWire is b with CRLF line endings. When b is a slice of data and the
+// input was all CRLF, that is a slice of the input: the reported message,
+// the largest part of a report, is then not copied again.
+func (p *parser) toWire(b []byte) []byte {
+	if p.wire == nil || len(b) == 0 || len(b) > len(p.data) {
+		return toCRLF(b)
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(p.data)))
+	if start > uintptr(len(p.data)-len(b)) { // also when b is before data (wrapped)
+		return toCRLF(b)
+	}
+	o := int(start)
+	if &p.data[o] != &b[0] { // not inside data after all
+		return toCRLF(b)
+	}
+	from := o + bytes.Count(p.data[:o], []byte{'\n'})
+	n := len(b) + bytes.Count(b, []byte{'\n'})
+	return p.wire[from : from+n : from+n]
 }
 
 // feedbackTypes maps media types accepted for the feedback part to whether
@@ -239,7 +269,7 @@ func (p *parser) embedded(e *entity) *Embedded {
 	return &Embedded{
 		ContentType: e.mediaType,
 		HeadersOnly: headersOnly(e.mediaType),
-		Raw:         toCRLF(body),
+		Raw:         p.toWire(body),
 		Header:      h,
 		Received:    ReceivedChain(h),
 	}
@@ -451,7 +481,7 @@ func (p *parser) reportWithoutFeedback() bool {
 			return false
 		}
 		h, _ := parseHeader(body[i+1:], &ignore)
-		r.Embedded = &Embedded{ContentType: e.mediaType, HeadersOnly: true, Raw: toCRLF(body[i+1:]), Header: h, Received: ReceivedChain(h)}
+		r.Embedded = &Embedded{ContentType: e.mediaType, HeadersOnly: true, Raw: p.toWire(body[i+1:]), Header: h, Received: ReceivedChain(h)}
 		return true
 	})
 	if r.Origin == nil && r.Embedded != nil {

@@ -326,6 +326,7 @@ func BenchmarkCopies(b *testing.B) {
 	for _, size := range []int{4 << 20, 10 << 20} {
 		for _, c := range []benchCase{
 			{"trap-redact", loadmsg.Trap, size, "trap", "x@trap.localhost", "x@trap.localhost"},
+			{"trap", loadmsg.Trap, size, "trapnr", "x@nr.localhost", "x@nr.localhost"},
 			{"arf", loadmsg.ARF, size, "fbl", "fbl@localhost", "user@isp.example"},
 			{"arf-redact", loadmsg.ARF, size, "fblr", "fblr@localhost", "user@isp.example"},
 		} {

@@ -206,12 +206,17 @@ func (in *Ingester) count(channel string, r *Result) {
 // whatever cannot be turned into a report is quarantined with the reason.
 func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Result) (e store.Entry) {
 	e = store.Entry{Message: m}
+	// unredacted is what a panic before redaction stores. It is the only
+	// reference to raw here after redaction and is cleared then: for the
+	// last delivery of a message nothing else holds the original, and it
+	// can be collected while the redacted copy is being stored.
+	unredacted := raw
 	defer func() {
 		// A converter bug must not lose the message nor kill the session.
 		if p := recover(); p != nil {
 			in.quarantine(m, res, fmt.Sprintf("internal error while converting (%v)", p))
 			if e.Raw == nil && !m.Withheld {
-				e.Raw = raw
+				e.Raw = unredacted
 			}
 			e.Report, e.Outbox = nil, nil
 		}
@@ -232,13 +237,16 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 		if parsed != nil && ch.Redact.Recipients {
 			named = parsed.RecipientAddresses()
 		}
-		// The parse of the unredacted bytes holds two copies of the
-		// message; it is dropped before redaction makes more, and its
-		// text fields must not reach the report anyway.
+		// The parse of the unredacted bytes may hold a copy of the
+		// message and refers to the original; it is dropped before
+		// redaction makes more, and its text fields must not reach the
+		// report anyway.
 		parsed = nil
 		if body = in.redact(r, d, m, raw, named, res); body == nil {
 			return e // withheld and quarantined
 		}
+		// From here a panic stores the redacted bytes, never the original.
+		e.Raw, unredacted = body, nil
 		if ch.Kind == config.KindARF {
 			parsed, _ = arf.Parse(body) // text fields come from the redacted bytes
 		}

@@ -227,20 +227,25 @@ func (ss *session) Data(r io.Reader) error {
 	bp := ss.s.getBuf()
 	defer ss.s.putBuf(bp)
 	limit := ss.s.cfg.SMTP.MaxMessageBytes
-	if t.size > 0 && cap(*bp) < headroom+int(t.size)+readSlack {
+	start := *bp
+	if t.size > 0 && cap(start) < headroom+int(t.size)+readSlack {
 		// SIZE= was reserved already: allocate once, no regrowth.
-		*bp = make([]byte, 0, headroom+int(t.size)+readSlack)
+		start = make([]byte, 0, headroom+int(t.size)+readSlack)
 	}
-	buf, err := readData(r, *bp, int(res.held), func(n int) bool {
+	buf, n, err := readData(r, start, int(res.held), func(n int) bool {
 		return res.grow(min(int64(n), limit+1), ss.lim.inflightWait)
 	})
-	*bp = buf // keep a grown buffer for the next message
-	raw := buf[headroom:]
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf // keep a grown buffer for the next message
+	}
+	// A larger one is not pooled, and nothing here refers to it once
+	// ingest has it: ingest lets go of it after redaction, so that it
+	// is not held while the redacted copy is being stored.
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataReset) {
 			// RSET, EHLO, QUIT or a lost connection between BDAT chunks:
 			// the client gets no reply to this transaction.
-			if len(raw) == 0 {
+			if n == 0 {
 				// Before the first byte: nothing to log. If the txn is
 				// still current its reservation goes back to it.
 				ss.mu.Lock()
@@ -249,7 +254,7 @@ func (ss *session) Data(r io.Reader) error {
 				}
 				ss.mu.Unlock()
 			} else {
-				ss.logTxn(t, 0, len(raw), nil, nil)
+				ss.logTxn(t, 0, n, nil, nil)
 			}
 			return errBroken // not sent: no reply to count
 		}
@@ -264,9 +269,10 @@ func (ss *session) Data(r io.Reader) error {
 			ss.log.Warn().Int64("inflight_bytes", ss.lim.budget.inUse()).Int64("max_inflight_bytes", ss.lim.budget.max).
 				Msg("smtp DATA budget exhausted")
 		}
-		ss.logTxn(t, e.Code, len(raw), nil, nil)
+		ss.logTxn(t, e.Code, n, nil, nil)
 		return ss.reply("DATA", e)
 	}
+	raw := buf[headroom:]
 	receivedAt := time.Now().UTC()
 	checks := ss.s.checker.Check(context.Background(), mailauth.Input{
 		Raw:      raw,
@@ -282,10 +288,10 @@ func (ss *session) Data(r io.Reader) error {
 	for _, d := range t.byChan {
 		switch checks.DKIMVerdict(d.Channel.AcceptFrom.DKIMDomains) {
 		case mailauth.Refused:
-			ss.logTxn(t, errNoDKIM.Code, len(raw), nil, nil)
+			ss.logTxn(t, errNoDKIM.Code, n, nil, nil)
 			return ss.reply("DATA", errNoDKIM)
 		case mailauth.Deferred:
-			ss.logTxn(t, errDKIMTemp.Code, len(raw), nil, nil)
+			ss.logTxn(t, errDKIMTemp.Code, n, nil, nil)
 			return ss.reply("DATA", errDKIMTemp)
 		}
 	}
@@ -313,14 +319,14 @@ func (ss *session) Data(r io.Reader) error {
 	results, err := t.rt.ingest.Accept(env, t.byChan, stamped)
 	if err != nil {
 		ss.log.Error().Err(err).Msg("storing message failed")
-		ss.logTxn(t, errLocal.Code, len(raw), nil, nil)
+		ss.logTxn(t, errLocal.Code, n, nil, nil)
 		return ss.reply("DATA", errLocal)
 	}
 	idText := make([]string, len(results))
 	for i, r := range results {
 		idText[i] = r.ID.String()
 	}
-	ss.logTxn(t, 250, len(raw), idText, results)
+	ss.logTxn(t, 250, n, idText, results)
 	return ss.reply("DATA", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")})
 }
 
@@ -333,41 +339,70 @@ const headroom = 2048
 // regrow for the last few bytes.
 const readSlack = 4096
 
-// readData appends DATA to buf[:headroom] and returns it; the message is
-// buf[headroom:]. Unlike io.ReadAll it starts from a recycled buffer.
+// readData reads DATA after buf[:headroom] and returns the message at
+// msg[headroom:] and its length n (on an error, what was read so far:
+// msg is then only what fits in buf, good for nothing but its length).
+// It starts from a recycled buffer; a message that does not fit goes on
+// in chunks of up to readChunk, copied once into a buffer of its exact
+// size at the end. Growing one buffer by append instead allocates about
+// five times the message on the way (each growth copies it all) and holds
+// up to 2.25 times it at once while it grows; chunks allocate it twice
+// and hold it twice only during the final copy.
 // Before each read it asks reserve for room for the message so far plus
 // what that read may add, beyond the reserved bytes held already (SIZE=);
 // when reserve says no, it stops with errNoRoom.
-func readData(r io.Reader, buf []byte, reserved int, reserve func(n int) bool) ([]byte, error) {
+func readData(r io.Reader, buf []byte, reserved int, reserve func(n int) bool) (msg []byte, n int, err error) {
 	if cap(buf) < headroom+4096 {
 		buf = make([]byte, 0, headroom+64<<10)
 	}
 	buf = buf[:headroom]
+	var chunks [][]byte // after buf, once it is full
+	cur := buf[headroom:]
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		if len(cur) == cap(cur) {
+			cur = make([]byte, 0, min(max(n, minReserveStep), readChunk))
+			chunks = append(chunks, cur)
 		}
-		n := len(buf) - headroom
 		if reserved <= n {
 			// Small messages take a small share; the share doubles with
 			// what arrives, up to reserveStep at a time.
 			want := n + min(max(n, minReserveStep), reserveStep)
 			if !reserve(want) {
-				return buf, errNoRoom
+				return buf, n, errNoRoom
 			}
 			reserved = want
 		}
-		end := min(cap(buf), headroom+reserved)
-		m, err := r.Read(buf[len(buf):end])
-		buf = buf[:len(buf)+m]
-		if err == io.EOF {
-			return buf, nil
+		end := min(cap(cur), len(cur)+reserved-n)
+		m, rerr := r.Read(cur[len(cur):end])
+		cur = cur[:len(cur)+m]
+		n += m
+		if chunks == nil {
+			buf = buf[:headroom+len(cur)]
+		} else {
+			chunks[len(chunks)-1] = cur
 		}
-		if err != nil {
-			return buf, err
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return buf, n, rerr
 		}
 	}
+	if chunks == nil {
+		return buf, n, nil
+	}
+	msg = make([]byte, headroom+n)
+	at := copy(msg[headroom:], buf[headroom:])
+	for _, c := range chunks {
+		at += copy(msg[headroom+at:], c)
+	}
+	return msg, n, nil
 }
+
+// readChunk is the most a chunk of a large message holds: small enough
+// that the last one wastes little, large enough that a 25 MiB message
+// takes a few dozen.
+const readChunk = 1 << 20
 
 // dataError maps a failure to read DATA to its reply.
 func dataError(err error) *smtp.SMTPError {
