@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/arf"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/xarf"
 )
 
@@ -74,7 +75,7 @@ func Render(m *Mail) (*Rendered, error) {
 		return nil, fmt.Errorf("rendering report: no recipient")
 	}
 	for _, a := range append(append([]string{m.From}, m.To...), m.ReplyTo) {
-		if a != "" && !ValidEmail(a) {
+		if a != "" && !contact.ValidEmail(a) {
 			return nil, fmt.Errorf("rendering report: %q is not a plain address", a)
 		}
 	}
@@ -146,7 +147,7 @@ func renderARF(m *Mail, rep *xarf.Report, msgID, subject, text, boundary string)
 		fb.SourceIP = &arf.IP{Raw: a.String(), Addr: a}
 	}
 	fb.SourcePort = rep.SourcePort
-	if ValidEmail(rep.SMTPFrom) {
+	if contact.ValidEmail(rep.SMTPFrom) {
 		fb.OriginalMailFrom = "<" + rep.SMTPFrom + ">"
 	}
 	if d := reportedDomain(rep, m.Evidence); d != "" {

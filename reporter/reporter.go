@@ -68,6 +68,7 @@ import (
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -152,7 +153,7 @@ type settings struct {
 	channels                             map[string]*config.Channel
 	// Built from the files the configuration names; a reload reads them
 	// again (a rotated DKIM key or smarthost password needs no restart).
-	contacts *Contacts
+	contacts *contact.Resolver
 	signer   *Signer
 	deliver  *Deliverer
 }
@@ -173,22 +174,21 @@ func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
-	var rdap *RDAP
+	var rdap *contact.RDAP
 	if cfg.Contacts.RDAP.Enabled {
-		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
+		rdap = contact.NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
 	}
 	s := &settings{
 		signer:   signer,
-		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, r.st, rdap),
+		contacts: contact.New(&cfg.Contacts, cfg.Resolver, r.st, rdap, r.opt.Now),
 		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
+			HeloName: cfg.Hostname, Resolver: contact.NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
 		enabled: cfg.Reporter.Enabled, from: cmp.Or(cfg.Reporter.From, cfg.Sender.Contact), replyTo: cfg.Sender.Contact,
 		hostname: cfg.Hostname, org: cfg.Sender.Org, format: cfg.Reporter.Format,
 		perHour: cfg.Reporter.PerContactPerHour, maxRecipients: cfg.Reporter.MaxRecipientsPerReport,
 		retryFirst: cfg.Reporter.Retry.First.D(), giveUpAfter: cfg.Reporter.Retry.GiveUpAfter.D(),
 		own: cfg.OwnNetworks, channels: map[string]*config.Channel{},
 	}
-	s.contacts.now = r.opt.Now
 	for i := range cfg.Channels {
 		s.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
 	}
@@ -705,13 +705,13 @@ func (r *Reporter) contactSteps(ctx context.Context, conf *settings, e *store.Ou
 		return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{})}
 	}
 	ip := e.SourceIP
-	var ct *Contact
+	var ct *contact.Answer
 	if len(ch.ReportTo.Partners) > 0 {
-		ct = &Contact{Emails: ch.ReportTo.Partners, Source: SourcePartners}
+		ct = &contact.Answer{Emails: ch.ReportTo.Partners, Source: contact.SourcePartners}
 	} else {
 		var err error
 		ct, err = conf.contacts.Lookup(ctx, ip)
-		if errors.Is(err, ErrNoContact) {
+		if errors.Is(err, contact.ErrNotFound) {
 			return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("no abuse contact found for %s", ip), ip)}
 		}
 		if err != nil {
@@ -720,7 +720,7 @@ func (r *Reporter) contactSteps(ctx context.Context, conf *settings, e *store.Ou
 		}
 	}
 	emails, dropped := ct.Emails, []string(nil)
-	if ct.Source != SourcePartners {
+	if ct.Source != contact.SourcePartners {
 		emails, dropped = capRecipients(ct.Emails, conf.maxRecipients)
 	}
 	if len(dropped) > 0 {

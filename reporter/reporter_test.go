@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/internal/leakcheck"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -26,7 +27,7 @@ func TestDeliversOnceAfterTemporaryFailure(t *testing.T) {
 	id := e.trapHit(t, "trap", "victim@trap.reporter.test", originIP, "buy now")
 	e.run(t, func() bool { return e.status(t, id) == store.OutboxSent })
 	x := e.entry(t, id)
-	if x.Attempts != 2 || x.Contact != "abuse@origin.test" || x.ContactSource != SourceStatic {
+	if x.Attempts != 2 || x.Contact != "abuse@origin.test" || x.ContactSource != contact.SourceStatic {
 		t.Fatalf("entry %+v", x)
 	}
 	got := d.messages()
@@ -179,7 +180,7 @@ channels:
 		t.Fatal("the origin's contact was addressed on a partners-only channel")
 	}
 	x := e.entry(t, id)
-	if x.ContactSource != SourcePartners || !x.DataDeleted {
+	if x.ContactSource != contact.SourcePartners || !x.DataDeleted {
 		t.Fatalf("entry %+v", x)
 	}
 	if _, err := e.st.GetReport(id); err != store.ErrNotFound {
@@ -297,7 +298,7 @@ func TestResumeAfterCrash(t *testing.T) {
 		if _, err := e.st.Claim(id, now, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.st.SetContact(id, now, []string{"abuse@origin.test"}, SourceStatic, nil); err != nil {
+		if _, err := e.st.SetContact(id, now, []string{"abuse@origin.test"}, contact.SourceStatic, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := e.st.BeginDelivery(id, now, time.Hour, 10, nil); err != nil {

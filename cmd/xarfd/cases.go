@@ -21,6 +21,7 @@ import (
 	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/reporter"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -53,7 +54,7 @@ func (m caseMailer) Send(ctx context.Context, from string, to []string, msg []by
 		password = strings.TrimRight(string(b), "\r\n")
 	}
 	d := &reporter.Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-		HeloName: cfg.Hostname, Resolver: reporter.NewDNSResolver(cfg.Resolver), MXPort: m.mxPort}
+		HeloName: cfg.Hostname, Resolver: contact.NewDNSResolver(cfg.Resolver), MXPort: m.mxPort}
 	tr, err := d.Send(ctx, from, to, msg, nil)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package reporter
+package contact
 
 import (
 	"context"
@@ -50,7 +50,7 @@ type rdapNetwork struct {
 }
 
 // AbuseEmails returns the abuse addresses RDAP names for a, or
-// ErrNoContact when the registry answers without one (or 404).
+// ErrNotFound when the registry answers without one (or 404).
 func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) {
 	u := r.base + "ip/" + a.Unmap().String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -65,7 +65,7 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, ErrNoContact
+		return nil, ErrNotFound
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("rdap query %s: HTTP %d", u, resp.StatusCode)
 	}
@@ -81,7 +81,7 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 		return nil, fmt.Errorf("rdap query %s: %w", u, err)
 	}
 	if len(emails) == 0 {
-		return nil, ErrNoContact
+		return nil, ErrNotFound
 	}
 	return emails, nil
 }
