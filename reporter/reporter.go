@@ -69,6 +69,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter/contact"
+	"github.com/xarfd/xarfd/reporter/render"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -833,13 +834,13 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("reading evidence: %w", err)
 	}
-	m := &Mail{
+	m := &render.Mail{
 		Format: conf.format, From: conf.from, ReplyTo: conf.replyTo, To: e.Recipients,
 		Hostname: conf.hostname, Org: conf.org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
 		Report: rep.XARF, Evidence: evidence, EntryID: e.ID.String(), Count: e.Count,
 		Window: r.opt.DedupWindow, Date: r.opt.Now(),
 	}
-	out, err := Render(m)
+	out, err := m.Render()
 	if err != nil {
 		return nil, fmt.Errorf("rendering report: %w", err)
 	}
@@ -847,7 +848,7 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 	if err != nil {
 		return nil, fmt.Errorf("signing report: %w", err)
 	}
-	return &store.RenderedMail{Format: cmp.Or(conf.format, FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
+	return &store.RenderedMail{Format: cmp.Or(conf.format, render.FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
 		Preview: out.Preview, Raw: signed}, nil
 }
 
