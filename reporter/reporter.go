@@ -69,6 +69,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter/contact"
+	"github.com/xarfd/xarfd/reporter/deliver"
 	"github.com/xarfd/xarfd/reporter/render"
 	"github.com/xarfd/xarfd/store"
 )
@@ -155,14 +156,14 @@ type settings struct {
 	// Built from the files the configuration names; a reload reads them
 	// again (a rotated DKIM key or smarthost password needs no restart).
 	contacts *contact.Resolver
-	signer   *Signer
-	deliver  *Deliverer
+	signer   *deliver.Signer
+	deliver  deliver.Sender
 }
 
 // newSettings builds the settings of cfg, reading the DKIM key and the
 // smarthost password.
 func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
-	signer, err := NewSigner(&cfg.Reporter.DKIM)
+	signer, err := deliver.NewSigner(&cfg.Reporter.DKIM)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
 	s := &settings{
 		signer:   signer,
 		contacts: contact.New(&cfg.Contacts, cfg.Resolver, r.st, rdap, r.opt.Now),
-		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
+		deliver: &deliver.SMTP{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
 			HeloName: cfg.Hostname, Resolver: contact.NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
 		enabled: cfg.Reporter.Enabled, from: cmp.Or(cfg.Reporter.From, cfg.Sender.Contact), replyTo: cfg.Sender.Contact,
 		hostname: cfg.Hostname, org: cfg.Sender.Org, format: cfg.Reporter.Format,
@@ -757,7 +758,7 @@ func capRecipients(emails []string, n int) (kept, dropped []string) {
 func domains(addrs []string) []string {
 	var out []string
 	for _, a := range addrs {
-		if d := domainOf(a); !slices.Contains(out, d) {
+		if d := strings.ToLower(a[strings.LastIndexByte(a, '@')+1:]); !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
@@ -884,7 +885,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 	e = x
 	var errs []error
 	permanent := true
-	for _, group := range r.groups(conf, e.Remaining()) {
+	for _, group := range conf.deliver.Groups(e.Remaining()) {
 		t, err := conf.deliver.Send(ctx, conf.from, group, signed, func() error {
 			return r.st.MarkTransmitted(e.ID, r.opt.Now().UTC())
 		})
@@ -897,7 +898,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		}
 		if err != nil {
 			errs = append(errs, err)
-			var perm *PermanentError
+			var perm *deliver.PermanentError
 			if errors.As(err, &perm) {
 				for _, a := range group {
 					if _, ok := tr.Rejected[a]; !ok && !slices.Contains(tr.Accepted, a) {
@@ -917,29 +918,6 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		e = x
 	}
 	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
-}
-
-// groups splits recipients into transactions: one for the smarthost, one
-// per domain for MX delivery.
-func (r *Reporter) groups(conf *settings, rcpts []string) [][]string {
-	if conf.deliver.Smarthost != "" || len(rcpts) == 0 {
-		if len(rcpts) == 0 {
-			return nil
-		}
-		return [][]string{rcpts}
-	}
-	var out [][]string
-	idx := map[string]int{}
-	for _, a := range rcpts {
-		d := domainOf(a)
-		if i, ok := idx[d]; ok {
-			out[i] = append(out[i], a)
-			continue
-		}
-		idx[d] = len(out)
-		out = append(out, []string{a})
-	}
-	return out
 }
 
 // finish records the outcome of a claimed entry after its transactions.
@@ -1061,6 +1039,16 @@ func errClass(err error) string {
 	s := err.Error()
 	if len(s) > 80 {
 		s = s[:80]
+	}
+	return s
+}
+
+// replyText renders an error for the entry's last_error.
+func replyText(err error) string {
+	s := err.Error()
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
 	}
 	return s
 }
