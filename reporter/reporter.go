@@ -76,42 +76,42 @@ import (
 
 // Delivery results counted by metrics.Delivery (a fixed set).
 const (
-	ResultSent        = "sent"
-	ResultDeferred    = "deferred"
-	ResultFailed      = "failed"
-	ResultDryRun      = "dry-run"
-	ResultWithheld    = "withheld"
-	ResultDuplicate   = "duplicate"
-	ResultRateLimited = "rate-limited"
+	resultSent        = "sent"
+	resultDeferred    = "deferred"
+	resultFailed      = "failed"
+	resultDryRun      = "dry-run"
+	resultWithheld    = "withheld"
+	resultDuplicate   = "duplicate"
+	resultRateLimited = "rate-limited"
 )
 
-// DefaultDedupWindow is how long the same source and evidence count as
+// defaultDedupWindow is how long the same source and evidence count as
 // one incident.
-const DefaultDedupWindow = 24 * time.Hour
+const defaultDedupWindow = 24 * time.Hour
 
-// DefaultLease is how long a claim holds an entry: longer than one
+// defaultLease is how long a claim holds an entry: longer than one
 // delivery may take (30 s to connect, 2 min per command, 10 min after the
 // final dot), so that a delivery still running is never taken twice.
-const DefaultLease = 15 * time.Minute
+const defaultLease = 15 * time.Minute
 
 // Pauses after the store refused an operation: doubling per consecutive
 // failure, from the first to the cap, with jitter.
 const (
-	DefaultStoreBackoff    = time.Second
-	DefaultMaxStoreBackoff = 5 * time.Minute
+	defaultStoreBackoff    = time.Second
+	defaultMaxStoreBackoff = 5 * time.Minute
 )
 
-// DefaultGather is how long the loop lets reports accumulate after a
+// defaultGather is how long the loop lets reports accumulate after a
 // Wake: each pass makes two or three durable commits (the claim, the
 // de-duplication, the contacts and dry runs) for however many entries it
 // takes, so a pass per stored report would double the commits of the
 // report path. Nobody waits for a report to an abuse desk by the
 // millisecond.
-const DefaultGather = 100 * time.Millisecond
+const defaultGather = 100 * time.Millisecond
 
-// DefaultLogEvery is the interval at which a repeated identical error is
+// defaultLogEvery is the interval at which a repeated identical error is
 // logged again, with how often it recurred meanwhile.
-const DefaultLogEvery = time.Minute
+const defaultLogEvery = time.Minute
 
 // Options are the optional parts of a Reporter.
 type Options struct {
@@ -119,7 +119,7 @@ type Options struct {
 	Logger  zerolog.Logger
 	// Workers deliver in parallel (default 4).
 	Workers int
-	// DedupWindow defaults to DefaultDedupWindow.
+	// DedupWindow defaults to defaultDedupWindow.
 	DedupWindow time.Duration
 	// MXPort is the port MX hosts are reached on. Default 25; only tests
 	// change it (serve reads XARFD_TEST_MX_PORT).
@@ -133,7 +133,7 @@ type Options struct {
 	// Poll is the longest the loop sleeps without a Wake (default 2 s).
 	Poll time.Duration
 	// Gather is how long the loop waits after a Wake before it looks for
-	// due entries (default DefaultGather), so that reports stored
+	// due entries (default defaultGather), so that reports stored
 	// together are claimed and settled together.
 	Gather time.Duration
 	// Lease, StoreBackoff, MaxStoreBackoff and LogEvery default to the
@@ -220,14 +220,14 @@ type Reporter struct {
 // password once.
 func New(cfg *config.Config, st Store, opt Options) (*Reporter, error) {
 	opt.Workers = cmp.Or(opt.Workers, 4)
-	opt.DedupWindow = cmp.Or(opt.DedupWindow, DefaultDedupWindow)
+	opt.DedupWindow = cmp.Or(opt.DedupWindow, defaultDedupWindow)
 	opt.UserAgent = cmp.Or(opt.UserAgent, "xarfd")
 	opt.Poll = cmp.Or(opt.Poll, 2*time.Second)
-	opt.Gather = cmp.Or(opt.Gather, DefaultGather)
-	opt.Lease = cmp.Or(opt.Lease, DefaultLease)
-	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, DefaultStoreBackoff)
-	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, DefaultMaxStoreBackoff)
-	opt.LogEvery = cmp.Or(opt.LogEvery, DefaultLogEvery)
+	opt.Gather = cmp.Or(opt.Gather, defaultGather)
+	opt.Lease = cmp.Or(opt.Lease, defaultLease)
+	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, defaultStoreBackoff)
+	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, defaultMaxStoreBackoff)
+	opt.LogEvery = cmp.Or(opt.LogEvery, defaultLogEvery)
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -460,8 +460,8 @@ func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) (a
 // storeFailed pauses all work after the store refused an operation:
 // a full disk or an I/O error fails every entry alike, and trying the
 // next one at once is what made the reporter spin. The pause doubles with
-// each consecutive failure (DefaultStoreBackoff up to
-// DefaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
+// each consecutive failure (defaultStoreBackoff up to
+// defaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
 // it; a successful claim ends the series.
 func (r *Reporter) storeFailed(err error, what string) {
 	r.mu.Lock()
@@ -649,13 +649,13 @@ func (r *Reporter) settled(id store.ID, res store.StepResult, st store.Step) *st
 	x := res.Entry
 	switch {
 	case res.Duplicate:
-		r.opt.Metrics.Delivery(ResultDuplicate)
+		r.opt.Metrics.Delivery(resultDuplicate)
 		r.log.Info().Str("id", x.ID.String()).Str("duplicate_of", res.Primary.String()).Msg("duplicate report counted")
 	case x.Status == store.OutboxWithheld:
-		r.opt.Metrics.Delivery(ResultWithheld)
+		r.opt.Metrics.Delivery(resultWithheld)
 		r.log.Info().Str("id", x.ID.String()).Str("reason", x.Reason).Msg("report withheld")
 	case x.Status == store.OutboxDryRun:
-		r.opt.Metrics.Delivery(ResultDryRun)
+		r.opt.Metrics.Delivery(resultDryRun)
 		r.log.Info().Str("id", x.ID.String()).Str("contact", x.Contact).Msg("report rendered (dry run)")
 	case x.Status == store.OutboxSending:
 		return x
@@ -684,7 +684,7 @@ func (r *Reporter) policy(ctx context.Context, conf *settings, e *store.OutboxEn
 		return store.Step{}, false
 	}
 	ip := rep.SourceIP
-	if reason := SourcePolicy(ip, conf.own); reason != "" {
+	if reason := sourcePolicy(ip, conf.own); reason != "" {
 		return store.WithholdStep(e.ID, now, reason, ip), true
 	}
 	evidence, err := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
@@ -692,7 +692,7 @@ func (r *Reporter) policy(ctx context.Context, conf *settings, e *store.OutboxEn
 		r.retry(ctx, conf, e, fmt.Errorf("reading the evidence: %w", err))
 		return store.Step{}, false
 	}
-	return store.DedupStep(e.ID, now, ip, Fingerprint(ip, evidence), r.opt.DedupWindow), true
+	return store.DedupStep(e.ID, now, ip, fingerprint(ip, evidence), r.opt.DedupWindow), true
 }
 
 // contactSteps looks up the contact of a de-duplicated entry and returns
@@ -766,9 +766,9 @@ func domains(addrs []string) []string {
 	return out
 }
 
-// SourcePolicy says why abuse from ip must not be reported outside, or
+// sourcePolicy says why abuse from ip must not be reported outside, or
 // "" when it may be.
-func SourcePolicy(ip netip.Addr, own []config.Prefix) string {
+func sourcePolicy(ip netip.Addr, own []config.Prefix) string {
 	if !ip.IsValid() {
 		return "the report has no source address"
 	}
@@ -783,11 +783,11 @@ func SourcePolicy(ip netip.Addr, own []config.Prefix) string {
 	return ""
 }
 
-// Fingerprint identifies an incident: the source address and the
+// fingerprint identifies an incident: the source address and the
 // message's From, Subject and body (white space folded), so that one
 // message sent to many trap addresses is one incident while Received,
 // Date, Message-ID and the recipients (redacted anyway) do not matter.
-func Fingerprint(ip netip.Addr, evidence []byte) string {
+func fingerprint(ip netip.Addr, evidence []byte) string {
 	h := sha256.New()
 	h.Write([]byte(ip.Unmap().String()))
 	h.Write([]byte{0})
@@ -876,7 +876,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		return
 	}
 	if limited != nil {
-		r.opt.Metrics.Delivery(ResultRateLimited)
+		r.opt.Metrics.Delivery(resultRateLimited)
 		if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
 			r.log.Info().Str("id", e.ID.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
 		}
@@ -937,7 +937,7 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 		if !r.recorded(uerr, e.ID, "recording a refusal") {
 			return
 		}
-		r.opt.Metrics.Delivery(ResultFailed)
+		r.opt.Metrics.Delivery(resultFailed)
 		if ok, n := r.limit.allow("refused|" + errClass(err)); ok {
 			r.log.Warn().Str("id", id).Str("contact", x.Contact).Str("error", x.LastError).Int("repeated", n).Msg("report refused permanently")
 		}
@@ -949,14 +949,14 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 	if !r.recorded(uerr, e.ID, "recording a delivery") {
 		return
 	}
-	r.opt.Metrics.Delivery(ResultSent)
+	r.opt.Metrics.Delivery(resultSent)
 	r.log.Info().Str("id", id).Str("contact", x.Contact).Int("attempts", x.Attempts).Bool("data_deleted", x.DataDeleted).Msg("report sent")
 }
 
-// Backoff is the wait before retry n (1-based): first·2^(n-1), capped at
+// backoff is the wait before retry n (1-based): first·2^(n-1), capped at
 // 6 h, with ±20 % jitter so that entries failing together do not retry
 // together.
-func Backoff(first time.Duration, n int) time.Duration {
+func backoff(first time.Duration, n int) time.Duration {
 	d := first
 	for i := 1; i < n && d < 6*time.Hour; i++ {
 		d *= 2
@@ -991,13 +991,13 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 		if !r.recorded(err, e.ID, "giving up a report") {
 			return
 		}
-		r.opt.Metrics.Delivery(ResultFailed)
+		r.opt.Metrics.Delivery(resultFailed)
 		if ok, n := r.limit.allow("gave-up|" + errClass(cause)); ok {
 			r.log.Warn().Str("id", e.ID.String()).Str("error", x.LastError).Int("repeated", n).Msg("report given up")
 		}
 		return
 	}
-	next := now.Add(Backoff(conf.retryFirst, e.Retries+1))
+	next := now.Add(backoff(conf.retryFirst, e.Retries+1))
 	if next.After(giveUp) {
 		next = giveUp
 	}
@@ -1005,7 +1005,7 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 	if !r.recorded(err, e.ID, "deferring a report") {
 		return
 	}
-	r.opt.Metrics.Delivery(ResultDeferred)
+	r.opt.Metrics.Delivery(resultDeferred)
 	if ok, n := r.limit.allow("deferred|" + errClass(cause)); ok {
 		r.log.Info().Str("id", e.ID.String()).Str("error", x.LastError).Time("next_attempt", next).Int("repeated", n).Msg("report deferred")
 	}

@@ -325,11 +325,11 @@ func TestResumeAfterCrash(t *testing.T) {
 func TestSourcePolicy(t *testing.T) {
 	for ip, ok := range map[string]bool{originIP: true, "10.0.0.1": false, "127.0.0.1": false, "100.64.0.1": false,
 		"192.0.2.1": false, "240.0.0.1": false, "fe80::1": false, "2001:db8::1": false, "::ffff:10.0.0.1": false} {
-		if got := SourcePolicy(netip.MustParseAddr(ip), nil) == ""; got != ok {
+		if got := sourcePolicy(netip.MustParseAddr(ip), nil) == ""; got != ok {
 			t.Errorf("%s: reportable %v, want %v", ip, got, ok)
 		}
 	}
-	if SourcePolicy(netip.Addr{}, nil) == "" {
+	if sourcePolicy(netip.Addr{}, nil) == "" {
 		t.Error("no address is reportable")
 	}
 }

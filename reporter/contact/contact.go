@@ -156,7 +156,7 @@ func (c *Resolver) lookup(ctx context.Context, a netip.Addr) (*Answer, error) {
 func (c *Resolver) zone(ctx context.Context, a netip.Addr, zone string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	name := ReverseName(a, zone)
+	name := reverseName(a, zone)
 	txts, err := c.dns.LookupTXT(ctx, name)
 	if err != nil {
 		var de *net.DNSError
@@ -165,12 +165,12 @@ func (c *Resolver) zone(ctx context.Context, a netip.Addr, zone string) ([]strin
 		}
 		return nil, fmt.Errorf("TXT %s: %w", name, err)
 	}
-	return ParseEmails(strings.Join(txts, " ")), nil
+	return parseEmails(strings.Join(txts, " ")), nil
 }
 
-// ReverseName is a's name under zone in the DNSBL / abuse-contacts style:
+// reverseName is a's name under zone in the DNSBL / abuse-contacts style:
 // IPv4 octets reversed, IPv6 nibbles reversed, then the zone.
-func ReverseName(a netip.Addr, zone string) string {
+func reverseName(a netip.Addr, zone string) string {
 	a = a.Unmap()
 	var parts []string
 	if a.Is4() {
@@ -188,10 +188,10 @@ func ReverseName(a netip.Addr, zone string) string {
 	return strings.Join(parts, ".") + "." + strings.TrimSuffix(zone, ".")
 }
 
-// ParseEmails returns the valid, distinct (case-insensitively) addresses
+// parseEmails returns the valid, distinct (case-insensitively) addresses
 // in s, separated by white space, commas or semicolons; "mailto:" is
 // stripped.
-func ParseEmails(s string) []string {
+func parseEmails(s string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == '"' || unicode.IsSpace(r) }) {

@@ -77,10 +77,10 @@ func TestRDAPErrorsAreTransient(t *testing.T) {
 			t.Errorf("%s: %v, want a transient error", ip, err)
 		}
 	}
-	if _, err := ParseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","bad address <x@y.z>"]]]}]}`)); err != nil {
+	if _, err := parseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","bad address <x@y.z>"]]]}]}`)); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := ParseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","a@b.example\r\nBcc: x@y.z"]]]}]}`))
+	got, _ := parseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","a@b.example\r\nBcc: x@y.z"]]]}]}`))
 	if len(got) == 0 || got[0] != "a@b.example" {
 		t.Fatalf("RDAP email with a line break: %q", got)
 	}
@@ -181,10 +181,10 @@ func TestContactsOrderAndCache(t *testing.T) {
 }
 
 func TestReverseName(t *testing.T) {
-	if got := ReverseName(netip.MustParseAddr("192.0.2.1"), "z.example."); got != "1.2.0.192.z.example" {
+	if got := reverseName(netip.MustParseAddr("192.0.2.1"), "z.example."); got != "1.2.0.192.z.example" {
 		t.Fatal(got)
 	}
-	if got := ReverseName(netip.MustParseAddr("2001:db8::1"), "z"); got != "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.z" {
+	if got := reverseName(netip.MustParseAddr("2001:db8::1"), "z"); got != "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.z" {
 		t.Fatal(got)
 	}
 }

@@ -76,7 +76,7 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 	if len(body) > maxRDAPBody {
 		return nil, fmt.Errorf("rdap query %s: response above %d bytes", u, maxRDAPBody)
 	}
-	emails, err := ParseRDAP(body)
+	emails, err := parseRDAP(body)
 	if err != nil {
 		return nil, fmt.Errorf("rdap query %s: %w", u, err)
 	}
@@ -86,10 +86,10 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 	return emails, nil
 }
 
-// ParseRDAP returns the emails of every entity with the abuse role in an
+// parseRDAP returns the emails of every entity with the abuse role in an
 // RDAP ip network object, nested entities included, in document order
 // (shallowest first), without duplicates.
-func ParseRDAP(body []byte) ([]string, error) {
+func parseRDAP(body []byte) ([]string, error) {
 	var n rdapNetwork
 	if err := json.Unmarshal(body, &n); err != nil {
 		return nil, fmt.Errorf("decoding RDAP response: %w", err)
@@ -150,7 +150,7 @@ func vcardEmails(raw json.RawMessage) []string {
 		for _, v := range p[3:] {
 			var s string
 			if json.Unmarshal(v, &s) == nil {
-				out = append(out, ParseEmails(s)...)
+				out = append(out, parseEmails(s)...)
 			}
 		}
 	}
