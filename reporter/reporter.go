@@ -40,6 +40,10 @@
 // transmitted mark (between the desk's 250 and our commit), the desk may
 // get the report twice; Resent counts these, and the identical
 // Message-ID lets the desk discard the copy. See docs/reporting.md.
+//
+// The work beside the state machine lives in subpackages: contact finds
+// the abuse desk (step 3), render writes the message (steps 4 and 6),
+// deliver signs it and speaks SMTP (step 6).
 package reporter
 
 import (
