@@ -33,7 +33,7 @@ func testMail(format string) *Mail {
 	return &Mail{Format: format, From: "reports@xarfd.example", To: []string{"abuse@isp.example"}, Hostname: "xarfd.example",
 		Org: "Example", Channel: "trap", UserAgent: "xarfd/test", Report: doc,
 		Evidence: []byte("Received: from spam.example ([192.88.99.10])\r\nFrom: spam@spam.example\r\nSubject: buy\r\n\r\nbuy now\r\n"),
-		EntryID: "0190-test", Count: 3, Boundary: "b1"}
+		EntryID:  "0190-test", Count: 3, Boundary: "b1"}
 }
 
 // TestRenderARF: the ARF form is RFC 5965 feedback our own parser reads
