@@ -320,7 +320,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 		// are released: releasing one claimed by this process would let
 		// it be delivered twice at once.
 		if !resumed {
-			if r.Resume() != nil {
+			if r.resume() != nil {
 				continue
 			}
 			resumed = true
@@ -345,7 +345,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 		}
 		// One commit claims them all; the workers share them out. Entries
 		// claimed when a stop comes before they are handed out keep
-		// their lease, and the next start releases them (Resume).
+		// their lease, and the next start releases them (resume).
 		for _, batch := range split(r.claim(ids), r.opt.Workers) {
 			select {
 			case work <- batch:
@@ -519,10 +519,10 @@ func (r *Reporter) recorded(err error, id store.ID, what string) bool {
 	return false
 }
 
-// Resume makes entries that a stop left sending pending again, due now:
+// resume makes entries that a stop left sending pending again, due now:
 // the process that held their claims is gone (the store's file lock
 // admits one process), so waiting for their leases would only delay them.
-func (r *Reporter) Resume() error {
+func (r *Reporter) resume() error {
 	stuck, err := r.st.OutboxByStatus(store.OutboxSending)
 	if err != nil {
 		err = fmt.Errorf("reading the outbox at start: %w", err)
@@ -545,8 +545,8 @@ func (r *Reporter) Resume() error {
 	return nil
 }
 
-// Process claims one due entry and moves it on as far as it can now.
-func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
+// process claims one due entry and moves it on as far as it can now.
+func (r *Reporter) process(ctx context.Context, e *store.OutboxEntry) {
 	claimed := r.claim([]store.ID{e.ID})
 	conf, send := r.processClaimed(ctx, claimed)
 	for _, x := range send {

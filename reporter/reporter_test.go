@@ -120,12 +120,12 @@ func TestGivesUpAfterGiveUpAfter(t *testing.T) {
 	clock := func() time.Time { return now }
 	e.rep.opt.Now = clock
 	x := e.entry(t, id)
-	e.rep.Process(context.Background(), x)
+	e.rep.process(context.Background(), x)
 	if x = e.entry(t, id); x.Status != store.OutboxPending || x.Attempts != 1 {
 		t.Fatalf("after first 4xx: %+v", x)
 	}
 	now = now.Add(2 * time.Second)
-	e.rep.Process(context.Background(), x)
+	e.rep.process(context.Background(), x)
 	if x = e.entry(t, id); x.Status != store.OutboxFailed || !strings.Contains(x.Reason, "gave up") {
 		t.Fatalf("after give_up_after: %+v", x)
 	}
