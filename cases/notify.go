@@ -19,7 +19,7 @@ import (
 )
 
 // Mailer hands a notification to the outbound delivery reports use
-// (smarthost or MX, DKIM). serve wires the reporter's Deliverer into it.
+// (smarthost or MX, DKIM). serve wires a deliver.SMTP (reporter/deliver) into it.
 type Mailer interface {
 	Send(ctx context.Context, from string, to []string, msg []byte) error
 }

@@ -306,7 +306,7 @@ func TestDNSFailureBacksOff(t *testing.T) {
 	e.runFor(1500 * time.Millisecond)
 
 	t.Logf("SERVFAIL for 1.5 s: %d loop passes, %d claims, %d DNS queries, %d log lines", e.rep.iterations.Load(), e.rep.claims.Load(), queries.Load(), lines(logs))
-	// Backoff 50 ms · 2^n ±20 %: at most 6 tries each in 1.5 s.
+	// backoff 50 ms · 2^n ±20 %: at most 6 tries each in 1.5 s.
 	bounded(t, "claims", e.rep.claims.Load(), 3*7)
 	bounded(t, "loop passes", e.rep.iterations.Load(), 150)
 	bounded(t, "log lines", int64(lines(logs)), 3)

@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
@@ -217,3 +219,31 @@ channels:
     addresses: ["*@trap.reporter.test"]
     redact: {recipients: true}
 `
+
+// zoneServer is a DNS server on 127.0.0.1 answering TXT from a map, for
+// the abuse-contact zones the reporter asks.
+func zoneServer(t *testing.T, txt map[string][]string, queries *atomic.Int32) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		queries.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		vals, ok := txt[strings.ToLower(q.Name)]
+		if !ok {
+			m.Rcode = dns.RcodeNameError
+		} else if q.Qtype == dns.TypeTXT {
+			for _, v := range vals {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}})
+			}
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}

@@ -40,6 +40,10 @@
 // transmitted mark (between the desk's 250 and our commit), the desk may
 // get the report twice; Resent counts these, and the identical
 // Message-ID lets the desk discard the copy. See docs/reporting.md.
+//
+// The work beside the state machine lives in subpackages: contact finds
+// the abuse desk (step 3), render writes the message (steps 4 and 6),
+// deliver signs it and speaks SMTP (step 6).
 package reporter
 
 import (
@@ -68,47 +72,50 @@ import (
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
+	"github.com/xarfd/xarfd/reporter/contact"
+	"github.com/xarfd/xarfd/reporter/deliver"
+	"github.com/xarfd/xarfd/reporter/render"
 	"github.com/xarfd/xarfd/store"
 )
 
 // Delivery results counted by metrics.Delivery (a fixed set).
 const (
-	ResultSent        = "sent"
-	ResultDeferred    = "deferred"
-	ResultFailed      = "failed"
-	ResultDryRun      = "dry-run"
-	ResultWithheld    = "withheld"
-	ResultDuplicate   = "duplicate"
-	ResultRateLimited = "rate-limited"
+	resultSent        = "sent"
+	resultDeferred    = "deferred"
+	resultFailed      = "failed"
+	resultDryRun      = "dry-run"
+	resultWithheld    = "withheld"
+	resultDuplicate   = "duplicate"
+	resultRateLimited = "rate-limited"
 )
 
-// DefaultDedupWindow is how long the same source and evidence count as
+// defaultDedupWindow is how long the same source and evidence count as
 // one incident.
-const DefaultDedupWindow = 24 * time.Hour
+const defaultDedupWindow = 24 * time.Hour
 
-// DefaultLease is how long a claim holds an entry: longer than one
+// defaultLease is how long a claim holds an entry: longer than one
 // delivery may take (30 s to connect, 2 min per command, 10 min after the
 // final dot), so that a delivery still running is never taken twice.
-const DefaultLease = 15 * time.Minute
+const defaultLease = 15 * time.Minute
 
 // Pauses after the store refused an operation: doubling per consecutive
 // failure, from the first to the cap, with jitter.
 const (
-	DefaultStoreBackoff    = time.Second
-	DefaultMaxStoreBackoff = 5 * time.Minute
+	defaultStoreBackoff    = time.Second
+	defaultMaxStoreBackoff = 5 * time.Minute
 )
 
-// DefaultGather is how long the loop lets reports accumulate after a
+// defaultGather is how long the loop lets reports accumulate after a
 // Wake: each pass makes two or three durable commits (the claim, the
 // de-duplication, the contacts and dry runs) for however many entries it
 // takes, so a pass per stored report would double the commits of the
 // report path. Nobody waits for a report to an abuse desk by the
 // millisecond.
-const DefaultGather = 100 * time.Millisecond
+const defaultGather = 100 * time.Millisecond
 
-// DefaultLogEvery is the interval at which a repeated identical error is
+// defaultLogEvery is the interval at which a repeated identical error is
 // logged again, with how often it recurred meanwhile.
-const DefaultLogEvery = time.Minute
+const defaultLogEvery = time.Minute
 
 // Options are the optional parts of a Reporter.
 type Options struct {
@@ -116,7 +123,7 @@ type Options struct {
 	Logger  zerolog.Logger
 	// Workers deliver in parallel (default 4).
 	Workers int
-	// DedupWindow defaults to DefaultDedupWindow.
+	// DedupWindow defaults to defaultDedupWindow.
 	DedupWindow time.Duration
 	// MXPort is the port MX hosts are reached on. Default 25; only tests
 	// change it (serve reads XARFD_TEST_MX_PORT).
@@ -130,7 +137,7 @@ type Options struct {
 	// Poll is the longest the loop sleeps without a Wake (default 2 s).
 	Poll time.Duration
 	// Gather is how long the loop waits after a Wake before it looks for
-	// due entries (default DefaultGather), so that reports stored
+	// due entries (default defaultGather), so that reports stored
 	// together are claimed and settled together.
 	Gather time.Duration
 	// Lease, StoreBackoff, MaxStoreBackoff and LogEvery default to the
@@ -152,15 +159,15 @@ type settings struct {
 	channels                             map[string]*config.Channel
 	// Built from the files the configuration names; a reload reads them
 	// again (a rotated DKIM key or smarthost password needs no restart).
-	contacts *Contacts
-	signer   *Signer
-	deliver  *Deliverer
+	contacts *contact.Resolver
+	signer   *deliver.Signer
+	deliver  deliver.Sender
 }
 
 // newSettings builds the settings of cfg, reading the DKIM key and the
 // smarthost password.
 func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
-	signer, err := NewSigner(&cfg.Reporter.DKIM)
+	signer, err := deliver.NewSigner(&cfg.Reporter.DKIM)
 	if err != nil {
 		return nil, err
 	}
@@ -173,22 +180,21 @@ func (r *Reporter) newSettings(cfg *config.Config) (*settings, error) {
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
-	var rdap *RDAP
+	var rdap *contact.RDAP
 	if cfg.Contacts.RDAP.Enabled {
-		rdap = NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
+		rdap = contact.NewRDAP(cfg.Contacts.RDAP.BaseURL, r.opt.HTTPClient)
 	}
 	s := &settings{
 		signer:   signer,
-		contacts: NewContacts(&cfg.Contacts, cfg.Resolver, r.st, rdap),
-		deliver: &Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-			HeloName: cfg.Hostname, Resolver: NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
+		contacts: contact.New(&cfg.Contacts, cfg.Resolver, r.st, rdap, r.opt.Now),
+		deliver: &deliver.SMTP{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
+			HeloName: cfg.Hostname, Resolver: contact.NewDNSResolver(cfg.Resolver), MXPort: r.opt.MXPort, TLSConfig: r.opt.TLSConfig},
 		enabled: cfg.Reporter.Enabled, from: cmp.Or(cfg.Reporter.From, cfg.Sender.Contact), replyTo: cfg.Sender.Contact,
 		hostname: cfg.Hostname, org: cfg.Sender.Org, format: cfg.Reporter.Format,
 		perHour: cfg.Reporter.PerContactPerHour, maxRecipients: cfg.Reporter.MaxRecipientsPerReport,
 		retryFirst: cfg.Reporter.Retry.First.D(), giveUpAfter: cfg.Reporter.Retry.GiveUpAfter.D(),
 		own: cfg.OwnNetworks, channels: map[string]*config.Channel{},
 	}
-	s.contacts.now = r.opt.Now
 	for i := range cfg.Channels {
 		s.channels[cfg.Channels[i].Name] = &cfg.Channels[i]
 	}
@@ -218,14 +224,14 @@ type Reporter struct {
 // password once.
 func New(cfg *config.Config, st Store, opt Options) (*Reporter, error) {
 	opt.Workers = cmp.Or(opt.Workers, 4)
-	opt.DedupWindow = cmp.Or(opt.DedupWindow, DefaultDedupWindow)
+	opt.DedupWindow = cmp.Or(opt.DedupWindow, defaultDedupWindow)
 	opt.UserAgent = cmp.Or(opt.UserAgent, "xarfd")
 	opt.Poll = cmp.Or(opt.Poll, 2*time.Second)
-	opt.Gather = cmp.Or(opt.Gather, DefaultGather)
-	opt.Lease = cmp.Or(opt.Lease, DefaultLease)
-	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, DefaultStoreBackoff)
-	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, DefaultMaxStoreBackoff)
-	opt.LogEvery = cmp.Or(opt.LogEvery, DefaultLogEvery)
+	opt.Gather = cmp.Or(opt.Gather, defaultGather)
+	opt.Lease = cmp.Or(opt.Lease, defaultLease)
+	opt.StoreBackoff = cmp.Or(opt.StoreBackoff, defaultStoreBackoff)
+	opt.MaxStoreBackoff = cmp.Or(opt.MaxStoreBackoff, defaultMaxStoreBackoff)
+	opt.LogEvery = cmp.Or(opt.LogEvery, defaultLogEvery)
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -314,7 +320,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 		// are released: releasing one claimed by this process would let
 		// it be delivered twice at once.
 		if !resumed {
-			if r.Resume() != nil {
+			if r.resume() != nil {
 				continue
 			}
 			resumed = true
@@ -339,7 +345,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 		}
 		// One commit claims them all; the workers share them out. Entries
 		// claimed when a stop comes before they are handed out keep
-		// their lease, and the next start releases them (Resume).
+		// their lease, and the next start releases them (resume).
 		for _, batch := range split(r.claim(ids), r.opt.Workers) {
 			select {
 			case work <- batch:
@@ -458,8 +464,8 @@ func (r *Reporter) sleep(ctx context.Context, d time.Duration, wakeable bool) (a
 // storeFailed pauses all work after the store refused an operation:
 // a full disk or an I/O error fails every entry alike, and trying the
 // next one at once is what made the reporter spin. The pause doubles with
-// each consecutive failure (DefaultStoreBackoff up to
-// DefaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
+// each consecutive failure (defaultStoreBackoff up to
+// defaultMaxStoreBackoff, ±20 %); failures during a pause do not add to
 // it; a successful claim ends the series.
 func (r *Reporter) storeFailed(err error, what string) {
 	r.mu.Lock()
@@ -513,10 +519,10 @@ func (r *Reporter) recorded(err error, id store.ID, what string) bool {
 	return false
 }
 
-// Resume makes entries that a stop left sending pending again, due now:
+// resume makes entries that a stop left sending pending again, due now:
 // the process that held their claims is gone (the store's file lock
 // admits one process), so waiting for their leases would only delay them.
-func (r *Reporter) Resume() error {
+func (r *Reporter) resume() error {
 	stuck, err := r.st.OutboxByStatus(store.OutboxSending)
 	if err != nil {
 		err = fmt.Errorf("reading the outbox at start: %w", err)
@@ -539,8 +545,8 @@ func (r *Reporter) Resume() error {
 	return nil
 }
 
-// Process claims one due entry and moves it on as far as it can now.
-func (r *Reporter) Process(ctx context.Context, e *store.OutboxEntry) {
+// process claims one due entry and moves it on as far as it can now.
+func (r *Reporter) process(ctx context.Context, e *store.OutboxEntry) {
 	claimed := r.claim([]store.ID{e.ID})
 	conf, send := r.processClaimed(ctx, claimed)
 	for _, x := range send {
@@ -647,13 +653,13 @@ func (r *Reporter) settled(id store.ID, res store.StepResult, st store.Step) *st
 	x := res.Entry
 	switch {
 	case res.Duplicate:
-		r.opt.Metrics.Delivery(ResultDuplicate)
+		r.opt.Metrics.Delivery(resultDuplicate)
 		r.log.Info().Str("id", x.ID.String()).Str("duplicate_of", res.Primary.String()).Msg("duplicate report counted")
 	case x.Status == store.OutboxWithheld:
-		r.opt.Metrics.Delivery(ResultWithheld)
+		r.opt.Metrics.Delivery(resultWithheld)
 		r.log.Info().Str("id", x.ID.String()).Str("reason", x.Reason).Msg("report withheld")
 	case x.Status == store.OutboxDryRun:
-		r.opt.Metrics.Delivery(ResultDryRun)
+		r.opt.Metrics.Delivery(resultDryRun)
 		r.log.Info().Str("id", x.ID.String()).Str("contact", x.Contact).Msg("report rendered (dry run)")
 	case x.Status == store.OutboxSending:
 		return x
@@ -682,7 +688,7 @@ func (r *Reporter) policy(ctx context.Context, conf *settings, e *store.OutboxEn
 		return store.Step{}, false
 	}
 	ip := rep.SourceIP
-	if reason := SourcePolicy(ip, conf.own); reason != "" {
+	if reason := sourcePolicy(ip, conf.own); reason != "" {
 		return store.WithholdStep(e.ID, now, reason, ip), true
 	}
 	evidence, err := r.st.Raw(e.ID) // a withheld body fingerprints by source alone
@@ -690,7 +696,7 @@ func (r *Reporter) policy(ctx context.Context, conf *settings, e *store.OutboxEn
 		r.retry(ctx, conf, e, fmt.Errorf("reading the evidence: %w", err))
 		return store.Step{}, false
 	}
-	return store.DedupStep(e.ID, now, ip, Fingerprint(ip, evidence), r.opt.DedupWindow), true
+	return store.DedupStep(e.ID, now, ip, fingerprint(ip, evidence), r.opt.DedupWindow), true
 }
 
 // contactSteps looks up the contact of a de-duplicated entry and returns
@@ -705,13 +711,13 @@ func (r *Reporter) contactSteps(ctx context.Context, conf *settings, e *store.Ou
 		return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("channel %q is not configured any more", e.Channel), netip.Addr{})}
 	}
 	ip := e.SourceIP
-	var ct *Contact
+	var ct *contact.Answer
 	if len(ch.ReportTo.Partners) > 0 {
-		ct = &Contact{Emails: ch.ReportTo.Partners, Source: SourcePartners}
+		ct = &contact.Answer{Emails: ch.ReportTo.Partners, Source: contact.SourcePartners}
 	} else {
 		var err error
 		ct, err = conf.contacts.Lookup(ctx, ip)
-		if errors.Is(err, ErrNoContact) {
+		if errors.Is(err, contact.ErrNotFound) {
 			return []store.Step{store.WithholdStep(e.ID, now, fmt.Sprintf("no abuse contact found for %s", ip), ip)}
 		}
 		if err != nil {
@@ -720,7 +726,7 @@ func (r *Reporter) contactSteps(ctx context.Context, conf *settings, e *store.Ou
 		}
 	}
 	emails, dropped := ct.Emails, []string(nil)
-	if ct.Source != SourcePartners {
+	if ct.Source != contact.SourcePartners {
 		emails, dropped = capRecipients(ct.Emails, conf.maxRecipients)
 	}
 	if len(dropped) > 0 {
@@ -756,7 +762,7 @@ func capRecipients(emails []string, n int) (kept, dropped []string) {
 func domains(addrs []string) []string {
 	var out []string
 	for _, a := range addrs {
-		if d := domainOf(a); !slices.Contains(out, d) {
+		if d := strings.ToLower(a[strings.LastIndexByte(a, '@')+1:]); !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
@@ -764,9 +770,9 @@ func domains(addrs []string) []string {
 	return out
 }
 
-// SourcePolicy says why abuse from ip must not be reported outside, or
+// sourcePolicy says why abuse from ip must not be reported outside, or
 // "" when it may be.
-func SourcePolicy(ip netip.Addr, own []config.Prefix) string {
+func sourcePolicy(ip netip.Addr, own []config.Prefix) string {
 	if !ip.IsValid() {
 		return "the report has no source address"
 	}
@@ -781,11 +787,11 @@ func SourcePolicy(ip netip.Addr, own []config.Prefix) string {
 	return ""
 }
 
-// Fingerprint identifies an incident: the source address and the
+// fingerprint identifies an incident: the source address and the
 // message's From, Subject and body (white space folded), so that one
 // message sent to many trap addresses is one incident while Received,
 // Date, Message-ID and the recipients (redacted anyway) do not matter.
-func Fingerprint(ip netip.Addr, evidence []byte) string {
+func fingerprint(ip netip.Addr, evidence []byte) string {
 	h := sha256.New()
 	h.Write([]byte(ip.Unmap().String()))
 	h.Write([]byte{0})
@@ -833,13 +839,13 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("reading evidence: %w", err)
 	}
-	m := &Mail{
+	m := &render.Mail{
 		Format: conf.format, From: conf.from, ReplyTo: conf.replyTo, To: e.Recipients,
 		Hostname: conf.hostname, Org: conf.org, Channel: e.Channel, UserAgent: r.opt.UserAgent,
 		Report: rep.XARF, Evidence: evidence, EntryID: e.ID.String(), Count: e.Count,
 		Window: r.opt.DedupWindow, Date: r.opt.Now(),
 	}
-	out, err := Render(m)
+	out, err := m.Render()
 	if err != nil {
 		return nil, fmt.Errorf("rendering report: %w", err)
 	}
@@ -847,7 +853,7 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 	if err != nil {
 		return nil, fmt.Errorf("signing report: %w", err)
 	}
-	return &store.RenderedMail{Format: cmp.Or(conf.format, FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
+	return &store.RenderedMail{Format: cmp.Or(conf.format, render.FormatXARF), MessageID: out.MessageID, Subject: out.Subject,
 		Preview: out.Preview, Raw: signed}, nil
 }
 
@@ -874,7 +880,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		return
 	}
 	if limited != nil {
-		r.opt.Metrics.Delivery(ResultRateLimited)
+		r.opt.Metrics.Delivery(resultRateLimited)
 		if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
 			r.log.Info().Str("id", e.ID.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
 		}
@@ -883,7 +889,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 	e = x
 	var errs []error
 	permanent := true
-	for _, group := range r.groups(conf, e.Remaining()) {
+	for _, group := range conf.deliver.Groups(e.Remaining()) {
 		t, err := conf.deliver.Send(ctx, conf.from, group, signed, func() error {
 			return r.st.MarkTransmitted(e.ID, r.opt.Now().UTC())
 		})
@@ -896,7 +902,7 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		}
 		if err != nil {
 			errs = append(errs, err)
-			var perm *PermanentError
+			var perm *deliver.PermanentError
 			if errors.As(err, &perm) {
 				for _, a := range group {
 					if _, ok := tr.Rejected[a]; !ok && !slices.Contains(tr.Accepted, a) {
@@ -918,29 +924,6 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
 }
 
-// groups splits recipients into transactions: one for the smarthost, one
-// per domain for MX delivery.
-func (r *Reporter) groups(conf *settings, rcpts []string) [][]string {
-	if conf.deliver.Smarthost != "" || len(rcpts) == 0 {
-		if len(rcpts) == 0 {
-			return nil
-		}
-		return [][]string{rcpts}
-	}
-	var out [][]string
-	idx := map[string]int{}
-	for _, a := range rcpts {
-		d := domainOf(a)
-		if i, ok := idx[d]; ok {
-			out[i] = append(out[i], a)
-			continue
-		}
-		idx[d] = len(out)
-		out = append(out, []string{a})
-	}
-	return out
-}
-
 // finish records the outcome of a claimed entry after its transactions.
 func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEntry, err error, permanent bool) {
 	id := e.ID.String()
@@ -958,7 +941,7 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 		if !r.recorded(uerr, e.ID, "recording a refusal") {
 			return
 		}
-		r.opt.Metrics.Delivery(ResultFailed)
+		r.opt.Metrics.Delivery(resultFailed)
 		if ok, n := r.limit.allow("refused|" + errClass(err)); ok {
 			r.log.Warn().Str("id", id).Str("contact", x.Contact).Str("error", x.LastError).Int("repeated", n).Msg("report refused permanently")
 		}
@@ -970,14 +953,14 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 	if !r.recorded(uerr, e.ID, "recording a delivery") {
 		return
 	}
-	r.opt.Metrics.Delivery(ResultSent)
+	r.opt.Metrics.Delivery(resultSent)
 	r.log.Info().Str("id", id).Str("contact", x.Contact).Int("attempts", x.Attempts).Bool("data_deleted", x.DataDeleted).Msg("report sent")
 }
 
-// Backoff is the wait before retry n (1-based): first·2^(n-1), capped at
+// backoff is the wait before retry n (1-based): first·2^(n-1), capped at
 // 6 h, with ±20 % jitter so that entries failing together do not retry
 // together.
-func Backoff(first time.Duration, n int) time.Duration {
+func backoff(first time.Duration, n int) time.Duration {
 	d := first
 	for i := 1; i < n && d < 6*time.Hour; i++ {
 		d *= 2
@@ -1012,13 +995,13 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 		if !r.recorded(err, e.ID, "giving up a report") {
 			return
 		}
-		r.opt.Metrics.Delivery(ResultFailed)
+		r.opt.Metrics.Delivery(resultFailed)
 		if ok, n := r.limit.allow("gave-up|" + errClass(cause)); ok {
 			r.log.Warn().Str("id", e.ID.String()).Str("error", x.LastError).Int("repeated", n).Msg("report given up")
 		}
 		return
 	}
-	next := now.Add(Backoff(conf.retryFirst, e.Retries+1))
+	next := now.Add(backoff(conf.retryFirst, e.Retries+1))
 	if next.After(giveUp) {
 		next = giveUp
 	}
@@ -1026,7 +1009,7 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 	if !r.recorded(err, e.ID, "deferring a report") {
 		return
 	}
-	r.opt.Metrics.Delivery(ResultDeferred)
+	r.opt.Metrics.Delivery(resultDeferred)
 	if ok, n := r.limit.allow("deferred|" + errClass(cause)); ok {
 		r.log.Info().Str("id", e.ID.String()).Str("error", x.LastError).Time("next_attempt", next).Int("repeated", n).Msg("report deferred")
 	}
@@ -1060,6 +1043,16 @@ func errClass(err error) string {
 	s := err.Error()
 	if len(s) > 80 {
 		s = s[:80]
+	}
+	return s
+}
+
+// replyText renders an error for the entry's last_error.
+func replyText(err error) string {
+	s := err.Error()
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
 	}
 	return s
 }

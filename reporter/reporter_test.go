@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/internal/leakcheck"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -26,7 +27,7 @@ func TestDeliversOnceAfterTemporaryFailure(t *testing.T) {
 	id := e.trapHit(t, "trap", "victim@trap.reporter.test", originIP, "buy now")
 	e.run(t, func() bool { return e.status(t, id) == store.OutboxSent })
 	x := e.entry(t, id)
-	if x.Attempts != 2 || x.Contact != "abuse@origin.test" || x.ContactSource != SourceStatic {
+	if x.Attempts != 2 || x.Contact != "abuse@origin.test" || x.ContactSource != contact.SourceStatic {
 		t.Fatalf("entry %+v", x)
 	}
 	got := d.messages()
@@ -119,12 +120,12 @@ func TestGivesUpAfterGiveUpAfter(t *testing.T) {
 	clock := func() time.Time { return now }
 	e.rep.opt.Now = clock
 	x := e.entry(t, id)
-	e.rep.Process(context.Background(), x)
+	e.rep.process(context.Background(), x)
 	if x = e.entry(t, id); x.Status != store.OutboxPending || x.Attempts != 1 {
 		t.Fatalf("after first 4xx: %+v", x)
 	}
 	now = now.Add(2 * time.Second)
-	e.rep.Process(context.Background(), x)
+	e.rep.process(context.Background(), x)
 	if x = e.entry(t, id); x.Status != store.OutboxFailed || !strings.Contains(x.Reason, "gave up") {
 		t.Fatalf("after give_up_after: %+v", x)
 	}
@@ -179,7 +180,7 @@ channels:
 		t.Fatal("the origin's contact was addressed on a partners-only channel")
 	}
 	x := e.entry(t, id)
-	if x.ContactSource != SourcePartners || !x.DataDeleted {
+	if x.ContactSource != contact.SourcePartners || !x.DataDeleted {
 		t.Fatalf("entry %+v", x)
 	}
 	if _, err := e.st.GetReport(id); err != store.ErrNotFound {
@@ -297,7 +298,7 @@ func TestResumeAfterCrash(t *testing.T) {
 		if _, err := e.st.Claim(id, now, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.st.SetContact(id, now, []string{"abuse@origin.test"}, SourceStatic, nil); err != nil {
+		if _, err := e.st.SetContact(id, now, []string{"abuse@origin.test"}, contact.SourceStatic, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := e.st.BeginDelivery(id, now, time.Hour, 10, nil); err != nil {
@@ -324,11 +325,11 @@ func TestResumeAfterCrash(t *testing.T) {
 func TestSourcePolicy(t *testing.T) {
 	for ip, ok := range map[string]bool{originIP: true, "10.0.0.1": false, "127.0.0.1": false, "100.64.0.1": false,
 		"192.0.2.1": false, "240.0.0.1": false, "fe80::1": false, "2001:db8::1": false, "::ffff:10.0.0.1": false} {
-		if got := SourcePolicy(netip.MustParseAddr(ip), nil) == ""; got != ok {
+		if got := sourcePolicy(netip.MustParseAddr(ip), nil) == ""; got != ok {
 			t.Errorf("%s: reportable %v, want %v", ip, got, ok)
 		}
 	}
-	if SourcePolicy(netip.Addr{}, nil) == "" {
+	if sourcePolicy(netip.Addr{}, nil) == "" {
 		t.Error("no address is reportable")
 	}
 }

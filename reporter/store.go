@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -18,7 +19,7 @@ type Store interface {
 	GetReportMeta(id store.ID) (*store.Report, error)
 	GetReport(id store.ID) (*store.Report, error)
 	Raw(id store.ID) ([]byte, error)
-	contactCache
+	contact.Cache
 
 	ClaimBatch(ids []store.ID, now time.Time, lease time.Duration) ([]store.StepResult, error)
 	Settle(chains [][]store.Step) ([][]store.StepResult, error)
@@ -34,12 +35,6 @@ type Store interface {
 	MarkSent(id store.ID, now time.Time, lastErr string, forget bool) (*store.OutboxEntry, error)
 	GiveUp(id store.ID, now time.Time, lastErr, reason string) (*store.OutboxEntry, error)
 	Retry(id store.ID, now, next time.Time, lastErr, reason string) (*store.OutboxEntry, error)
-}
-
-// contactCache keeps abuse-contact lookups.
-type contactCache interface {
-	Contact(key string, now time.Time) (*store.CachedContact, bool, error)
-	PutContact(key string, c *store.CachedContact) error
 }
 
 var _ Store = (*store.Store)(nil)

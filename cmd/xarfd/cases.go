@@ -20,7 +20,8 @@ import (
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
-	"github.com/xarfd/xarfd/reporter"
+	"github.com/xarfd/xarfd/reporter/contact"
+	"github.com/xarfd/xarfd/reporter/deliver"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -34,7 +35,7 @@ type caseMailer struct {
 
 func (m caseMailer) Send(ctx context.Context, from string, to []string, msg []byte) error {
 	cfg := m.cfg.Load()
-	signer, err := reporter.NewSigner(&cfg.Reporter.DKIM)
+	signer, err := deliver.NewSigner(&cfg.Reporter.DKIM)
 	if err != nil {
 		return err
 	}
@@ -52,8 +53,8 @@ func (m caseMailer) Send(ctx context.Context, from string, to []string, msg []by
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
-	d := &reporter.Deliverer{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
-		HeloName: cfg.Hostname, Resolver: reporter.NewDNSResolver(cfg.Resolver), MXPort: m.mxPort}
+	d := &deliver.SMTP{Smarthost: sh.Address, TLS: sh.TLS, Username: sh.Username, Password: password,
+		HeloName: cfg.Hostname, Resolver: contact.NewDNSResolver(cfg.Resolver), MXPort: m.mxPort}
 	tr, err := d.Send(ctx, from, to, msg, nil)
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
-	"github.com/xarfd/xarfd/reporter"
+	"github.com/xarfd/xarfd/reporter/deliver"
 )
 
 // parsers read the files whose formats belong to our other packages, for
@@ -21,7 +21,7 @@ func parsers() config.Parsers {
 			}
 			return u, nil
 		},
-		PrivateKey: func(pem []byte) (crypto.Signer, error) { return reporter.ParsePrivateKey(pem) },
+		PrivateKey: func(pem []byte) (crypto.Signer, error) { return deliver.ParsePrivateKey(pem) },
 	}
 }
 

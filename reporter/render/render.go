@@ -1,4 +1,8 @@
-package reporter
+// Package render writes outbound abuse reports: XARF-over-email (a text
+// part for the person at the desk, the XARF JSON, the redacted evidence)
+// or RFC 5965 ARF, with a human summary. It adds no recipient of the
+// reported message: its input is the stored, already redacted evidence.
+package render
 
 import (
 	"bytes"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/arf"
+	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/xarf"
 )
 
@@ -65,7 +70,7 @@ type Rendered struct {
 // Render writes the report as XARF-over-email or RFC 5965 ARF. Neither
 // adds any recipient of the reported message: the evidence is the stored,
 // already redacted message, and the XARF document is the stored one.
-func Render(m *Mail) (*Rendered, error) {
+func (m *Mail) Render() (*Rendered, error) {
 	var rep xarf.Report
 	if err := json.Unmarshal(m.Report, &rep); err != nil {
 		return nil, fmt.Errorf("rendering report: reading the XARF document: %w", err)
@@ -74,7 +79,7 @@ func Render(m *Mail) (*Rendered, error) {
 		return nil, fmt.Errorf("rendering report: no recipient")
 	}
 	for _, a := range append(append([]string{m.From}, m.To...), m.ReplyTo) {
-		if a != "" && !ValidEmail(a) {
+		if a != "" && !contact.ValidEmail(a) {
 			return nil, fmt.Errorf("rendering report: %q is not a plain address", a)
 		}
 	}
@@ -146,7 +151,7 @@ func renderARF(m *Mail, rep *xarf.Report, msgID, subject, text, boundary string)
 		fb.SourceIP = &arf.IP{Raw: a.String(), Addr: a}
 	}
 	fb.SourcePort = rep.SourcePort
-	if ValidEmail(rep.SMTPFrom) {
+	if contact.ValidEmail(rep.SMTPFrom) {
 		fb.OriginalMailFrom = "<" + rep.SMTPFrom + ">"
 	}
 	if d := reportedDomain(rep, m.Evidence); d != "" {
@@ -323,7 +328,13 @@ func headerText(evidence []byte) string {
 	if len(evidence) == 0 {
 		return ""
 	}
-	h, _ := splitMessage(evidence)
+	h := string(evidence)
+	for _, sep := range []string{"\r\n\r\n", "\n\n"} {
+		if i := strings.Index(h, sep); i >= 0 {
+			h = h[:i]
+			break
+		}
+	}
 	h = strings.ReplaceAll(h, "\r\n", "\n")
 	cut := len(h) > maxHeaderText
 	if cut {

@@ -1,4 +1,9 @@
-package reporter
+// Package deliver hands outbound mail to the next hop: a smarthost
+// (STARTTLS, implicit TLS or none, optional AUTH PLAIN) or the
+// recipients' MX hosts, and DKIM-signs it before. It classifies answers
+// so that the caller knows what to retry: 5xx is a *PermanentError,
+// everything else (4xx, I/O, TLS, timeouts) is temporary.
+package deliver
 
 import (
 	"cmp"
@@ -26,14 +31,30 @@ type Transmission struct {
 	Reply string
 }
 
+// Sender hands a message to the next hop. The reporter and the case
+// notifications use it; SMTP is the implementation, tests may put
+// another in its place.
+type Sender interface {
+	// Send delivers msg to rcpts in one transaction; beforeDot, when not
+	// nil, runs just before the end of data is sent, and its error
+	// aborts the transaction. A *Transmission is returned whenever the
+	// server answered, also with an error.
+	Send(ctx context.Context, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error)
+	// Groups splits recipients into the transactions Send takes.
+	Groups(rcpts []string) [][]string
+}
+
+var _ Sender = (*SMTP)(nil)
+
 // PermanentError is a 5xx answer to the whole transaction.
 type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// Deliverer hands a message to the smarthost or to the recipients' MX.
-type Deliverer struct {
+// SMTP is the Sender that speaks SMTP to the smarthost or to the
+// recipients' MX hosts.
+type SMTP struct {
 	// Smarthost is host:port; empty delivers to MX.
 	Smarthost string
 	// TLS is starttls, implicit or none (smarthost only).
@@ -51,14 +72,14 @@ type Deliverer struct {
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 }
 
-func (d *Deliverer) dial(ctx context.Context, addr string) (net.Conn, error) {
+func (d *SMTP) dial(ctx context.Context, addr string) (net.Conn, error) {
 	// Host names (MX hosts, the smarthost) resolve through the
 	// configured resolver too.
 	dl := net.Dialer{Timeout: cmp.Or(d.DialTimeout, 30*time.Second), Resolver: d.Resolver}
 	return dl.DialContext(ctx, "tcp", addr)
 }
 
-func (d *Deliverer) tlsConfig(serverName string, verify bool) *tls.Config {
+func (d *SMTP) tlsConfig(serverName string, verify bool) *tls.Config {
 	c := &tls.Config{}
 	if d.TLSConfig != nil {
 		c = d.TLSConfig.Clone()
@@ -77,7 +98,7 @@ func (d *Deliverer) tlsConfig(serverName string, verify bool) *tls.Config {
 // written and before the final "." is sent: once it returns, the server
 // may accept the message at any moment. An error is temporary (retry)
 // unless it is a *PermanentError.
-func (d *Deliverer) Send(ctx context.Context, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error) {
+func (d *SMTP) Send(ctx context.Context, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error) {
 	if d.Smarthost != "" {
 		return d.sendVia(ctx, d.Smarthost, true, from, rcpts, msg, beforeDot)
 	}
@@ -109,6 +130,29 @@ type answeredError struct{ err error }
 func (e *answeredError) Error() string { return e.err.Error() }
 func (e *answeredError) Unwrap() error { return e.err }
 
+// Groups puts all recipients into one transaction for the smarthost, and
+// makes one per domain for MX delivery.
+func (d *SMTP) Groups(rcpts []string) [][]string {
+	if len(rcpts) == 0 {
+		return nil
+	}
+	if d.Smarthost != "" {
+		return [][]string{rcpts}
+	}
+	var out [][]string
+	idx := map[string]int{}
+	for _, a := range rcpts {
+		dom := domainOf(a)
+		if i, ok := idx[dom]; ok {
+			out[i] = append(out[i], a)
+			continue
+		}
+		idx[dom] = len(out)
+		out = append(out, []string{a})
+	}
+	return out
+}
+
 func domainOf(addr string) string {
 	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
@@ -116,7 +160,7 @@ func domainOf(addr string) string {
 // mxHosts returns the MX hosts of domain by preference, or the domain
 // itself when it has none (RFC 5321 section 5.1). A null MX (RFC 7505)
 // is permanent.
-func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, error) {
+func (d *SMTP) mxHosts(ctx context.Context, domain string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	r := d.Resolver
@@ -152,7 +196,7 @@ func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, error
 // connect opens an SMTP session: the smarthost's TLS mode, or
 // opportunistic STARTTLS for MX hosts (falling back to plain text when
 // the server offers none or the handshake fails).
-func (d *Deliverer) connect(ctx context.Context, addr string, smarthost bool) (*smtp.Client, error) {
+func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool) (*smtp.Client, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	helo := cmp.Or(d.HeloName, "localhost")
 	mode := "starttls"
@@ -201,7 +245,7 @@ func (d *Deliverer) connect(ctx context.Context, addr string, smarthost bool) (*
 	return d.plain(ctx, addr, helo, setup)
 }
 
-func (d *Deliverer) plain(ctx context.Context, addr, helo string, setup func(*smtp.Client)) (*smtp.Client, error) {
+func (d *SMTP) plain(ctx context.Context, addr, helo string, setup func(*smtp.Client)) (*smtp.Client, error) {
 	conn, err := d.dial(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -215,7 +259,7 @@ func (d *Deliverer) plain(ctx context.Context, addr, helo string, setup func(*sm
 	return c, nil
 }
 
-func (d *Deliverer) sendVia(ctx context.Context, addr string, smarthost bool, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error) {
+func (d *SMTP) sendVia(ctx context.Context, addr string, smarthost bool, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error) {
 	c, err := d.connect(ctx, addr, smarthost)
 	if err != nil {
 		return nil, classify(err)
@@ -295,14 +339,4 @@ func classify(err error) error {
 		return &PermanentError{err}
 	}
 	return err
-}
-
-// replyText renders an error for the entry's last_error.
-func replyText(err error) string {
-	s := err.Error()
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 500 {
-		s = s[:500] + "..."
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package reporter
+package contact
 
 import (
 	"context"
@@ -20,6 +20,9 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/store/storetest"
 )
+
+// originIP is the address the recorded RDAP answers are served for.
+const originIP = "192.88.99.10"
 
 func TestRDAPRecordedShapes(t *testing.T) {
 	for file, want := range map[string][]string{
@@ -49,8 +52,8 @@ func TestRDAPRecordedShapes(t *testing.T) {
 		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("%s: %v, %v; want %v", file, got, err, want)
 		}
-		if _, err := NewRDAP(srv.URL+"/rdap/", srv.Client()).AbuseEmails(context.Background(), netip.MustParseAddr("192.88.99.1")); !errors.Is(err, ErrNoContact) {
-			t.Errorf("%s: 404 gave %v, want ErrNoContact", file, err)
+		if _, err := NewRDAP(srv.URL+"/rdap/", srv.Client()).AbuseEmails(context.Background(), netip.MustParseAddr("192.88.99.1")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: 404 gave %v, want ErrNotFound", file, err)
 		}
 		srv.Close()
 	}
@@ -70,14 +73,14 @@ func TestRDAPErrorsAreTransient(t *testing.T) {
 	defer slow.Close()
 	c := NewRDAP(slow.URL, &http.Client{Timeout: 200 * time.Millisecond})
 	for _, ip := range []string{"192.88.99.1", "192.88.99.2"} {
-		if _, err := c.AbuseEmails(context.Background(), netip.MustParseAddr(ip)); err == nil || errors.Is(err, ErrNoContact) {
+		if _, err := c.AbuseEmails(context.Background(), netip.MustParseAddr(ip)); err == nil || errors.Is(err, ErrNotFound) {
 			t.Errorf("%s: %v, want a transient error", ip, err)
 		}
 	}
-	if _, err := ParseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","bad address <x@y.z>"]]]}]}`)); err != nil {
+	if _, err := parseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","bad address <x@y.z>"]]]}]}`)); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := ParseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","a@b.example\r\nBcc: x@y.z"]]]}]}`))
+	got, _ := parseRDAP([]byte(`{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","a@b.example\r\nBcc: x@y.z"]]]}]}`))
 	if len(got) == 0 || got[0] != "a@b.example" {
 		t.Fatalf("RDAP email with a line break: %q", got)
 	}
@@ -141,7 +144,7 @@ func TestContactsOrderAndCache(t *testing.T) {
 		DNSZones: []string{"abuse.test"},
 		CacheTTL: config.Duration(time.Hour),
 	}
-	c := NewContacts(cfg, server, st, NewRDAP(rd.URL, rd.Client()))
+	c := New(cfg, server, st, NewRDAP(rd.URL, rd.Client()), nil)
 	ctx := context.Background()
 	check := func(ip string, want []string, source string) {
 		t.Helper()
@@ -156,14 +159,14 @@ func TestContactsOrderAndCache(t *testing.T) {
 	check("2888::123:4567:89ab", []string{"v6@dns-desk.example"}, "dns:abuse.test")
 	cfg.Static = nil
 	check("192.88.99.20", []string{"abuse@ripe-member.example"}, SourceRDAP)
-	if _, err := c.Lookup(ctx, netip.MustParseAddr("192.88.99.30")); !errors.Is(err, ErrNoContact) {
+	if _, err := c.Lookup(ctx, netip.MustParseAddr("192.88.99.30")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown: %v", err)
 	}
 	// Everything is cached now, the negative answer too.
 	q, h := queries.Load(), rdapHits.Load()
 	check("192.88.99.10", []string{"abuse@dns-desk.example", "second@dns-desk.example"}, "dns:abuse.test")
 	check("192.88.99.20", []string{"abuse@ripe-member.example"}, SourceRDAP)
-	if _, err := c.Lookup(ctx, netip.MustParseAddr("192.88.99.30")); !errors.Is(err, ErrNoContact) {
+	if _, err := c.Lookup(ctx, netip.MustParseAddr("192.88.99.30")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown (cached): %v", err)
 	}
 	if queries.Load() != q || rdapHits.Load() != h {
@@ -178,10 +181,10 @@ func TestContactsOrderAndCache(t *testing.T) {
 }
 
 func TestReverseName(t *testing.T) {
-	if got := ReverseName(netip.MustParseAddr("192.0.2.1"), "z.example."); got != "1.2.0.192.z.example" {
+	if got := reverseName(netip.MustParseAddr("192.0.2.1"), "z.example."); got != "1.2.0.192.z.example" {
 		t.Fatal(got)
 	}
-	if got := ReverseName(netip.MustParseAddr("2001:db8::1"), "z"); got != "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.z" {
+	if got := reverseName(netip.MustParseAddr("2001:db8::1"), "z"); got != "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.z" {
 		t.Fatal(got)
 	}
 }

@@ -1,4 +1,4 @@
-package reporter
+package contact
 
 import (
 	"context"
@@ -50,7 +50,7 @@ type rdapNetwork struct {
 }
 
 // AbuseEmails returns the abuse addresses RDAP names for a, or
-// ErrNoContact when the registry answers without one (or 404).
+// ErrNotFound when the registry answers without one (or 404).
 func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) {
 	u := r.base + "ip/" + a.Unmap().String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -65,7 +65,7 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, ErrNoContact
+		return nil, ErrNotFound
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("rdap query %s: HTTP %d", u, resp.StatusCode)
 	}
@@ -76,20 +76,20 @@ func (r *RDAP) AbuseEmails(ctx context.Context, a netip.Addr) ([]string, error) 
 	if len(body) > maxRDAPBody {
 		return nil, fmt.Errorf("rdap query %s: response above %d bytes", u, maxRDAPBody)
 	}
-	emails, err := ParseRDAP(body)
+	emails, err := parseRDAP(body)
 	if err != nil {
 		return nil, fmt.Errorf("rdap query %s: %w", u, err)
 	}
 	if len(emails) == 0 {
-		return nil, ErrNoContact
+		return nil, ErrNotFound
 	}
 	return emails, nil
 }
 
-// ParseRDAP returns the emails of every entity with the abuse role in an
+// parseRDAP returns the emails of every entity with the abuse role in an
 // RDAP ip network object, nested entities included, in document order
 // (shallowest first), without duplicates.
-func ParseRDAP(body []byte) ([]string, error) {
+func parseRDAP(body []byte) ([]string, error) {
 	var n rdapNetwork
 	if err := json.Unmarshal(body, &n); err != nil {
 		return nil, fmt.Errorf("decoding RDAP response: %w", err)
@@ -150,7 +150,7 @@ func vcardEmails(raw json.RawMessage) []string {
 		for _, v := range p[3:] {
 			var s string
 			if json.Unmarshal(v, &s) == nil {
-				out = append(out, ParseEmails(s)...)
+				out = append(out, parseEmails(s)...)
 			}
 		}
 	}

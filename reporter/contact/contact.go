@@ -1,4 +1,9 @@
-package reporter
+// Package contact finds the abuse desk of an IP address: a static table
+// of prefixes from the configuration, then DNS zones that publish abuse
+// addresses as TXT records (abuse-contacts.abusix.zone style), then RDAP
+// at the regional registries. Answers, including "none", are cached in
+// the store so that a busy source network costs one lookup per TTL.
+package contact
 
 import (
 	"context"
@@ -23,26 +28,32 @@ const (
 	SourcePartners = "partners"
 )
 
-// ErrNoContact means every source answered and none named an abuse
+// ErrNotFound means every source answered and none named an abuse
 // address: a definite answer, cached for the negative TTL.
-var ErrNoContact = errors.New("no abuse contact found")
+var ErrNotFound = errors.New("no abuse contact found")
 
-// Contact is the answer of a lookup.
-type Contact struct {
+// Cache keeps abuse-contact lookups; *store.Store implements it.
+type Cache interface {
+	Contact(key string, now time.Time) (*store.CachedContact, bool, error)
+	PutContact(key string, c *store.CachedContact) error
+}
+
+// Answer is the answer of a lookup.
+type Answer struct {
 	Emails []string
 	// Source is static, dns:<zone> or rdap.
 	Source string
 }
 
-// Contacts resolves the abuse contact of an address: the static table
+// Resolver resolves the abuse contact of an address: the static table
 // (longest prefix), then the DNS zones in order, then RDAP; the first
 // answer wins. Lookups are cached in the store for cache_ttl (negative
 // answers for NegativeTTL). A lookup that fails for a transient reason
 // (timeout, SERVFAIL, HTTP 5xx) returns that error and caches nothing, so
 // it is retried.
-type Contacts struct {
+type Resolver struct {
 	cfg         *config.Contacts
-	st          contactCache
+	st          Cache
 	dns         *net.Resolver
 	rdap        *RDAP
 	timeout     time.Duration
@@ -50,12 +61,16 @@ type Contacts struct {
 	now         func() time.Time
 }
 
-// NewContacts builds a resolver; resolver is the DNS server (host:port)
-// to ask, empty for the system's.
-func NewContacts(cfg *config.Contacts, resolver string, st contactCache, rdap *RDAP) *Contacts {
+// New builds a resolver; resolver is the DNS server (host:port)
+// to ask, empty for the system's; rdap nil skips RDAP. now is the clock
+// of the cache's TTLs (nil: time.Now), so that tests can move it.
+func New(cfg *config.Contacts, resolver string, st Cache, rdap *RDAP, now func() time.Time) *Resolver {
 	neg := min(cfg.CacheTTL.D(), time.Hour)
-	return &Contacts{cfg: cfg, st: st, dns: NewDNSResolver(resolver), rdap: rdap,
-		timeout: 10 * time.Second, negativeTTL: neg, now: time.Now}
+	if now == nil {
+		now = time.Now
+	}
+	return &Resolver{cfg: cfg, st: st, dns: NewDNSResolver(resolver), rdap: rdap,
+		timeout: 10 * time.Second, negativeTTL: neg, now: now}
 }
 
 // NewDNSResolver returns a resolver that asks server (host:port), or the
@@ -71,7 +86,7 @@ func NewDNSResolver(server string) *net.Resolver {
 }
 
 // Lookup returns the abuse contact of a.
-func (c *Contacts) Lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
+func (c *Resolver) Lookup(ctx context.Context, a netip.Addr) (*Answer, error) {
 	a = a.Unmap()
 	if ct := c.static(a); ct != nil {
 		return ct, nil
@@ -79,34 +94,34 @@ func (c *Contacts) Lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
 	key := "ip:" + a.String()
 	if cached, ok, _ := c.st.Contact(key, c.now()); ok {
 		if len(cached.Emails) == 0 {
-			return nil, ErrNoContact
+			return nil, ErrNotFound
 		}
-		return &Contact{Emails: cached.Emails, Source: cached.Source}, nil
+		return &Answer{Emails: cached.Emails, Source: cached.Source}, nil
 	}
 	ct, err := c.lookup(ctx, a)
 	switch {
 	case err == nil:
 		_ = c.st.PutContact(key, &store.CachedContact{Emails: ct.Emails, Source: ct.Source, Expires: c.now().Add(c.cfg.CacheTTL.D())})
 		return ct, nil
-	case errors.Is(err, ErrNoContact):
+	case errors.Is(err, ErrNotFound):
 		_ = c.st.PutContact(key, &store.CachedContact{Expires: c.now().Add(c.negativeTTL)})
 	}
 	return nil, err
 }
 
-func (c *Contacts) static(a netip.Addr) *Contact {
+func (c *Resolver) static(a netip.Addr) *Answer {
 	best := -1
-	var out *Contact
+	var out *Answer
 	for _, s := range c.cfg.Static {
 		if s.Network.Contains(a) && s.Network.Bits() > best {
 			best = s.Network.Bits()
-			out = &Contact{Emails: []string{s.Email}, Source: SourceStatic}
+			out = &Answer{Emails: []string{s.Email}, Source: SourceStatic}
 		}
 	}
 	return out
 }
 
-func (c *Contacts) lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
+func (c *Resolver) lookup(ctx context.Context, a netip.Addr) (*Answer, error) {
 	var transient error
 	for _, zone := range c.cfg.DNSZones {
 		emails, err := c.zone(ctx, a, zone)
@@ -115,33 +130,33 @@ func (c *Contacts) lookup(ctx context.Context, a netip.Addr) (*Contact, error) {
 			continue
 		}
 		if len(emails) > 0 {
-			return &Contact{Emails: emails, Source: SourceDNS + ":" + zone}, nil
+			return &Answer{Emails: emails, Source: SourceDNS + ":" + zone}, nil
 		}
 	}
 	if c.rdap != nil {
 		rctx, cancel := context.WithTimeout(ctx, c.timeout)
 		emails, err := c.rdap.AbuseEmails(rctx, a)
 		cancel()
-		if err != nil && !errors.Is(err, ErrNoContact) {
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			transient = errors.Join(transient, err)
 		}
 		if len(emails) > 0 {
-			return &Contact{Emails: emails, Source: SourceRDAP}, nil
+			return &Answer{Emails: emails, Source: SourceRDAP}, nil
 		}
 	}
 	if transient != nil {
 		return nil, fmt.Errorf("looking up abuse contact of %s: %w", a, transient)
 	}
-	return nil, ErrNoContact
+	return nil, ErrNotFound
 }
 
 // zone asks one abuse-contacts zone: TXT records at the reversed address
 // under zone, each holding one or more addresses. NXDOMAIN and no TXT are
 // "none" (nil, nil); other failures are errors.
-func (c *Contacts) zone(ctx context.Context, a netip.Addr, zone string) ([]string, error) {
+func (c *Resolver) zone(ctx context.Context, a netip.Addr, zone string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	name := ReverseName(a, zone)
+	name := reverseName(a, zone)
 	txts, err := c.dns.LookupTXT(ctx, name)
 	if err != nil {
 		var de *net.DNSError
@@ -150,12 +165,12 @@ func (c *Contacts) zone(ctx context.Context, a netip.Addr, zone string) ([]strin
 		}
 		return nil, fmt.Errorf("TXT %s: %w", name, err)
 	}
-	return ParseEmails(strings.Join(txts, " ")), nil
+	return parseEmails(strings.Join(txts, " ")), nil
 }
 
-// ReverseName is a's name under zone in the DNSBL / abuse-contacts style:
+// reverseName is a's name under zone in the DNSBL / abuse-contacts style:
 // IPv4 octets reversed, IPv6 nibbles reversed, then the zone.
-func ReverseName(a netip.Addr, zone string) string {
+func reverseName(a netip.Addr, zone string) string {
 	a = a.Unmap()
 	var parts []string
 	if a.Is4() {
@@ -173,10 +188,10 @@ func ReverseName(a netip.Addr, zone string) string {
 	return strings.Join(parts, ".") + "." + strings.TrimSuffix(zone, ".")
 }
 
-// ParseEmails returns the valid, distinct (case-insensitively) addresses
+// parseEmails returns the valid, distinct (case-insensitively) addresses
 // in s, separated by white space, commas or semicolons; "mailto:" is
 // stripped.
-func ParseEmails(s string) []string {
+func parseEmails(s string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == '"' || unicode.IsSpace(r) }) {
