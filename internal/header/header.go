@@ -105,7 +105,7 @@ func validName(n []byte) bool {
 	return true
 }
 
-// Get returns the unfolded value of the first field name (compared without
+// Get returns the unfolded and trimmed value of the first field name (compared without
 // regard to case) in the header block hdr, as cut by Cut. A line in hdr
 // that is not a field is skipped, so that one stray line does not hide the
 // fields after it.
@@ -117,14 +117,16 @@ func (s Syntax) Get(hdr []byte, name string) (string, bool) {
 			continue
 		}
 		if equalFold(f.Name, name) {
-			return Unfold(f.Value), true
+			// Trimming first is the same (a continuation line starts with
+			// space or tab) and spares the copy for one-line values.
+			return Unfold(bytes.TrimSpace(f.Value)), true
 		}
 		pos = next
 	}
 	return "", false
 }
 
-// Values returns the unfolded values of every field name in hdr, in order,
+// Values returns the unfolded and trimmed values of every field name in hdr, in order,
 // skipping lines that are not fields as Get does.
 func (s Syntax) Values(hdr []byte, name string) []string {
 	var vs []string
@@ -135,7 +137,7 @@ func (s Syntax) Values(hdr []byte, name string) []string {
 			continue
 		}
 		if equalFold(f.Name, name) {
-			vs = append(vs, Unfold(f.Value))
+			vs = append(vs, Unfold(bytes.TrimSpace(f.Value)))
 		}
 		pos = next
 	}
@@ -163,11 +165,11 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-// Unfold removes the line breaks (CR LF or LF) of a raw field value and the
-// white space around it (RFC 5322 section 2.2.3). A CR that is not before LF
-// is kept.
+// Unfold removes the line breaks (CR LF or LF) of a raw field value (RFC
+// 5322 section 2.2.3), keeping the white space that follows them. A CR that
+// is not before LF is kept. Get and Values also trim white space; Unfold
+// does not, for parsers to which leading space is significant.
 func Unfold(v []byte) string {
-	v = bytes.TrimSpace(v)
 	if bytes.IndexByte(v, '\n') < 0 {
 		return string(v)
 	}

@@ -93,10 +93,10 @@ func TestGetValues(t *testing.T) {
 
 func TestUnfold(t *testing.T) {
 	for in, want := range map[string]string{
-		" a\r\n b\r\n": "a b",
+		" a\r\n b\r\n": " a b",
 		"a\n\tb":       "a\tb",
 		"a\rb\n c":     "a\rb c",
-		"  ":           "",
+		"  \n":         "  ",
 		"x":            "x",
 	} {
 		if got := Unfold([]byte(in)); got != want {
