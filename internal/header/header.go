@@ -52,10 +52,16 @@ const (
 	// Obsolete also accepts white space between the name and the colon
 	// (RFC 5322 obs-optional), which broken reports and old mailers write.
 	Obsolete
+	// Lenient is Obsolete, and a line of only spaces and tabs ends the
+	// fields as an empty line does, rather than continuing a field:
+	// feedback generators that end their header that way are more common
+	// than fields folded around an empty-looking line.
+	Lenient
 )
 
 // Next reads the field that starts at b[pos:], with its continuation lines
-// (lines that start with space or tab). ok is false at the end of b, at an
+// (lines that start with space or tab; in Lenient syntax not those of only
+// white space). ok is false at the end of b, at an
 // empty line and at a line that is not a field (a continuation with no
 // field before it, or no valid name and colon); next is then pos.
 func (s Syntax) Next(b []byte, pos int) (f Field, next int, ok bool) {
@@ -71,7 +77,7 @@ func (s Syntax) Next(b []byte, pos int) (f Field, next int, ok bool) {
 		return Field{}, pos, false
 	}
 	name := line[:colon]
-	if s == Obsolete {
+	if s != Strict {
 		name = bytes.TrimRight(name, " \t")
 	}
 	if !validName(name) {
@@ -79,9 +85,19 @@ func (s Syntax) Next(b []byte, pos int) (f Field, next int, ok bool) {
 	}
 	end := pos + len(line)
 	for end < len(b) && (b[end] == ' ' || b[end] == '\t') {
+		if s == Lenient && blank(b[end:lineEnd(b, end)]) {
+			break
+		}
 		end = lineEnd(b, end)
 	}
 	return Field{Name: name, Value: b[pos+colon+1 : end], Raw: b[pos:end]}, end, true
+}
+
+// blank reports whether line holds nothing but spaces, tabs and its line
+// break.
+func blank(line []byte) bool {
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
+	return len(bytes.TrimLeft(line, " \t")) == 0
 }
 
 // lineEnd is the offset just after the line break of the line at pos, or

@@ -66,6 +66,17 @@ func TestNext(t *testing.T) {
 			t.Errorf("Next(%q) is a field", s)
 		}
 	}
+	// Lenient: a white-space-only line is not a continuation.
+	ws := []byte("A: b\n \t\r\nC: d\n")
+	if f, next, ok := Lenient.Next(ws, 0); !ok || string(f.Raw) != "A: b\n" || next != 5 {
+		t.Errorf("Lenient: %q %d %v", f.Raw, next, ok)
+	}
+	if f, _, _ := Obsolete.Next(ws, 0); string(f.Raw) != "A: b\n \t\r\n" {
+		t.Errorf("Obsolete: %q", f.Raw)
+	}
+	if f, _, ok := Lenient.Next([]byte("A : b\n c \n"), 0); !ok || string(f.Name) != "A" || string(f.Value) != " b\n c \n" {
+		t.Errorf("Lenient: %q %q", f.Name, f.Value)
+	}
 	// No final line break.
 	if f, next, ok := Strict.Next([]byte("A: b\n c"), 0); !ok || string(f.Raw) != "A: b\n c" || next != 7 {
 		t.Errorf("unterminated field: %q %d %v", f.Raw, next, ok)
@@ -138,7 +149,7 @@ func FuzzHeader(f *testing.F) {
 		} else if !bytes.Equal(hdr, msg) || body != nil {
 			t.Fatal("not found but split")
 		}
-		for _, s := range []Syntax{Strict, Obsolete} {
+		for _, s := range []Syntax{Strict, Obsolete, Lenient} {
 			pos := 0
 			for {
 				fl, next, ok := s.Next(hdr, pos)
