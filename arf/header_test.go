@@ -8,10 +8,7 @@ import (
 )
 
 // legacyParseHeader is parseHeader as it was before internal/header, kept
-// to check that reports parse exactly as before.
-// It is lenient: an mbox
-// "From " line is skipped, a line that is not a field ends the header (the
-// rest is body, with a warning), and there need not be a blank line.
+// to check that reports parse exactly as before (fields, rest, warnings).
 func legacyParseHeader(data []byte, w *warnings) (Header, []byte) {
 	var h Header
 	pos := 0
