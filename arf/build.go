@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // BuildRequest is what Build needs to write an RFC 5965 report. The
@@ -138,8 +140,8 @@ func Build(req BuildRequest) ([]byte, error) {
 		ctype := "message/rfc822"
 		if req.HeadersOnly {
 			ctype = "text/rfc822-headers"
-			if i := bytes.Index(orig, []byte("\n\n")); i >= 0 {
-				orig = orig[:i+1]
+			if hdr, _, found := header.Cut(orig); found {
+				orig = hdr
 			}
 		}
 		if bytes.Contains(orig, []byte("--"+boundary)) {

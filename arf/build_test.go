@@ -68,6 +68,26 @@ func TestBuildRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBuildHeadersOnlyCut: the header ends at the first empty line, even
+// when that is the first line (then there is no header to send).
+func TestBuildHeadersOnlyCut(t *testing.T) {
+	for orig, want := range map[string]string{
+		"From: c@z.example\r\nSubject: s\r\n\r\nbody: text\n\nmore\n": "From: c@z.example\r\nSubject: s\r\n",
+		"\nX-Body: secret\n\nmore\n":                                  "",
+	} {
+		out, err := Build(BuildRequest{From: "a@x.example", To: "b@y.example", MessageID: "<m@x.example>", Date: time.Unix(0, 0),
+			Feedback: &Report{FeedbackType: "abuse"}, Original: []byte(orig), HeadersOnly: true, Boundary: "b0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, part, _ := bytes.Cut(out, []byte("Content-Type: text/rfc822-headers\r\nContent-Disposition: inline\r\n\r\n"))
+		part, _, _ = bytes.Cut(part, []byte("\r\n--b0--"))
+		if string(part) != want {
+			t.Errorf("%q: headers part %q, want %q", orig, part, want)
+		}
+	}
+}
+
 func TestBuildFeedbackTypes(t *testing.T) {
 	for _, ft := range []string{"abuse", "fraud", "virus", "other", "not-spam", "opt-out", "auth-failure", "xarf"} {
 		fb := &Report{FeedbackType: ft, AuthFailure: "dmarc"}

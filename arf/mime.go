@@ -7,6 +7,8 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // Limits that keep the work linear and bounded on hostile input.
@@ -111,71 +113,44 @@ func validFieldName(b []byte) bool {
 }
 
 // parseHeader reads a header block from LF data. It is lenient: an mbox
-// "From " line is skipped, a line that is not a field ends the header (the
-// rest is body, with a warning), and there need not be a blank line.
+// "From " line is skipped, a line of only white space ends the header as an
+// empty line does (header.Lenient), a line that is not a field ends the
+// header (the rest is body, with a warning), and there need not be a blank
+// line.
 func parseHeader(data []byte, w *warnings) (Header, []byte) {
 	var h Header
-	pos := 0
-	start, valStart, end := -1, 0, 0
-	var name []byte
 	full := false
-	flush := func() {
-		if start < 0 {
-			return
-		}
-		start = -1
-		if len(h) >= maxHeaderFields {
-			if !full {
-				w.add(WarnTruncated, "more than %d header fields; the rest ignored", maxHeaderFields)
-				full = true
-			}
-			return
-		}
-		v := data[valStart:end]
-		var val string
-		if bytes.IndexByte(v, '\n') >= 0 {
-			val = string(bytes.ReplaceAll(v, []byte{'\n'}, nil))
-		} else {
-			val = string(v)
-		}
-		h = append(h, Field{Name: string(name), Value: strings.TrimSpace(val)})
-	}
-	for pos < len(data) {
-		line, next := nextLine(data, pos)
-		if len(bytes.TrimRight(line, " \t")) == 0 {
-			flush()
-			return h, data[next:]
-		}
-		if isWSP(line[0]) {
-			if start >= 0 {
-				end = pos + len(line)
-			} else {
-				w.add(WarnHeaderSyntax, "continuation line with no field before it")
-			}
+	for pos := 0; pos < len(data); {
+		f, next, ok := header.Lenient.Next(data, pos)
+		if ok {
 			pos = next
-			continue
-		}
-		colon := bytes.IndexByte(line, ':')
-		var n []byte
-		if colon > 0 {
-			n = bytes.TrimRight(line[:colon], " \t")
-		}
-		if colon <= 0 || !validFieldName(n) {
-			if pos == 0 && bytes.HasPrefix(line, []byte("From ")) {
-				pos = next // mbox separator
+			if len(h) >= maxHeaderFields {
+				if !full {
+					w.add(WarnTruncated, "more than %d header fields; the rest ignored", maxHeaderFields)
+					full = true
+				}
 				continue
 			}
-			flush()
-			if len(h) > 0 {
-				w.add(WarnHeaderSyntax, "header ends without a blank line at %q", truncateForText(line))
-			}
-			return h, data[pos:]
+			h = append(h, Field{Name: string(f.Name), Value: header.Unfold(bytes.TrimSpace(f.Value))})
+			continue
 		}
-		flush()
-		start, name, valStart, end = pos, n, pos+colon+1, pos+len(line)
-		pos = next
+		line, next := nextLine(data, pos)
+		switch {
+		case len(bytes.TrimRight(line, " \t")) == 0:
+			return h, data[next:]
+		case isWSP(line[0]):
+			w.add(WarnHeaderSyntax, "continuation line with no field before it")
+			pos = next
+			continue
+		case pos == 0 && bytes.HasPrefix(line, []byte("From ")):
+			pos = next // mbox separator
+			continue
+		}
+		if len(h) > 0 {
+			w.add(WarnHeaderSyntax, "header ends without a blank line at %q", truncateForText(line))
+		}
+		return h, data[pos:]
 	}
-	flush()
 	return h, nil
 }
 

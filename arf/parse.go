@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // Errors Parse returns when nothing at all can be read.
@@ -590,18 +592,9 @@ func ParseHeader(raw []byte) (h Header, err error) {
 // before that line, so it reads the same fields, and the body is not
 // normalized (copied) for nothing: trap hits are mostly body.
 func headerPart(raw []byte) []byte {
-	for i := 0; ; {
-		j := bytes.IndexByte(raw[i:], '\n')
-		if j < 0 {
-			return raw
-		}
-		j += i
-		switch rest := raw[j+1:]; {
-		case len(rest) > 0 && rest[0] == '\n':
-			return raw[:j+2]
-		case len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n':
-			return raw[:j+3]
-		}
-		i = j + 1
+	_, body, found := header.Cut(raw)
+	if !found {
+		return raw
 	}
+	return raw[:len(raw)-len(body)]
 }

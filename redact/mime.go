@@ -6,6 +6,8 @@ import (
 	"mime"
 	"regexp"
 	"strings"
+
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // The MIME layer works on byte offsets into the original message rather than
@@ -24,58 +26,35 @@ type field struct {
 }
 
 // parseHeader splits an entity into header fields and body. It never fails:
-// a line that is neither a field nor a continuation starts the body.
+// a line that is neither a field nor a continuation starts the body. Field
+// names are Strict: a line such as "Subject : x" is left to the body, where
+// it is scanned as text, rather than re-treated as a field.
 func parseHeader(b []byte) (fields []field, hdrEnd, bodyStart int) {
 	pos := 0
-	for pos < len(b) {
-		eol := bytes.IndexByte(b[pos:], '\n')
-		next := len(b)
-		if eol >= 0 {
-			next = pos + eol + 1
+	for {
+		f, next, ok := header.Strict.Next(b, pos)
+		if !ok {
+			break
 		}
-		line := b[pos:next]
-		if string(line) == "\n" || string(line) == "\r\n" {
-			return fields, pos, next
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if len(fields) > 0 {
-				fields[len(fields)-1].end = next
-				pos = next
-				continue
-			}
-			return fields, pos, pos
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validName(line[:colon]) {
-			return fields, pos, pos
-		}
-		fields = append(fields, field{name: line[:colon], start: pos, end: next, val: pos + colon + 1})
+		fields = append(fields, field{name: f.Name, start: pos, end: next, val: next - len(f.Value)})
 		pos = next
 	}
-	return fields, pos, pos
-}
-
-func validName(n []byte) bool {
-	for _, c := range n {
-		if c <= ' ' || c >= 127 {
-			return false
-		}
+	switch rest := b[pos:]; {
+	case len(rest) > 0 && rest[0] == '\n':
+		return fields, pos, pos + 1
+	case len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n':
+		return fields, pos, pos + 2
 	}
-	return true
+	return fields, pos, pos
 }
 
 func headerValue(b []byte, fields []field, name string) string {
 	for _, f := range fields {
 		if strings.EqualFold(string(f.name), name) {
-			return strings.TrimSpace(unfold(b[f.val:f.end]))
+			return strings.TrimSpace(header.Unfold(b[f.val:f.end]))
 		}
 	}
 	return ""
-}
-
-func unfold(v []byte) string {
-	s := strings.ReplaceAll(string(v), "\r\n", "")
-	return strings.ReplaceAll(s, "\n", "")
 }
 
 var charsetRe = regexp.MustCompile(`(?i)charset\s*=\s*(?:"([^"]*)"|([^\s;]+))`)

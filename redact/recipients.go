@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // recipientFields are the header fields that name a recipient, at any level
@@ -80,13 +82,13 @@ func (c *recipientCollector) add(a string) {
 func (c *recipientCollector) field(_ []int, name, value []byte) error {
 	n := strings.ToLower(string(name))
 	if n == "received" {
-		receivedFor(unfold(value), c.add)
+		receivedFor(header.Unfold(value), c.add)
 		return nil
 	}
 	if !recipientFields[n] {
 		return nil
 	}
-	v := strings.TrimSpace(unfold(value))
+	v := strings.TrimSpace(header.Unfold(value))
 	// DSN-style "rfc822; addr" in feedback and delivery reports.
 	if t, a, ok := strings.Cut(v, ";"); ok && !strings.ContainsAny(t, "@<\"") {
 		v = strings.TrimSpace(a)

@@ -71,6 +71,7 @@ import (
 
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
+	msgheader "github.com/xarfd/xarfd/internal/header"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/reporter/deliver"
@@ -795,9 +796,12 @@ func fingerprint(ip netip.Addr, evidence []byte) string {
 	h := sha256.New()
 	h.Write([]byte(ip.Unmap().String()))
 	h.Write([]byte{0})
-	hdr, body := splitMessage(evidence)
+	// Obsolete syntax: "Subject :" still names the subject, as it did for
+	// the receiving MUA.
+	hdr, body, _ := msgheader.Cut(evidence)
 	for _, name := range []string{"from", "subject"} {
-		h.Write([]byte(strings.Join(strings.Fields(headerValue(hdr, name)), " ")))
+		v, _ := msgheader.Obsolete.Get(hdr, name)
+		h.Write([]byte(strings.Join(strings.Fields(v), " ")))
 		h.Write([]byte{0})
 	}
 	h.Write([]byte(strings.Join(strings.Fields(string(body)), " ")))
@@ -812,22 +816,6 @@ func splitMessage(msg []byte) (hdr string, body []byte) {
 		}
 	}
 	return s, nil
-}
-
-// headerValue returns the unfolded value of the first field name.
-func headerValue(hdr, name string) string {
-	lines := strings.Split(strings.ReplaceAll(hdr, "\r\n", "\n"), "\n")
-	for i, l := range lines {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), name) {
-			continue
-		}
-		for j := i + 1; j < len(lines) && (strings.HasPrefix(lines[j], " ") || strings.HasPrefix(lines[j], "\t")); j++ {
-			v += " " + lines[j]
-		}
-		return v
-	}
-	return ""
 }
 
 func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.RenderedMail, error) {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/xarfd/xarfd/arf"
+	"github.com/xarfd/xarfd/internal/header"
 )
 
 // Errors Convert returns. Each is wrapped with the details; test with
@@ -609,25 +610,14 @@ func redactedSuffix(b *build) string {
 	return ", not redacted"
 }
 
-// headerBlock returns the header of msg including the blank line that ends
+// headerBlock returns the header of msg including the empty line that ends
 // it (or all of msg when there is none).
 func headerBlock(msg []byte) []byte {
-	for i := 0; i < len(msg); i++ {
-		if msg[i] != '\n' {
-			continue
-		}
-		j := i + 1
-		if j < len(msg) && msg[j] == '\r' {
-			j++
-		}
-		if j < len(msg) && msg[j] == '\n' {
-			return msg[:j+1]
-		}
-		if i == 0 || (i == 1 && msg[0] == '\r') {
-			return msg[:i+1] // empty header
-		}
+	_, body, found := header.Cut(msg)
+	if !found {
+		return msg
 	}
-	return msg
+	return msg[:len(msg)-len(body)]
 }
 
 func joinNotes(notes []string, max int) string {

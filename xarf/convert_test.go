@@ -59,6 +59,8 @@ func TestHeaderBlock(t *testing.T) {
 		"A: b\nC: d\n":       "A: b\nC: d\n",
 		"\r\nbody":           "\r\n",
 		"\nbody":             "\n",
+		"\n\nbody":           "\n", // the body starts with an empty line
+		"\r\n\r\nbody":       "\r\n",
 		"A: b\n\r\nmixed":    "A: b\n\r\n",
 		"no header end here": "no header end here",
 	} {
