@@ -60,7 +60,7 @@ func TestFingerprintUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, msg := range [][]byte{raw, []byte(strings.ReplaceAll(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n", "\r\n"))} {
-			if Fingerprint(ip, msg) != legacyFingerprint(ip, msg) {
+			if fingerprint(ip, msg) != legacyFingerprint(ip, msg) {
 				t.Errorf("%s: fingerprint changed", f)
 			}
 		}
@@ -70,7 +70,7 @@ func TestFingerprintUnchanged(t *testing.T) {
 func TestFingerprint(t *testing.T) {
 	ip := netip.MustParseAddr("192.0.2.7")
 	base := "Received: from a\r\nFrom: Spammer <s@example.com>\r\nTo: trap1@example.net\r\nSubject: Buy\r\n now\r\nDate: Mon, 1 Jan 2026 00:00:00 +0000\r\n\r\nHello  there\r\n"
-	fp := Fingerprint(ip, []byte(base))
+	fp := fingerprint(ip, []byte(base))
 	same := []string{
 		strings.ReplaceAll(base, "trap1", "trap2"),
 		strings.ReplaceAll(base, "Received: from a", "Received: from b"),
@@ -79,7 +79,7 @@ func TestFingerprint(t *testing.T) {
 		strings.ReplaceAll(base, "Subject: Buy\r\n now", "Subject: Buy now"),
 	}
 	for _, m := range same {
-		if got := Fingerprint(ip, []byte(m)); got != fp {
+		if got := fingerprint(ip, []byte(m)); got != fp {
 			t.Errorf("different incident for %q", m)
 		}
 	}
@@ -89,17 +89,17 @@ func TestFingerprint(t *testing.T) {
 		strings.ReplaceAll(base, "Hello", "Bye"),
 	}
 	for _, m := range differ {
-		if Fingerprint(ip, []byte(m)) == fp {
+		if fingerprint(ip, []byte(m)) == fp {
 			t.Errorf("same incident for %q", m)
 		}
 	}
 	// An LF message whose body has a CRLF empty line: the body starts at
 	// the first empty line, not at the CRLF one.
 	lf := strings.ReplaceAll(base, "\r\n", "\n")
-	if Fingerprint(ip, []byte(lf+"x\r\n\r\ny")) != Fingerprint(ip, []byte(lf+"x\n\ny")) {
+	if fingerprint(ip, []byte(lf+"x\r\n\r\ny")) != fingerprint(ip, []byte(lf+"x\n\ny")) {
 		t.Error("body cut at a later CRLF empty line")
 	}
-	if Fingerprint(netip.MustParseAddr("192.0.2.8"), []byte(base)) == fp {
+	if fingerprint(netip.MustParseAddr("192.0.2.8"), []byte(base)) == fp {
 		t.Error("address ignored")
 	}
 }
