@@ -357,9 +357,11 @@ func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw
 			m.Envelope.Rcpts[j] = r.Pseudonym(a)
 		}
 	}
-	if from := m.Envelope.MailFrom; from != "" && isRedacted(from, addrs, &d.Channel.Redact) {
-		// A spammer may forge the trap address as the sender; the stored
-		// envelope and the report's smtp_from must not reveal it either.
+	if from := m.Envelope.MailFrom; from != "" && (isRedacted(from, addrs, &d.Channel.Redact) ||
+		d.Channel.Redact.Recipients && atRecipientDomain(from, d)) {
+		// A spammer may forge the trap address, or another address at the
+		// trap's domain, as the sender; the stored envelope and the
+		// report's smtp_from must not reveal it either.
 		m.Envelope.MailFrom = r.Pseudonym(from)
 	}
 	out, sum, err := r.Apply(raw, addrs)
@@ -372,6 +374,24 @@ func (in *Ingester) redact(r *redact.Redactor, d Delivery, m *store.Message, raw
 	m.Size = len(out)
 	res.Redaction = sum
 	return out
+}
+
+// atRecipientDomain reports whether addr lies at the domain of one of the
+// delivery's recipients or of the channel's own addresses ("x@dom" or
+// "*@dom"): for a trap, that domain is itself what must stay secret.
+func atRecipientDomain(addr string, d Delivery) bool {
+	_, domain, ok := strings.Cut(strings.Trim(addr, "<> "), "@")
+	if !ok || domain == "" {
+		return false
+	}
+	for _, list := range [][]string{d.Rcpts, d.Channel.Addresses} {
+		for _, x := range list {
+			if _, dd, ok := strings.Cut(x, "@"); ok && strings.EqualFold(dd, domain) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isRedacted reports whether addr is one of addrs or of the channel's

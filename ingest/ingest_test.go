@@ -284,3 +284,29 @@ func TestForgedTrapSenderIsRedacted(t *testing.T) {
 		leakcheck.Check(t, b, []string{"trap@trap.test.example"})
 	}
 }
+
+// TestForgedSenderAtTrapDomainIsRedacted: spam "from" another local part
+// at the trap's domain (spammers forge the target domain as the sender)
+// must not name the trap domain in the envelope or the report's
+// smtp_from either: the domain alone tells the sending network which
+// domain is a trap.
+func TestForgedSenderAtTrapDomainIsRedacted(t *testing.T) {
+	cfg, st, in := setup(t, "")
+	e := env()
+	e.PeerIP, e.MailFrom = netip.MustParseAddr("203.0.113.9"), "Sales@Trap.Test.Example"
+	raw := []byte("From: offers@elsewhere.example\r\nTo: someone@trap.test.example\r\nSubject: x\r\n\r\nx\r\n")
+	res, err := in.Accept(e, []Delivery{{Channel: cfg.Channel("trap"), Rcpts: []string{"someone@trap.test.example"}}}, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.Message(res[0].ID)
+	rep, err := st.GetReport(res[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{[]byte(m.Envelope.MailFrom), rep.XARF} {
+		if bytes.Contains(bytes.ToLower(b), []byte("trap.test.example")) {
+			t.Errorf("the trap domain leaked: %.300s", b)
+		}
+	}
+}
