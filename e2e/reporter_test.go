@@ -150,14 +150,23 @@ type testDNS struct {
 func startTestDNS(t *testing.T) *testDNS {
 	t.Helper()
 	d := &testDNS{rrs: map[string][]dns.RR{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.addr = pc.LocalAddr().String()
-	tl, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: the UDP port the kernel picks may be in
+	// use for TCP by someone else, so try a few.
+	var pc net.PacketConn
+	var tl net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		d.addr = pc.LocalAddr().String()
+		if tl, err = net.Listen("tcp", d.addr); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
 	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
