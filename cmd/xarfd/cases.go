@@ -101,17 +101,14 @@ func cmdCases(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "xarfd cases: "+format+"\n", a...)
 		return 1
 	}
-	base, err := url.Parse(strings.TrimRight(*apiURL, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fail("-api %q: want an http(s) URL such as http://127.0.0.1:8025", *apiURL)
+	b, err := apiBase(*apiURL)
+	if err != nil {
+		return fail("%v", err)
 	}
-	tok := os.Getenv("XARFD_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fail("-token-file: %v", err)
-		}
-		tok = strings.TrimSpace(string(b))
+	base, _ := url.Parse(b) // apiBase parsed it
+	tok, err := apiToken(*tokenFile)
+	if err != nil {
+		return fail("%v", err)
 	}
 	q := url.Values{}
 	if *state != "" {

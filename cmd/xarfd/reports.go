@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -49,17 +48,14 @@ func cmdReports(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return fail("-limit: want 0 (all) or a positive number")
 	}
-	base, err := url.Parse(strings.TrimRight(*apiURL, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fail("-api %q: want an http(s) URL such as http://127.0.0.1:8025", *apiURL)
+	b, err := apiBase(*apiURL)
+	if err != nil {
+		return fail("%v", err)
 	}
-	tok := os.Getenv("XARFD_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fail("-token-file: %v", err)
-		}
-		tok = strings.TrimSpace(string(b))
+	base, _ := url.Parse(b) // apiBase parsed it
+	tok, err := apiToken(*tokenFile)
+	if err != nil {
+		return fail("%v", err)
 	}
 	q := url.Values{}
 	if *channel != "" {
