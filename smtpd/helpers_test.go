@@ -273,3 +273,47 @@ func stripAR(t testing.TB, raw []byte) []byte {
 		}
 	}
 }
+
+// TestShutdownBeforeServe: a Shutdown that comes before Serve has
+// started (a signal at start-up, a test that ends at once) must still
+// stop it. go-smtp closes only the listeners its Serve has registered, so
+// a later Serve used to accept for ever and Shutdown's caller waited on
+// it for ever.
+func TestShutdownBeforeServe(t *testing.T) {
+	cfg, err := config.Parse([]byte(testConfig), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	st, err := store.Open(cfg.DataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	in, err := ingest.New(cfg, st, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, in, zerolog.Nop(), metrics.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve after shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		l.Close()
+		t.Fatal("Serve after Shutdown still accepting after 10 s")
+	}
+}

@@ -61,6 +61,10 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
+	// listeners are closed by Shutdown itself: go-smtp's Shutdown closes
+	// only the listeners its Serve has registered, so a Serve that had not
+	// started yet would accept for ever after it.
+	listeners []net.Listener
 
 	// bufs recycles DATA buffers. A buffer goes back only after ingest
 	// returned, when the store has committed (bbolt has copied the bytes
@@ -188,9 +192,23 @@ func (s *Server) Reload(cfg *config.Config, in *ingest.Ingester, users *auth.Use
 // Serve accepts sessions on l until Shutdown; l is wrapped to enforce
 // max_connections.
 func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
 	err := s.srv.Serve(&limitListener{Listener: l, s: s})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
+	}
+	s.mu.Lock()
+	stopping := s.draining
+	s.mu.Unlock()
+	if stopping && errors.Is(err, net.ErrClosed) {
+		return nil // Shutdown closed it
 	}
 	return err
 }
@@ -201,6 +219,9 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
 	s.mu.Unlock()
 
 	done := make(chan error, 1)
