@@ -233,7 +233,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closeIdle()
 		select {
 		case err := <-done:
-			if errors.Is(err, smtp.ErrServerClosed) {
+			// net.ErrClosed: go-smtp closing a listener closed above.
+			if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
