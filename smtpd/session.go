@@ -37,6 +37,10 @@ type session struct {
 	s    *Server
 	lim  *limits // the server's limits when the session began
 	conn *smtp.Conn
+	// nc is conn's network connection when the session began (a session
+	// is new after STARTTLS). Shutdown's goroutine closes it: reading
+	// conn.Conn() there raced with go-smtp swapping in the TLS conn.
+	nc   net.Conn
 	id   string
 	peer netip.AddrPort
 	log  zerolog.Logger
@@ -83,6 +87,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		s:    s,
 		lim:  s.lim.Load(),
 		conn: c,
+		nc:   c.Conn(),
 		id:   newSessionID(),
 		peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 	}
@@ -606,7 +611,7 @@ func (ss *session) closeLocked(e *smtp.SMTPError) {
 		return
 	}
 	ss.closed = true
-	nc := ss.conn.Conn()
+	nc := ss.nc
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write([]byte(replyLine(ss.s.cfg.Hostname, e)))
 	nc.Close()
