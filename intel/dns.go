@@ -296,7 +296,7 @@ func (d *DNS) Serve(ctx context.Context, listen []string) (bound []string, wait 
 		bound = append(bound, pc.LocalAddr().String())
 		servers = append(servers,
 			&dns.Server{PacketConn: pc, Handler: d, UDPSize: 4096},
-			&dns.Server{Listener: l, Handler: d, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			&dns.Server{Listener: &capListener{Listener: l, slots: make(chan struct{}, maxDNSTCPConns)}, Handler: d, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 				IdleTimeout: func() time.Duration { return 8 * time.Second }, MaxTCPQueries: 1000})
 	}
 	var wg sync.WaitGroup
@@ -344,4 +344,45 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 			return nil, nil, fmt.Errorf("intel.dns.listen %s (tcp): %w", addr, err)
 		}
 	}
+}
+
+// maxDNSTCPConns bounds the TCP connections the blocklist server holds at
+// once: miekg/dns starts a goroutine per connection and keeps it up to
+// its idle timeout, so without a cap a client could hold file
+// descriptors the SMTP listener needs. Resolvers use TCP only after a
+// truncated UDP answer, which our answers never are; 256 is plenty.
+const maxDNSTCPConns = 256
+
+// capListener closes a connection at once when maxDNSTCPConns are open.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+// slotConn gives its slot back once, when closed.
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
 }

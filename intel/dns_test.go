@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -178,4 +179,57 @@ func FuzzDNSAnswer(f *testing.F) {
 func newFuzzService(f *testing.F) *Service {
 	r := newRig(f)
 	return r.service(f)
+}
+
+// TestCapListener: beyond its slots a connection is closed at once; a
+// closed connection gives its slot back.
+func TestCapListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &capListener{Listener: inner, slots: make(chan struct{}, 2)}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialed := make([]net.Conn, 3)
+	for i := range dialed {
+		if dialed[i], err = net.Dial("tcp", inner.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		defer dialed[i].Close()
+	}
+	first, second := <-accepted, <-accepted
+	// The third was refused: the server closed it, so a read ends.
+	dialed[2].SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := dialed[2].Read(make([]byte, 1)); err == nil {
+		t.Fatal("a third connection was served with two slots")
+	}
+	select {
+	case c := <-accepted:
+		t.Fatalf("a third connection was accepted: %v", c.RemoteAddr())
+	default:
+	}
+	first.Close()
+	first.Close() // twice frees one slot only
+	c, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case x := <-accepted:
+		x.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("a freed slot was not given to the next connection")
+	}
+	second.Close()
 }
