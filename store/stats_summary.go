@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -68,24 +69,18 @@ func (s *Store) Summary(channels []string, since time.Time) (*Summary, error) {
 		}
 		// Traffic counted in the window, per channel.
 		counted := map[string]counts{}
-		if b := tx.Bucket(bucketStats); b != nil {
-			sc := b.Cursor()
-			first := hourStart(since)
-			if first.Before(since) {
-				first = first.Add(time.Hour)
+		err := forStats(tx, firstHour(since), time.Time{}, func(k, v []byte) error {
+			n, err := decodeCounts(v)
+			if err != nil {
+				return fmt.Errorf("hourly counter %s %s: %w", statsKeyHour(k).Format(time.RFC3339), k[8:], err)
 			}
-			for k, v := sc.Seek(statsKey(first, "")); k != nil; k, v = sc.Next() {
-				if len(k) < 8 {
-					continue
-				}
-				n, err := decodeCounts(v)
-				if err != nil {
-					return err
-				}
-				x := counted[string(k[8:])]
-				x.add(n)
-				counted[string(k[8:])] = x
-			}
+			x := counted[string(k[8:])]
+			x.add(n)
+			counted[string(k[8:])] = x
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		for name := range counted {
 			if !slices.Contains(names, name) && !slices.Contains(extra, name) {
@@ -100,7 +95,7 @@ func (s *Store) Summary(channels []string, since time.Time) (*Summary, error) {
 			cs.Messages, cs.Reports, cs.Quarantined, cs.Sent = n.messages, n.reports, n.quarantined, n.sent
 			sum.Channels = append(sum.Channels, cs)
 		}
-		err := tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
+		err = tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
 			if st := outboxStatus(v); st != "" {
 				sum.Outbox[st]++
 			}
