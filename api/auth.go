@@ -149,10 +149,18 @@ type Principal struct {
 	Name   string
 	Hash   [sha256.Size]byte
 	Scopes []string
+	// Channels limits the submit scope to these channels; empty = all.
+	Channels []string
 }
 
 // Has reports whether the token grants scope; admin implies read.
 func (p Principal) Has(scope string) bool { return (&token{scopes: p.Scopes}).has(scope) }
+
+// MayFeed reports whether the token may act on channel's data (submit to
+// it, retry or cancel its outbox entries).
+func (p Principal) MayFeed(channel string) bool {
+	return (&token{channels: p.Channels}).mayFeed(channel)
+}
 
 // Tokens is a parsed http.tokens, hashed and compared as the API does.
 type Tokens struct{ list []token }
@@ -190,5 +198,5 @@ func principal(t *token) (Principal, bool) {
 	if t == nil {
 		return Principal{}, false
 	}
-	return Principal{Name: t.name, Hash: t.hash, Scopes: slices.Clone(t.scopes)}, true
+	return Principal{Name: t.name, Hash: t.hash, Scopes: slices.Clone(t.scopes), Channels: slices.Clone(t.channels)}, true
 }
