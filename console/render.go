@@ -46,12 +46,12 @@ type pages struct {
 }
 
 var funcs = template.FuncMap{
-	"tm":    timeHTML,
-	"pesc":  url.PathEscape,
-	"short": short,
-	"join":  strings.Join,
-	"inc":   func(i int) int { return i + 1 },
-	"bytes": humanBytes,
+	"tm":       timeHTML,
+	"pesc":     url.PathEscape,
+	"short":    short,
+	"join":     strings.Join,
+	"inc":      func(i int) int { return i + 1 },
+	"bytes":    humanBytes,
 	"int64":    func(i int) int64 { return int64(i) },
 	"navItems": func() []navItem { return nav },
 	"dict": func(kv ...any) map[string]any {
