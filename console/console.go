@@ -208,7 +208,6 @@ type viewer struct {
 	CanWrite bool
 	// CSRF is the token every form of the page carries.
 	CSRF string
-	hash [sha256.Size]byte
 	// channels limits the submit scope to these; empty = all.
 	channels []string
 }
@@ -294,7 +293,7 @@ func (c *Console) identify(w http.ResponseWriter, r *http.Request) (*viewer, str
 		c.sessions.remove(s.key)
 		return nil, "The token of your session no longer has the read scope."
 	}
-	return &viewer{Name: p.Name, CanWrite: p.Has(api.ScopeSubmit), CSRF: c.csrfFor("s", s.id), hash: p.Hash, channels: p.Channels}, ""
+	return &viewer{Name: p.Name, CanWrite: p.Has(api.ScopeSubmit), CSRF: c.sessionCSRF(s), channels: p.Channels}, ""
 }
 
 // csrfFor derives a CSRF token from a secret the browser holds in an
