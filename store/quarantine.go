@@ -39,12 +39,20 @@ func (s *Store) Quarantine(id ID, reason string) error {
 		if err := json.Unmarshal(rec.msg, &m); err != nil {
 			return fmt.Errorf("decoding message record: %w", err)
 		}
+		was := m.Status == StatusQuarantined
 		m.Status, m.Reason = StatusQuarantined, reason
 		if rec.msg, err = json.Marshal(&m); err != nil {
 			return err
 		}
 		if err := putRecord(tx, id, &rec); err != nil {
 			return err
+		}
+		if !was {
+			d := statsDelta{}
+			d.add(now, m.Channel, counts{quarantined: 1})
+			if err := d.apply(tx); err != nil {
+				return err
+			}
 		}
 		return putQuarantine(tx, &QuarantineEntry{Key: id.String(), Reason: reason, At: now})
 	})
