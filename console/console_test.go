@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -525,5 +526,46 @@ func TestEmptyStates(t *testing.T) {
 		if r := c.page(p, http.StatusOK); !strings.Contains(r.body, `data-testid="`+want+`"`) {
 			t.Errorf("%s: no %s", p, want)
 		}
+	}
+}
+
+func TestOverviewStats(t *testing.T) {
+	e := newEnv(t, false)
+	e.trapHit("45.142.120.11", "a", "\r\nbody\r\n")
+	e.trapHit("45.142.120.12", "b", "\r\nbody\r\n")
+	e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	now := time.Now().Add(time.Minute) // the hour of the messages is in range, even at an hour's end
+	e.setNow(now)
+	c := e.client()
+	sum := func(a []uint64) (n uint64) {
+		for _, x := range a {
+			n += x
+		}
+		return n
+	}
+	for _, rg := range []string{"24h", "30d"} {
+		r := c.get("/overview/stats.json?range=" + rg)
+		if r.code != 200 || r.h.Get("Content-Type") != "application/json" {
+			t.Fatalf("stats %s: %d %v", rg, r.code, r.h)
+		}
+		var st chartStats
+		if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int{"24h": 24, "30d": 720}[rg]
+		if len(st.Hours) != want || len(st.Channels) != 1 || st.Channels[0].Name != "trap" {
+			t.Fatalf("stats %s: %d hours, channels %+v", rg, len(st.Hours), st.Channels)
+		}
+		ch := st.Channels[0]
+		last := len(st.Hours) - 1
+		if sum(ch.Messages) != 3 || sum(ch.Reports) != 2 || sum(ch.Quarantined) != 1 || sum(ch.Sent) != 0 || len(ch.Sent) != want {
+			t.Errorf("stats %s: %d messages, %d reports, %d quarantined, %d sent", rg, sum(ch.Messages), sum(ch.Reports), sum(ch.Quarantined), sum(ch.Sent))
+		}
+		if st.Hours[last] != now.UTC().Truncate(time.Hour).Unix() {
+			t.Errorf("stats %s: the last point is %d, not this hour", rg, st.Hours[last])
+		}
+	}
+	if r := c.get("/overview/stats.json?range=1y"); r.code != http.StatusBadRequest {
+		t.Errorf("range=1y: %d", r.code)
 	}
 }
