@@ -246,9 +246,6 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 				c.fail(w, r, http.StatusUnauthorized, "Log in first", why)
 				return
 			}
-			if r.Header.Get("HX-Request") != "" {
-				w.Header().Set("HX-Redirect", "/login")
-			}
 			http.Redirect(w, r, "/login?"+loginQuery(r.URL.RequestURI(), why), http.StatusSeeOther)
 			return
 		}

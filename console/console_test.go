@@ -2,10 +2,13 @@ package console
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -567,5 +570,45 @@ func TestOverviewStats(t *testing.T) {
 	}
 	if r := c.get("/overview/stats.json?range=1y"); r.code != http.StatusBadRequest {
 		t.Errorf("range=1y: %d", r.code)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// The evidence rendering of a hostile message, placeholders marked and
+// everything else escaped, is pinned in a golden file.
+func TestEvidenceGolden(t *testing.T) {
+	raw, err := os.ReadFile("testdata/hostile.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body := splitHeader(raw)
+	var buf bytes.Buffer
+	for _, part := range [][]byte{head, body} {
+		buf.WriteString("<pre>")
+		if err := p.rows.ExecuteTemplate(&buf, "segs", highlight(string(part))); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("</pre>\n")
+	}
+	if probs := inlineProblems(buf.String()); len(probs) > 0 {
+		t.Errorf("rendered evidence: %q", probs)
+	}
+	const golden = "testdata/hostile.golden.html"
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("rendered evidence differs from %s (go test -run EvidenceGolden -update):\n%s", golden, buf.String())
 	}
 }
