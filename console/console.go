@@ -31,6 +31,7 @@ import (
 
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/store"
 )
@@ -81,9 +82,9 @@ type Options struct {
 	// Cases acts on own-network cases; nil: cases are not running.
 	Cases CaseService
 	// Reprocess runs a quarantined message through ingest again (after a
-	// parser fix); it returns the id of the report it made, or why it
-	// still yields none. nil hides the action.
-	Reprocess func(ctx context.Context, id store.ID) (string, error)
+	// parser fix): ingest.Ingester.Reprocess of the ingester in force.
+	// nil hides the action.
+	Reprocess func(id store.ID) (ingest.Result, error)
 	Logger    zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time

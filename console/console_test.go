@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -610,5 +612,71 @@ func TestEvidenceGolden(t *testing.T) {
 	}
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Errorf("rendered evidence differs from %s (go test -run EvidenceGolden -update):\n%s", golden, buf.String())
+	}
+}
+
+// Reprocess after a fix (here: a relay no longer trusted) turns a
+// quarantined message into a report under its id; delete removes one.
+func TestQuarantineReprocessAndDelete(t *testing.T) {
+	e := newEnv(t, false)
+	q := e.trapHit("203.0.113.9", "via a trusted relay only", "\r\nbody\r\n")
+	gone := e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	c := e.client()
+	r := c.page("/quarantine", http.StatusOK)
+	if !strings.Contains(r.body, `data-message-id="`+q.String()+`"`) || !strings.Contains(r.body, `data-testid="reprocess"`) {
+		t.Fatalf("quarantine page:\n%s", r.body)
+	}
+	// Unchanged configuration: still quarantined.
+	r = c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil)
+	if r.code != http.StatusSeeOther || r.h.Get("Location") != "/quarantine?done=still" {
+		t.Fatalf("reprocess, no fix: %d %s", r.code, r.h.Get("Location"))
+	}
+	// The fix, as a reload does it.
+	cfg := *e.cfg.Load()
+	cfg.Channels = append([]config.Channel(nil), cfg.Channels...)
+	cfg.Channels[1].TrustedRelays = nil
+	in, err := ingest.New(&cfg, e.st, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.inP.Store(in)
+	e.cfg.Store(&cfg)
+	r = c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil)
+	if r.code != http.StatusSeeOther || r.h.Get("Location") != "/reports/"+q.String()+"?done=reprocessed" {
+		t.Fatalf("reprocess after the fix: %d %s\n%s", r.code, r.h.Get("Location"), r.body)
+	}
+	if r := c.page(r.h.Get("Location"), http.StatusOK); !strings.Contains(r.body, "203.0.113.9") || !strings.Contains(r.body, `data-testid="flash"`) {
+		t.Errorf("the new report's page:\n%s", r.body)
+	}
+	if r := c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil); r.code != http.StatusConflict {
+		t.Errorf("reprocess of a report = %d", r.code)
+	}
+	tok := url.Values{"csrf": {c.csrf("/quarantine")}}
+	if r := c.post("/quarantine/"+gone.String()+"/delete", "", tok); r.code != http.StatusSeeOther {
+		t.Fatalf("delete = %d %s", r.code, r.body)
+	}
+	if _, err := e.st.Message(gone); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+	if r := c.post("/quarantine/"+gone.String()+"/delete", "", tok); r.code != http.StatusNotFound {
+		t.Errorf("second delete = %d", r.code)
+	}
+	if r := c.page("/quarantine", http.StatusOK); !strings.Contains(r.body, `data-testid="empty-quarantine"`) {
+		t.Error("quarantine not empty after reprocess and delete")
+	}
+}
+
+func TestQuarantineActionsNeedSubmit(t *testing.T) {
+	e := newEnv(t, true)
+	q := e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	c := e.client()
+	c.login(tokRead, http.StatusSeeOther)
+	for _, a := range []string{"reprocess", "delete"} {
+		if r := c.post("/quarantine/"+q.String()+"/"+a, "/quarantine", nil); r.code != http.StatusForbidden {
+			t.Errorf("%s by a read token = %d", a, r.code)
+		}
+	}
+	if _, err := e.st.Message(q); err != nil {
+		t.Errorf("the message is gone: %v", err)
 	}
 }
