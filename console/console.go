@@ -250,6 +250,9 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/login?"+loginQuery(r.URL.RequestURI(), why), http.StatusSeeOther)
 			return
 		}
+		if v.Name != "" {
+			api.NoteToken(r, v.Name)
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 	})
 }
