@@ -166,6 +166,7 @@ func (c *Console) routes() *http.ServeMux {
 	write("POST /quarantine/{id}/reprocess", c.reprocess)
 	write("POST /quarantine/{id}/delete", c.deleteQuarantined)
 	read("GET /outbox", c.outbox)
+	read("GET /outbox/{id}/message", c.outboxMessage)
 	write("POST /outbox/{id}/retry", c.outboxAction("retry"))
 	write("POST /outbox/{id}/cancel", c.outboxAction("cancel"))
 	read("GET /indicators", c.indicators)

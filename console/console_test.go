@@ -680,3 +680,33 @@ func TestQuarantineActionsNeedSubmit(t *testing.T) {
 		t.Errorf("the message is gone: %v", err)
 	}
 }
+
+// A dry-run entry shows its rendered message, as plain text, and can be
+// retried.
+func TestOutboxRenderedMessage(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.trapHit("45.142.120.11", "x", "\r\nbody\r\n")
+	now := time.Now().UTC()
+	if _, err := e.st.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	raw := "Subject: Abuse report\r\n\r\n<script>alert(1)</script>\r\n"
+	if _, err := e.st.DryRun(id, now, &store.RenderedMail{Format: "xarf", Subject: "Abuse report", Preview: "Subject: Abuse report", Raw: []byte(raw)}, "dry run"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	r := c.page("/reports/"+id.String(), http.StatusOK)
+	if !strings.Contains(r.body, `data-testid="outbox-status">dry-run`) || !strings.Contains(r.body, `href="/outbox/`+id.String()+`/message"`) ||
+		!strings.Contains(r.body, `data-testid="retry"`) || strings.Contains(r.body, `data-testid="cancel"`) {
+		t.Errorf("report page of a dry-run entry:\n%s", r.body)
+	}
+	m := c.get("/outbox/" + id.String() + "/message")
+	if m.code != 200 || m.body != raw || m.h.Get("Content-Type") != "text/plain; charset=utf-8" || m.h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("rendered message: %d %v %q", m.code, m.h, m.body)
+	}
+	r = c.page("/outbox?status=dry-run", http.StatusOK)
+	if !strings.Contains(r.body, `data-outbox-id="`+id.String()+`"`) {
+		t.Error("dry-run tab lacks the entry")
+	}
+	c.page("/outbox?status=bogus", http.StatusBadRequest)
+}
