@@ -88,6 +88,9 @@ type Options struct {
 	Logger    zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
+	// scan is how many reports a filtered listing examines (tests);
+	// 0 = scanLimit.
+	scan int
 }
 
 // Console is the console's http.Handler.
@@ -116,6 +119,9 @@ type tokenCache struct {
 func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.scan <= 0 {
+		o.scan = scanLimit
 	}
 	c := &Console{o: o, sessions: newSessions(MaxSessions), limiter: newLimiter(LoginFailures, LoginWindow, maxLimiterIPs),
 		closing: closer{ch: make(chan struct{})}}
