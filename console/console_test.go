@@ -479,6 +479,9 @@ func TestCaseActions(t *testing.T) {
 		t.Fatalf("cases = %v %v", cs, err)
 	}
 	c := e.client()
+	if r := c.page("/", http.StatusOK); !strings.Contains(r.body, `data-testid="open-cases">1</a>`) {
+		t.Error("the overview does not count the open case")
+	}
 	path := "/cases/" + cs[0].ID.String()
 	r := c.page(path, http.StatusOK)
 	if !strings.Contains(r.body, "sub-1") || !strings.Contains(r.body, `data-testid="case-resolve"`) {
@@ -499,6 +502,9 @@ func TestCaseActions(t *testing.T) {
 	}
 	if r := c.page(path, http.StatusOK); !strings.Contains(r.body, "talked to them") {
 		t.Error("history does not show the reason")
+	}
+	if r := c.page("/", http.StatusOK); !strings.Contains(r.body, `data-testid="open-cases">0</a>`) {
+		t.Error("the overview still counts the resolved case")
 	}
 }
 

@@ -549,15 +549,17 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 			d.Listed += len(c.o.Intel.Listed(k))
 		}
 	}
-	err = c.o.Store.ForEachCase(func(cs *store.Case) error {
-		if cs.State != store.CaseResolved {
-			d.OpenCases++
-		}
-		return nil
-	})
+	// The active index holds every case not resolved (and resolved ones
+	// with a webhook call pending): not a walk of all cases.
+	active, err := c.o.Store.ActiveCases()
 	if err != nil {
 		c.internal(w, r, "counting cases", err)
 		return
+	}
+	for _, cs := range active {
+		if cs.State != store.CaseResolved {
+			d.OpenCases++
+		}
 	}
 	c.render(w, r, http.StatusOK, "overview", &page{Title: "Overview", Nav: "overview", Data: d, Charts: true})
 }
