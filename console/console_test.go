@@ -50,7 +50,17 @@ func TestEveryPageOpen(t *testing.T) {
 	c.page("/reports/"+q.String(), http.StatusNotFound) // quarantined: no report
 	c.page("/reports?source_ip=nonsense", http.StatusBadRequest)
 
-	r := c.page("/reports", http.StatusOK)
+	r := c.page("/", http.StatusOK)
+	for _, want := range []string{`data-testid="reporter-mode">dry run`, `data-testid="outbox-queue">2 pending`, `data-testid="outbox-failed">0 failed`,
+		`data-testid="open-cases">1</a>`, `>trap</a></td><td>trap</td><td>report, store, intel, own</td><td>3</td>`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("overview lacks %s", want)
+		}
+	}
+	if regexp.MustCompile(`data-testid="listed-count">0<`).MatchString(r.body) || !strings.Contains(r.body, `data-testid="listed-count">`) {
+		t.Error("overview does not count the listed indicators")
+	}
+	r = c.page("/reports", http.StatusOK)
 	if !strings.Contains(r.body, `data-report-id="`+id.String()+`"`) || !strings.Contains(r.body, `sse-connect="/reports/live`) {
 		t.Errorf("reports page lacks the row of %s or the live stream:\n%s", id, r.body)
 	}
