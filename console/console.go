@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -377,9 +378,9 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, what string, 
 	switch {
 	case store.IsClosed(err):
 		code, msg = http.StatusServiceUnavailable, "The daemon is stopping. Try again in a moment."
-	case errorsIs(err, store.ErrCommit):
+	case errors.Is(err, store.ErrCommit):
 		code, msg = http.StatusServiceUnavailable, "The store cannot commit now (disk full or an I/O error); /healthz says why. Try again later."
-	case errorsIs(err, store.ErrDamaged):
+	case errors.Is(err, store.ErrDamaged):
 		msg = "This record is damaged and cannot be shown; restore the store from a backup (docs/operations.md)."
 	}
 	c.o.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("console: " + what)
