@@ -251,7 +251,10 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, why := c.identify(w, r)
 		if v == nil {
-			if r.Method != http.MethodGet {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				if why == "" {
+					why = "Log in with a token that has the read scope, then try again."
+				}
 				c.fail(w, r, http.StatusUnauthorized, "Log in first", why)
 				return
 			}

@@ -128,6 +128,9 @@ func TestLoginWithReadToken(t *testing.T) {
 	if r := c.get("/outbox"); r.code != http.StatusSeeOther {
 		t.Fatalf("unauthenticated /outbox = %d", r.code)
 	}
+	if r := c.do("POST", "/outbox/"+uuidZero+"/retry", url.Values{}); r.code != http.StatusUnauthorized || !strings.Contains(r.body, "Log in with a token") {
+		t.Fatalf("unauthenticated POST = %d\n%s", r.code, r.body)
+	}
 	c.page("/login", http.StatusOK)
 	r = c.login(tokRead, http.StatusSeeOther)
 	if r.h.Get("Location") != "/reports" {
@@ -166,6 +169,8 @@ func TestLoginWithReadToken(t *testing.T) {
 		t.Errorf("%d sessions after logout", e.c.sessions.len())
 	}
 }
+
+const uuidZero = "01a2472f-c360-70a5-9c19-6949a72726b8"
 
 func TestLoginRefused(t *testing.T) {
 	e := newEnv(t, true)
