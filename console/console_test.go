@@ -52,7 +52,8 @@ func TestEveryPageOpen(t *testing.T) {
 
 	r := c.page("/", http.StatusOK)
 	for _, want := range []string{`data-testid="reporter-mode">dry run`, `data-testid="outbox-queue">2 pending`, `data-testid="outbox-failed">0 failed`,
-		`data-testid="open-cases">1</a>`, `>trap</a></td><td>trap</td><td>report, store, intel, own</td><td>3</td>`} {
+		`data-testid="open-cases">1</a>`, `>trap</a></td><td>trap</td><td>report, store, intel, own</td><td>3</td>`, `data-testid="channel-24h">3 / 2 / 1 / 0<`,
+		`data-testid="quarantined-count">1 quarantined`, `<a href="/outbox?status=pending">2 pending</a>`} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("overview lacks %s", want)
 		}
