@@ -55,4 +55,3 @@ func BenchmarkReportsPage(b *testing.B) {
 		})
 	}
 }
-
