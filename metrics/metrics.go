@@ -34,6 +34,7 @@ type Metrics struct {
 	txOps         prometheus.Histogram
 	deliveries    *prometheus.CounterVec
 	sseDropped    prometheus.Counter
+	sseRefused    prometheus.Counter
 	damaged       prometheus.Counter
 }
 
@@ -78,12 +79,16 @@ func New() *Metrics {
 			Name: "xarfd_stream_dropped_total",
 			Help: "Live-stream consumers dropped because they did not keep up.",
 		}),
+		sseRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_stream_refused_total",
+			Help: "API live streams refused (503) because the most allowed were open.",
+		}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xarfd_store_damaged_records_total",
 			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
 		}),
 	}
-	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.damaged,
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.sseRefused, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -144,6 +149,15 @@ func (m *Metrics) StreamDropped() {
 		return
 	}
 	m.sseDropped.Inc()
+}
+
+// StreamRefused counts one live stream refused for the limit on open
+// streams.
+func (m *Metrics) StreamRefused() {
+	if m == nil {
+		return
+	}
+	m.sseRefused.Inc()
 }
 
 // StoreDamaged counts one read that met a damaged record. The id goes
