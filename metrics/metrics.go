@@ -28,6 +28,7 @@ type Metrics struct {
 
 	smtpReplies   *prometheus.CounterVec
 	messages      *prometheus.CounterVec
+	reprocessed   *prometheus.CounterVec
 	redactions    *prometheus.CounterVec
 	commitLatency prometheus.Histogram
 	txSeconds     prometheus.Histogram
@@ -50,6 +51,10 @@ func New() *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_messages_total",
 			Help: "Messages ingested per channel, by outcome (report, quarantined, stored, error).",
+		}, []string{"channel", "outcome"}),
+		reprocessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_reprocessed_total",
+			Help: "Quarantined messages run through their channel again, per channel, by outcome (report, quarantined).",
 		}, []string{"channel", "outcome"}),
 		redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_redactions_total",
@@ -88,7 +93,7 @@ func New() *Metrics {
 			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
 		}),
 	}
-	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.sseRefused, m.damaged,
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.reprocessed, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.sseRefused, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,6 +112,16 @@ func (m *Metrics) Message(channel, outcome string) {
 		return
 	}
 	m.messages.WithLabelValues(channel, outcome).Inc()
+}
+
+// Reprocessed counts one quarantined message of a channel run through
+// it again, with its outcome (OutcomeReport or OutcomeQuarantine). It is
+// not a delivery: Message counted that once, when it arrived.
+func (m *Metrics) Reprocessed(channel, outcome string) {
+	if m == nil {
+		return
+	}
+	m.reprocessed.WithLabelValues(channel, outcome).Inc()
 }
 
 // Redactions adds n replaced occurrences of form in channel.
