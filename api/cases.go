@@ -169,6 +169,11 @@ func (s *Server) streamCases(w http.ResponseWriter, r *http.Request) {
 		replyBadParam(w, err)
 		return
 	}
+	release, ok := s.admitStream(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(time.Time{}); err != nil {
 		internalError(w, r, "case stream: clearing read deadline", err)

@@ -27,6 +27,9 @@ import (
 const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultStreamBuffer = 1024
+	// DefaultMaxStreams bounds the open live streams (/api/v1/stream and
+	// /api/v1/stream/cases together), as the console bounds its own.
+	DefaultMaxStreams = 256
 	// DefaultPageSize is the page size of listings without limit.
 	DefaultPageSize = 100
 )
@@ -63,6 +66,9 @@ type Options struct {
 	// StreamBuffer is how many reports a stream consumer may lag behind
 	// before it is dropped (DefaultStreamBuffer when zero).
 	StreamBuffer int
+	// MaxStreams bounds the open live streams (DefaultMaxStreams when
+	// zero).
+	MaxStreams int
 	// Intel serves the indicators and blocklists; nil = no channel uses
 	// intel (the routes answer 404).
 	Intel *intel.Service
@@ -88,6 +94,9 @@ type Server struct {
 	beat  time.Duration
 	buf   int
 	intel *intel.Service // nil: no channel uses intel
+
+	maxStreams int
+	streams    atomic.Int64 // open live streams
 
 	cases   CaseService
 	caseHub *CaseHub
@@ -115,6 +124,8 @@ func New(o Options) *Server {
 		cases:   o.Cases,
 		caseHub: o.CaseHub,
 		console: o.Console,
+
+		maxStreams: o.MaxStreams,
 	}
 	if s.caseHub == nil {
 		s.caseHub = NewCaseHub()
@@ -130,6 +141,9 @@ func New(o Options) *Server {
 	}
 	if s.buf <= 0 {
 		s.buf = DefaultStreamBuffer
+	}
+	if s.maxStreams <= 0 {
+		s.maxStreams = DefaultMaxStreams
 	}
 	s.Reload(o.Config, o.Ingester)
 	s.handler = s.routes()

@@ -88,6 +88,23 @@ func (h *Hub) Len() int {
 	return len(h.subs)
 }
 
+// admitStream counts one more open live stream, or answers 503 with
+// Retry-After when maxStreams are open: each one holds a connection, a
+// goroutine and a buffer of up to StreamBuffer reports for as long as
+// the client likes, so a client that opens them in a loop would
+// otherwise grow the daemon without bound. The caller defers release.
+func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	if n := s.streams.Add(1); n > int64(s.maxStreams) {
+		s.streams.Add(-1)
+		s.m.StreamRefused()
+		requestLog(r).Warn().Int("limit", s.maxStreams).Msg("live stream refused: too many open")
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, "too many live streams, try again later")
+		return nil, false
+	}
+	return func() { s.streams.Add(-1) }, true
+}
+
 // GET /api/v1/stream?channel=: Server-Sent Events. Each new report is
 // one event "report" whose id is the report id and whose data is the
 // XARF document on one line; a comment line keeps the connection alive
@@ -102,6 +119,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !s.knownChannel(w, channel) {
 		return
 	}
+	release, ok := s.admitStream(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	// No read deadline for the stream's life. (HTTP/1.1 connections clear
 	// it themselves once the handler runs; an HTTP/2 stream would keep

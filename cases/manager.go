@@ -243,12 +243,19 @@ func (m *Manager) Step(ctx context.Context) (more bool, err error) {
 		from = idAt(store.IDTime(cursor).Add(-lookback))
 		m.backAt = now
 	}
-	reps, last, err := m.st.ScanReports(from, batchSize, func(r *store.Report) bool {
+	keep := func(r *store.Report) bool {
 		return set.channels[r.Channel] && r.SourceIP.IsValid() && own(r.SourceIP, set.cfg.OwnNetworks)
-	})
+	}
+	reps, last, err := m.st.ScanReports(from, batchSize, keep)
 	if err != nil {
 		return false, fmt.Errorf("reading new reports: %w", err)
 	}
+	scanned := len(reps)
+	late, lateIDs, err := m.lateReports(reps, keep)
+	if err != nil {
+		return false, err
+	}
+	reps = append(reps, late...)
 	if string(last[:]) < string(cursor[:]) {
 		last = cursor
 	}
@@ -284,7 +291,7 @@ func (m *Manager) Step(ctx context.Context) (more bool, err error) {
 		for _, cs := range touched {
 			changed = append(changed, cs)
 		}
-		return nil
+		return tx.DropLate(lateIDs)
 	})
 	if err != nil {
 		return false, fmt.Errorf("storing cases: %w", err)
@@ -292,7 +299,7 @@ func (m *Manager) Step(ctx context.Context) (more bool, err error) {
 	for _, cs := range changed {
 		m.changed(cs)
 	}
-	return len(reps) == batchSize, nil
+	return scanned == batchSize || len(lateIDs) == batchSize, nil
 }
 
 func (m *Manager) changed(cs *store.Case) {

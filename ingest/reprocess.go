@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/redact"
 	"github.com/xarfd/xarfd/store"
 )
@@ -88,6 +89,13 @@ func (in *Ingester) Reprocess(id store.ID) (Result, error) {
 	if err := in.store.ReplaceQuarantined(e, in.now().UTC()); err != nil {
 		return Result{}, err
 	}
+	// Not a delivery: xarfd_messages_total counted the message once, as
+	// quarantined, when it arrived (as the hourly counters keep it).
+	outcome := metrics.OutcomeQuarantine
+	if e.Report != nil {
+		outcome = metrics.OutcomeReport
+	}
+	in.opt.Metrics.Reprocessed(m.Channel, outcome)
 	if e.Report != nil && in.opt.OnReport != nil {
 		in.opt.OnReport(e.Report)
 	}

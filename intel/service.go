@@ -268,12 +268,24 @@ func (s *Service) mine(lookback bool) (int, error) {
 		return 0, nil
 	}
 	ids, err := s.st.IntelPending(c.names, batch, lookback)
-	if err != nil || len(ids) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if len(ids) < batch {
+		// Reports a reprocess made out of messages older than the cursor
+		// (an id in both lists is mined once: IntelRecord skips the second).
+		late, err := s.st.IntelLate(batch - len(ids))
+		if err != nil {
+			return 0, err
+		}
+		ids = append(ids, late...)
+	}
+	if len(ids) == 0 {
+		return 0, nil
 	}
 	updates := make([]store.IntelUpdate, 0, len(ids))
 	for _, id := range ids {
-		u, err := s.mineOne(c.x, id)
+		u, err := s.mineOne(c, id)
 		if err != nil {
 			return 0, err
 		}
@@ -294,8 +306,9 @@ func (s *Service) mine(lookback bool) (int, error) {
 
 // mineOne reads one stored report and its evidence. A message without a
 // report (quarantined) or gone meanwhile yields an empty update, so that
-// it is marked done.
-func (s *Service) mineOne(x *Extractor, id store.ID) (store.IntelUpdate, error) {
+// it is marked done; so does a late report (IntelLate) of a channel that
+// is not mined.
+func (s *Service) mineOne(c *channels, id store.ID) (store.IntelUpdate, error) {
 	u := store.IntelUpdate{Report: id}
 	rep, err := s.st.GetReport(id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -304,6 +317,10 @@ func (s *Service) mineOne(x *Extractor, id store.ID) (store.IntelUpdate, error) 
 	if err != nil {
 		return u, fmt.Errorf("reading report %s: %w", id, err)
 	}
+	if !slices.Contains(c.names, rep.Channel) {
+		return u, nil
+	}
+	x := c.x
 	var doc struct {
 		EvidenceSource string `json:"evidence_source"`
 	}

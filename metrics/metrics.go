@@ -28,12 +28,14 @@ type Metrics struct {
 
 	smtpReplies   *prometheus.CounterVec
 	messages      *prometheus.CounterVec
+	reprocessed   *prometheus.CounterVec
 	redactions    *prometheus.CounterVec
 	commitLatency prometheus.Histogram
 	txSeconds     prometheus.Histogram
 	txOps         prometheus.Histogram
 	deliveries    *prometheus.CounterVec
 	sseDropped    prometheus.Counter
+	sseRefused    prometheus.Counter
 	damaged       prometheus.Counter
 }
 
@@ -49,6 +51,10 @@ func New() *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_messages_total",
 			Help: "Messages ingested per channel, by outcome (report, quarantined, stored, error).",
+		}, []string{"channel", "outcome"}),
+		reprocessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_reprocessed_total",
+			Help: "Quarantined messages run through their channel again, per channel, by outcome (report, quarantined).",
 		}, []string{"channel", "outcome"}),
 		redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_redactions_total",
@@ -78,12 +84,16 @@ func New() *Metrics {
 			Name: "xarfd_stream_dropped_total",
 			Help: "Live-stream consumers dropped because they did not keep up.",
 		}),
+		sseRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_stream_refused_total",
+			Help: "API live streams refused (503) because the most allowed were open.",
+		}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xarfd_store_damaged_records_total",
 			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
 		}),
 	}
-	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.damaged,
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.reprocessed, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.sseRefused, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,6 +112,16 @@ func (m *Metrics) Message(channel, outcome string) {
 		return
 	}
 	m.messages.WithLabelValues(channel, outcome).Inc()
+}
+
+// Reprocessed counts one quarantined message of a channel run through
+// it again, with its outcome (OutcomeReport or OutcomeQuarantine). It is
+// not a delivery: Message counted that once, when it arrived.
+func (m *Metrics) Reprocessed(channel, outcome string) {
+	if m == nil {
+		return
+	}
+	m.reprocessed.WithLabelValues(channel, outcome).Inc()
 }
 
 // Redactions adds n replaced occurrences of form in channel.
@@ -144,6 +164,15 @@ func (m *Metrics) StreamDropped() {
 		return
 	}
 	m.sseDropped.Inc()
+}
+
+// StreamRefused counts one live stream refused for the limit on open
+// streams.
+func (m *Metrics) StreamRefused() {
+	if m == nil {
+		return
+	}
+	m.sseRefused.Inc()
 }
 
 // StoreDamaged counts one read that met a damaged record. The id goes

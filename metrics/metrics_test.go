@@ -49,6 +49,8 @@ func TestCountersAndLabels(t *testing.T) {
 	m.StoreTransaction(1, 700*time.Microsecond)
 	m.Delivery("sent")
 	m.StreamDropped()
+	m.StreamRefused()
+	m.Reprocessed("trap", OutcomeReport)
 	m.Gauge("xarfd_test_gauge", "test", func() float64 { return 7 })
 
 	got := gather(t, m)
@@ -62,11 +64,15 @@ func TestCountersAndLabels(t *testing.T) {
 		"xarfd_store_transaction_operations{}":              2,
 		"xarfd_deliveries_total{result=sent}":               1,
 		"xarfd_stream_dropped_total{}":                      1,
+		"xarfd_stream_refused_total{}":                      1,
 		"xarfd_test_gauge{}":                                7,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v, want %v", key, got[key], want)
 		}
+	}
+	if n := got["xarfd_reprocessed_total{channel=trap,outcome=report}"]; n != 1 {
+		t.Errorf("xarfd_reprocessed_total = %v, want 1", n)
 	}
 	if _, ok := got["xarfd_redactions_total{channel=trap,form=hex}"]; ok {
 		t.Error("a zero count created a series")

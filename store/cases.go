@@ -175,20 +175,9 @@ func (s *Store) ScanReports(from ID, limit int, keep func(*Report) bool) ([]Repo
 			if done != nil && done.Get(k) != nil {
 				continue
 			}
-			rec, err := decodeRecord(v)
-			if err != nil || len(rec.rep) == 0 {
-				continue // Recover quarantines damaged records
+			if r := scanReport(v, keep); r != nil {
+				out = append(out, *r)
 			}
-			var m reportMeta
-			if err := json.Unmarshal(rec.rep, &m); err != nil {
-				continue
-			}
-			r := m.report(nil)
-			if !keep(r) {
-				continue
-			}
-			r.XARF = rec.document()
-			out = append(out, *r)
 		}
 		return nil
 	})

@@ -147,8 +147,19 @@ func (s *Store) IntelRecord(updates []IntelUpdate) ([]IntelIndicator, error) {
 		db.FillPercent = appendFill
 		touched := map[string]*IntelIndicator{}
 		var order []string
+		late := tx.Bucket(bucketIntelLate)
 		cursor := mb.Get(keyIntelCursor)
 		for _, u := range updates {
+			// A late report (IntelLate) leaves its queue whether it is
+			// mined now or was by an earlier pass, and never moves the
+			// cursor: that would skip the reports between.
+			wasLate := false
+			if late != nil && late.Get(u.Report[:]) != nil {
+				wasLate = true
+				if err := late.Delete(u.Report[:]); err != nil {
+					return err
+				}
+			}
 			if db.Get(u.Report[:]) != nil {
 				continue // mined by an earlier pass
 			}
@@ -171,7 +182,7 @@ func (s *Store) IntelRecord(updates []IntelUpdate) ([]IntelIndicator, error) {
 			if err := db.Put(u.Report[:], nil); err != nil {
 				return err
 			}
-			if bytes.Compare(u.Report[:], cursor) > 0 {
+			if !wasLate && bytes.Compare(u.Report[:], cursor) > 0 {
 				cursor = append([]byte(nil), u.Report[:]...)
 			}
 		}

@@ -312,12 +312,14 @@ func (s *Store) DeleteQuarantined(id ID) error {
 // message again, under its id, in one durable transaction: e.Message
 // (same id and channel) with a report (e.Report, and e.Outbox when the
 // channel reports) takes the place of the quarantined message and leaves
-// the quarantine, counting a report made at now; without a report the
-// message stays quarantined with e.Message.Reason. e.Raw must be exactly
-// the stored bytes: the record's evidence (already redacted where the
-// channel redacts) is never replaced here. ErrNotQuarantined when the
-// message left the quarantine meanwhile (deleted or reprocessed by
-// another request: ErrNotFound then), and errors as DeleteQuarantined's.
+// the quarantine, counting a report made at now and queued for the intel
+// and case workers, whose cursors may have passed its id (late.go);
+// without a report the message stays quarantined with e.Message.Reason.
+// e.Raw must be exactly the stored bytes: the record's evidence (already
+// redacted where the channel redacts) is never replaced here.
+// ErrNotQuarantined when the message left the quarantine meanwhile
+// (deleted or reprocessed by another request: ErrNotFound then), and
+// errors as DeleteQuarantined's.
 func (s *Store) ReplaceQuarantined(e Entry, now time.Time) error {
 	m := e.Message
 	if m == nil || e.Raw == nil || m.Withheld {
@@ -380,6 +382,9 @@ func (s *Store) ReplaceQuarantined(e Entry, now time.Time) error {
 			if err := putOutboxEncoded(tx, e.Outbox, outbox); err != nil {
 				return err
 			}
+		}
+		if err := queueLate(tx, m.ID); err != nil {
+			return err
 		}
 		d := statsDelta{}
 		d.add(now, m.Channel, counts{reports: 1})

@@ -77,6 +77,9 @@ func deleteRecord(tx *bbolt.Tx, id []byte) error {
 			}
 		}
 	}
+	if err := unqueueLate(tx, id); err != nil {
+		return err
+	}
 	return tx.Bucket(bucketRecords).Delete(id)
 }
 

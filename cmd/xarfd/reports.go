@@ -29,9 +29,12 @@ func cmdReports(args []string, stdout, stderr io.Writer) int {
 	sourceIP := fs.String("source-ip", "", "only reports whose source is `ip`")
 	since := fs.String("since", "", "only reports received at or after `T` (RFC 3339, or a duration such as 24h meaning that long ago)")
 	until := fs.String("until", "", "only reports received before `T` (RFC 3339, or a duration)")
+	origin := fs.String("origin", "", "only reports whose origin was found by `method` (source-ip, smtp-peer, received-chain, jmrp-subject, subject, …)")
+	evidence := fs.String("evidence-source", "", "only reports whose evidence_source is `name` (spamtrap, user_complaint, …)")
+	text := fs.String("text", "", "only reports whose document's text fields contain `text`, ignoring case (never the evidence)")
 	limit := fs.Int("limit", 0, "print at most `n` reports (0: all)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xarfd reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-until T] [-limit N]")
+		fmt.Fprintln(stderr, "usage: xarfd reports [-api URL] [-token-file FILE] [-channel NAME] [-source-ip IP] [-since T] [-until T] [-origin METHOD] [-evidence-source NAME] [-text TEXT] [-limit N]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +70,12 @@ func cmdReports(args []string, stdout, stderr io.Writer) int {
 			return fail("-source-ip %q: not an IP address", *sourceIP)
 		}
 		q.Set("source_ip", ip.String())
+	}
+	// The API checks these (and names its parameter when it refuses one).
+	for _, f := range []struct{ param, v string }{{"origin", *origin}, {"evidence_source", *evidence}, {"q", *text}} {
+		if f.v != "" {
+			q.Set(f.param, f.v)
+		}
 	}
 	for _, f := range []struct{ flag, param, v string }{{"-since", "since", *since}, {"-until", "until", *until}} {
 		if f.v == "" {
