@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/cluster/clustertest"
 	"github.com/xarfd/xarfd/store"
@@ -90,6 +93,24 @@ func TestClusterThreeNodes(t *testing.T) {
 			t.Errorf("report %s on node 3's stream %d times, want once", id, n)
 		}
 	}
+
+	// Without a quorum, node 1 cannot have a record acknowledged: 451,
+	// never 250, and /healthz says why.
+	nodes[1].stop()
+	nodes[2].stop()
+	_, err := send(nodes[0].addr, "spammer@origin.example", []string{"victim@trap.e2e.example"}, trapMessage("cluster-no-quorum"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) ||
+		strings.Contains(se.Message, "nats") || strings.Contains(se.Message, "stream") {
+		t.Errorf("send without quorum: %v, want 451 4.3.0 with a generic text", err)
+	}
+	clustertest.Eventually(t, 30*time.Second, "node 1 unhealthy without quorum", func() string {
+		r := apiDo(t, "GET", bases[0]+"/healthz", "", "", nil)
+		if r.code != 503 || !strings.Contains(string(r.body), `"reason":"cluster: `) {
+			return fmt.Sprintf("%d %s", r.code, r.body)
+		}
+		return ""
+	})
 }
 
 // sendCluster sends a trap hit and returns its id; a 4xx (the cluster
