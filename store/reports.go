@@ -40,6 +40,11 @@ type Entry struct {
 	Report  *Report
 	// Outbox, when set, queues the report for the reporter.
 	Outbox *OutboxEntry
+	// Retract, set on a not-spam report's entry, is the withdrawal its
+	// accepting node made before storing it. Put ignores it; a cluster
+	// node that applies the entry from the stream makes the same
+	// withdrawal in its own store.
+	Retract *Retraction
 }
 
 func (e *Entry) id() ID {
@@ -61,6 +66,38 @@ func (e *Entry) channel() string {
 // only a message, or only a report, keeps the other part of a record
 // already stored under its id.
 func (s *Store) Put(entries []Entry) error {
+	_, err := s.put(entries, false)
+	return err
+}
+
+// PutNew stores, in one durable transaction, every entry whose id the
+// store does not hold yet, and leaves the others as they are (their
+// record, indexes and outbox entry, whatever became of it since). It
+// reports which entries it stored. Applying the same entries again is
+// a no-op: this is how a cluster node applies the replicated stream,
+// which delivers a record at least once, and its own records a second
+// time after it stored them on accepting.
+func (s *Store) PutNew(entries []Entry) ([]bool, error) {
+	return s.put(entries, true)
+}
+
+// Held reports, in one read transaction, which of ids have a record: a
+// cluster node skips the write transaction (and its fsync) for a batch
+// of the stream that holds only what it stored already, such as its own
+// records.
+func (s *Store) Held(ids []ID) ([]bool, error) {
+	held := make([]bool, len(ids))
+	err := s.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for i, id := range ids {
+			held[i] = b.Get(id[:]) != nil
+		}
+		return nil
+	})
+	return held, err
+}
+
+func (s *Store) put(entries []Entry, onlyNew bool) ([]bool, error) {
 	// Everything that does not need the transaction is done before it:
 	// the commit holds bbolt's single writer, and every microsecond in it
 	// is added to every SMTP session waiting for its 250.
@@ -82,10 +119,10 @@ func (s *Store) Put(entries []Entry) error {
 	ps := make([]prepared, len(entries))
 	for i, e := range entries {
 		if e.Message == nil && e.Report == nil {
-			return errors.New("store: empty entry")
+			return nil, errors.New("store: empty entry")
 		}
 		if e.Message != nil && e.Report != nil && e.Message.ID != e.Report.ID {
-			return errors.New("store: message and report ids differ")
+			return nil, errors.New("store: message and report ids differ")
 		}
 		p := &ps[i]
 		p.id = e.id()
@@ -93,7 +130,7 @@ func (s *Store) Put(entries []Entry) error {
 		if m := e.Message; m != nil {
 			p.given |= givesMessage
 			if p.rec.msg, err = json.Marshal(m); err != nil {
-				return fmt.Errorf("encoding message record: %w", err)
+				return nil, fmt.Errorf("encoding message record: %w", err)
 			}
 			if !m.Withheld {
 				p.rec.raw, p.rec.hasRaw = e.Raw, true
@@ -101,7 +138,7 @@ func (s *Store) Put(entries []Entry) error {
 			if m.Status == StatusQuarantined {
 				q := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
 				if p.quarantine, err = json.Marshal(q); err != nil {
-					return fmt.Errorf("encoding quarantine entry: %w", err)
+					return nil, fmt.Errorf("encoding quarantine entry: %w", err)
 				}
 				p.quarantineK = []byte(q.Key)
 			}
@@ -109,7 +146,7 @@ func (s *Store) Put(entries []Entry) error {
 		if r := e.Report; r != nil {
 			p.given |= givesReport
 			if p.rec.rep, err = encodeReport(r); err != nil {
-				return fmt.Errorf("encoding report: %w", err)
+				return nil, fmt.Errorf("encoding report: %w", err)
 			}
 			p.rec.xarf = r.XARF
 			if p.rec.hasRaw {
@@ -121,13 +158,15 @@ func (s *Store) Put(entries []Entry) error {
 		}
 		if e.Outbox != nil {
 			if p.outbox, err = json.Marshal(e.Outbox); err != nil {
-				return fmt.Errorf("encoding outbox entry: %w", err)
+				return nil, fmt.Errorf("encoding outbox entry: %w", err)
 			}
 		}
 		p.value = p.rec.encode()
 		p.channelKey = channelKey(e.channel(), p.id)
 	}
-	return s.Commit(func(tx *bbolt.Tx) error {
+	stored := make([]bool, len(ps))
+	err := s.Commit(func(tx *bbolt.Tx) error {
+		clear(stored) // Commit may run this again
 		records := tx.Bucket(bucketRecords)
 		records.FillPercent = appendFill
 		byChannel := tx.Bucket(bucketByChannel)
@@ -138,6 +177,11 @@ func (s *Store) Put(entries []Entry) error {
 		for i := range ps {
 			p := &ps[i]
 			value := p.value
+			old := records.Get(p.id[:])
+			if old != nil && onlyNew {
+				continue
+			}
+			stored[i] = true
 			// What this entry adds to the hourly counters: all it gives,
 			// unless the stored record had it already.
 			var c counts
@@ -150,7 +194,7 @@ func (s *Store) Put(entries []Entry) error {
 			if p.quarantine != nil {
 				c.quarantined = 1
 			}
-			if old := records.Get(p.id[:]); old != nil {
+			if old != nil {
 				// Parts not given stay as stored.
 				rec, err := decodeRecord(old)
 				if err != nil {
@@ -206,6 +250,10 @@ func (s *Store) Put(entries []Entry) error {
 		}
 		return stats.apply(tx)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
 }
 
 // quarantinedJSON is how a quarantined message record's status reads in

@@ -24,6 +24,7 @@ import (
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/cases"
+	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/console"
 	"github.com/xarfd/xarfd/ingest"
@@ -136,6 +137,7 @@ type daemon struct {
 	// in is the ingester in force (the console reprocesses with it).
 	in       atomic.Pointer[ingest.Ingester]
 	intel    *intel.Service // nil: no channel used intel at start
+	node     *cluster.Node  // nil: a single node (no cluster block)
 	sweep    context.CancelFunc
 	sweepCtx context.Context
 	wg       sync.WaitGroup
@@ -239,6 +241,24 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	d.cases = cm
 	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake(); cm.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
+	if cfg.Cluster != nil {
+		// Reports the stream brings from other nodes are announced as
+		// this node's own are: live stream, reporter, intel, cases.
+		node, err := cluster.Start(cfg, res, st, cluster.Options{
+			Logger:  log.With().Str("component", "cluster").Logger(),
+			Metrics: cluster.NewMetrics(m.Registry),
+			OnApply: onReport,
+		})
+		if err != nil {
+			return err
+		}
+		d.node = node
+		// Runs before the store closes (deferred earlier), after the
+		// listeners stopped (below): nothing publishes any more.
+		defer node.Close()
+		d.inOpt.Replicator = node
+		log.Info().Str("cluster", node.String()).Msg("cluster node started; mail is answered 451 until the stream is ready")
+	}
 	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
 		return err
@@ -292,7 +312,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.console = con
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
-			Console: con})
+			Console: con, Cluster: clusterStatus(d.node)})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -362,6 +382,17 @@ loop:
 	d.wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// clusterStatus is /healthz's view of node; nil without a cluster.
+func clusterStatus(node *cluster.Node) func() api.ClusterStatus {
+	if node == nil {
+		return nil
+	}
+	return func() api.ClusterStatus {
+		h := node.Health()
+		return api.ClusterStatus{Node: h.Node, OK: h.OK, Reason: h.Reason, StreamLeader: h.StreamLeader, ConsumerLag: h.Lag}
+	}
 }
 
 // warnOrphaned logs each channel that has data in the store but is not
@@ -448,6 +479,9 @@ func (d *daemon) summary(ev *zerolog.Event, smtpL []net.Listener, httpL net.List
 	if fi, err := os.Stat(d.st.Path()); err == nil {
 		ev = ev.Int64("store_bytes", fi.Size())
 	}
+	if d.node != nil {
+		ev = ev.Str("cluster", d.node.String())
+	}
 	return ev
 }
 
@@ -533,6 +567,9 @@ func keepRestartOnly(running, next *config.Config) []string {
 	keep("resolver", running.Resolver != next.Resolver, func() { next.Resolver = running.Resolver })
 	keep("http.listen", running.HTTP.Listen != next.HTTP.Listen, func() { next.HTTP.Listen = running.HTTP.Listen })
 	keep("smtp.tls", running.SMTP.TLS.Enabled() != next.SMTP.TLS.Enabled(), func() { next.SMTP.TLS = running.SMTP.TLS })
+	// The NATS server or connection, the stream and the consumer are
+	// built once, at start.
+	keep("cluster", !reflect.DeepEqual(running.Cluster, next.Cluster), func() { next.Cluster = running.Cluster })
 	// The intel service (zones, DNS listeners, export, policy) keeps the
 	// configuration it started with.
 	keep("intel", !reflect.DeepEqual(running.Intel, next.Intel), func() { next.Intel = running.Intel })
