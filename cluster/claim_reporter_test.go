@@ -338,7 +338,7 @@ func TestTakeoverWhenANodeDiesAfterClaiming(t *testing.T) {
 	)
 	hook := func(id store.ID) {
 		once.Do(func() {
-			<-started // a and nca are set
+			<-started   // a and nca are set
 			nca.Close() // the node is gone: no refresh, no release
 			a.stop()
 			claimed <- id
