@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
@@ -99,6 +100,18 @@ type ClaimOptions struct {
 	Metrics   *metrics.Metrics
 	// Now is the clock of the records (tests).
 	Now func() time.Time
+}
+
+// ReportClaimOptions are the ClaimOptions of a node's reporter under
+// cfg: the window is the reporter's de-duplication window, and sent
+// records are kept while any node may still retry the report
+// (reporter.retry.give_up_after and a lease), and an hour more.
+func ReportClaimOptions(cfg *config.Config, node string, replicas int, m *metrics.Metrics) ClaimOptions {
+	return ClaimOptions{
+		Node: node, Kind: metrics.ClaimReport, Replicas: replicas, Metrics: m,
+		Window:  reporter.DefaultDedupWindow,
+		Horizon: max(reporter.DefaultDedupWindow, cfg.Reporter.Retry.GiveUpAfter.D()) + reporter.DefaultLease + time.Hour,
+	}
 }
 
 // Claims is reporter.Claims on JetStream KV buckets.

@@ -416,3 +416,33 @@ func TestRateLimitAcrossTwoReporters(t *testing.T) {
 		t.Fatalf("mailpit holds %d messages of %d reports, want %d once each: %v", total, len(got), perHour, got)
 	}
 }
+
+// An entry older than the claims' horizon may have been sent by a node
+// and forgotten since: it is withheld, not sent, until an operator
+// requeues it.
+func TestOlderThanHorizonIsWithheld(t *testing.T) {
+	s := startNATS(t)
+	mp := startMailpit(t)
+	cfg := nodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
+	st, _, ids := twoStores(t, cfg, 1)
+	later := func() time.Time { return time.Now().Add(3 * time.Hour) } // the horizon of node() is 2 h
+	a, _ := startReporter(t, s, "mx1", cfg, st, reporter.Options{Now: later})
+	waitFor(t, "withheld", func() (bool, string) {
+		e, _ := st.GetOutbox(ids[0])
+		return e.Status == store.OutboxWithheld, fmt.Sprintf("%s %s", e.Status, e.Reason)
+	})
+	if e, _ := st.GetOutbox(ids[0]); !strings.Contains(e.Reason, "older than the cluster's memory") {
+		t.Fatalf("reason: %s", e.Reason)
+	}
+	if _, err := st.Requeue(ids[0], later(), "operator"); err != nil {
+		t.Fatal(err)
+	}
+	a.rep.Wake()
+	waitFor(t, "sent after requeue", func() (bool, string) {
+		e, _ := st.GetOutbox(ids[0])
+		return e.Status == store.OutboxSent, fmt.Sprintf("%s %s", e.Status, e.Reason)
+	})
+	a.stop()
+	<-a.done
+	exactlyOnce(t, mp, ids)
+}

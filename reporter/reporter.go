@@ -96,6 +96,13 @@ const (
 // one incident.
 const defaultDedupWindow = 24 * time.Hour
 
+// DefaultDedupWindow and DefaultLease are the reporter's, for a
+// cluster's claims (whose records must outlive both).
+const (
+	DefaultDedupWindow = defaultDedupWindow
+	DefaultLease       = defaultLease
+)
+
 // defaultLease is how long a claim holds an entry: longer than one
 // delivery may take (30 s to connect, 2 min per command, 10 min after the
 // final dot), so that a delivery still running is never taken twice.
