@@ -153,7 +153,7 @@ func NewClaims(ctx context.Context, js jetstream.JetStream, opt ClaimOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("creating the KV bucket %s: %w", ClaimBucket, err)
 	}
-	rate, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      RateBucket,
 		Description: "xarfd: reports per contact in the last hour, cluster-wide",
 		History:     1,
@@ -164,15 +164,11 @@ func NewClaims(ctx context.Context, js jetstream.JetStream, opt ClaimOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("creating the KV bucket %s: %w", RateBucket, err)
 	}
-	stream, err := js.Stream(ctx, "KV_"+ClaimBucket)
-	if err != nil {
-		return nil, fmt.Errorf("opening the stream of the KV bucket %s: %w", ClaimBucket, err)
-	}
 	var nonce [8]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("cluster claims: %w", err)
 	}
-	return &Claims{instance: hex.EncodeToString(nonce[:]), js: js, claims: claims, rate: rate, stream: stream, opt: opt}, nil
+	return &Claims{instance: hex.EncodeToString(nonce[:]), js: js, claims: claims, opt: opt}, nil
 }
 
 // Horizon is how long a sent record is kept.
@@ -184,22 +180,78 @@ func (c *Claims) key(key string) string { return c.opt.Kind + "." + key }
 // subject is the subject a key is written on.
 func subject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
+// lastMsg is the last message on a key's subject, read from the
+// stream's leader: a KV Get may be answered by any replica (direct get),
+// which can lag, and a compare and set on a stale revision fails again
+// and again. nil when there is none.
+func (c *Claims) lastMsg(ctx context.Context, bucket, key string) (*lastMessage, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject(bucket, key)})
+	if err != nil {
+		return nil, err
+	}
+	reply, err := c.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %s of %s: %w", key, bucket, err)
+	}
+	var resp struct {
+		Message *lastMessage `json:"message"`
+		Error   *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return nil, fmt.Errorf("reading key %s of %s: %w", key, bucket, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading key %s of %s: %s (%d)", key, bucket, resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("reading key %s of %s: an empty answer", key, bucket)
+	}
+	m := resp.Message
+	if len(m.Hdrs) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(m.Hdrs); err != nil {
+			return nil, fmt.Errorf("reading key %s of %s: %w", key, bucket, err)
+		}
+	}
+	return m, nil
+}
+
+// lastMessage is a stored message as the stream's leader returns it.
+type lastMessage struct {
+	Sequence uint64 `json:"seq"`
+	Hdrs     []byte `json:"hdrs"`
+	Data     []byte `json:"data"`
+	Header   nats.Header
+}
+
+// deleted says whether m deletes its key: a KV delete or purge, or the
+// marker of an expiry (expired then says so).
+func (m *lastMessage) deleted() (deleted, expired bool) {
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return true, false
+	}
+	if reason := m.Header.Get(jetstream.MarkerReasonHeader); reason != "" {
+		return true, reason == "MaxAge"
+	}
+	return false, false
+}
+
 // current is the last message of a key: its record (nil when the key is
 // absent or deleted), its revision (0 when absent) and whether it is an
 // expiry's marker.
 func (c *Claims) current(ctx context.Context, key string) (rec *claimRecord, rev uint64, expired bool, err error) {
-	m, err := c.stream.GetLastMsgForSubject(ctx, subject(ClaimBucket, key))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, false, nil
+	m, err := c.lastMsg(ctx, ClaimBucket, key)
+	if err != nil || m == nil {
+		return nil, 0, false, err
 	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading claim %s: %w", key, err)
-	}
-	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-		return nil, m.Sequence, false, nil
-	}
-	if reason := m.Header.Get(jetstream.MarkerReasonHeader); reason != "" {
-		return nil, m.Sequence, reason == "MaxAge", nil
+	if del, exp := m.deleted(); del {
+		return nil, m.Sequence, exp, nil
 	}
 	var r claimRecord
 	if err := json.Unmarshal(m.Data, &r); err != nil {
@@ -224,14 +276,20 @@ func (c *Claims) put(ctx context.Context, key string, rec claimRecord, rev uint6
 		opts = append(opts, jetstream.WithMsgTTL(max(ttl.Round(time.Second), time.Second)))
 	}
 	ack, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: subject(ClaimBucket, key), Header: nats.Header{}, Data: b}, opts...)
+	if isConflict(err) {
+		return 0, errConflict
+	}
 	if err != nil {
-		var api *jetstream.APIError
-		if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, errConflict
-		}
 		return 0, fmt.Errorf("writing claim %s: %w", key, err)
 	}
 	return ack.Sequence, nil
+}
+
+// isConflict says whether err is a compare and set that found another
+// last revision (code 10071, or 10164 on replicated streams).
+func isConflict(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // maxRaces bounds the compare-and-set rounds of one call: each lost
@@ -386,21 +444,21 @@ func (c *Claims) RateTake(ctx context.Context, contacts []string, now time.Time,
 }
 
 // rateTimes reads a contact's counter: the times within the hour before
-// now, and the revision (0: none).
+// now, and the revision (0: none; a deleted key's marker revision).
 func (c *Claims) rateTimes(ctx context.Context, key string, now time.Time) ([]time.Time, uint64, error) {
-	e, err := c.rate.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
+	m, err := c.lastMsg(ctx, RateBucket, key)
+	if err != nil || m == nil {
+		return nil, 0, err
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading the rate counter: %w", err)
+	if del, _ := m.deleted(); del {
+		return nil, m.Sequence, nil
 	}
 	var times []time.Time
-	if err := json.Unmarshal(e.Value(), &times); err != nil {
+	if err := json.Unmarshal(m.Data, &times); err != nil {
 		// A damaged counter counts nothing: it is overwritten.
 		times = nil
 	}
-	return slices.DeleteFunc(times, func(t time.Time) bool { return now.Sub(t) >= time.Hour }), e.Revision(), nil
+	return slices.DeleteFunc(times, func(t time.Time) bool { return now.Sub(t) >= time.Hour }), m.Sequence, nil
 }
 
 // rateWrite stores times at key if its revision is still rev.
@@ -409,12 +467,8 @@ func (c *Claims) rateWrite(ctx context.Context, key string, times []time.Time, r
 	if err != nil {
 		return fmt.Errorf("encoding the rate counter: %w", err)
 	}
-	if rev == 0 {
-		_, err = c.rate.Create(ctx, key, b)
-	} else {
-		_, err = c.rate.Update(ctx, key, b, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	_, err = c.js.PublishMsg(ctx, &nats.Msg{Subject: subject(RateBucket, key), Header: nats.Header{}, Data: b}, jetstream.WithExpectLastSequencePerSubject(rev))
+	if isConflict(err) {
 		return errConflict
 	}
 	if err != nil {
