@@ -114,6 +114,17 @@ func ReportClaimOptions(cfg *config.Config, node string, replicas int, m *metric
 	}
 }
 
+// NotifyClaimOptions are the ClaimOptions of a node's case manager
+// (package cases): its keys name a case and a total of reports, so a
+// digest sent once stays sent as long as the bucket keeps it (the
+// window is the horizon). The buckets are the reporter's, configured
+// alike.
+func NotifyClaimOptions(cfg *config.Config, node string, replicas int, m *metrics.Metrics) ClaimOptions {
+	o := ReportClaimOptions(cfg, node, replicas, m)
+	o.Kind, o.Window = metrics.ClaimNotification, o.Horizon
+	return o
+}
+
 // Claims is reporter.Claims on JetStream KV buckets.
 type Claims struct {
 	instance string

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
@@ -319,6 +320,31 @@ func TestClaimRace(t *testing.T) {
 	for k, n := range got {
 		if n != 1 {
 			t.Errorf("key %s won %d times", k, n)
+		}
+	}
+}
+
+// Sent records outlive the de-duplication window and every retry; a
+// notification's stays sent as long as the bucket keeps it.
+func TestClaimOptionsFromConfig(t *testing.T) {
+	for _, c := range []struct {
+		giveUp string
+		want   time.Duration
+	}{
+		{"1h", 24*time.Hour + 15*time.Minute + time.Hour},
+		{"72h", 72*time.Hour + 15*time.Minute + time.Hour},
+	} {
+		cfg, err := config.Parse([]byte("hostname: h.test\nsender: {org: O, contact: abuse@h.test, domain: h.test}\nreporter: {retry: {give_up_after: "+c.giveUp+"}}\nchannels: [{name: trap, kind: trap, addresses: [\"*@trap.h.test\"]}]\n"), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := ReportClaimOptions(cfg, "mx1", 3, nil)
+		if r.Horizon != c.want || r.Window != 24*time.Hour || r.Kind != metrics.ClaimReport || r.Replicas != 3 {
+			t.Errorf("give_up_after %s: report options %+v, want horizon %s", c.giveUp, r, c.want)
+		}
+		n := NotifyClaimOptions(cfg, "mx1", 3, nil)
+		if n.Horizon != c.want || n.Window != n.Horizon || n.Kind != metrics.ClaimNotification {
+			t.Errorf("give_up_after %s: notify options %+v", c.giveUp, n)
 		}
 	}
 }

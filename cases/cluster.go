@@ -1,0 +1,82 @@
+package cases
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/xarfd/xarfd/reporter"
+	"github.com/xarfd/xarfd/store"
+)
+
+// In a cluster every node builds the same cases from the same reports
+// (under ids of its own), so every node's Due would notify the
+// subscriber. The digest of a case's reports up to a total is claimed
+// cluster-wide under the case's key and that total; the node that wins
+// sends it, the others record it as sent by that node. Restrict webhook
+// calls are not claimed yet (docs/reporting.md).
+
+// notifyClaimTTL is how long a claim holds a notification: longer than
+// one delivery may take, as the reporter's lease.
+const notifyClaimTTL = reporter.DefaultLease
+
+// notifyClaimKey is the claim key of the digest of case key up to total
+// reports (a hash: keys hold subscriber ids and addresses).
+func notifyClaimKey(key string, total int) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16]) + ".n" + strconv.Itoa(total)
+}
+
+// notifiedElsewhere records on cs that another node sent the digest of
+// its reports up to total.
+func (m *Manager) notifiedElsewhere(cs *store.Case, now time.Time, k, total int, held *reporter.Claimed, by string) (*store.Case, error) {
+	reason := fmt.Sprintf("notified %s of %d report(s) by cluster node %s", cs.Email, k, held.Node)
+	return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+		c.Notifications = append(c.Notifications, store.Delivery{At: held.At, To: c.Email, Reports: k, Result: "sent by cluster node " + held.Node})
+		c.Notifications = lastN(c.Notifications, maxNotifications)
+		c.NotifiedUpTo = max(c.NotifiedUpTo, total)
+		c.NotifyFailures, c.NotifyRetryAt = 0, time.Time{}
+		if held.At.After(c.LastNotified) {
+			c.LastNotified = held.At
+		}
+		if c.State == store.CaseOpen {
+			transition(c, store.CaseNotified, by, reason, now)
+		}
+		c.Updated = now
+		return nil
+	})
+}
+
+// claimTimeout bounds recording a claim's outcome after the send.
+const claimTimeout = 5 * time.Second
+
+func (m *Manager) releaseLease(l reporter.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	if err := l.Release(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("releasing a notification's cluster claim failed; it expires by itself")
+	}
+}
+
+// doneLease records a sent notification cluster-wide, trying a few
+// times: until it is recorded, the claim expires after its TTL and
+// another node would send the digest again.
+func (m *Manager) doneLease(l reporter.Lease, id store.ID) {
+	var err error
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+		err = l.Done(ctx, "")
+		cancel()
+		if err == nil || errors.Is(err, reporter.ErrClaimLost) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		m.log.Error().Err(err).Str("case", id.String()).Msg("recording a sent notification in the cluster failed: another node may send it again")
+	}
+}
