@@ -31,6 +31,48 @@ func notifyClaimKey(key string, total int) string {
 	return hex.EncodeToString(h[:16]) + ".n" + strconv.Itoa(total)
 }
 
+// restrictClaimTTL is how long a claim holds a webhook call: longer than
+// its timeout.
+const restrictClaimTTL = reporter.DefaultLease
+
+// restrictClaimKey is the claim key of action on case cs.
+func restrictClaimKey(cs *store.Case, action string) string {
+	h := sha256.Sum256([]byte(cs.Key + "|" + cs.FirstSeen.UTC().Format(time.RFC3339Nano)))
+	return hex.EncodeToString(h[:16]) + "." + action
+}
+
+// calledElsewhere records on cs that another node made its pending call
+// w.
+func (m *Manager) calledElsewhere(cs *store.Case, w *store.Webhook, now time.Time, held *reporter.Claimed) (*store.Case, bool, error) {
+	c, err := m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+		if c.Webhook == nil || c.Webhook.Created != w.Created {
+			return nil // replaced meanwhile
+		}
+		x := c.Webhook
+		x.Status, x.NextAttempt = CallDone, time.Time{}
+		x.Answers = append(x.Answers, fmt.Sprintf("%s: called by cluster node %s", held.At.UTC().Format(time.RFC3339), held.Node))
+		if n := len(x.Answers) - 20; n > 0 {
+			x.Answers = x.Answers[n:]
+		}
+		if x.Action == ActionRestrict {
+			transition(c, store.CaseRestricted, x.By, x.Reason+" (called by cluster node "+held.Node+")", now)
+		}
+		c.Updated = now
+		return nil
+	})
+	return c, false, err
+}
+
+// settleLease records a webhook call's claim: done when the endpoint
+// took the call, released for another try otherwise.
+func (m *Manager) settleLease(l reporter.Lease, id store.ID, done bool) {
+	if done {
+		m.doneLease(l, id)
+	} else {
+		m.releaseLease(l)
+	}
+}
+
 // notifiedElsewhere records on cs that another node sent the digest of
 // its reports up to total.
 func (m *Manager) notifiedElsewhere(cs *store.Case, now time.Time, k, total int, held *reporter.Claimed, by string) (*store.Case, error) {
@@ -58,7 +100,7 @@ func (m *Manager) releaseLease(l reporter.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
 	if err := l.Release(ctx); err != nil {
-		m.log.Warn().Err(err).Msg("releasing a notification's cluster claim failed; it expires by itself")
+		m.log.Warn().Err(err).Msg("releasing a cluster claim failed; it expires by itself")
 	}
 }
 
@@ -77,6 +119,6 @@ func (m *Manager) doneLease(l reporter.Lease, id store.ID) {
 		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
 	}
 	if err != nil {
-		m.log.Error().Err(err).Str("case", id.String()).Msg("recording a sent notification in the cluster failed: another node may send it again")
+		m.log.Error().Err(err).Str("case", id.String()).Msg("recording a notification or call done in the cluster failed: another node may do it again")
 	}
 }

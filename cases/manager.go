@@ -42,6 +42,9 @@ type Options struct {
 	// cluster's nodes (package cluster, kind notification); nil on a
 	// single node.
 	Claims reporter.Claims
+	// RestrictClaims does the same for restrict and unrestrict webhook
+	// calls (kind restrict).
+	RestrictClaims reporter.Claims
 }
 
 // Manager turns stored reports about own networks into cases and works

@@ -125,6 +125,14 @@ func NotifyClaimOptions(cfg *config.Config, node string, replicas int, m *metric
 	return o
 }
 
+// RestrictClaimOptions are NotifyClaimOptions for restrict and
+// unrestrict webhook calls.
+func RestrictClaimOptions(cfg *config.Config, node string, replicas int, m *metrics.Metrics) ClaimOptions {
+	o := NotifyClaimOptions(cfg, node, replicas, m)
+	o.Kind = metrics.ClaimRestrict
+	return o
+}
+
 // Claims is reporter.Claims on JetStream KV buckets.
 type Claims struct {
 	instance string

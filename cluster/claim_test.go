@@ -346,5 +346,8 @@ func TestClaimOptionsFromConfig(t *testing.T) {
 		if n.Horizon != c.want || n.Window != n.Horizon || n.Kind != metrics.ClaimNotification {
 			t.Errorf("give_up_after %s: notify options %+v", c.giveUp, n)
 		}
+		if r := RestrictClaimOptions(cfg, "mx1", 3, nil); r.Horizon != c.want || r.Window != r.Horizon || r.Kind != metrics.ClaimRestrict {
+			t.Errorf("give_up_after %s: restrict options %+v", c.giveUp, r)
+		}
 	}
 }
