@@ -197,14 +197,14 @@ func (c *Claims) Horizon() time.Duration { return c.opt.Horizon }
 func (c *Claims) key(key string) string { return c.opt.Kind + "." + key }
 
 // subject is the subject a key is written on.
-func subject(bucket, key string) string { return "$KV." + bucket + "." + key }
+func kvSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
 // lastMsg is the last message on a key's subject, read from the
 // stream's leader: a KV Get may be answered by any replica (direct get),
 // which can lag, and a compare and set on a stale revision fails again
 // and again. nil when there is none.
 func (c *Claims) lastMsg(ctx context.Context, bucket, key string) (*lastMessage, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": subject(bucket, key)})
+	req, err := json.Marshal(map[string]string{"last_by_subj": kvSubject(bucket, key)})
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,7 @@ func (c *Claims) put(ctx context.Context, key string, rec claimRecord, rev uint6
 		// The server's TTLs are whole seconds, at least one.
 		opts = append(opts, jetstream.WithMsgTTL(max(ttl.Round(time.Second), time.Second)))
 	}
-	ack, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: subject(ClaimBucket, key), Header: nats.Header{}, Data: b}, opts...)
+	ack, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: kvSubject(ClaimBucket, key), Header: nats.Header{}, Data: b}, opts...)
 	if isConflict(err) {
 		return 0, errConflict
 	}
@@ -486,7 +486,7 @@ func (c *Claims) rateWrite(ctx context.Context, key string, times []time.Time, r
 	if err != nil {
 		return fmt.Errorf("encoding the rate counter: %w", err)
 	}
-	_, err = c.js.PublishMsg(ctx, &nats.Msg{Subject: subject(RateBucket, key), Header: nats.Header{}, Data: b}, jetstream.WithExpectLastSequencePerSubject(rev))
+	_, err = c.js.PublishMsg(ctx, &nats.Msg{Subject: kvSubject(RateBucket, key), Header: nats.Header{}, Data: b}, jetstream.WithExpectLastSequencePerSubject(rev))
 	if isConflict(err) {
 		return errConflict
 	}

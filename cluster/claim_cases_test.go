@@ -24,26 +24,26 @@ import (
 	"github.com/xarfd/xarfd/store/storetest"
 )
 
-// mailbox is the subscribers' side: it records each notification.
-type mailbox struct {
+// claimMailbox is the subscribers' side: it records each notification.
+type claimMailbox struct {
 	mu  sync.Mutex
 	got []string // recipient of each mail
 }
 
-func (b *mailbox) Send(_ context.Context, _ string, to []string, _ []byte) error {
+func (b *claimMailbox) Send(_ context.Context, _ string, to []string, _ []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.got = append(b.got, strings.Join(to, ","))
 	return nil
 }
 
-func (b *mailbox) count() int {
+func (b *claimMailbox) count() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.got)
 }
 
-func casesConfig(t *testing.T, dir, subscribers string) *config.Config {
+func claimCasesConfig(t *testing.T, dir, subscribers string) *config.Config {
 	t.Helper()
 	leases := filepath.Join(dir, "leases.csv")
 	if err := os.WriteFile(leases, []byte("ip,port_first,port_last,start,end,subscriber_id,email\n192.0.2.10,,,2026-11-01T00:00:00Z,,alice,alice@home.example\n"), 0o600); err != nil {
@@ -64,7 +64,7 @@ subscribers:
 	return cfg
 }
 
-func complaintAbout(ip string, at time.Time, n int) []byte {
+func claimComplaint(ip string, at time.Time, n int) []byte {
 	return []byte(fmt.Sprintf("From: FBL <fbl@isp.example>\r\nTo: fbl@cases.test\r\nSubject: FW: spam\r\nDate: %[2]s\r\nMessage-ID: <c%[3]d@isp.example>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\r\n"+
 		"--b1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: ExampleFBL/2.0\r\nVersion: 1\r\nArrival-Date: %[2]s\r\nSource-IP: %[1]s\r\n\r\n"+
@@ -72,39 +72,39 @@ func complaintAbout(ip string, at time.Time, n int) []byte {
 		ip, at.Format(time.RFC1123Z), n))
 }
 
-// caseNodes are two nodes' case managers whose stores hold the same
+// claimCaseEnv are two nodes' case managers whose stores hold the same
 // reports (a copy of one store file), on one NATS server, with a test
 // clock that both managers and the claims' records read.
-type caseNodes struct {
+type claimCaseEnv struct {
 	cfg   *config.Config
-	nodes []caseNode
+	nodes []claimCaseNode
 	mu    sync.Mutex
 	now   time.Time
 	at    time.Time
 }
 
-type caseNode struct {
+type claimCaseNode struct {
 	st *store.Store
 	in *ingest.Ingester
 	m  *cases.Manager
 }
 
-func (c *caseNodes) clock() time.Time {
+func (c *claimCaseEnv) clock() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *caseNodes) advance(d time.Duration) {
+func (c *claimCaseEnv) advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
 
-func (c *caseNodes) complain(t *testing.T, in *ingest.Ingester, n int) {
+func (c *claimCaseEnv) complain(t *testing.T, in *ingest.Ingester, n int) {
 	t.Helper()
 	res, err := in.Accept(store.Envelope{PeerIP: netip.MustParseAddr("127.0.0.1"), MailFrom: "fbl@isp.example", Via: "smtp"},
-		[]ingest.Delivery{{Channel: c.cfg.Channel("fbl"), Rcpts: []string{"fbl@cases.test"}}}, complaintAbout("192.0.2.10", c.at.Add(time.Duration(n)*time.Minute), n))
+		[]ingest.Delivery{{Channel: c.cfg.Channel("fbl"), Rcpts: []string{"fbl@cases.test"}}}, claimComplaint("192.0.2.10", c.at.Add(time.Duration(n)*time.Minute), n))
 	if err != nil || !res[0].Report {
 		t.Fatalf("ingest: %v %+v", err, res)
 	}
@@ -113,9 +113,9 @@ func (c *caseNodes) complain(t *testing.T, in *ingest.Ingester, n int) {
 // newCaseNodes ingests complaints 1..n into one store, copies it, and
 // starts a case manager on each copy with opt (Claims and
 // RestrictClaims set per node).
-func newCaseNodes(t *testing.T, s *server.Server, subscribers string, n int, opt cases.Options) *caseNodes {
+func claimCaseNodes(t *testing.T, s *server.Server, subscribers string, n int, opt cases.Options) *claimCaseEnv {
 	t.Helper()
-	c := &caseNodes{cfg: casesConfig(t, t.TempDir(), subscribers),
+	c := &claimCaseEnv{cfg: claimCasesConfig(t, t.TempDir(), subscribers),
 		now: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), at: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	dirA, dirB := t.TempDir(), t.TempDir()
 	st, err := store.Open(dirA, store.Options{})
@@ -147,7 +147,7 @@ func newCaseNodes(t *testing.T, s *server.Server, subscribers string, n int, opt
 		}
 		claims := make([]*Claims, 2)
 		for j, kind := range []string{metrics.ClaimNotification, metrics.ClaimRestrict} {
-			claims[j], _ = node(t, s, fmt.Sprintf("mx%d", i+1), metrics.New())
+			claims[j], _ = claimNode(t, s, fmt.Sprintf("mx%d", i+1), metrics.New())
 			claims[j].opt.Kind, claims[j].opt.Window, claims[j].opt.Now = kind, claims[j].opt.Horizon, c.clock
 		}
 		o := opt
@@ -157,13 +157,13 @@ func newCaseNodes(t *testing.T, s *server.Server, subscribers string, n int, opt
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.nodes = append(c.nodes, caseNode{st, in, m})
+		c.nodes = append(c.nodes, claimCaseNode{st, in, m})
 	}
 	return c
 }
 
 // caseOf returns a node's case of alice.
-func caseOf(n caseNode) *store.Case {
+func claimCaseOf(n claimCaseNode) *store.Case {
 	var c *store.Case
 	n.st.ForEachCase(func(x *store.Case) error {
 		if x.Key == "subscriber:alice" && c == nil {
@@ -177,9 +177,9 @@ func caseOf(n caseNode) *store.Case {
 // run runs Step and Due on both nodes at once until done holds for
 // both nodes' cases; the clock moves two minutes a round, so that a node
 // that lost a race asks again.
-func (c *caseNodes) run(t *testing.T, what string, done func(*store.Case) (bool, string)) {
+func (c *claimCaseEnv) run(t *testing.T, what string, done func(*store.Case) (bool, string)) {
 	t.Helper()
-	waitFor(t, what, func() (bool, string) {
+	claimWaitFor(t, what, func() (bool, string) {
 		var wg sync.WaitGroup
 		for _, n := range c.nodes {
 			wg.Go(func() {
@@ -194,7 +194,7 @@ func (c *caseNodes) run(t *testing.T, what string, done func(*store.Case) (bool,
 		var state []string
 		ok := true
 		for _, n := range c.nodes {
-			cs := caseOf(n)
+			cs := claimCaseOf(n)
 			if cs == nil {
 				ok = false
 				continue
@@ -212,9 +212,9 @@ func (c *caseNodes) run(t *testing.T, what string, done func(*store.Case) (bool,
 // that did not send it records who did; the next digest after
 // min_interval is again sent once.
 func TestTwoCaseManagersNotifyOnce(t *testing.T) {
-	s := startNATS(t)
-	box := &mailbox{}
-	c := newCaseNodes(t, s, "  notify: {enabled: true, from: abuse@home.example, min_interval: 24h}\n  restrict: {after: {reports: 0, trap_hits: 0}}\n", 2, cases.Options{Mailer: box})
+	s := claimNATS(t)
+	box := &claimMailbox{}
+	c := claimCaseNodes(t, s, "  notify: {enabled: true, from: abuse@home.example, min_interval: 24h}\n  restrict: {after: {reports: 0, trap_hits: 0}}\n", 2, cases.Options{Mailer: box})
 	notified := func(total int) func(*store.Case) (bool, string) {
 		return func(cs *store.Case) (bool, string) {
 			return cs.NotifiedUpTo == total, fmt.Sprintf("notified up to %d, %d notifications", cs.NotifiedUpTo, len(cs.Notifications))
@@ -226,7 +226,7 @@ func TestTwoCaseManagersNotifyOnce(t *testing.T) {
 	}
 	elsewhere := 0
 	for _, n := range c.nodes {
-		for _, d := range caseOf(n).Notifications {
+		for _, d := range claimCaseOf(n).Notifications {
 			if strings.HasPrefix(d.Result, "sent by cluster node mx") {
 				elsewhere++
 			}
@@ -251,7 +251,7 @@ func TestTwoCaseManagersNotifyOnce(t *testing.T) {
 // case: the webhook (a real HTTP server on 127.0.0.1) is called once,
 // both cases end restricted, and one names the node that called.
 func TestTwoCaseManagersRestrictOnce(t *testing.T) {
-	s := startNATS(t)
+	s := claimNATS(t)
 	var mu sync.Mutex
 	calls := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +265,7 @@ func TestTwoCaseManagersRestrictOnce(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("0123456789abcdef-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := newCaseNodes(t, s, fmt.Sprintf("  restrict: {enabled: true, after: {reports: 2, window: 1h}, webhook: {url: %q, secret_file: %s, timeout: 5s}}\n", srv.URL, secret), 2, cases.Options{})
+	c := claimCaseNodes(t, s, fmt.Sprintf("  restrict: {enabled: true, after: {reports: 2, window: 1h}, webhook: {url: %q, secret_file: %s, timeout: 5s}}\n", srv.URL, secret), 2, cases.Options{})
 	c.run(t, "both cases restricted", func(cs *store.Case) (bool, string) {
 		return cs.State == store.CaseRestricted, cs.State
 	})
@@ -276,7 +276,7 @@ func TestTwoCaseManagersRestrictOnce(t *testing.T) {
 	}
 	elsewhere := 0
 	for _, n := range c.nodes {
-		cs := caseOf(n)
+		cs := claimCaseOf(n)
 		if cs.Webhook == nil || cs.Webhook.Status != cases.CallDone {
 			t.Errorf("webhook %+v", cs.Webhook)
 			continue

@@ -19,14 +19,14 @@ import (
 
 // startNATSCluster runs three embedded NATS servers with JetStream on
 // 127.0.0.1, random ports, routed to each other, until t ends.
-func startNATSCluster(t *testing.T) []*server.Server {
+func claimNATSCluster(t *testing.T) []*server.Server {
 	t.Helper()
 	// The route ports are chosen first, so that every server knows all
 	// three from the start.
 	ports := make([]int, 3)
 	routes := make([]*url.URL, 3)
 	for i := range ports {
-		addr := freePort(t)
+		addr := claimFreePort(t)
 		routes[i] = &url.URL{Scheme: "nats", Host: addr}
 		_, p, _ := strings.Cut(addr, ":")
 		ports[i], _ = strconv.Atoi(p)
@@ -59,7 +59,7 @@ func startNATSCluster(t *testing.T) []*server.Server {
 
 // replicatedNode is node on a three-server cluster with buckets of three
 // replicas; it waits for the cluster to elect its leaders.
-func replicatedNode(t *testing.T, s *server.Server, name string, m *metrics.Metrics) *Claims {
+func claimReplicatedNode(t *testing.T, s *server.Server, name string, m *metrics.Metrics) *Claims {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1))
 	if err != nil {
@@ -93,10 +93,10 @@ func TestClaimsOnReplicatedBuckets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-server NATS cluster")
 	}
-	servers := startNATSCluster(t)
+	servers := claimNATSCluster(t)
 	nodes := make([]*Claims, 3)
 	for i, s := range servers {
-		nodes[i] = replicatedNode(t, s, fmt.Sprintf("mx%d", i+1), nil)
+		nodes[i] = claimReplicatedNode(t, s, fmt.Sprintf("mx%d", i+1), nil)
 	}
 	ctx := context.Background()
 	const keys = 10
@@ -153,7 +153,7 @@ func TestClaimsOnReplicatedBuckets(t *testing.T) {
 	for k := 0; k < keys; k += 2 {
 		// Another report of the incident, so that the node that sent
 		// it does not go on with it as its own.
-		_, held, err := nodes[0].Claim(ctx, fmt.Sprintf("r3.%d", k), newID(t), time.Now(), time.Minute)
+		_, held, err := nodes[0].Claim(ctx, fmt.Sprintf("r3.%d", k), claimID(t), time.Now(), time.Minute)
 		if err != nil || held == nil || !held.Sent {
 			t.Fatalf("sent key %d: %v %+v", k, err, held)
 		}

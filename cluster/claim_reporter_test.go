@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,10 +36,10 @@ import (
 // one embedded NATS server, and one real Mailpit as the smarthost. Every
 // report must arrive at Mailpit exactly once.
 
-// mailpitVersion matches e2e's.
-const mailpitVersion = "v1.33.1"
+// claimMailpitVersion matches e2e's.
+const claimMailpitVersion = "v1.33.1"
 
-func mailpitBinary(t *testing.T) string {
+func claimMailpitBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("XARFD_MAILPIT"); p != "" {
 		return p
@@ -47,12 +48,12 @@ func mailpitBinary(t *testing.T) string {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "xarfd-test", "mailpit-"+mailpitVersion)
+	dir := filepath.Join(cache, "xarfd-test", "mailpit-"+claimMailpitVersion)
 	bin := filepath.Join(dir, "mailpit")
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
-	cmd := exec.Command("go", "install", "github.com/axllent/mailpit@"+mailpitVersion)
+	cmd := exec.Command("go", "install", "github.com/axllent/mailpit@"+claimMailpitVersion)
 	cmd.Dir = os.TempDir()
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -61,7 +62,7 @@ func mailpitBinary(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) string {
+func claimFreePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,12 +72,12 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type mailpit struct{ smtp, api string }
+type claimMailpit struct{ smtp, api string }
 
-func startMailpit(t *testing.T) *mailpit {
+func claimStartMailpit(t *testing.T) *claimMailpit {
 	t.Helper()
-	m := &mailpit{smtp: freePort(t), api: freePort(t)}
-	cmd := exec.Command(mailpitBinary(t), "--smtp", m.smtp, "--listen", m.api, "--database", filepath.Join(t.TempDir(), "mailpit.db"),
+	m := &claimMailpit{smtp: claimFreePort(t), api: claimFreePort(t)}
+	cmd := exec.Command(claimMailpitBinary(t), "--smtp", m.smtp, "--listen", m.api, "--database", filepath.Join(t.TempDir(), "mailpit.db"),
 		"--disable-version-check", "--smtp-disable-rdns", "--quiet")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -94,7 +95,7 @@ func startMailpit(t *testing.T) *mailpit {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mailpit did not serve its API: %v\n%s", err, logs.String())
+			t.Fatalf("claimMailpit did not serve its API: %v\n%s", err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -102,7 +103,7 @@ func startMailpit(t *testing.T) *mailpit {
 
 // arrivals counts the messages Mailpit holds per report id (from the
 // Message-ID <xarfd.<id>@<hostname>>, whichever node sent it).
-func (m *mailpit) arrivals(t *testing.T) (map[string]int, int) {
+func (m *claimMailpit) arrivals(t *testing.T) (map[string]int, int) {
 	t.Helper()
 	resp, err := http.Get("http://" + m.api + "/api/v1/messages?limit=1000")
 	if err != nil {
@@ -114,7 +115,7 @@ func (m *mailpit) arrivals(t *testing.T) (map[string]int, int) {
 		Messages []struct{ MessageID string }
 	}
 	if err := json.Unmarshal(b, &page); err != nil {
-		t.Fatalf("mailpit messages: %v: %s", err, b)
+		t.Fatalf("claimMailpit messages: %v: %s", err, b)
 	}
 	out := map[string]int{}
 	for _, msg := range page.Messages {
@@ -124,9 +125,9 @@ func (m *mailpit) arrivals(t *testing.T) (map[string]int, int) {
 	return out, len(page.Messages)
 }
 
-const originIP = "192.88.99.10" // public, assigned to nobody (RFC 7526)
+const claimOriginIP = "192.88.99.10" // public, assigned to nobody (RFC 7526)
 
-func nodeConfig(t *testing.T, hostname, smarthost string, perHour int) *config.Config {
+func claimNodeConfig(t *testing.T, hostname, smarthost string, perHour int) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 hostname: %s
@@ -153,7 +154,7 @@ channels:
 
 // twoStores ingests n distinct incidents into one store and copies it:
 // two stores with the same outbox entries, as two nodes hold them.
-func twoStores(t *testing.T, cfg *config.Config, n int) (a, b *store.Store, ids []store.ID) {
+func claimTwoStores(t *testing.T, cfg *config.Config, n int) (a, b *store.Store, ids []store.ID) {
 	t.Helper()
 	dirA, dirB := t.TempDir(), t.TempDir()
 	st, err := store.Open(dirA, store.Options{})
@@ -166,7 +167,7 @@ func twoStores(t *testing.T, cfg *config.Config, n int) (a, b *store.Store, ids 
 	}
 	for i := range n {
 		msg := fmt.Sprintf("Received: from spam.example (spam.example [%s]) by mx.reporter.test with ESMTP; Fri, 27 Nov 2026 10:00:00 +0000\r\n"+
-			"From: Spammer <spammer@spam.example>\r\nTo: x@trap.reporter.test\r\nSubject: offer %d\r\nMessage-ID: <%d@spam.example>\r\n\r\nincident number %d\r\n", originIP, i, i, i)
+			"From: Spammer <spammer@spam.example>\r\nTo: x@trap.reporter.test\r\nSubject: offer %d\r\nMessage-ID: <%d@spam.example>\r\n\r\nincident number %d\r\n", claimOriginIP, i, i, i)
 		res, err := in.Accept(store.Envelope{PeerIP: netip.MustParseAddr("127.0.0.1"), PeerPort: 40000, MailFrom: "bounce@spam.example", Via: "smtp"},
 			[]ingest.Delivery{{Channel: &cfg.Channels[0], Rcpts: []string{"x@trap.reporter.test"}}}, []byte(msg))
 		if err != nil {
@@ -190,8 +191,8 @@ func twoStores(t *testing.T, cfg *config.Config, n int) (a, b *store.Store, ids 
 	return storetest.Open(t, dirA), storetest.Open(t, dirB), ids
 }
 
-// runner is one node's reporter running until stop.
-type runner struct {
+// claimRunner is one node's reporter running until stop.
+type claimRunner struct {
 	rep  *reporter.Reporter
 	m    *metrics.Metrics
 	stop context.CancelFunc
@@ -200,20 +201,20 @@ type runner struct {
 
 // startReporter runs a node's reporter; it returns the node's NATS
 // connection too, for a test to cut.
-func startReporter(t *testing.T, s *server.Server, name string, cfg *config.Config, st *store.Store, opt reporter.Options) (*runner, *nats.Conn) {
+func claimStartReporter(t *testing.T, s *server.Server, name string, cfg *config.Config, st *store.Store, opt reporter.Options) (*claimRunner, *nats.Conn) {
 	t.Helper()
 	m := metrics.New()
-	claims, nc := node(t, s, name, m)
+	claims, nc := claimNode(t, s, name, m)
 	opt.Claims, opt.Metrics = claims, m
 	opt.Logger = zerolog.New(zerolog.NewTestWriter(t)).With().Str("node", name).Logger()
 	opt.Poll = 20 * time.Millisecond
-	opt.Lease = cmpOr(opt.Lease, 3*time.Second)
+	opt.Lease = cmp.Or(opt.Lease, 3*time.Second)
 	rep, err := reporter.New(cfg, st, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{rep: rep, m: m, stop: cancel, done: make(chan struct{})}
+	r := &claimRunner{rep: rep, m: m, stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		rep.Run(ctx)
@@ -225,16 +226,9 @@ func startReporter(t *testing.T, s *server.Server, name string, cfg *config.Conf
 	return r, nc
 }
 
-func cmpOr(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
 // waitFor polls cond until it holds, failing t after a minute with what
 // cond last said.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+func claimWaitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -251,7 +245,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 
 // statuses counts the entries of st by status, and how many sent ones
 // another node sent.
-func statuses(t *testing.T, st *store.Store, ids []store.ID) (map[store.OutboxStatus]int, int) {
+func claimStatuses(t *testing.T, st *store.Store, ids []store.ID) (map[store.OutboxStatus]int, int) {
 	t.Helper()
 	out, elsewhere := map[store.OutboxStatus]int{}, 0
 	for _, id := range ids {
@@ -267,7 +261,7 @@ func statuses(t *testing.T, st *store.Store, ids []store.ID) (map[store.OutboxSt
 	return out, elsewhere
 }
 
-func exactlyOnce(t *testing.T, mp *mailpit, ids []store.ID) {
+func claimExactlyOnce(t *testing.T, mp *claimMailpit, ids []store.ID) {
 	t.Helper()
 	got, total := mp.arrivals(t)
 	for _, id := range ids {
@@ -276,7 +270,7 @@ func exactlyOnce(t *testing.T, mp *mailpit, ids []store.ID) {
 		}
 	}
 	if total != len(ids) {
-		t.Errorf("mailpit holds %d messages for %d reports", total, len(ids))
+		t.Errorf("claimMailpit holds %d messages for %d reports", total, len(ids))
 	}
 }
 
@@ -284,18 +278,18 @@ func exactlyOnce(t *testing.T, mp *mailpit, ids []store.ID) {
 // once, both nodes record all of them sent, and the one that did not
 // send a report names the node that did.
 func TestTwoReportersSendEachReportOnce(t *testing.T) {
-	s := startNATS(t)
-	mp := startMailpit(t)
+	s := claimNATS(t)
+	mp := claimStartMailpit(t)
 	const n = 12
-	cfgA := nodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
-	cfgB := nodeConfig(t, "mx2.reporter.test", mp.smtp, 1000)
-	stA, stB, ids := twoStores(t, cfgA, n)
-	a, _ := startReporter(t, s, "mx1", cfgA, stA, reporter.Options{})
-	b, _ := startReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
+	cfgA := claimNodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
+	cfgB := claimNodeConfig(t, "mx2.reporter.test", mp.smtp, 1000)
+	stA, stB, ids := claimTwoStores(t, cfgA, n)
+	a, _ := claimStartReporter(t, s, "mx1", cfgA, stA, reporter.Options{})
+	b, _ := claimStartReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
 
-	waitFor(t, "all sent on both nodes", func() (bool, string) {
-		sa, ea := statuses(t, stA, ids)
-		sb, eb := statuses(t, stB, ids)
+	claimWaitFor(t, "all sent on both nodes", func() (bool, string) {
+		sa, ea := claimStatuses(t, stA, ids)
+		sb, eb := claimStatuses(t, stB, ids)
 		return sa[store.OutboxSent] == n && sb[store.OutboxSent] == n,
 			fmt.Sprintf("mx1 %v (%d elsewhere), mx2 %v (%d elsewhere)", sa, ea, sb, eb)
 	})
@@ -303,9 +297,9 @@ func TestTwoReportersSendEachReportOnce(t *testing.T) {
 	b.stop()
 	<-a.done
 	<-b.done
-	exactlyOnce(t, mp, ids)
-	_, ea := statuses(t, stA, ids)
-	_, eb := statuses(t, stB, ids)
+	claimExactlyOnce(t, mp, ids)
+	_, ea := claimStatuses(t, stA, ids)
+	_, eb := claimStatuses(t, stB, ids)
 	if ea+eb != n {
 		t.Errorf("%d + %d entries name another node as sender, want %d in all", ea, eb, n)
 	}
@@ -322,17 +316,17 @@ func TestTwoReportersSendEachReportOnce(t *testing.T) {
 // the cluster and its reporter stop at the claim): the other node takes
 // the claim over once it expires, and the report arrives once.
 func TestTakeoverWhenANodeDiesAfterClaiming(t *testing.T) {
-	s := startNATS(t)
-	mp := startMailpit(t)
+	s := claimNATS(t)
+	mp := claimStartMailpit(t)
 	const n = 4
-	cfgA := nodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
-	cfgB := nodeConfig(t, "mx2.reporter.test", mp.smtp, 1000)
-	stA, stB, ids := twoStores(t, cfgA, n)
+	cfgA := claimNodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
+	cfgB := claimNodeConfig(t, "mx2.reporter.test", mp.smtp, 1000)
+	stA, stB, ids := claimTwoStores(t, cfgA, n)
 
 	var (
 		once    sync.Once
 		claimed = make(chan store.ID, 1)
-		a       *runner
+		a       *claimRunner
 		nca     *nats.Conn
 		started = make(chan struct{})
 	)
@@ -344,7 +338,7 @@ func TestTakeoverWhenANodeDiesAfterClaiming(t *testing.T) {
 			claimed <- id
 		})
 	}
-	a, nca = startReporter(t, s, "mx1", cfgA, stA, reporter.Options{Workers: 1, AfterClaim: hook})
+	a, nca = claimStartReporter(t, s, "mx1", cfgA, stA, reporter.Options{Workers: 1, AfterClaim: hook})
 	close(started)
 	var victim store.ID
 	select {
@@ -357,15 +351,15 @@ func TestTakeoverWhenANodeDiesAfterClaiming(t *testing.T) {
 		t.Fatalf("the dead node sent %v", got)
 	}
 
-	b, _ := startReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
-	waitFor(t, "all sent by mx2", func() (bool, string) {
-		sb, _ := statuses(t, stB, ids)
+	b, _ := claimStartReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
+	claimWaitFor(t, "all sent by mx2", func() (bool, string) {
+		sb, _ := claimStatuses(t, stB, ids)
 		return sb[store.OutboxSent] == n, fmt.Sprintf("mx2 %v", sb)
 	})
 	b.stop()
 	<-b.done
-	exactlyOnce(t, mp, ids)
-	if got := count(t, b.m, metrics.ClaimTakenOver); got < 1 {
+	claimExactlyOnce(t, mp, ids)
+	if got := claimCount(t, b.m, metrics.ClaimTakenOver); got < 1 {
 		t.Errorf("mx2 took over %v claims, want the one of %s at least", got, victim)
 	}
 	if e, _ := stB.GetOutbox(victim); e.SentBy != "" || e.Attempts != 1 {
@@ -376,14 +370,14 @@ func TestTakeoverWhenANodeDiesAfterClaiming(t *testing.T) {
 // The contact's rate limit holds across the two nodes: with three an
 // hour, three reports arrive in all, the rest wait on both nodes.
 func TestRateLimitAcrossTwoReporters(t *testing.T) {
-	s := startNATS(t)
-	mp := startMailpit(t)
+	s := claimNATS(t)
+	mp := claimStartMailpit(t)
 	const n, perHour = 7, 3
-	cfgA := nodeConfig(t, "mx1.reporter.test", mp.smtp, perHour)
-	cfgB := nodeConfig(t, "mx2.reporter.test", mp.smtp, perHour)
-	stA, stB, ids := twoStores(t, cfgA, n)
-	a, _ := startReporter(t, s, "mx1", cfgA, stA, reporter.Options{})
-	b, _ := startReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
+	cfgA := claimNodeConfig(t, "mx1.reporter.test", mp.smtp, perHour)
+	cfgB := claimNodeConfig(t, "mx2.reporter.test", mp.smtp, perHour)
+	stA, stB, ids := claimTwoStores(t, cfgA, n)
+	a, _ := claimStartReporter(t, s, "mx1", cfgA, stA, reporter.Options{})
+	b, _ := claimStartReporter(t, s, "mx2", cfgB, stB, reporter.Options{})
 
 	settled := func(st *store.Store) (int, int) {
 		sent, waiting := 0, 0
@@ -401,7 +395,7 @@ func TestRateLimitAcrossTwoReporters(t *testing.T) {
 		}
 		return sent, waiting
 	}
-	waitFor(t, "three sent, the rest waiting, on both nodes", func() (bool, string) {
+	claimWaitFor(t, "three sent, the rest waiting, on both nodes", func() (bool, string) {
 		sa, wa := settled(stA)
 		sb, wb := settled(stB)
 		return sa == perHour && sb == perHour && wa == n-perHour && wb == n-perHour,
@@ -413,7 +407,7 @@ func TestRateLimitAcrossTwoReporters(t *testing.T) {
 	<-b.done
 	got, total := mp.arrivals(t)
 	if total != perHour || len(got) != perHour {
-		t.Fatalf("mailpit holds %d messages of %d reports, want %d once each: %v", total, len(got), perHour, got)
+		t.Fatalf("claimMailpit holds %d messages of %d reports, want %d once each: %v", total, len(got), perHour, got)
 	}
 }
 
@@ -421,13 +415,13 @@ func TestRateLimitAcrossTwoReporters(t *testing.T) {
 // and forgotten since: it is withheld, not sent, until an operator
 // requeues it.
 func TestOlderThanHorizonIsWithheld(t *testing.T) {
-	s := startNATS(t)
-	mp := startMailpit(t)
-	cfg := nodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
-	st, _, ids := twoStores(t, cfg, 1)
-	later := func() time.Time { return time.Now().Add(3 * time.Hour) } // the horizon of node() is 2 h
-	a, _ := startReporter(t, s, "mx1", cfg, st, reporter.Options{Now: later})
-	waitFor(t, "withheld", func() (bool, string) {
+	s := claimNATS(t)
+	mp := claimStartMailpit(t)
+	cfg := claimNodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
+	st, _, ids := claimTwoStores(t, cfg, 1)
+	later := func() time.Time { return time.Now().Add(3 * time.Hour) } // the horizon of claimNode() is 2 h
+	a, _ := claimStartReporter(t, s, "mx1", cfg, st, reporter.Options{Now: later})
+	claimWaitFor(t, "withheld", func() (bool, string) {
 		e, _ := st.GetOutbox(ids[0])
 		return e.Status == store.OutboxWithheld, fmt.Sprintf("%s %s", e.Status, e.Reason)
 	})
@@ -438,11 +432,11 @@ func TestOlderThanHorizonIsWithheld(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.rep.Wake()
-	waitFor(t, "sent after requeue", func() (bool, string) {
+	claimWaitFor(t, "sent after requeue", func() (bool, string) {
 		e, _ := st.GetOutbox(ids[0])
 		return e.Status == store.OutboxSent, fmt.Sprintf("%s %s", e.Status, e.Reason)
 	})
 	a.stop()
 	<-a.done
-	exactlyOnce(t, mp, ids)
+	claimExactlyOnce(t, mp, ids)
 }

@@ -18,7 +18,7 @@ import (
 
 // startNATS runs an embedded NATS server with JetStream on 127.0.0.1
 // and a random port, storing in a temporary directory, until t ends.
-func startNATS(t *testing.T) *server.Server {
+func claimNATS(t *testing.T) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(&server.Options{
 		ServerName: "claims-test", Host: "127.0.0.1", Port: -1,
@@ -40,7 +40,7 @@ func startNATS(t *testing.T) *server.Server {
 
 // connect opens a client connection to s for one node, closed when t
 // ends (or earlier by the test).
-func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+func claimConnect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(0))
 	if err != nil {
@@ -55,9 +55,9 @@ func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 }
 
 // node returns the Claims of a node named name on its own connection.
-func node(t *testing.T, s *server.Server, name string, m *metrics.Metrics) (*Claims, *nats.Conn) {
+func claimNode(t *testing.T, s *server.Server, name string, m *metrics.Metrics) (*Claims, *nats.Conn) {
 	t.Helper()
-	nc, js := connect(t, s)
+	nc, js := claimConnect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := NewClaims(ctx, js, ClaimOptions{Node: name, Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour, MarkerTTL: time.Minute, Metrics: m})
@@ -67,7 +67,7 @@ func node(t *testing.T, s *server.Server, name string, m *metrics.Metrics) (*Cla
 	return c, nc
 }
 
-func newID(t *testing.T) store.ID {
+func claimID(t *testing.T) store.ID {
 	t.Helper()
 	id, err := store.NewID()
 	if err != nil {
@@ -76,7 +76,7 @@ func newID(t *testing.T) store.ID {
 	return id
 }
 
-func count(t *testing.T, m *metrics.Metrics, outcome string) float64 {
+func claimCount(t *testing.T, m *metrics.Metrics, outcome string) float64 {
 	t.Helper()
 	mfs, err := m.Registry.Gather()
 	if err != nil {
@@ -102,12 +102,12 @@ func count(t *testing.T, m *metrics.Metrics, outcome string) float64 {
 // another report of the incident within the window; a report of the
 // same fingerprint after the window is a new incident.
 func TestClaimOnce(t *testing.T) {
-	s := startNATS(t)
+	s := claimNATS(t)
 	ma, mb := metrics.New(), metrics.New()
-	a, _ := node(t, s, "mx1", ma)
-	b, _ := node(t, s, "mx2", mb)
+	a, _ := claimNode(t, s, "mx1", ma)
+	b, _ := claimNode(t, s, "mx2", mb)
 	ctx := context.Background()
-	id, other, later := newID(t), newID(t), newID(t)
+	id, other, later := claimID(t), claimID(t), claimID(t)
 	created := time.Now().UTC()
 
 	la, held, err := a.Claim(ctx, "fp.1", id, created, time.Minute)
@@ -146,10 +146,10 @@ func TestClaimOnce(t *testing.T) {
 	if err != nil || lb == nil || held != nil {
 		t.Fatalf("same fingerprint after the window: %v %v %+v", err, lb, held)
 	}
-	if got := count(t, mb, metrics.ClaimSentElsewhere); got != 3 {
+	if got := claimCount(t, mb, metrics.ClaimSentElsewhere); got != 3 {
 		t.Errorf("sent elsewhere counted %v, want 3", got)
 	}
-	if got := count(t, mb, metrics.ClaimLost); got != 1 {
+	if got := claimCount(t, mb, metrics.ClaimLost); got != 1 {
 		t.Errorf("lost counted %v, want 1", got)
 	}
 }
@@ -158,12 +158,12 @@ func TestClaimOnce(t *testing.T) {
 // connection gone, no refresh, no release) expires and another node
 // takes it over; the dead node's lease then refuses to go on.
 func TestClaimReleaseAndTakeover(t *testing.T) {
-	s := startNATS(t)
+	s := claimNATS(t)
 	ma, mb := metrics.New(), metrics.New()
-	a, nca := node(t, s, "mx1", ma)
-	b, _ := node(t, s, "mx2", mb)
+	a, nca := claimNode(t, s, "mx1", ma)
+	b, _ := claimNode(t, s, "mx2", mb)
 	ctx := context.Background()
-	id := newID(t)
+	id := claimID(t)
 	now := time.Now().UTC()
 
 	la, _, err := a.Claim(ctx, "fp.2", id, now, time.Minute)
@@ -204,14 +204,14 @@ func TestClaimReleaseAndTakeover(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if got := count(t, mb, metrics.ClaimTakenOver); got != 1 {
+	if got := claimCount(t, mb, metrics.ClaimTakenOver); got != 1 {
 		t.Errorf("taken over counted %v, want 1", got)
 	}
 	if err := won.Done(ctx, "<m>"); err != nil {
 		t.Fatal(err)
 	}
 	// mx1 comes back with its old lease: it may not go on.
-	_, js := connect(t, s)
+	_, js := claimConnect(t, s)
 	a2, err := NewClaims(ctx, js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -228,19 +228,19 @@ func TestClaimReleaseAndTakeover(t *testing.T) {
 // A node's own claim left by a process that stopped is taken over at
 // once by the node's next process.
 func TestClaimOwnLeftover(t *testing.T) {
-	s := startNATS(t)
+	s := claimNATS(t)
 	m := metrics.New()
-	a, _ := node(t, s, "mx1", m)
+	a, _ := claimNode(t, s, "mx1", m)
 	ctx := context.Background()
-	id := newID(t)
+	id := claimID(t)
 	if l, _, err := a.Claim(ctx, "fp.4", id, time.Now(), time.Hour); err != nil || l == nil {
 		t.Fatal(err)
 	}
-	a2, _ := node(t, s, "mx1", m)
+	a2, _ := claimNode(t, s, "mx1", m)
 	if l, held, err := a2.Claim(ctx, "fp.4", id, time.Now(), time.Hour); err != nil || l == nil {
 		t.Fatalf("own leftover claim: %v %+v", err, held)
 	}
-	b, _ := node(t, s, "mx2", metrics.New())
+	b, _ := claimNode(t, s, "mx2", metrics.New())
 	if l, held, err := b.Claim(ctx, "fp.4", id, time.Now(), time.Hour); err != nil || l != nil || held == nil {
 		t.Fatalf("another node took a live claim: %v %+v", err, held)
 	}
@@ -250,9 +250,9 @@ func TestClaimOwnLeftover(t *testing.T) {
 // all; a report to several contacts, one of them over its allowance,
 // counts for none.
 func TestRateTakeAcrossNodes(t *testing.T) {
-	s := startNATS(t)
-	a, _ := node(t, s, "mx1", nil)
-	b, _ := node(t, s, "mx2", nil)
+	s := claimNATS(t)
+	a, _ := claimNode(t, s, "mx1", nil)
+	b, _ := claimNode(t, s, "mx2", nil)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	for i, c := range []*Claims{a, b, a} {
@@ -280,9 +280,9 @@ func TestRateTakeAcrossNodes(t *testing.T) {
 // Many goroutines of two nodes race for the same claims: each key is won
 // exactly once.
 func TestClaimRace(t *testing.T) {
-	s := startNATS(t)
-	a, _ := node(t, s, "mx1", nil)
-	b, _ := node(t, s, "mx2", nil)
+	s := claimNATS(t)
+	a, _ := claimNode(t, s, "mx1", nil)
+	b, _ := claimNode(t, s, "mx2", nil)
 	ctx := context.Background()
 	const keys, racers = 20, 4
 	wins := make(chan string, keys*racers*2)
