@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -311,15 +312,32 @@ func isConflict(err error) bool {
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// maxRaces bounds the compare-and-set rounds of one call: each lost
-// round means another node changed the key, and it is then either
-// claimed or sent, which ends the next round.
-const maxRaces = 5
+// maxRaces bounds the compare-and-set rounds of one call. A round is
+// lost when another node changed the key since it was read, or, on a
+// replicated bucket, while another node's write to it is still being
+// replicated (the leader refuses then, and the read still shows the
+// state before); each round waits a little longer, with jitter.
+const maxRaces = 10
+
+// raceWait waits before compare-and-set round i+1 (0-based i); false
+// when ctx ended.
+func raceWait(ctx context.Context, i int) bool {
+	d := time.Duration(i+1) * 5 * time.Millisecond
+	d += time.Duration(mrand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // Claim implements reporter.Claims.
 func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created time.Time, ttl time.Duration) (reporter.Lease, *reporter.Claimed, error) {
 	k := c.key(key)
-	for range maxRaces {
+	for i := range maxRaces {
 		rec, rev, expired, err := c.current(ctx, k)
 		if err != nil {
 			c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimError)
@@ -349,7 +367,7 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 		now := c.opt.Now().UTC()
 		mine := claimRecord{Node: c.opt.Node, Instance: c.instance, Report: id, State: stateClaimed, At: now, Until: now.Add(ttl)}
 		nrev, err := c.put(ctx, k, mine, rev, ttl)
-		if errors.Is(err, errConflict) {
+		if errors.Is(err, errConflict) && raceWait(ctx, i) {
 			continue
 		}
 		if err != nil {
@@ -498,7 +516,7 @@ func (c *Claims) rateWrite(ctx context.Context, key string, times []time.Time, r
 
 func (c *Claims) rateTake(ctx context.Context, contact string, now time.Time, perHour int) (*store.RateLimit, error) {
 	key := rateKey(contact)
-	for range maxRaces * 4 {
+	for i := range maxRaces {
 		times, rev, err := c.rateTimes(ctx, key, now)
 		if err != nil {
 			return nil, err
@@ -508,27 +526,27 @@ func (c *Claims) rateTake(ctx context.Context, contact string, now time.Time, pe
 			return &store.RateLimit{Contact: contact, Until: times[len(times)-perHour].Add(time.Hour)}, nil
 		}
 		err = c.rateWrite(ctx, key, append(times, now), rev)
-		if errors.Is(err, errConflict) {
+		if errors.Is(err, errConflict) && raceWait(ctx, i) {
 			continue
 		}
 		return nil, err
 	}
-	return nil, fmt.Errorf("counting a report to %s: the counter changed %d times in a row", contact, maxRaces*4)
+	return nil, fmt.Errorf("counting a report to %s: the counter changed %d times in a row", contact, maxRaces)
 }
 
 // rateGiveBack removes one count at now from contact's counter.
 func (c *Claims) rateGiveBack(ctx context.Context, contact string, now time.Time) error {
 	key := rateKey(contact)
-	for range maxRaces * 4 {
+	for i := range maxRaces {
 		times, rev, err := c.rateTimes(ctx, key, now)
 		if err != nil || rev == 0 {
 			return err
 		}
-		i := slices.IndexFunc(times, func(t time.Time) bool { return t.Equal(now) })
-		if i < 0 {
+		j := slices.IndexFunc(times, func(t time.Time) bool { return t.Equal(now) })
+		if j < 0 {
 			return nil
 		}
-		if err := c.rateWrite(ctx, key, slices.Delete(times, i, i+1), rev); !errors.Is(err, errConflict) {
+		if err := c.rateWrite(ctx, key, slices.Delete(times, j, j+1), rev); !errors.Is(err, errConflict) || !raceWait(ctx, i) {
 			return err
 		}
 	}
