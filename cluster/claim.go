@@ -356,9 +356,12 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 			return nil, &reporter.Claimed{Node: rec.Node, Report: rec.Report, Sent: true, At: rec.At, MessageID: rec.MessageID}, nil
 		case rec.State == stateSent:
 			// The same fingerprint after the window: a new incident.
-		case rec.Node == c.opt.Node && rec.Instance != c.instance:
+		case rec.Node == c.opt.Node && (rec.Instance != c.instance || rec.Report == id):
 			// This node's claim, left by a process that stopped (one
-			// process holds a node's store): taken over at once.
+			// process holds a node's store), or by this process for
+			// this very report, whose earlier attempt let it run (its
+			// answer was unknown; the reporter holds an entry in one
+			// worker at a time): taken over at once.
 			takeover = true
 		default:
 			c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimLost)

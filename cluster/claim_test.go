@@ -226,7 +226,7 @@ func TestClaimReleaseAndTakeover(t *testing.T) {
 }
 
 // A node's own claim left by a process that stopped is taken over at
-// once by the node's next process.
+// once by the node's next process; another node's is not.
 func TestClaimOwnLeftover(t *testing.T) {
 	s := claimNATS(t)
 	m := metrics.New()
@@ -243,6 +243,15 @@ func TestClaimOwnLeftover(t *testing.T) {
 	b, _ := claimNode(t, s, "mx2", metrics.New())
 	if l, held, err := b.Claim(ctx, "fp.4", id, time.Now(), time.Hour); err != nil || l != nil || held == nil {
 		t.Fatalf("another node took a live claim: %v %+v", err, held)
+	}
+	// The same process takes its own claim of the same report again (an
+	// attempt whose answer was unknown left it), not one of another
+	// report of the incident.
+	if l, held, err := a2.Claim(ctx, "fp.4", id, time.Now(), time.Hour); err != nil || l == nil {
+		t.Fatalf("own claim of the same report: %v %+v", err, held)
+	}
+	if l, held, err := a2.Claim(ctx, "fp.4", claimID(t), time.Now(), time.Hour); err != nil || l != nil || held == nil || held.Node != "mx1" {
+		t.Fatalf("own claim of another report: %v %+v", err, held)
 	}
 }
 
@@ -289,9 +298,12 @@ func TestClaimRace(t *testing.T) {
 	done := make(chan error, racers*2)
 	for _, c := range []*Claims{a, b} {
 		for range racers {
+			// Each racer stands for another report of the incidents (one
+			// process holds a report in one worker at a time).
+			id := claimID(t)
 			go func() {
 				for k := range keys {
-					l, _, err := c.Claim(ctx, "race."+string(rune('a'+k)), store.ID{}, time.Now(), time.Minute)
+					l, _, err := c.Claim(ctx, "race."+string(rune('a'+k)), id, time.Now(), time.Minute)
 					if err != nil {
 						done <- err
 						return
