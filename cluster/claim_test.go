@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -360,6 +361,42 @@ func TestClaimOptionsFromConfig(t *testing.T) {
 		}
 		if r := RestrictClaimOptions(cfg, "mx1", 3, nil); r.Horizon != c.want || r.Window != r.Horizon || r.Kind != metrics.ClaimRestrict {
 			t.Errorf("give_up_after %s: restrict options %+v", c.giveUp, r)
+		}
+	}
+}
+
+// BenchmarkClaimDone is what a report costs in claims on one embedded
+// server: the leader read, the claim and the record of it sent.
+func BenchmarkClaimDone(b *testing.B) {
+	s, err := server.NewServer(&server.Options{ServerName: "bench", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(20 * time.Second) {
+		b.Fatal("the NATS server did not start")
+	}
+	defer s.Shutdown()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	c, err := NewClaims(ctx, js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := store.ID{1}
+	b.ResetTimer()
+	for i := range b.N {
+		l, _, err := c.Claim(ctx, fmt.Sprintf("bench.%d", i), id, time.Now(), time.Minute)
+		if err != nil || l == nil {
+			b.Fatal(err)
+		}
+		if err := l.Done(ctx, "<m>"); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

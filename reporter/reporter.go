@@ -41,6 +41,12 @@
 // get the report twice; Resent counts these, and the identical
 // Message-ID lets the desk discard the copy. See docs/reporting.md.
 //
+// In a cluster (Options.Claims) every node holds every entry; before
+// step 5 an entry is claimed cluster-wide under its fingerprint, so that
+// one node sends it and the others settle it as sent elsewhere (see
+// Claims and docs/reporting.md), and step 5 counts on the cluster's
+// shared rate counters.
+//
 // The work beside the state machine lives in subpackages: contact finds
 // the abuse desk (step 3), render writes the message (steps 4 and 6),
 // deliver signs it and speaks SMTP (step 6).
