@@ -20,6 +20,13 @@ import (
 // sends it, the others record it as sent by that node. Restrict webhook
 // calls are not claimed yet (docs/reporting.md).
 
+// SetClaims sets Options.Claims and RestrictClaims. Call it before Run
+// and Due: a daemon starts its cluster node after the case manager it
+// announces reports to.
+func (m *Manager) SetClaims(notify, restrict reporter.Claims) {
+	m.opt.Claims, m.opt.RestrictClaims = notify, restrict
+}
+
 // notifyClaimTTL is how long a claim holds a notification: longer than
 // one delivery may take, as the reporter's lease.
 const notifyClaimTTL = reporter.DefaultLease

@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -138,17 +139,20 @@ func RestrictClaimOptions(cfg *config.Config, node string, replicas int, m *metr
 type Claims struct {
 	instance string
 	js       jetstream.JetStream
-	claims   jetstream.KeyValue
-	rate     jetstream.KeyValue
-	stream   jetstream.Stream
 	opt      ClaimOptions
+
+	mu     sync.Mutex
+	claims jetstream.KeyValue // nil until ready
 }
 
 var _ reporter.Claims = (*Claims)(nil)
 
-// NewClaims creates or updates the buckets and returns Claims for
-// opt.Kind. Every node calls it with the same Replicas and Horizon.
-func NewClaims(ctx context.Context, js jetstream.JetStream, opt ClaimOptions) (*Claims, error) {
+// NewClaims returns Claims for opt.Kind. It does no I/O: the buckets are
+// created (or updated) by the first call that needs them, so that a node
+// starts while its cluster has no quorum yet; until they exist every
+// call fails, and the reporter retries its entries as after a 4xx.
+// Every node passes the same Replicas and Horizon.
+func NewClaims(js jetstream.JetStream, opt ClaimOptions) (*Claims, error) {
 	if opt.Node == "" || opt.Kind == "" {
 		return nil, errors.New("cluster claims: node and kind are required")
 	}
@@ -161,34 +165,45 @@ func NewClaims(ctx context.Context, js jetstream.JetStream, opt ClaimOptions) (*
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	claims, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	var nonce [8]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("cluster claims: %w", err)
+	}
+	return &Claims{instance: hex.EncodeToString(nonce[:]), js: js, opt: opt}, nil
+}
+
+// ready creates or updates the buckets once.
+func (c *Claims) ready(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claims != nil {
+		return nil
+	}
+	claims, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         ClaimBucket,
 		Description:    "xarfd: claims of outbound work, each done once cluster-wide",
 		History:        1,
-		TTL:            opt.Horizon,
-		LimitMarkerTTL: opt.MarkerTTL,
+		TTL:            c.opt.Horizon,
+		LimitMarkerTTL: c.opt.MarkerTTL,
 		Storage:        jetstream.FileStorage,
-		Replicas:       opt.Replicas,
+		Replicas:       c.opt.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the KV bucket %s: %w", ClaimBucket, err)
+		return fmt.Errorf("creating the KV bucket %s: %w", ClaimBucket, err)
 	}
-	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	_, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      RateBucket,
 		Description: "xarfd: reports per contact in the last hour, cluster-wide",
 		History:     1,
 		TTL:         time.Hour,
 		Storage:     jetstream.FileStorage,
-		Replicas:    opt.Replicas,
+		Replicas:    c.opt.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the KV bucket %s: %w", RateBucket, err)
+		return fmt.Errorf("creating the KV bucket %s: %w", RateBucket, err)
 	}
-	var nonce [8]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, fmt.Errorf("cluster claims: %w", err)
-	}
-	return &Claims{instance: hex.EncodeToString(nonce[:]), js: js, claims: claims, opt: opt}, nil
+	c.claims = claims
+	return nil
 }
 
 // Horizon is how long a sent record is kept.
@@ -336,6 +351,10 @@ func raceWait(ctx context.Context, i int) bool {
 
 // Claim implements reporter.Claims.
 func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created time.Time, ttl time.Duration) (reporter.Lease, *reporter.Claimed, error) {
+	if err := c.ready(ctx); err != nil {
+		c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimError)
+		return nil, nil, err
+	}
 	k := c.key(key)
 	for i := range maxRaces {
 		rec, rev, expired, err := c.current(ctx, k)
@@ -467,6 +486,9 @@ func rateKey(contact string) string {
 // reports in the last hour, changed by compare and set. A contact over
 // perHour undoes what this call counted for the others.
 func (c *Claims) RateTake(ctx context.Context, contacts []string, now time.Time, perHour int) (*store.RateLimit, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
 	var taken []string
 	for _, ct := range contacts {
 		limited, err := c.rateTake(ctx, ct, now, perHour)

@@ -70,10 +70,16 @@ func claimReplicatedNode(t *testing.T, s *server.Server, name string, m *metrics
 	if err != nil {
 		t.Fatal(err)
 	}
+	c, err := NewClaims(js, ClaimOptions{Node: name, Kind: metrics.ClaimReport, Replicas: 3, Window: time.Hour, Horizon: 2 * time.Hour, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The buckets are made on first use: until the cluster has elected
+	// its leaders that fails, as it does for a node started first.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := NewClaims(ctx, js, ClaimOptions{Node: name, Kind: metrics.ClaimReport, Replicas: 3, Window: time.Hour, Horizon: 2 * time.Hour, Metrics: m})
+		err := c.ready(ctx)
 		cancel()
 		if err == nil {
 			return c

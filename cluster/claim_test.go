@@ -55,13 +55,12 @@ func claimConnect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStre
 	return nc, js
 }
 
-// node returns the Claims of a node named name on its own connection.
+// claimNode returns the Claims of a node named name on its own
+// connection.
 func claimNode(t *testing.T, s *server.Server, name string, m *metrics.Metrics) (*Claims, *nats.Conn) {
 	t.Helper()
 	nc, js := claimConnect(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := NewClaims(ctx, js, ClaimOptions{Node: name, Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour, MarkerTTL: time.Minute, Metrics: m})
+	c, err := NewClaims(js, ClaimOptions{Node: name, Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour, MarkerTTL: time.Minute, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +212,7 @@ func TestClaimReleaseAndTakeover(t *testing.T) {
 	}
 	// mx1 comes back with its old lease: it may not go on.
 	_, js := claimConnect(t, s)
-	a2, err := NewClaims(ctx, js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
+	a2, err := NewClaims(js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +383,7 @@ func BenchmarkClaimDone(b *testing.B) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	c, err := NewClaims(ctx, js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
+	c, err := NewClaims(js, ClaimOptions{Node: "mx1", Kind: metrics.ClaimReport, Window: time.Hour, Horizon: 2 * time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

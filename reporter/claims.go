@@ -60,6 +60,11 @@ type Claimed struct {
 	MessageID string
 }
 
+// SetClaims makes the reporter claim each report cluster-wide (see
+// Claims). Call it before Run: a daemon starts its cluster node after
+// the reporter it announces reports to.
+func (r *Reporter) SetClaims(c Claims) { r.opt.Claims = c }
+
 // claimKey is the key of an entry's claim: the incident's fingerprint,
 // so that two nodes whose de-duplication chose different reports of one
 // incident still send it once; the report id when it has none.
