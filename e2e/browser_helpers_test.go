@@ -7,11 +7,17 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +27,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-smtp"
 
 	"github.com/xarfd/xarfd/internal/syncbuf"
 )
@@ -52,15 +59,19 @@ func chromiumPath(t *testing.T) string {
 // problem is something a page did that a console must never do: an
 // uncaught exception, a console or log error, a dialog, a CSP violation.
 type problem struct {
-	kind string // exception, console.error, log.<source>, csp, dialog
-	page string // the top document's URL when it happened
-	url  string // where it came from (script, resource or frame URL), when known
-	text string
+	kind  string // exception, console.error, log.<source>, csp, dialog
+	page  string // the top document's URL when it happened
+	frame string // the frame's URL when it happened in an iframe attached with attachFrames
+	url   string // where it came from (script, resource or frame URL), when known
+	text  string
 }
 
 func (p problem) String() string {
 	s := fmt.Sprintf("[%s] on %s: %s", p.kind, p.page, p.text)
-	if p.url != "" && p.url != p.page {
+	if p.frame != "" {
+		s = fmt.Sprintf("[%s] in the frame %s of %s: %s", p.kind, p.frame, p.page, p.text)
+	}
+	if p.url != "" && p.url != p.page && p.url != p.frame {
 		s += " (at " + p.url + ")"
 	}
 	return s
@@ -76,6 +87,7 @@ type browser struct {
 	page     string // URL of the top frame
 	problems []problem
 	checked  int // problems[:checked] were reported by a check already
+	frames   []context.Context // iframes attached by attachFrames
 }
 
 // newBrowser starts Chromium for t and closes it when t ends; problems no
@@ -114,7 +126,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.CombinedOutput(b.logs),
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(b.listen))
+	ctx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(b.listener("")))
 	b.ctx = ctx
 	t.Cleanup(func() {
 		b.flush()
@@ -141,17 +153,22 @@ func newBrowser(t *testing.T) *browser {
 	return b
 }
 
-// listen runs in the tab's event loop: it must return fast and send no
-// command.
-func (b *browser) listen(ev any) {
+// listener returns the function that sees the events of the tab (frame
+// "") or of an iframe attached with attachFrames. It runs in the target's
+// event loop: it must return fast and send no command.
+func (b *browser) listener(frame string) func(ev any) {
+	return func(ev any) { b.listen(frame, ev) }
+}
+
+func (b *browser) listen(frame string, ev any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	add := func(kind, url, text string) {
-		b.problems = append(b.problems, problem{kind: kind, page: b.page, url: url, text: text})
+		b.problems = append(b.problems, problem{kind: kind, page: b.page, frame: frame, url: url, text: text})
 	}
 	switch ev := ev.(type) {
 	case *page.EventFrameNavigated:
-		if ev.Frame != nil && ev.Frame.ParentID == "" {
+		if frame == "" && ev.Frame != nil && ev.Frame.ParentID == "" {
 			b.page = ev.Frame.URL
 		}
 	case *runtime.EventExceptionThrown:
@@ -200,13 +217,53 @@ func (b *browser) listen(ev any) {
 	}
 }
 
+// attachFrames attaches to every iframe of the tab that runs in a
+// process of its own (Chromium isolates sandboxed frames): their console,
+// log and CSP issues are not the tab's. Enabling the domains replays what
+// the frame logged before. It returns a context per frame URL, for
+// evaluating inside the frame; they end with ctx.
+func (b *browser) attachFrames(t *testing.T, ctx context.Context) map[string]context.Context {
+	t.Helper()
+	targets, err := chromedp.Targets(ctx)
+	if err != nil {
+		t.Fatalf("browser: listing targets: %v", err)
+	}
+	frames := map[string]context.Context{}
+	for _, ti := range targets {
+		if ti.Type != "iframe" {
+			continue
+		}
+		// The frame's context derives from the tab's (so it shares the
+		// browser); it is cancelled with the scenario.
+		fctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(ti.TargetID), chromedp.WithDetachOnCancel(),
+			chromedp.WithListener(b.listener(ti.URL)))
+		context.AfterFunc(ctx, cancel)
+		b.mu.Lock()
+		b.frames = append(b.frames, fctx)
+		b.mu.Unlock()
+		if _, err := chromedp.Call(fctx, audits.Enable, cdp.Empty{}); err != nil {
+			t.Fatalf("browser: attaching to the frame %s: %v", ti.URL, err)
+		}
+		frames[ti.URL] = fctx
+	}
+	return frames
+}
+
 // flush makes sure every event Chromium sent so far went through listen:
 // the tab handles messages in order, and a reply comes after the events
 // sent before it.
 func (b *browser) flush() {
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`0`))
+	b.mu.Lock()
+	targets := append([]context.Context{b.ctx}, b.frames...)
+	b.mu.Unlock()
+	for _, tctx := range targets {
+		if tctx.Err() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(tctx, 10*time.Second)
+		chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`0`))
+		cancel()
+	}
 }
 
 // takeProblems returns the problems no check has seen yet.
@@ -325,4 +382,231 @@ func artifactsDir(t *testing.T) string {
 	}
 	t.Logf("screenshots go to %s", dir)
 	return dir
+}
+
+// Tokens of the console's daemon: an operator who may act, a viewer who
+// may only read.
+const (
+	consoleOps    = "e2e-console-ops-token"
+	consoleViewer = "e2e-console-viewer-token"
+)
+
+// consoleConfig: an ARF channel and a trap channel, both redacting
+// recipients; a reporter that sends to the desk at %q; both tokens.
+const consoleConfig = `
+hostname: mx.e2e.example
+sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
+channels:
+  - name: fbl
+    kind: arf
+    addresses: ["fbl@e2e.example"]
+    redact: {recipients: true}
+  - name: trap
+    kind: trap
+    addresses: ["*@trap.e2e.example"]
+    redact: {recipients: true}
+reporter:
+  enabled: true
+  from: reports@e2e.example
+  smarthost: {address: %q, tls: none}
+  retry: {first: 1s, give_up_after: 1h}
+contacts:
+  static: [{network: "192.88.99.0/24", email: abuse@desk.e2e.example}]
+http:
+  listen: "127.0.0.1:0"
+  tokens:
+    - {name: ops, sha256: %q, scopes: [read, submit]}
+    - {name: viewer, sha256: %q, scopes: [read]}
+`
+
+// consoleEnv is a real daemon for the console, with its abuse desk.
+type consoleEnv struct {
+	d    *daemon
+	base string // http://127.0.0.1:port
+	desk *switchDesk
+}
+
+func startConsoleDaemon(t *testing.T) *consoleEnv {
+	t.Helper()
+	desk := startSwitchDesk(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(consoleConfig, desk.addr, hashHex(consoleOps), hashHex(consoleViewer)))
+	d := startDaemon(t, dir, "-config", cfg)
+	return &consoleEnv{d: d, base: httpAddr(t, d), desk: desk}
+}
+
+// switchDesk is the abuse desk behind the reporter's smarthost (go-smtp
+// on 127.0.0.1): it refuses every report with 550 until accept is set, so
+// a test can make an outbox entry fail and then succeed on a retry.
+type switchDesk struct {
+	addr     string
+	accept   atomic.Bool
+	refused  atomic.Int64
+	accepted atomic.Int64
+}
+
+func startSwitchDesk(t *testing.T) *switchDesk {
+	t.Helper()
+	d := &switchDesk{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtp.NewServer(d)
+	srv.Domain = "desk.e2e.example"
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	d.addr = l.Addr().String()
+	return d
+}
+
+func (d *switchDesk) NewSession(*smtp.Conn) (smtp.Session, error) { return switchSession{d}, nil }
+
+type switchSession struct{ d *switchDesk }
+
+func (switchSession) Reset()                               {}
+func (switchSession) Logout() error                        { return nil }
+func (switchSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (switchSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s switchSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	if s.d.accept.Load() {
+		s.d.accepted.Add(1)
+		return nil
+	}
+	s.d.refused.Add(1)
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "not now"}
+}
+
+// beacon is an HTTP server on 127.0.0.1 that hostile content points at:
+// any request it gets means the console let that content act (run a
+// script, follow a refresh, load a remote image, submit a form).
+type beacon struct {
+	url  string
+	mu   sync.Mutex
+	hits []string
+}
+
+func startBeacon(t *testing.T) *beacon {
+	t.Helper()
+	b := &beacon{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.hits = append(b.hits, r.Method+" "+r.URL.Path)
+		b.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	b.url = srv.URL
+	return b
+}
+
+func (b *beacon) got() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.hits...)
+}
+
+// hostileTitle is what the hostile message's scripts would set the
+// document's title to.
+const hostileTitle = "pwned-by-evidence"
+
+// hostileMessage is a trap hit from origin to rcpt whose HTML part tries
+// everything a message can try on a page that shows it: scripts, event
+// handlers, javascript: links, a meta refresh, a form, remote images,
+// styles and frames, all pointing at beacon; its subject carries markup
+// and one header field is 60 KB on one line.
+func hostileMessage(origin, rcpt, beacon string) []byte {
+	act := func(tag string) string {
+		return "document.title='" + hostileTitle + "';window.pwned='" + tag + "';" +
+			"document.documentElement.setAttribute('data-pwned','" + tag + "');" +
+			"fetch('" + beacon + "/" + tag + "');"
+	}
+	html := `<!doctype html><html><head>
+<meta http-equiv="refresh" content="0;url=` + beacon + `/meta-refresh">
+<base href="` + beacon + `/base/">
+<script>` + act("script") + `</script>
+<script src="` + beacon + `/script-src.js"></script>
+<link rel="stylesheet" href="` + beacon + `/style.css">
+<style>body{background:url(` + beacon + `/css-bg)}</style>
+</head><body onload="` + act("body-onload") + `">
+<h1 id="hostile-heading">Hostile</h1>
+<img src="nonexistent.png" onerror="` + act("img-onerror") + `">
+<img src="` + beacon + `/tracking-pixel.gif">
+<a id="hostile-js-link" href="javascript:` + act("js-link") + `">click me</a>
+<a href="` + beacon + `/plain-link" target="_top">plain link</a>
+<svg onload="` + act("svg-onload") + `"><circle r="4"/></svg>
+<iframe src="` + beacon + `/iframe"></iframe>
+<object data="` + beacon + `/object"></object>
+<form id="hostile-form" action="` + beacon + `/form" method="post"><input name="q" value="1" autofocus onfocus="` + act("autofocus") + `"><button>send</button></form>
+<p>addressed to ` + rcpt + `</p>
+</body></html>`
+	var b strings.Builder
+	b.WriteString("Received: from spam.example (spam.example [" + origin + "]) by mx.e2e.example with ESMTP id h1; Fri, 27 Nov 2026 10:00:00 +0000\r\n")
+	b.WriteString("From: \"<script>" + act("from") + "</script>\" <spammer@spam.example>\r\n")
+	b.WriteString("To: " + rcpt + "\r\n")
+	b.WriteString("Subject: <img src=x onerror=\"" + act("subject") + "\"> hostile evidence\r\n")
+	b.WriteString("Message-ID: <hostile." + fmt.Sprint(time.Now().UnixNano()) + "@spam.example>\r\n")
+	b.WriteString("X-Huge: " + strings.Repeat("A", 60<<10-len("X-Huge: ")-100) + "\r\n")
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"hostile-b\"\r\n\r\n")
+	b.WriteString("--hostile-b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHostile plain part for " + rcpt + "\r\n")
+	b.WriteString("--hostile-b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + strings.ReplaceAll(html, "\n", "\r\n") + "\r\n")
+	b.WriteString("--hostile-b--\r\n")
+	return []byte(b.String())
+}
+
+// expectOnly fails t for every problem since the last check that allowed
+// does not accept, and returns the ones it accepted.
+func (b *browser) expectOnly(t *testing.T, allowed func(problem) bool) []problem {
+	t.Helper()
+	var ok []problem
+	for _, p := range b.takeProblems() {
+		if allowed(p) {
+			ok = append(ok, p)
+			continue
+		}
+		t.Errorf("browser: %s", p)
+	}
+	return ok
+}
+
+// open navigates to url and returns the HTTP status of the document.
+func (b *browser) open(t *testing.T, ctx context.Context, url string) int64 {
+	t.Helper()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(url))
+	if err != nil {
+		t.Fatalf("browser: opening %s: %v", url, err)
+	}
+	if resp == nil {
+		t.Fatalf("browser: opening %s: no response", url)
+	}
+	return resp.Status
+}
+
+// openOK opens url and fails t unless it answered 200.
+func (b *browser) openOK(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	if code := b.open(t, ctx, url); code != 200 {
+		t.Fatalf("browser: %s answered %d, want 200; page: %s", url, code, evalJS[string](t, ctx, `document.body ? document.body.innerText.slice(0, 500) : ""`))
+	}
+}
+
+// submitNav runs an action that submits a form and returns the status of
+// the document it leads to.
+func (b *browser) submitNav(t *testing.T, ctx context.Context, what string, action chromedp.Action[chromedp.Void]) int64 {
+	t.Helper()
+	resp, err := chromedp.RunResponse(ctx, action)
+	if err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+	if resp == nil {
+		t.Fatalf("browser: %s: no navigation", what)
+	}
+	return resp.Status
+}
+
+// jsString quotes s for a JavaScript expression.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
