@@ -86,7 +86,7 @@ type browser struct {
 	mu       sync.Mutex
 	page     string // URL of the top frame
 	problems []problem
-	checked  int // problems[:checked] were reported by a check already
+	checked  int               // problems[:checked] were reported by a check already
 	frames   []context.Context // iframes attached by attachFrames
 }
 

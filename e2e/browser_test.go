@@ -93,7 +93,6 @@ func TestBrowserHarness(t *testing.T) {
 	t.Logf("problems of the bad page:\n%s", all)
 }
 
-
 // The console's markup the scenarios rely on (docs/ui.md).
 const (
 	tokenInput      = `input[name="token"]`
