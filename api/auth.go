@@ -22,6 +22,13 @@ const (
 	scopeAdmin  = "admin"
 )
 
+// The scopes as other handlers of the listener (the console) name them.
+const (
+	ScopeRead   = scopeRead
+	ScopeSubmit = scopeSubmit
+	ScopeAdmin  = scopeAdmin
+)
+
 type token struct {
 	name     string
 	hash     [sha256.Size]byte
@@ -133,4 +140,63 @@ func remoteIP(r *http.Request) string {
 		return ap.Addr().Unmap().String()
 	}
 	return ""
+}
+
+// Principal is a configured token as another handler of the listener
+// (the console) sees it: its name, its scopes and the sha256 of its
+// value, never the value.
+type Principal struct {
+	Name   string
+	Hash   [sha256.Size]byte
+	Scopes []string
+	// Channels limits the submit scope to these channels; empty = all.
+	Channels []string
+}
+
+// Has reports whether the token grants scope; admin implies read.
+func (p Principal) Has(scope string) bool { return (&token{scopes: p.Scopes}).has(scope) }
+
+// MayFeed reports whether the token may act on channel's data (submit to
+// it, retry or cancel its outbox entries).
+func (p Principal) MayFeed(channel string) bool {
+	return (&token{channels: p.Channels}).mayFeed(channel)
+}
+
+// Tokens is a parsed http.tokens, hashed and compared as the API does.
+type Tokens struct{ list []token }
+
+// ParseTokens parses http.tokens as the API does: an entry whose sha256
+// is not 64 hex digits is logged and ignored, and when no entry is valid
+// no value matches (tokens stay required).
+func ParseTokens(cfg []config.Token, log zerolog.Logger) Tokens {
+	return Tokens{parseTokens(cfg, log)}
+}
+
+// Open reports that no tokens are configured: the API is open.
+func (ts Tokens) Open() bool { return len(ts.list) == 0 }
+
+// Lookup finds the token whose value is presented (constant time).
+func (ts Tokens) Lookup(presented string) (Principal, bool) {
+	return principal(lookup(ts.list, presented))
+}
+
+// Find returns the token whose hash is h, if it is still configured (a
+// reload may have removed it or changed its scopes); constant time.
+func (ts Tokens) Find(h [sha256.Size]byte) (Principal, bool) {
+	found := -1
+	for i := range ts.list {
+		eq := subtle.ConstantTimeCompare(h[:], ts.list[i].hash[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return Principal{}, false
+	}
+	return principal(&ts.list[found])
+}
+
+func principal(t *token) (Principal, bool) {
+	if t == nil {
+		return Principal{}, false
+	}
+	return Principal{Name: t.name, Hash: t.hash, Scopes: slices.Clone(t.scopes), Channels: slices.Clone(t.channels)}, true
 }

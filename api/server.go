@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,10 @@ type Options struct {
 	// silent one).
 	Cases   CaseService
 	CaseHub *CaseHub
+	// Console serves every path that is not the API's (/api/…, /healthz,
+	// /metrics), behind the same guards (request log, Host check,
+	// cross-site writes, body limit); nil answers them 404.
+	Console http.Handler
 }
 
 // Server serves the HTTP API.
@@ -86,6 +91,7 @@ type Server struct {
 
 	cases   CaseService
 	caseHub *CaseHub
+	console http.Handler // nil: no console
 
 	handler http.Handler
 	srv     *http.Server
@@ -108,6 +114,7 @@ func New(o Options) *Server {
 		intel:   o.Intel,
 		cases:   o.Cases,
 		caseHub: o.CaseHub,
+		console: o.Console,
 	}
 	if s.caseHub == nil {
 		s.caseHub = NewCaseHub()
@@ -249,12 +256,22 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s.console != nil && !apiPath(r.URL.Path) {
+			s.console.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "not found")
 	})
 	// Outermost first: every request is logged; a foreign Host is
 	// refused before anything else looks at it; a browser's cross-site
 	// write before its body is read; the body limit holds for all.
 	return s.logRequests(s.checkHost(s.crossOrigin(s.limitBody(mux))))
+}
+
+// apiPath reports whether path belongs to the API (an unknown one is a
+// JSON 404 there, never a console page).
+func apiPath(path string) bool {
+	return path == "/api" || strings.HasPrefix(path, "/api/") || path == "/healthz" || path == "/metrics"
 }
 
 type healthBody struct {

@@ -128,6 +128,19 @@ type HTTP struct {
 	// MaxBodyBytes caps every request body; a larger one is answered 413.
 	MaxBodyBytes int64   `yaml:"max_body_bytes"`
 	Tokens       []Token `yaml:"tokens"`
+	// Console is the web console served on the same listener at /.
+	Console Console `yaml:"console"`
+}
+
+// Console configures the web console (docs/ui.md).
+type Console struct {
+	// Enabled serves the console at /; false answers its paths 404.
+	Enabled bool `yaml:"enabled"`
+	// SessionTTL is how long a login lasts (with http.tokens).
+	SessionTTL Duration `yaml:"session_ttl"`
+	// SecureCookie marks the session cookie Secure even when the request
+	// came over plain HTTP: behind a proxy that terminates TLS.
+	SecureCookie bool `yaml:"secure_cookie"`
 }
 
 // Token is one bearer token, stored as the sha256 of its value.

@@ -53,7 +53,9 @@ func TestDefaultsFillOmittedKeys(t *testing.T) {
 		c.Reporter.MaxRecipientsPerReport != DefaultMaxRecipientsPerReport ||
 		c.Contacts.CacheTTL.D() != DefaultContactCacheTTL || c.SMTP.MaxConnectionsPerIP != DefaultMaxConnectionsPerIP ||
 		c.SMTP.ReservedConnections != DefaultReservedConnections || c.SMTP.SessionTimeout.D() != DefaultSessionTimeout ||
-		c.SMTP.MaxInflightBytes != DefaultMaxInflightBytes || c.HTTP.MaxBodyBytes != DefaultHTTPMaxBodyBytes {
+		c.SMTP.MaxInflightBytes != DefaultMaxInflightBytes || c.HTTP.MaxBodyBytes != DefaultHTTPMaxBodyBytes ||
+		c.HTTP.Console.Enabled != DefaultConsoleEnabled || c.HTTP.Console.SessionTTL.D() != DefaultConsoleSessionTTL ||
+		c.HTTP.Console.SecureCookie {
 		t.Errorf("top-level defaults = %+v", c)
 	}
 	// The effective configuration prints and reads back the same.
@@ -185,6 +187,7 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"token for unknown channel", minimal + "http: {tokens: [{name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, scopes: [submit], channels: [nope]}]}\n", []string{"http.tokens[0].channels[0]", "nope"}},
 		{"users without auth file", minimal + "    accept_from: {users: [p1]}\n", []string{"channels[0].accept_from.users: needs smtp.auth_file"}},
 		{"body limit too small", minimal + "http: {max_body_bytes: 10}\n", []string{"http.max_body_bytes", "too small"}},
+		{"console session too short", minimal + "http: {console: {session_ttl: 10s}}\n", []string{"bad.yaml:8: http.console.session_ttl", "from 1m"}},
 		{"hostname with port", minimal + "http: {hostnames: ['xarfd.example.net:8025']}\n", []string{"http.hostnames[0]", "without port"}},
 		{"hostname with scheme", minimal + "http: {hostnames: ['https://xarfd.example.net']}\n", []string{"http.hostnames[0]"}},
 		{"out of range", minimal + "smtp: {max_connections: 0}\n", []string{"smtp.max_connections: must be at least 1"}},

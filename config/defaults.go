@@ -75,6 +75,12 @@ const (
 	// room to spare, and bounds what one request can make the daemon
 	// hold: the body is held whole while it is processed.
 	DefaultHTTPMaxBodyBytes = 50 << 20
+	// DefaultConsoleEnabled serves the web console at / of the HTTP
+	// listener: it is as closed as the API (tokens, loopback).
+	DefaultConsoleEnabled = true
+	// DefaultConsoleSessionTTL is a working day and a half: one login a
+	// day for a desk, and a stolen cookie dies soon.
+	DefaultConsoleSessionTTL = 12 * time.Hour
 	// DefaultRetention keeps a channel's data for 30 days.
 	DefaultRetention = 720 * time.Hour
 	// DefaultRedactMode keeps addresses syntactically valid without
@@ -166,7 +172,8 @@ func defaults() Config {
 			SessionTimeout:      Duration(DefaultSessionTimeout),
 			MaxInflightBytes:    DefaultMaxInflightBytes,
 		},
-		HTTP: HTTP{Listen: DefaultHTTPListen, MaxBodyBytes: DefaultHTTPMaxBodyBytes},
+		HTTP: HTTP{Listen: DefaultHTTPListen, MaxBodyBytes: DefaultHTTPMaxBodyBytes,
+			Console: Console{Enabled: DefaultConsoleEnabled, SessionTTL: Duration(DefaultConsoleSessionTTL)}},
 		Reporter: Reporter{
 			Format:                 DefaultReporterFormat,
 			Smarthost:              Smarthost{TLS: DefaultSmarthostTLS},

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 var (
@@ -138,6 +139,9 @@ func (c *Config) validateHTTP(v *validator) {
 		if n == "" || strings.ContainsAny(n, ":/[] \t") || strings.Trim(n, ".") != strings.TrimSuffix(n, ".") {
 			v.bad(k, "%q: want a host name without port or scheme, such as xarfd.example.net", n)
 		}
+	}
+	if ttl := h.Console.SessionTTL.D(); ttl < time.Minute || ttl > 30*24*time.Hour {
+		v.bad("http.console.session_ttl", "%s: want from 1m to 720h", ttl)
 	}
 	if len(h.Tokens) == 0 && !loopback(h.Listen) {
 		v.bad("http.listen", "%s is not a loopback address: configure http.tokens, or listen on 127.0.0.1", h.Listen)

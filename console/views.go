@@ -1,0 +1,532 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/intel"
+	"github.com/xarfd/xarfd/store"
+)
+
+// maxReason bounds the reason of an action, as the API does.
+const maxReason = 1000
+
+// reason reads the form's reason: required, on one line, bounded.
+func reason(r *http.Request) (string, bool) {
+	s := strings.Join(strings.Fields(r.PostFormValue("reason")), " ")
+	return s, s != "" && len(s) <= maxReason
+}
+
+// back redirects after an action to the page it came from (the form's
+// "back" field, a path of this site) with the result.
+func back(w http.ResponseWriter, r *http.Request, fallback, done string) {
+	to := r.PostFormValue("back")
+	if !safeNext(to) {
+		to = fallback
+	}
+	sep := "?"
+	if strings.Contains(to, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, to+sep+"done="+done, http.StatusSeeOther)
+}
+
+// ---- outbox
+
+type outboxData struct {
+	Status   string
+	Statuses []store.OutboxStatus
+	Entries  []outboxRow
+	Next     string
+}
+
+type outboxRow struct {
+	*store.OutboxEntry
+	CanRetry, CanCancel bool
+}
+
+// GET /outbox?status=&cursor=
+func (c *Console) outbox(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := &outboxData{Status: q.Get("status"), Statuses: store.OutboxStatuses}
+	if d.Status != "" && !slices.Contains(store.OutboxStatuses, store.OutboxStatus(d.Status)) {
+		c.fail(w, r, http.StatusBadRequest, "Unknown status", "Pick a status from the tabs of the outbox.")
+		return
+	}
+	var before store.ID
+	if cur := q.Get("cursor"); cur != "" {
+		id, err := uuid.Parse(cur)
+		if err != nil {
+			c.fail(w, r, http.StatusBadRequest, "Bad cursor", "Go back to the first page of the outbox.")
+			return
+		}
+		before = id
+	}
+	es, next, err := c.o.Store.Outbox(store.OutboxStatus(d.Status), before, pageSize)
+	if err != nil {
+		c.internal(w, r, "listing outbox", err)
+		return
+	}
+	for i := range es {
+		e := &es[i]
+		d.Entries = append(d.Entries, outboxRow{OutboxEntry: e, CanRetry: canRetry(e.Status), CanCancel: e.Status == store.OutboxPending})
+	}
+	if next != (store.ID{}) {
+		d.Next = next.String()
+	}
+	c.render(w, r, http.StatusOK, "outbox", &page{Title: "Outbox", Nav: "outbox", Data: d})
+}
+
+// POST /outbox/{id}/retry|cancel: store.Requeue or store.Cancel, as the
+// API's actions.
+func (c *Console) outboxAction(verb string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := c.pathID(w, r, "outbox entry")
+		if !ok {
+			return
+		}
+		v := viewerOf(r)
+		e, err := c.o.Store.GetOutbox(id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !v.mayFeed(e.Channel)) {
+			c.fail(w, r, http.StatusNotFound, "No such outbox entry", "There is no outbox entry with this id (or your token may not act on its channel).")
+			return
+		}
+		if err != nil {
+			c.internal(w, r, "reading outbox entry", err)
+			return
+		}
+		why := verb + " requested in the console by " + v.by(r)
+		if s := strings.Join(strings.Fields(r.PostFormValue("reason")), " "); s != "" {
+			why += ": " + short(200, s)
+		}
+		now := c.o.Now().UTC()
+		if verb == "retry" {
+			e, err = c.o.Store.Requeue(id, now, why)
+		} else {
+			e, err = c.o.Store.Cancel(id, now, why)
+		}
+		var te *store.TransitionError
+		switch {
+		case errors.As(err, &te):
+			c.fail(w, r, http.StatusConflict, "Not possible now", "This entry is "+string(te.From)+" now: it cannot be "+map[string]string{"retry": "retried", "cancel": "cancelled"}[verb]+". Reload the outbox to see its state.")
+			return
+		case errors.Is(err, store.ErrNotFound):
+			c.fail(w, r, http.StatusNotFound, "No such outbox entry", "The entry is gone (retention).")
+			return
+		case err != nil:
+			c.internal(w, r, verb+" of outbox entry", err)
+			return
+		}
+		c.o.Logger.Info().Str("id", id.String()).Str("action", verb).Str("status", string(e.Status)).Str("by", v.by(r)).Msg("console: outbox entry changed")
+		back(w, r, "/outbox", map[string]string{"retry": "retried", "cancel": "cancelled"}[verb])
+	}
+}
+
+// ---- quarantine
+
+type quarantineData struct {
+	Channel   string
+	Channels  []string
+	Rows      []store.QuarantinedMessage
+	Next      string
+	Reprocess bool
+}
+
+// GET /quarantine?channel=&cursor=
+func (c *Console) quarantine(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	d := &quarantineData{Channel: q.Get("channel"), Channels: c.channelNames(), Reprocess: c.o.Reprocess != nil}
+	cur := q.Get("cursor")
+	if len(cur) > store.MaxQuarantineCursor {
+		c.fail(w, r, http.StatusBadRequest, "Bad cursor", "Go back to the first page of the quarantine.")
+		return
+	}
+	rows, next, err := c.o.Store.QuarantinePage(d.Channel, cur, pageSize)
+	if err != nil {
+		c.internal(w, r, "listing quarantine", err)
+		return
+	}
+	d.Rows, d.Next = rows, next
+	c.render(w, r, http.StatusOK, "quarantine", &page{Title: "Quarantine", Nav: "quarantine", Data: d})
+}
+
+// POST /quarantine/{id}/reprocess
+func (c *Console) reprocess(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.pathID(w, r, "quarantined message")
+	if !ok {
+		return
+	}
+	if c.o.Reprocess == nil {
+		c.fail(w, r, http.StatusNotImplemented, "Not available", "This daemon cannot reprocess messages.")
+		return
+	}
+	res, err := c.o.Reprocess(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No such message", "There is no quarantined message with this id.")
+		return
+	case err != nil:
+		c.internal(w, r, "reprocessing", err)
+		return
+	}
+	c.o.Logger.Info().Str("id", id.String()).Str("result", res).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message reprocessed")
+	done := "reprocessed"
+	if res == "" {
+		done = "still"
+	}
+	back(w, r, "/quarantine", done)
+}
+
+// POST /quarantine/{id}/delete
+func (c *Console) deleteQuarantined(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.pathID(w, r, "quarantined message")
+	if !ok {
+		return
+	}
+	del, ok := any(c.o.Store).(interface{ DeleteQuarantined(store.ID) error })
+	if !ok {
+		c.fail(w, r, http.StatusNotImplemented, "Not available", "This store cannot delete quarantined messages.")
+		return
+	}
+	err := del.DeleteQuarantined(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No such message", "There is no quarantined message with this id.")
+		return
+	case err != nil:
+		c.internal(w, r, "deleting a quarantined message", err)
+		return
+	}
+	c.o.Logger.Info().Str("id", id.String()).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message deleted")
+	back(w, r, "/quarantine", "deleted")
+}
+
+// ---- indicators
+
+type indicatorsData struct {
+	On     bool
+	Kinds  []intel.Kind
+	Kind   string
+	Value  string
+	Listed []listedKind
+	Error  string
+}
+
+type listedKind struct {
+	Kind   intel.Kind
+	Values []string
+	More   int
+}
+
+// maxListedShown bounds each kind's list of listed values on the page.
+const maxListedShown = 200
+
+// GET /indicators[?kind=&value=]: a lookup goes to the indicator's page.
+func (c *Console) indicators(w http.ResponseWriter, r *http.Request) {
+	d := &indicatorsData{On: c.o.Intel != nil, Kinds: intel.Kinds}
+	if !d.On {
+		c.render(w, r, http.StatusOK, "indicators", &page{Title: "Indicators", Nav: "indicators", Data: d})
+		return
+	}
+	q := r.URL.Query()
+	d.Kind, d.Value = q.Get("kind"), strings.TrimSpace(q.Get("value"))
+	if d.Value != "" {
+		k, ok := intel.ParseKind(d.Kind)
+		if !ok {
+			d.Error = "Pick a kind: ip, domain, url or email."
+		} else {
+			http.Redirect(w, r, "/indicators/"+string(k)+"/"+pathEscape(normalIndicator(k, d.Value)), http.StatusSeeOther)
+			return
+		}
+	}
+	for _, k := range intel.Kinds {
+		vs := c.o.Intel.Listed(k)
+		sort.Strings(vs)
+		lk := listedKind{Kind: k, Values: vs}
+		if len(vs) > maxListedShown {
+			lk.Values, lk.More = vs[:maxListedShown], len(vs)-maxListedShown
+		}
+		d.Listed = append(d.Listed, lk)
+	}
+	code := http.StatusOK
+	if d.Error != "" {
+		code = http.StatusBadRequest
+	}
+	c.render(w, r, code, "indicators", &page{Title: "Indicators", Nav: "indicators", Data: d})
+}
+
+// normalIndicator is the stored form of a value, as the API reads it.
+func normalIndicator(k intel.Kind, v string) string {
+	switch k {
+	case intel.KindIP:
+		if a, err := netip.ParseAddr(v); err == nil {
+			return a.Unmap().String()
+		}
+	case intel.KindDomain, intel.KindEmail:
+		return strings.ToLower(v)
+	}
+	return v
+}
+
+type indicatorData struct {
+	Kind, Value string
+	Found       bool
+	Ind         *store.IntelIndicator
+	Status      intel.Status
+}
+
+// GET /indicators/{kind}/{value}
+func (c *Console) indicator(w http.ResponseWriter, r *http.Request) {
+	if c.o.Intel == nil {
+		http.Redirect(w, r, "/indicators", http.StatusSeeOther)
+		return
+	}
+	k, ok := intel.ParseKind(r.PathValue("kind"))
+	if !ok {
+		c.fail(w, r, http.StatusNotFound, "Unknown kind", "Indicators are of kind ip, domain, url or email.")
+		return
+	}
+	v := normalIndicator(k, r.PathValue("value"))
+	d := &indicatorData{Kind: string(k), Value: v}
+	ind, st, err := c.o.Intel.Get(k, v)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.render(w, r, http.StatusNotFound, "indicator", &page{Title: "Indicator", Nav: "indicators", Data: d})
+		return
+	case err != nil:
+		c.internal(w, r, "reading indicator", err)
+		return
+	}
+	d.Found, d.Ind, d.Status = true, ind, st
+	c.render(w, r, http.StatusOK, "indicator", &page{Title: "Indicator " + v, Nav: "indicators", Data: d})
+}
+
+// POST /indicators/{kind}/{value}/delist: intel.Service.Delist, as the
+// API's DELETE.
+func (c *Console) delist(w http.ResponseWriter, r *http.Request) {
+	if c.o.Intel == nil {
+		c.fail(w, r, http.StatusNotFound, "No indicators", "No channel uses intel.")
+		return
+	}
+	k, ok := intel.ParseKind(r.PathValue("kind"))
+	if !ok {
+		c.fail(w, r, http.StatusNotFound, "Unknown kind", "Indicators are of kind ip, domain, url or email.")
+		return
+	}
+	why, ok := reason(r)
+	if !ok {
+		c.fail(w, r, http.StatusBadRequest, "A reason is needed", "Say why it is delisted (at most 1000 characters): the reason is kept with the indicator.")
+		return
+	}
+	v := normalIndicator(k, r.PathValue("value"))
+	_, err := c.o.Intel.Delist(k, v, why, viewerOf(r).by(r))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No such indicator", "No report named it.")
+		return
+	case err != nil:
+		c.internal(w, r, "delisting", err)
+		return
+	}
+	c.o.Logger.Info().Str("kind", string(k)).Str("by", viewerOf(r).by(r)).Msg("console: indicator delisted")
+	back(w, r, "/indicators/"+string(k)+"/"+pathEscape(v), "delisted")
+}
+
+// ---- cases
+
+// casesOn: some channel uses own (own-network handling).
+func casesOn(cfg *config.Config) bool {
+	for i := range cfg.Channels {
+		if cfg.Channels[i].Has(config.UseOwn) {
+			return true
+		}
+	}
+	return false
+}
+
+var caseStates = []string{store.CaseOpen, store.CaseNotified, store.CaseRestricted, store.CaseResolved}
+
+type casesData struct {
+	On     bool
+	State  string
+	States []string
+	Cases  []store.Case
+	More   bool
+}
+
+// GET /cases?state=
+func (c *Console) cases(w http.ResponseWriter, r *http.Request) {
+	d := &casesData{On: casesOn(c.cfg()), State: r.URL.Query().Get("state"), States: caseStates}
+	if d.State != "" && !slices.Contains(caseStates, d.State) {
+		c.fail(w, r, http.StatusBadRequest, "Unknown state", "Pick a state from the tabs.")
+		return
+	}
+	err := c.o.Store.ForEachCase(func(cs *store.Case) error {
+		if d.State == "" || cs.State == d.State {
+			if len(d.Cases) == pageSize*2 {
+				d.More = true
+				return store.ErrStop
+			}
+			d.Cases = append(d.Cases, *cs)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrStop) {
+		c.internal(w, r, "listing cases", err)
+		return
+	}
+	if len(d.Cases) > 0 {
+		d.On = true // cases of a channel that no longer uses own still show
+	}
+	c.render(w, r, http.StatusOK, "cases", &page{Title: "Cases", Nav: "cases", Data: d})
+}
+
+type caseData struct {
+	Case    *store.Case
+	Actions []string
+	Running bool
+}
+
+// GET /cases/{id}
+func (c *Console) caseView(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.pathID(w, r, "case")
+	if !ok {
+		return
+	}
+	cs, err := c.o.Store.GetCase(id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, "No such case", "There is no case with this id. Find cases in the list.")
+		return
+	}
+	if err != nil {
+		c.internal(w, r, "reading case", err)
+		return
+	}
+	d := &caseData{Case: cs, Actions: []string{"notify", "restrict", "resolve"}, Running: c.o.Cases != nil}
+	c.render(w, r, http.StatusOK, "case", &page{Title: "Case " + cs.Key, Nav: "cases", Data: d})
+}
+
+// POST /cases/{id}/notify|restrict|resolve: the cases service's Act, as
+// the API's actions.
+func (c *Console) caseAction(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.pathID(w, r, "case")
+	if !ok {
+		return
+	}
+	action := r.PathValue("action")
+	if action != "notify" && action != "restrict" && action != "resolve" {
+		c.fail(w, r, http.StatusNotFound, "No such action", "A case can be notified, restricted or resolved.")
+		return
+	}
+	if c.o.Cases == nil {
+		c.fail(w, r, http.StatusServiceUnavailable, "Cases are not running", "No channel uses own: add own to a channel's uses (docs/own-networks.md).")
+		return
+	}
+	why, ok := reason(r)
+	if !ok {
+		c.fail(w, r, http.StatusBadRequest, "A reason is needed", "Say why (at most 1000 characters): the reason goes into the case's history.")
+		return
+	}
+	_, err := c.o.Cases.Act(r.Context(), id, action, viewerOf(r).by(r), why)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No such case", "There is no case with this id.")
+		return
+	case errors.Is(err, store.ErrConflict):
+		c.fail(w, r, http.StatusConflict, "Not possible now", "The case's state does not allow this action. Reload the case to see its state.")
+		return
+	case err != nil:
+		c.internal(w, r, "acting on case", err)
+		return
+	}
+	c.o.Logger.Info().Str("id", id.String()).Str("action", action).Str("by", viewerOf(r).by(r)).Msg("console: case changed")
+	back(w, r, "/cases/"+id.String(), action)
+}
+
+// ---- overview
+
+type overviewData struct {
+	Channels   []channelRow
+	DryRun     bool
+	Queue      int
+	Failed     int
+	StoreBytes int64
+	Intel      bool
+	Listed     int
+	Cases      bool
+	OpenCases  int
+	Now        time.Time
+}
+
+type channelRow struct {
+	Name    string
+	Kind    string
+	Uses    string
+	Records int
+	Newest  time.Time
+	Stored  bool
+}
+
+// GET /
+func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
+	cfg := c.cfg()
+	d := &overviewData{DryRun: !cfg.Reporter.Enabled, Intel: c.o.Intel != nil, Cases: casesOn(cfg), Now: c.o.Now()}
+	names := c.channelNames()
+	stats, err := c.o.Store.ChannelStats(names)
+	if err != nil {
+		c.internal(w, r, "counting channels", err)
+		return
+	}
+	for _, s := range stats {
+		row := channelRow{Name: s.Name, Records: s.Records, Newest: s.Newest, Stored: true}
+		if ch := cfg.Channel(s.Name); ch != nil {
+			row.Kind = string(ch.Kind)
+			var uses []string
+			for _, u := range ch.Uses {
+				uses = append(uses, string(u))
+			}
+			row.Uses = strings.Join(uses, ", ")
+		} else {
+			row.Kind = "not configured"
+		}
+		d.Channels = append(d.Channels, row)
+	}
+	if d.Queue, err = c.o.Store.OutboxDepth(); err != nil {
+		c.internal(w, r, "outbox depth", err)
+		return
+	}
+	failed, err := c.o.Store.OutboxByStatus(store.OutboxFailed)
+	if err != nil {
+		c.internal(w, r, "failed outbox entries", err)
+		return
+	}
+	d.Failed = len(failed)
+	if d.StoreBytes, err = c.o.Store.Size(); err != nil {
+		c.internal(w, r, "store size", err)
+		return
+	}
+	if c.o.Intel != nil {
+		for _, k := range intel.Kinds {
+			d.Listed += len(c.o.Intel.Listed(k))
+		}
+	}
+	err = c.o.Store.ForEachCase(func(cs *store.Case) error {
+		if cs.State != store.CaseResolved {
+			d.OpenCases++
+		}
+		return nil
+	})
+	if err != nil {
+		c.internal(w, r, "counting cases", err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "overview", &page{Title: "Overview", Nav: "overview", Data: d, Charts: true})
+}
