@@ -312,6 +312,17 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	return v
 }
 
+// evalAwait is evalJS for an expression that yields a promise: its
+// settled value.
+func evalAwait[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("browser: evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
 // waitJS waits until expr is true in the top document, checking on every
 // tick until ctx ends: a wait for a condition, not a sleep. Evaluation
 // errors while the page changes (a navigation) are retried.

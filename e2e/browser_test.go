@@ -285,7 +285,7 @@ func TestBrowserConsole(t *testing.T) {
 			t.Fatal("no outbox entry")
 		}
 		before := es[0]
-		code := evalJS[int](t, ctx, `fetch("/outbox/`+before.ID.String()+`/retry", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "csrf=" + encodeURIComponent(`+jsString(csrf)+`)}).then(r => r.status)`)
+		code := evalAwait[int](t, ctx, `fetch("/outbox/`+before.ID.String()+`/retry", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "csrf=" + encodeURIComponent(`+jsString(csrf)+`)}).then(r => r.status)`)
 		if code != http.StatusForbidden {
 			t.Errorf("a viewer's retry answered %d, want 403", code)
 		}
@@ -319,7 +319,8 @@ func TestBrowserConsole(t *testing.T) {
 				b.openOK(t, ctx, env.base+v.path)
 				b.do(t, ctx, "waiting for "+v.path, chromedp.WaitVisible(chromedp.CSS("main")))
 				if w := evalJS[int64](t, ctx, `document.documentElement.scrollWidth`); w > size.width {
-					t.Errorf("%s at %dx%d: the page is %d px wide, it scrolls sideways", v.path, size.width, size.height, w)
+					wide := evalJS[[]string](t, ctx, widest)
+					t.Errorf("%s at %dx%d: the page is %d px wide, it scrolls sideways; widest elements: %q", v.path, size.width, size.height, w, wide)
 				}
 				path := b.screenshot(t, ctx, shots, v.name+"-"+size.name)
 				if size.name == "desktop" {
@@ -372,6 +373,12 @@ func TestBrowserConsole(t *testing.T) {
 		b.expectClean(t)
 	})
 }
+
+// widest lists the elements that reach furthest right, to tell what
+// makes a page scroll sideways.
+const widest = `[...document.querySelectorAll("body *")].map(e => [e, e.getBoundingClientRect().right]).
+	filter(([e, r]) => r > document.documentElement.clientWidth).sort((a, b) => b[1] - a[1]).slice(0, 5).
+	map(([e, r]) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className && typeof e.className === "string" ? "." + e.className.split(" ").join(".") : "") + " right=" + Math.round(r))`
 
 // waitOutbox waits until the outbox entry of report id has status, and
 // returns it (through the API: the browser checks what the page shows).
@@ -444,10 +451,15 @@ func TestBrowserHostileEvidence(t *testing.T) {
 	}
 	id := ids[0].String()
 
+	local, _, _ := strings.Cut(rcpt, "@")
 	// untouched checks the top document: no script of the message ran
-	// there, and it did not navigate.
+	// there, it did not navigate, and it does not hold the recipient that
+	// redaction removed.
 	untouched := func(ctx context.Context, where, path string) {
 		t.Helper()
+		if html := evalJS[string](t, ctx, `document.documentElement.outerHTML`); strings.Contains(html, local) {
+			t.Errorf("%s: the page shows the redacted recipient %s", where, rcpt)
+		}
 		st := evalJS[map[string]any](t, ctx, `({title: document.title, pwned: typeof window.pwned === "undefined" ? "" : String(window.pwned),
 			marked: document.documentElement.getAttribute("data-pwned") || "", path: location.pathname, origin: location.origin})`)
 		if st["title"] == hostileTitle || st["pwned"] != "" || st["marked"] != "" {
@@ -520,7 +532,13 @@ func TestBrowserHostileEvidence(t *testing.T) {
 	frames := b.attachFrames(t, ctx)
 	t.Logf("evidence page: %d frame(s) %v, %d attached", len(sandboxes), sandboxes, len(frames))
 	for url, fctx := range frames {
-		st := evalJS[map[string]any](t, fctx, `({title: document.title, marked: document.documentElement.getAttribute("data-pwned") || "", href: location.href})`)
+		st := evalJS[map[string]any](t, fctx, `({title: document.title, marked: document.documentElement.getAttribute("data-pwned") || "", href: location.href, html: document.documentElement.outerHTML})`)
+		if html, _ := st["html"].(string); strings.Contains(html, local) {
+			t.Errorf("the frame %s shows the redacted recipient %s", url, rcpt)
+		} else if !strings.Contains(html, "hostile-heading") {
+			t.Errorf("the frame %s does not hold the message's HTML part: %.300q", url, html)
+		}
+		delete(st, "html")
 		if st["title"] == hostileTitle || st["marked"] != "" {
 			t.Errorf("the message's script ran in the frame %s: %v", url, st)
 		}
@@ -561,9 +579,5 @@ func TestBrowserHostileEvidence(t *testing.T) {
 
 	if hits := bc.got(); len(hits) != 0 {
 		t.Errorf("the hostile message reached out from the console: %q", hits)
-	}
-	local, _, _ := strings.Cut(rcpt, "@")
-	if html := evalJS[string](t, ctx, `document.documentElement.outerHTML`); strings.Contains(html, local) {
-		t.Errorf("the reports page shows the redacted recipient %s", rcpt)
 	}
 }
