@@ -24,8 +24,11 @@ type closer struct {
 }
 
 // Close ends every live stream; the daemon calls it before it shuts the
-// HTTP server down.
+// HTTP server down. On a nil Console it does nothing.
 func (c *Console) Close() {
+	if c == nil {
+		return
+	}
 	c.closing.once.Do(func() { close(c.closing.ch) })
 }
 

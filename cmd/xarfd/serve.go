@@ -25,6 +25,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/console"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/metrics"
@@ -119,15 +120,19 @@ type daemon struct {
 	level     atomic.Int32
 	hup       chan os.Signal
 
-	cfg      *config.Config // the configuration in force
-	log      zerolog.Logger
-	st       *store.Store
-	inOpt    ingest.Options
-	rep      *reporter.Reporter
-	cases    *cases.Manager
-	curCfg   atomic.Pointer[config.Config] // read by the case mailer
-	smtp     *smtpd.Server
-	api      *api.Server    // nil: http.listen is empty
+	cfg     *config.Config // the configuration in force
+	log     zerolog.Logger
+	st      *store.Store
+	inOpt   ingest.Options
+	rep     *reporter.Reporter
+	cases   *cases.Manager
+	curCfg  atomic.Pointer[config.Config] // read by the case mailer
+	smtp    *smtpd.Server
+	api     *api.Server // nil: http.listen is empty
+	console *console.Console
+	// httpCfg is the configuration the HTTP listener (API and console)
+	// applies: swapped together with the API's on a reload.
+	httpCfg  atomic.Pointer[config.Config]
 	intel    *intel.Service // nil: no channel used intel at start
 	sweep    context.CancelFunc
 	sweepCtx context.Context
@@ -270,8 +275,20 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 
 	serveErr := make(chan error, len(listeners)+1)
 	if httpL != nil {
+		d.httpCfg.Store(cfg)
+		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
+			Logger: log.With().Str("component", "console").Logger()})
+		if err != nil {
+			httpL.Close()
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		d.console = con
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
-			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
+			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
+			Console: con})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -333,6 +350,7 @@ loop:
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("smtp shutdown")
 	}
+	d.console.Close() // its live streams would hold the HTTP shutdown up
 	if err := d.api.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("http shutdown")
 	}
@@ -469,6 +487,7 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 	}
 	if d.api != nil {
 		d.api.Reload(cfg, in)
+		d.httpCfg.Store(cfg)
 	}
 	if d.intel != nil {
 		// New trap addresses and redacted domains must never become
