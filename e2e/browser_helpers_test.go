@@ -26,6 +26,7 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/emersion/go-smtp"
 
@@ -222,17 +223,26 @@ func (b *browser) listen(frame string, ev any) {
 // log and CSP issues are not the tab's. Enabling the domains replays what
 // the frame logged before. It returns a context per frame URL, for
 // evaluating inside the frame; they end with ctx.
-func (b *browser) attachFrames(t *testing.T, ctx context.Context) map[string]context.Context {
+// It waits until want frames have a document of their own and have
+// loaded it.
+func (b *browser) attachFrames(t *testing.T, ctx context.Context, want int) map[string]context.Context {
 	t.Helper()
-	targets, err := chromedp.Targets(ctx)
-	if err != nil {
-		t.Fatalf("browser: listing targets: %v", err)
-	}
-	frames := map[string]context.Context{}
-	for _, ti := range targets {
-		if ti.Type != "iframe" {
-			continue
+	var iframes []*target.Info
+	waitFor(t, ctx, fmt.Sprintf("%d frame(s) to load", want), func() bool {
+		targets, err := chromedp.Targets(ctx)
+		if err != nil {
+			t.Fatalf("browser: listing targets: %v", err)
 		}
+		iframes = iframes[:0]
+		for _, ti := range targets {
+			if ti.Type == "iframe" && ti.URL != "" && ti.URL != "about:blank" {
+				iframes = append(iframes, ti)
+			}
+		}
+		return len(iframes) >= want
+	})
+	frames := map[string]context.Context{}
+	for _, ti := range iframes {
 		// The frame's context derives from the tab's (so it shares the
 		// browser); it is cancelled with the scenario.
 		fctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(ti.TargetID), chromedp.WithDetachOnCancel(),
@@ -244,6 +254,7 @@ func (b *browser) attachFrames(t *testing.T, ctx context.Context) map[string]con
 		if _, err := chromedp.Call(fctx, audits.Enable, cdp.Empty{}); err != nil {
 			t.Fatalf("browser: attaching to the frame %s: %v", ti.URL, err)
 		}
+		waitJS(t, fctx, "the frame "+ti.URL+" to load", `document.readyState === "complete"`)
 		frames[ti.URL] = fctx
 	}
 	return frames

@@ -439,6 +439,7 @@ func TestBrowserHostileEvidence(t *testing.T) {
 	b := newBrowser(t)
 	ctx := b.scenario(t)
 
+	b.open(t, ctx, env.base+"/reports")
 	if code := b.login(t, ctx, env.base, consoleOps); code != 200 {
 		t.Fatalf("login: %d", code)
 	}
@@ -529,7 +530,7 @@ func TestBrowserHostileEvidence(t *testing.T) {
 	}
 	// Inside each frame (attached through DevTools: Chromium runs
 	// sandboxed frames in a process of their own) nothing ran either.
-	frames := b.attachFrames(t, ctx)
+	frames := b.attachFrames(t, ctx, len(sandboxes))
 	t.Logf("evidence page: %d frame(s) %v, %d attached", len(sandboxes), sandboxes, len(frames))
 	for url, fctx := range frames {
 		st := evalJS[map[string]any](t, fctx, `({title: document.title, marked: document.documentElement.getAttribute("data-pwned") || "", href: location.href, html: document.documentElement.outerHTML})`)
@@ -550,6 +551,7 @@ func TestBrowserHostileEvidence(t *testing.T) {
 		if len(rect) == 2 {
 			fr := evalJS[map[string]float64](t, ctx, `(() => { const r = document.querySelector("iframe").getBoundingClientRect(); return {x: r.x, y: r.y}; })()`)
 			b.do(t, ctx, "clicking the javascript: link", chromedp.MouseClickXY(fr["x"]+rect["x"], fr["y"]+rect["y"]))
+			t.Logf("clicked the javascript: link in the frame at %v+%v", fr, rect)
 			st := evalJS[map[string]any](t, fctx, `({title: document.title, marked: document.documentElement.getAttribute("data-pwned") || ""})`)
 			if st["title"] == hostileTitle || st["marked"] != "" {
 				t.Errorf("the javascript: link ran in the frame %s: %v", url, st)
