@@ -89,6 +89,10 @@ type browser struct {
 	problems []problem
 	checked  int               // problems[:checked] were reported by a check already
 	frames   []context.Context // iframes attached by attachFrames
+	// acceptDialogs answers dialogs with OK (a confirmation the test
+	// expects); otherwise they are dismissed. Either way they are
+	// problems unless the scenario allows them.
+	acceptDialogs atomic.Bool
 }
 
 // newBrowser starts Chromium for t and closes it when t ends; problems no
@@ -214,7 +218,7 @@ func (b *browser) listen(frame string, ev any) {
 		// A dialog blocks the page until it is answered; answer it from
 		// outside the event loop, and count it: no console page opens one.
 		add("dialog", ev.URL, string(ev.Type)+": "+ev.Message)
-		go chromedp.Call(b.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		go chromedp.Call(b.ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: b.acceptDialogs.Load()})
 	}
 }
 

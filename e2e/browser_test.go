@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -260,6 +261,67 @@ func TestBrowserConsole(t *testing.T) {
 		b.expectClean(t)
 	})
 
+	t.Run("quarantine", func(t *testing.T) {
+		ctx := b.scenario(t)
+		// Mail to the ARF channel that is no feedback report: nothing to
+		// report, so it is kept in quarantine with the reason.
+		var qids []string
+		for _, subj := range []string{"not a report, to reprocess", "not a report, to delete"} {
+			msg := []byte("From: someone@mailbox.example\r\nTo: fbl@e2e.example\r\nSubject: " + subj + "\r\nMessage-ID: <q" +
+				fmt.Sprint(len(qids)) + "@mailbox.example>\r\n\r\nHello, this is not an ARF report.\r\n")
+			ids, err := send(env.d.addr, "someone@mailbox.example", []string{"fbl@e2e.example"}, msg)
+			if err != nil || len(ids) != 1 {
+				t.Fatalf("SMTP send: %v %v", ids, err)
+			}
+			qids = append(qids, ids[0].String())
+		}
+		b.openOK(t, ctx, env.base+"/quarantine")
+		row := func(id string) string { return `tr[data-testid="quarantine-row"][data-message-id="` + id + `"]` }
+		for _, id := range qids {
+			b.do(t, ctx, "finding the quarantined message", chromedp.WaitVisible(chromedp.CSS(row(id)+` [data-testid="quarantine-reason"]`)))
+			if reason := evalJS[string](t, ctx, `document.querySelector(`+jsString(row(id)+` [data-testid="quarantine-reason"]`)+`).textContent.trim()`); reason == "" {
+				t.Errorf("the quarantined message %s shows no reason", id)
+			}
+		}
+
+		// Delete asks first (a confirm dialog, answered OK), then the
+		// message is gone.
+		del := row(qids[1]) + ` button[data-testid="delete"]`
+		b.acceptDialogs.Store(true)
+		code := b.submitNav(t, ctx, "clicking delete", chromedp.Click(chromedp.CSS(del)))
+		b.acceptDialogs.Store(false)
+		if code != 200 {
+			t.Fatalf("delete answered %d", code)
+		}
+		b.do(t, ctx, "waiting for the message to go", chromedp.WaitNotPresent(chromedp.CSS(row(qids[1]))))
+		if quarantined(t, env.base, qids[1]) {
+			t.Error("the API still lists the deleted message")
+		}
+		confirms := b.expectOnly(t, func(p problem) bool { return p.kind == "dialog" && strings.HasPrefix(p.text, "confirm: ") })
+		if len(confirms) != 1 {
+			t.Errorf("delete asked %d times, want one confirmation", len(confirms))
+		}
+
+		// Reprocess: the message still yields no report (no parser changed
+		// since), and the page says so; it stays in quarantine.
+		reprocess := row(qids[0]) + ` button[data-testid="reprocess"]`
+		if !evalJS[bool](t, ctx, `!!document.querySelector(`+jsString(reprocess)+`)`) {
+			t.Fatalf("the quarantine offers no reprocess button: %s", evalJS[string](t, ctx, `document.querySelector(`+jsString(row(qids[0]))+`).innerText`))
+		}
+		if code := b.submitNav(t, ctx, "clicking reprocess", chromedp.Click(chromedp.CSS(reprocess))); code != 200 {
+			t.Fatalf("reprocess answered %d: %s", code, evalJS[string](t, ctx, `document.body.innerText.slice(0, 500)`))
+		}
+		b.do(t, ctx, "waiting for the result", chromedp.WaitVisible(chromedp.CSS(`[data-testid="flash"]`)))
+		t.Logf("after reprocess: %q", evalJS[string](t, ctx, `document.querySelector('[data-testid="flash"]').textContent`))
+		if !evalJS[bool](t, ctx, `!!document.querySelector(`+jsString(row(qids[0]))+`)`) {
+			t.Error("the reprocessed message left the quarantine although it still yields no report")
+		}
+		if !quarantined(t, env.base, qids[0]) {
+			t.Error("the API no longer lists the reprocessed message as quarantined")
+		}
+		b.expectClean(t)
+	})
+
 	t.Run("read-only token cannot act", func(t *testing.T) {
 		ctx := b.scenario(t)
 		b.openOK(t, ctx, env.base+"/outbox")
@@ -408,6 +470,25 @@ func outboxEntries(t *testing.T, base string) []store.OutboxEntry {
 		t.Fatal(err)
 	}
 	return p.Entries
+}
+
+// quarantined reports whether the API lists message id as quarantined.
+func quarantined(t *testing.T, base, id string) bool {
+	t.Helper()
+	r := apiDo(t, "GET", base+"/api/v1/messages?status=quarantined&limit=1000", consoleOps, "", nil)
+	if r.code != 200 {
+		t.Fatalf("messages: %d %s", r.code, r.body)
+	}
+	var p struct{ Messages []struct{ ID string } }
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range p.Messages {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // copyScreenshot copies a desktop screenshot into $XARFD_SCREENSHOTS
