@@ -214,6 +214,7 @@ func (s *Server) routes() http.Handler {
 		{"GET", "/api/v1/reports/{id}/evidence", scopeRead, s.getEvidence},
 		{"GET", "/api/v1/messages", scopeRead, s.listMessages},
 		{"GET", "/api/v1/channels", scopeRead, s.listChannels},
+		{"GET", "/api/v1/stats/hourly", scopeRead, s.hourlyStats},
 		{"POST", "/api/v1/channels/{name}/messages", scopeSubmit, s.submitMessage},
 		{"POST", "/api/v1/channels/{name}/reports", scopeSubmit, s.submitReport},
 		{"GET", "/api/v1/stream", scopeRead, s.stream},

@@ -31,6 +31,7 @@ import (
 
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/store"
 )
@@ -81,9 +82,9 @@ type Options struct {
 	// Cases acts on own-network cases; nil: cases are not running.
 	Cases CaseService
 	// Reprocess runs a quarantined message through ingest again (after a
-	// parser fix); it returns the id of the report it made, or why it
-	// still yields none. nil hides the action.
-	Reprocess func(ctx context.Context, id store.ID) (string, error)
+	// parser fix): ingest.Ingester.Reprocess of the ingester in force.
+	// nil hides the action.
+	Reprocess func(id store.ID) (ingest.Result, error)
 	Logger    zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
@@ -208,7 +209,6 @@ type viewer struct {
 	CanWrite bool
 	// CSRF is the token every form of the page carries.
 	CSRF string
-	hash [sha256.Size]byte
 	// channels limits the submit scope to these; empty = all.
 	channels []string
 }
@@ -246,9 +246,6 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 			if r.Method != http.MethodGet {
 				c.fail(w, r, http.StatusUnauthorized, "Log in first", why)
 				return
-			}
-			if r.Header.Get("HX-Request") != "" {
-				w.Header().Set("HX-Redirect", "/login")
 			}
 			http.Redirect(w, r, "/login?"+loginQuery(r.URL.RequestURI(), why), http.StatusSeeOther)
 			return
@@ -294,7 +291,7 @@ func (c *Console) identify(w http.ResponseWriter, r *http.Request) (*viewer, str
 		c.sessions.remove(s.key)
 		return nil, "The token of your session no longer has the read scope."
 	}
-	return &viewer{Name: p.Name, CanWrite: p.Has(api.ScopeSubmit), CSRF: c.csrfFor("s", s.id), hash: p.Hash, channels: p.Channels}, ""
+	return &viewer{Name: p.Name, CanWrite: p.Has(api.ScopeSubmit), CSRF: c.sessionCSRF(s), channels: p.Channels}, ""
 }
 
 // csrfFor derives a CSRF token from a secret the browser holds in an

@@ -2,14 +2,20 @@ package console
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -525,5 +531,152 @@ func TestEmptyStates(t *testing.T) {
 		if r := c.page(p, http.StatusOK); !strings.Contains(r.body, `data-testid="`+want+`"`) {
 			t.Errorf("%s: no %s", p, want)
 		}
+	}
+}
+
+func TestOverviewStats(t *testing.T) {
+	e := newEnv(t, false)
+	e.trapHit("45.142.120.11", "a", "\r\nbody\r\n")
+	e.trapHit("45.142.120.12", "b", "\r\nbody\r\n")
+	e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	now := time.Now().Add(time.Minute) // the hour of the messages is in range, even at an hour's end
+	e.setNow(now)
+	c := e.client()
+	sum := func(a []uint64) (n uint64) {
+		for _, x := range a {
+			n += x
+		}
+		return n
+	}
+	for _, rg := range []string{"24h", "30d"} {
+		r := c.get("/overview/stats.json?range=" + rg)
+		if r.code != 200 || r.h.Get("Content-Type") != "application/json" {
+			t.Fatalf("stats %s: %d %v", rg, r.code, r.h)
+		}
+		var st chartStats
+		if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int{"24h": 24, "30d": 720}[rg]
+		if len(st.Hours) != want || len(st.Channels) != 1 || st.Channels[0].Name != "trap" {
+			t.Fatalf("stats %s: %d hours, channels %+v", rg, len(st.Hours), st.Channels)
+		}
+		ch := st.Channels[0]
+		last := len(st.Hours) - 1
+		if sum(ch.Messages) != 3 || sum(ch.Reports) != 2 || sum(ch.Quarantined) != 1 || sum(ch.Sent) != 0 || len(ch.Sent) != want {
+			t.Errorf("stats %s: %d messages, %d reports, %d quarantined, %d sent", rg, sum(ch.Messages), sum(ch.Reports), sum(ch.Quarantined), sum(ch.Sent))
+		}
+		if st.Hours[last] != now.UTC().Truncate(time.Hour).Unix() {
+			t.Errorf("stats %s: the last point is %d, not this hour", rg, st.Hours[last])
+		}
+	}
+	if r := c.get("/overview/stats.json?range=1y"); r.code != http.StatusBadRequest {
+		t.Errorf("range=1y: %d", r.code)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// The evidence rendering of a hostile message, placeholders marked and
+// everything else escaped, is pinned in a golden file.
+func TestEvidenceGolden(t *testing.T) {
+	raw, err := os.ReadFile("testdata/hostile.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body := splitHeader(raw)
+	var buf bytes.Buffer
+	for _, part := range [][]byte{head, body} {
+		buf.WriteString("<pre>")
+		if err := p.rows.ExecuteTemplate(&buf, "segs", highlight(string(part))); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("</pre>\n")
+	}
+	if probs := inlineProblems(buf.String()); len(probs) > 0 {
+		t.Errorf("rendered evidence: %q", probs)
+	}
+	const golden = "testdata/hostile.golden.html"
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("rendered evidence differs from %s (go test -run EvidenceGolden -update):\n%s", golden, buf.String())
+	}
+}
+
+// Reprocess after a fix (here: a relay no longer trusted) turns a
+// quarantined message into a report under its id; delete removes one.
+func TestQuarantineReprocessAndDelete(t *testing.T) {
+	e := newEnv(t, false)
+	q := e.trapHit("203.0.113.9", "via a trusted relay only", "\r\nbody\r\n")
+	gone := e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	c := e.client()
+	r := c.page("/quarantine", http.StatusOK)
+	if !strings.Contains(r.body, `data-message-id="`+q.String()+`"`) || !strings.Contains(r.body, `data-testid="reprocess"`) {
+		t.Fatalf("quarantine page:\n%s", r.body)
+	}
+	// Unchanged configuration: still quarantined.
+	r = c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil)
+	if r.code != http.StatusSeeOther || r.h.Get("Location") != "/quarantine?done=still" {
+		t.Fatalf("reprocess, no fix: %d %s", r.code, r.h.Get("Location"))
+	}
+	// The fix, as a reload does it.
+	cfg := *e.cfg.Load()
+	cfg.Channels = append([]config.Channel(nil), cfg.Channels...)
+	cfg.Channels[1].TrustedRelays = nil
+	in, err := ingest.New(&cfg, e.st, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.inP.Store(in)
+	e.cfg.Store(&cfg)
+	r = c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil)
+	if r.code != http.StatusSeeOther || r.h.Get("Location") != "/reports/"+q.String()+"?done=reprocessed" {
+		t.Fatalf("reprocess after the fix: %d %s\n%s", r.code, r.h.Get("Location"), r.body)
+	}
+	if r := c.page(r.h.Get("Location"), http.StatusOK); !strings.Contains(r.body, "203.0.113.9") || !strings.Contains(r.body, `data-testid="flash"`) {
+		t.Errorf("the new report's page:\n%s", r.body)
+	}
+	if r := c.post("/quarantine/"+q.String()+"/reprocess", "/quarantine", nil); r.code != http.StatusConflict {
+		t.Errorf("reprocess of a report = %d", r.code)
+	}
+	tok := url.Values{"csrf": {c.csrf("/quarantine")}}
+	if r := c.post("/quarantine/"+gone.String()+"/delete", "", tok); r.code != http.StatusSeeOther {
+		t.Fatalf("delete = %d %s", r.code, r.body)
+	}
+	if _, err := e.st.Message(gone); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+	if r := c.post("/quarantine/"+gone.String()+"/delete", "", tok); r.code != http.StatusNotFound {
+		t.Errorf("second delete = %d", r.code)
+	}
+	if r := c.page("/quarantine", http.StatusOK); !strings.Contains(r.body, `data-testid="empty-quarantine"`) {
+		t.Error("quarantine not empty after reprocess and delete")
+	}
+}
+
+func TestQuarantineActionsNeedSubmit(t *testing.T) {
+	e := newEnv(t, true)
+	q := e.accept("trap", "x@trap.test.example", "From: a@b.example\r\nSubject: no hop\r\n\r\nbody\r\n", "127.0.0.1")
+	c := e.client()
+	c.login(tokRead, http.StatusSeeOther)
+	for _, a := range []string{"reprocess", "delete"} {
+		if r := c.post("/quarantine/"+q.String()+"/"+a, "/quarantine", nil); r.code != http.StatusForbidden {
+			t.Errorf("%s by a read token = %d", a, r.code)
+		}
+	}
+	if _, err := e.st.Message(q); err != nil {
+		t.Errorf("the message is gone: %v", err)
 	}
 }

@@ -64,6 +64,7 @@ channels:
     addresses: ["*@trap.test.example"]
     redact: {recipients: true, domains: [trap.test.example]}
     uses: [report, store, intel, own]
+    trusted_relays: ["203.0.113.0/24"]
 intel:
   ip_zone: bl.test.example
   domain_zone: dbl.test.example
@@ -89,6 +90,7 @@ type env struct {
 	cfg   atomic.Pointer[config.Config]
 	st    *store.Store
 	in    *ingest.Ingester
+	inP   atomic.Pointer[ingest.Ingester] // what Reprocess uses (a reload swaps it)
 	hub   *api.Hub
 	intel *intel.Service
 	cm    *cases.Manager
@@ -129,7 +131,9 @@ func newEnv(t *testing.T, tokens bool, tune ...func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.inP.Store(e.in)
 	o := Options{Config: e.cfg.Load, Store: e.st, Hub: e.hub, Intel: e.intel, Cases: e.cm, Logger: zerolog.New(e.log),
+		Reprocess: func(id store.ID) (ingest.Result, error) { return e.inP.Load().Reprocess(id) },
 		Now: func() time.Time {
 			if p := e.now.Load(); p != nil {
 				return *p

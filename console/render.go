@@ -139,13 +139,13 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, view 
 var flashes = map[string]string{
 	"retried":     "The outbox entry is pending again and will be tried now.",
 	"cancelled":   "The outbox entry is cancelled: it will not be sent.",
-	"reprocessed": "The message went through ingest again.",
+	"reprocessed": "The quarantined message went through ingest again and is this report now.",
 	"deleted":     "The quarantined message is deleted.",
 	"delisted":    "The indicator is delisted; only new hits list it again.",
 	"notify":      "The subscriber will be notified.",
 	"restrict":    "The restrict call is queued.",
 	"resolve":     "The case is resolved.",
-	"still":       "The message still yields no report; the reason is updated.",
+	"still":       "The message went through ingest again and still yields no report; its reason is updated.",
 }
 
 func flashText(k string) string { return flashes[k] }

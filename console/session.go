@@ -18,8 +18,7 @@ const sessionCookie = "xarfd_session"
 // the server's memory does not hold the cookie values themselves.
 type session struct {
 	key     [sha256.Size]byte
-	id      string // the cookie value; the CSRF token derives from it
-	hash    [sha256.Size]byte
+	hash    [sha256.Size]byte // the token's
 	created time.Time
 	expires time.Time
 }
@@ -273,15 +272,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ttl := c.cfg().HTTP.Console.SessionTTL.D()
-	s := &session{id: randomID(), hash: p.Hash, created: now, expires: now.Add(ttl)}
-	s.key = sha256.Sum256([]byte(s.id))
+	id := randomID()
+	s := &session{key: sha256.Sum256([]byte(id)), hash: p.Hash, created: now, expires: now.Add(ttl)}
 	// A session cookie already present is replaced, never reused: no
 	// fixation.
 	if old, err := r.Cookie(sessionCookie); err == nil {
 		c.sessions.remove(sha256.Sum256([]byte(old.Value)))
 	}
 	c.sessions.add(s)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.id, Path: "/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: c.secure(r), MaxAge: int(ttl / time.Second), Expires: s.expires})
 	c.o.Logger.Info().Str("token", p.Name).Str("remote", remoteIP(r)).Msg("console: logged in")
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -295,7 +294,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	if !c.csrfOK(r, c.csrfFor("s", s.id)) {
+	if !c.csrfOK(r, c.sessionCSRF(s)) {
 		c.failAs(w, r, &viewer{}, http.StatusForbidden, "Form expired", "The form's security token does not match this session. Reload the page and try again.")
 		return
 	}
@@ -312,3 +311,6 @@ func retryAfter(d time.Duration) string {
 	}
 	return itoa(s)
 }
+
+// sessionCSRF is the CSRF token of a session's pages.
+func (c *Console) sessionCSRF(s *session) string { return c.csrfFor("s", string(s.key[:])) }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
 	"github.com/xarfd/xarfd/store"
 )
@@ -158,7 +159,9 @@ func (c *Console) quarantine(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "quarantine", &page{Title: "Quarantine", Nav: "quarantine", Data: d})
 }
 
-// POST /quarantine/{id}/reprocess
+// POST /quarantine/{id}/reprocess: ingest.Ingester.Reprocess. A report
+// made goes to its page; a message that still yields none stays with
+// the new reason.
 func (c *Console) reprocess(w http.ResponseWriter, r *http.Request) {
 	id, ok := c.pathID(w, r, "quarantined message")
 	if !ok {
@@ -168,45 +171,53 @@ func (c *Console) reprocess(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusNotImplemented, "Not available", "This daemon cannot reprocess messages.")
 		return
 	}
-	res, err := c.o.Reprocess(r.Context(), id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		c.fail(w, r, http.StatusNotFound, "No such message", "There is no quarantined message with this id.")
-		return
-	case err != nil:
-		c.internal(w, r, "reprocessing", err)
+	res, err := c.o.Reprocess(id)
+	if c.quarantineError(w, r, "reprocessing a quarantined message", err) {
 		return
 	}
-	c.o.Logger.Info().Str("id", id.String()).Str("result", res).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message reprocessed")
-	done := "reprocessed"
-	if res == "" {
-		done = "still"
+	c.o.Logger.Info().Str("id", id.String()).Bool("report", res.Report).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message reprocessed")
+	if res.Report {
+		http.Redirect(w, r, "/reports/"+id.String()+"?done=reprocessed", http.StatusSeeOther)
+		return
 	}
-	back(w, r, "/quarantine", done)
+	back(w, r, "/quarantine", "still")
 }
 
-// POST /quarantine/{id}/delete
+// POST /quarantine/{id}/delete: store.DeleteQuarantined.
 func (c *Console) deleteQuarantined(w http.ResponseWriter, r *http.Request) {
 	id, ok := c.pathID(w, r, "quarantined message")
 	if !ok {
 		return
 	}
-	del, ok := any(c.o.Store).(interface{ DeleteQuarantined(store.ID) error })
-	if !ok {
-		c.fail(w, r, http.StatusNotImplemented, "Not available", "This store cannot delete quarantined messages.")
-		return
-	}
-	err := del.DeleteQuarantined(id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		c.fail(w, r, http.StatusNotFound, "No such message", "There is no quarantined message with this id.")
-		return
-	case err != nil:
-		c.internal(w, r, "deleting a quarantined message", err)
+	if c.quarantineError(w, r, "deleting a quarantined message", c.o.Store.DeleteQuarantined(id)) {
 		return
 	}
 	c.o.Logger.Info().Str("id", id.String()).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message deleted")
 	back(w, r, "/quarantine", "deleted")
+}
+
+// quarantineError answers an error of a quarantine action, saying what
+// the desk can do; false when err is nil.
+func (c *Console) quarantineError(w http.ResponseWriter, r *http.Request, what string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		c.fail(w, r, http.StatusNotFound, "No such message", "There is no quarantined message with this id: it was deleted, or it expired with its channel's retention.")
+	case errors.Is(err, store.ErrNotQuarantined):
+		c.fail(w, r, http.StatusConflict, "Not quarantined", "This message is not (or no longer) in the quarantine: another action took it out. Reload the quarantine.")
+	case errors.Is(err, store.ErrUnreadableQuarantine):
+		c.fail(w, r, http.StatusConflict, "Unreadable record", "This entry is a record this version could not read; it is kept for a later version. It cannot be reprocessed or deleted here.")
+	case errors.Is(err, ingest.ErrWithheld):
+		c.fail(w, r, http.StatusConflict, "Nothing to reprocess", "The message's body was not stored (its redaction could not be guaranteed): there is nothing to run again. Delete it when you no longer need its record.")
+	case errors.Is(err, ingest.ErrNoChannel):
+		c.fail(w, r, http.StatusConflict, "Channel gone", "The message's channel is no longer configured: put it back in the configuration to reprocess its messages.")
+	case errors.Is(err, ingest.ErrUnredacted):
+		c.fail(w, r, http.StatusConflict, "Stored unredacted", "The channel redacts now, but this message was stored before it did; reprocessing it would store recipient data in a report. Delete it instead.")
+	default:
+		c.internal(w, r, what, err)
+	}
+	return true
 }
 
 // ---- indicators

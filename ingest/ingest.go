@@ -41,6 +41,10 @@ import (
 type Delivery struct {
 	Channel *config.Channel
 	Rcpts   []string
+	// stored: the bytes are a stored message's, redacted already where
+	// the channel redacted them then (Reprocess); they are not redacted
+	// again, which would replace pseudonyms with pseudonyms of them.
+	stored bool
 }
 
 // Result is what became of one delivery. It carries no address.
@@ -232,7 +236,7 @@ func (in *Ingester) process(d Delivery, m *store.Message, raw []byte, res *Resul
 		parsed, _ = arf.Parse(raw)
 	}
 	body := raw
-	if r := in.redactors[ch.Name]; r != nil {
+	if r := in.redactors[ch.Name]; r != nil && !d.stored {
 		var named []string
 		if parsed != nil && ch.Redact.Recipients {
 			named = parsed.RecipientAddresses()

@@ -184,6 +184,9 @@ func checkTx(tx *bbolt.Tx, rep *CheckReport) error {
 	if err != nil {
 		return err
 	}
+	if err := checkStats(tx, rep); err != nil {
+		return err
+	}
 	for err := range tx.Check() {
 		rep.add("bbolt: %v", err)
 	}

@@ -49,6 +49,11 @@ var migrations = []Migration{
 	{To: 3, Step: migrateChecksumStep, Run: func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Delete(keyMigrate3)
 	}},
+	// Hourly counters (stats.go), backfilled from the records and the
+	// outbox.
+	{To: 4, Step: migrateStatsStep, Run: func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Delete(keyMigrate4)
+	}},
 }
 
 // keyMigrate3 (in meta) is the last record key the migration to schema 3

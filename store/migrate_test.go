@@ -274,8 +274,8 @@ func writeV2(t *testing.T, dir string, n int) []ID {
 
 func checkV3(t *testing.T, s *Store, ids []ID) {
 	t.Helper()
-	if v, _ := s.Schema(); v != 3 {
-		t.Fatalf("schema = %d, want 3", v)
+	if v, _ := s.Schema(); v != SchemaVersion {
+		t.Fatalf("schema = %d, want %d", v, SchemaVersion)
 	}
 	err := s.View(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta).Get(keyMigrate3) != nil {

@@ -262,6 +262,9 @@ func (s *Store) MarkSent(id ID, now time.Time, lastErr string, forget bool) (*Ou
 		if len(e.Rejected) > 0 {
 			e.Reason = "some recipients refused the report: " + strings.Join(e.Rejected, ", ")
 		}
+		if err := countSentTx(tx, e.Channel, now); err != nil {
+			return err
+		}
 		if forget {
 			e.DataDeleted = true
 			return ForgetReportTx(tx, e.ID)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,12 +40,20 @@ func (s *Store) Quarantine(id ID, reason string) error {
 		if err := json.Unmarshal(rec.msg, &m); err != nil {
 			return fmt.Errorf("decoding message record: %w", err)
 		}
+		was := m.Status == StatusQuarantined
 		m.Status, m.Reason = StatusQuarantined, reason
 		if rec.msg, err = json.Marshal(&m); err != nil {
 			return err
 		}
 		if err := putRecord(tx, id, &rec); err != nil {
 			return err
+		}
+		if !was {
+			d := statsDelta{}
+			d.add(now, m.Channel, counts{quarantined: 1})
+			if err := d.apply(tx); err != nil {
+				return err
+			}
 		}
 		return putQuarantine(tx, &QuarantineEntry{Key: id.String(), Reason: reason, At: now})
 	})
@@ -206,4 +215,174 @@ func (s *Store) Recover() (int, error) {
 		return nil
 	})
 	return len(found), err
+}
+
+// Errors of the quarantine actions.
+var (
+	// ErrNotQuarantined: the id is a stored message or report, but not
+	// a quarantined message (any more).
+	ErrNotQuarantined = errors.New("store: not a quarantined message")
+	// ErrUnreadableQuarantine: the quarantine entry holds a record that
+	// could not be read at start (Recover), not a message.
+	ErrUnreadableQuarantine = errors.New("store: the quarantine entry is a record that could not be read, not a message")
+)
+
+// quarantinedTx reads the quarantined message id inside tx: its
+// quarantine entry, its message record and its record (parts alias bbolt
+// memory). ErrNotFound when the id is unknown, ErrNotQuarantined when it
+// is not a quarantined message, ErrUnreadableQuarantine for an entry
+// Recover made of an unreadable record.
+func quarantinedTx(tx *bbolt.Tx, id ID) (*QuarantineEntry, *Message, record, error) {
+	var none record
+	rec, ok, err := getRecord(tx, id[:])
+	if err != nil {
+		return nil, nil, none, err
+	}
+	qv := tx.Bucket(bucketQuarantine).Get([]byte(id.String()))
+	if qv == nil {
+		if ok {
+			return nil, nil, none, ErrNotQuarantined
+		}
+		return nil, nil, none, ErrNotFound
+	}
+	var q QuarantineEntry
+	if json.Unmarshal(qv, &q) != nil || !ok || len(rec.msg) == 0 {
+		return nil, nil, none, ErrUnreadableQuarantine
+	}
+	var m Message
+	if err := json.Unmarshal(rec.msg, &m); err != nil {
+		return nil, nil, none, ErrUnreadableQuarantine
+	}
+	if m.Status != StatusQuarantined || len(rec.rep) > 0 {
+		return nil, nil, none, ErrNotQuarantined
+	}
+	return &q, &m, rec, nil
+}
+
+// Quarantined returns the quarantined message id with its quarantine
+// entry and a copy of its stored bytes (nil when they were withheld),
+// read in one transaction. Errors as DeleteQuarantined's.
+func (s *Store) Quarantined(id ID) (*QuarantineEntry, *Message, []byte, error) {
+	var (
+		q   *QuarantineEntry
+		m   *Message
+		raw []byte
+	)
+	err := s.view(func(tx *bbolt.Tx) error {
+		var (
+			rec record
+			err error
+		)
+		q, m, rec, err = quarantinedTx(tx, id)
+		if err == nil && rec.hasRaw {
+			raw = append([]byte(nil), rec.raw...)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return q, m, raw, nil
+}
+
+// DeleteQuarantined deletes the quarantined message id in one durable
+// transaction: its record and bytes, its quarantine entry and its index
+// keys. ErrNotFound when the id is unknown, ErrNotQuarantined when it is
+// a message or report that is not quarantined, ErrUnreadableQuarantine
+// for an entry holding a record that could not be read (its index keys
+// cannot be found without its channel; it stays for a later binary).
+// The hourly counters keep the message's counts.
+func (s *Store) DeleteQuarantined(id ID) error {
+	return s.Commit(func(tx *bbolt.Tx) error {
+		_, m, _, err := quarantinedTx(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := deleteAll(tx, channelKey(m.Channel, id), id[:]); err != nil {
+			return fmt.Errorf("deleting quarantined message: %w", err)
+		}
+		if err := tx.Bucket(bucketQuarantine).Delete([]byte(id.String())); err != nil {
+			return fmt.Errorf("deleting quarantine entry: %w", err)
+		}
+		return nil
+	})
+}
+
+// ReplaceQuarantined stores the outcome of processing a quarantined
+// message again, under its id, in one durable transaction: e.Message
+// (same id and channel) with a report (e.Report, and e.Outbox when the
+// channel reports) takes the place of the quarantined message and leaves
+// the quarantine, counting a report made at now; without a report the
+// message stays quarantined with e.Message.Reason. e.Raw must be exactly
+// the stored bytes: the record's evidence (already redacted where the
+// channel redacts) is never replaced here. ErrNotQuarantined when the
+// message left the quarantine meanwhile (deleted or reprocessed by
+// another request: ErrNotFound then), and errors as DeleteQuarantined's.
+func (s *Store) ReplaceQuarantined(e Entry, now time.Time) error {
+	m := e.Message
+	if m == nil || e.Raw == nil || m.Withheld {
+		return errors.New("store: replacing a quarantined message needs the message and its stored bytes")
+	}
+	if e.Report != nil && (e.Report.ID != m.ID || e.Report.Channel != m.Channel) {
+		return errors.New("store: the report is not of the quarantined message")
+	}
+	if e.Outbox != nil && (e.Report == nil || e.Outbox.ID != m.ID) {
+		return errors.New("store: an outbox entry needs the message's report")
+	}
+	if (e.Report == nil) != (m.Status == StatusQuarantined) {
+		return fmt.Errorf("store: a message without report must stay quarantined (status %q)", m.Status)
+	}
+	rec := record{raw: e.Raw, hasRaw: true}
+	var err error
+	if rec.msg, err = json.Marshal(m); err != nil {
+		return fmt.Errorf("encoding message record: %w", err)
+	}
+	var ipk, outbox []byte
+	if r := e.Report; r != nil {
+		if rec.rep, err = encodeReport(r); err != nil {
+			return fmt.Errorf("encoding report: %w", err)
+		}
+		rec.xarf, rec.cutAt, rec.cut = cutEvidence(r.XARF, rec.raw)
+		if r.SourceIP.IsValid() {
+			ipk = ipKey(r.SourceIP, r.ID)
+		}
+		if e.Outbox != nil {
+			if outbox, err = json.Marshal(e.Outbox); err != nil {
+				return fmt.Errorf("encoding outbox entry: %w", err)
+			}
+		}
+	}
+	value := rec.encode()
+	return s.Commit(func(tx *bbolt.Tx) error {
+		q, old, stored, err := quarantinedTx(tx, m.ID)
+		if err != nil {
+			return err
+		}
+		if old.Channel != m.Channel || !stored.hasRaw || !bytes.Equal(stored.raw, e.Raw) {
+			return errors.New("store: the reprocessed message is not the stored one (channel or bytes differ)")
+		}
+		if err := tx.Bucket(bucketRecords).Put(m.ID[:], value); err != nil {
+			return fmt.Errorf("storing record: %w", err)
+		}
+		if e.Report == nil {
+			q.Reason, q.Record = m.Reason, nil
+			return putQuarantine(tx, q)
+		}
+		if err := tx.Bucket(bucketQuarantine).Delete([]byte(m.ID.String())); err != nil {
+			return fmt.Errorf("deleting quarantine entry: %w", err)
+		}
+		if ipk != nil {
+			if err := tx.Bucket(bucketByIP).Put(ipk, nil); err != nil {
+				return fmt.Errorf("indexing report by source: %w", err)
+			}
+		}
+		if e.Outbox != nil {
+			if err := putOutboxEncoded(tx, e.Outbox, outbox); err != nil {
+				return err
+			}
+		}
+		d := statsDelta{}
+		d.add(now, m.Channel, counts{reports: 1})
+		return d.apply(tx)
+	})
 }

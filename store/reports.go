@@ -132,14 +132,36 @@ func (s *Store) Put(entries []Entry) error {
 		byChannel.FillPercent = appendFill
 		quarantine := tx.Bucket(bucketQuarantine)
 		quarantine.FillPercent = appendFill
+		stats := statsDelta{}
 		for i := range ps {
 			p := &ps[i]
 			value := p.value
+			// What this entry adds to the hourly counters: all it gives,
+			// unless the stored record had it already.
+			var c counts
+			if p.given&givesMessage != 0 {
+				c.messages = 1
+			}
+			if p.given&givesReport != 0 {
+				c.reports = 1
+			}
+			if p.quarantine != nil {
+				c.quarantined = 1
+			}
 			if old := records.Get(p.id[:]); old != nil {
 				// Parts not given stay as stored.
 				rec, err := decodeRecord(old)
 				if err != nil {
 					return fmt.Errorf("record %s: %w", p.id, err)
+				}
+				if len(rec.msg) > 0 {
+					c.messages = 0
+					if c.quarantined == 1 && bytes.Contains(rec.msg, quarantinedJSON) {
+						c.quarantined = 0
+					}
+				}
+				if len(rec.rep) > 0 {
+					c.reports = 0
 				}
 				if p.given&givesMessage != 0 {
 					if p.given&givesReport == 0 && rec.cut {
@@ -176,10 +198,18 @@ func (s *Store) Put(entries []Entry) error {
 					return err
 				}
 			}
+			if c != (counts{}) {
+				stats.add(IDTime(p.id), entries[i].channel(), c)
+			}
 		}
-		return nil
+		return stats.apply(tx)
 	})
 }
+
+// quarantinedJSON is how a quarantined message record's status reads in
+// its JSON (encoding/json writes no spaces): Put's test whether a record
+// it overwrites was counted as quarantined already.
+var quarantinedJSON = []byte(`"status":"quarantined"`)
 
 func ipKey(ip netip.Addr, id ID) []byte {
 	a := ip.Unmap().As16()

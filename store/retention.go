@@ -114,6 +114,11 @@ func (s *Store) RunRetention(ctx context.Context, r Retention, orphaned time.Dur
 		if orphaned > 0 {
 			s.sweepOrphaned(r, orphaned, report)
 		}
+		// Hourly counters outlive the records they count (no personal
+		// data), but not StatsKeep.
+		if _, err := s.PruneHourlyStats(time.Now().Add(-StatsKeep)); err != nil {
+			report("", 0, fmt.Errorf("pruning hourly counters: %w", err))
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -10,11 +10,12 @@
 // many SMTP sessions, which is what lets a 2-core machine take thousands of
 // messages per second while keeping "250 means durable".
 //
-// Buckets (schema version 3):
+// Buckets (schema version 4):
 //
 //	meta                  "schema" -> uint64 big-endian; "probe" -> the
 //	                      time of the last health probe (health.go);
-//	                      "migrate3_after" while migrating to schema 3
+//	                      "migrate3_after" while migrating to schema 3,
+//	                      "migrate4_after" while backfilling stats_hourly
 //	records               id -> message record, report and message bytes
 //	                      in one value with their checksum (see record.go)
 //	by_channel            channel || 0x00 || id -> empty; ids are UUIDv7,
@@ -23,6 +24,7 @@
 //	by_ip                 16-byte source IP || id -> empty
 //	outbox                id -> JSON OutboxEntry (and the outbox_* buckets)
 //	quarantine            key -> JSON QuarantineEntry
+//	stats_hourly          hour || channel -> counters (stats.go)
 //
 // A report has the id of the message it came from, so the message's
 // stored bytes are the report's evidence. Storing a message with its
@@ -52,7 +54,7 @@ import (
 const FileName = "xarfd.db"
 
 // SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bucketMeta       = []byte("meta")

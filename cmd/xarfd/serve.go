@@ -132,7 +132,9 @@ type daemon struct {
 	console *console.Console
 	// httpCfg is the configuration the HTTP listener (API and console)
 	// applies: swapped together with the API's on a reload.
-	httpCfg  atomic.Pointer[config.Config]
+	httpCfg atomic.Pointer[config.Config]
+	// in is the ingester in force (the console reprocesses with it).
+	in       atomic.Pointer[ingest.Ingester]
 	intel    *intel.Service // nil: no channel used intel at start
 	sweep    context.CancelFunc
 	sweepCtx context.Context
@@ -241,6 +243,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if err != nil {
 		return err
 	}
+	d.in.Store(in)
 	srv, err := smtpd.New(cfg, in, log.With().Str("component", "smtpd").Logger(), m)
 	if err != nil {
 		return err
@@ -277,7 +280,8 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if httpL != nil {
 		d.httpCfg.Store(cfg)
 		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
-			Logger: log.With().Str("component", "console").Logger()})
+			Reprocess: func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
+			Logger:    log.With().Str("component", "console").Logger()})
 		if err != nil {
 			httpL.Close()
 			for _, l := range listeners {
@@ -485,6 +489,7 @@ func (d *daemon) reload(smtpL []net.Listener, httpL net.Listener) {
 		log.Error().Err(err).Msg("configuration reload: smtp kept the running configuration")
 		return
 	}
+	d.in.Store(in)
 	if d.api != nil {
 		d.api.Reload(cfg, in)
 		d.httpCfg.Store(cfg)

@@ -114,5 +114,10 @@
   document.addEventListener("htmx:load", function (ev) {
     localTimes(ev.target);
     confirmForms(ev.target);
+    // The first live row replaces the "no reports yet" note.
+    if (ev.target.matches && ev.target.matches("tr[data-report-id]")) {
+      var empty = document.querySelector("[data-testid=empty-reports]");
+      if (empty) empty.remove();
+    }
   });
 })();
