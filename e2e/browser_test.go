@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,7 +99,7 @@ func TestBrowserHarness(t *testing.T) {
 
 // The console's markup the scenarios rely on (docs/ui.md).
 const (
-	tokenInput      = `input[name="token"]`
+	tokenInput      = `input[name="token"][data-testid="login-token"]`
 	placeholderSel  = `mark.redacted[data-testid="redaction"]`
 	logoutButton    = `form[action="/logout"] button`
 	liveMarkerAttr  = `data-e2e-sse-open`
@@ -158,9 +161,9 @@ func TestBrowserConsole(t *testing.T) {
 		if evalJS[string](t, ctx, `location.pathname`) != "/login" || !evalJS[bool](t, ctx, `!!document.querySelector(`+jsString(tokenInput)+`)`) {
 			t.Fatal("after a wrong token the login form is not shown again")
 		}
-		msg := evalJS[string](t, ctx, `document.querySelector("main") ? document.querySelector("main").innerText : document.body.innerText`)
+		msg := evalJS[string](t, ctx, `(document.querySelector('[data-testid="login-error"][role="alert"]') || {}).textContent || ""`)
 		if !strings.Contains(strings.ToLower(msg), "token") {
-			t.Errorf("a wrong token shows no error about the token: %q", msg)
+			t.Errorf("a wrong token shows no alert about the token: %q", msg)
 		}
 		if strings.Contains(msg, "not-a-configured-token") {
 			t.Error("the page echoes the wrong token")
@@ -322,6 +325,41 @@ func TestBrowserConsole(t *testing.T) {
 		b.expectClean(t)
 	})
 
+	t.Run("views", func(t *testing.T) {
+		ctx := b.scenario(t)
+		pages := append([]struct{ name, path string }{}, views...)
+		if liveID != "" {
+			pages = append(pages, struct{ name, path string }{"report", "/reports/" + liveID}, struct{ name, path string }{"evidence", "/reports/" + liveID + "/evidence"})
+		}
+		for _, size := range []struct {
+			name          string
+			width, height int64
+			mobile        bool
+		}{{"desktop", 1280, 800, false}, {"phone", 390, 844, true}} {
+			opts := []chromedp.EmulateViewportOption{}
+			if size.mobile {
+				opts = append(opts, chromedp.EmulateMobile)
+			}
+			b.do(t, ctx, "setting the viewport", chromedp.EmulateViewport(size.width, size.height, opts...))
+			for _, v := range pages {
+				b.openOK(t, ctx, env.base+v.path)
+				b.do(t, ctx, "waiting for "+v.path, chromedp.WaitVisible(chromedp.CSS("main")))
+				if w := evalJS[int64](t, ctx, `document.documentElement.scrollWidth`); w > size.width {
+					wide := evalJS[[]string](t, ctx, widest)
+					t.Errorf("%s at %dx%d: the page is %d px wide, it scrolls sideways; widest elements: %q", v.path, size.width, size.height, w, wide)
+				}
+				path := b.screenshot(t, ctx, shots, v.name+"-"+size.name)
+				if size.name == "desktop" {
+					copyScreenshot(t, path)
+				}
+				for _, p := range b.takeProblems() {
+					t.Errorf("browser on %s at %s: %s", v.path, size.name, p)
+				}
+			}
+		}
+		b.do(t, ctx, "resetting the viewport", chromedp.EmulateViewport(1280, 800))
+	})
+
 	t.Run("read-only token cannot act", func(t *testing.T) {
 		ctx := b.scenario(t)
 		b.openOK(t, ctx, env.base+"/outbox")
@@ -359,41 +397,6 @@ func TestBrowserConsole(t *testing.T) {
 		b.expectOnly(t, func(p problem) bool {
 			return p.kind == "log.network" && strings.Contains(p.text, "403") && strings.HasSuffix(p.url, "/retry")
 		})
-	})
-
-	t.Run("views", func(t *testing.T) {
-		ctx := b.scenario(t)
-		pages := append([]struct{ name, path string }{}, views...)
-		if liveID != "" {
-			pages = append(pages, struct{ name, path string }{"report", "/reports/" + liveID}, struct{ name, path string }{"evidence", "/reports/" + liveID + "/evidence"})
-		}
-		for _, size := range []struct {
-			name          string
-			width, height int64
-			mobile        bool
-		}{{"desktop", 1280, 800, false}, {"phone", 390, 844, true}} {
-			opts := []chromedp.EmulateViewportOption{}
-			if size.mobile {
-				opts = append(opts, chromedp.EmulateMobile)
-			}
-			b.do(t, ctx, "setting the viewport", chromedp.EmulateViewport(size.width, size.height, opts...))
-			for _, v := range pages {
-				b.openOK(t, ctx, env.base+v.path)
-				b.do(t, ctx, "waiting for "+v.path, chromedp.WaitVisible(chromedp.CSS("main")))
-				if w := evalJS[int64](t, ctx, `document.documentElement.scrollWidth`); w > size.width {
-					wide := evalJS[[]string](t, ctx, widest)
-					t.Errorf("%s at %dx%d: the page is %d px wide, it scrolls sideways; widest elements: %q", v.path, size.width, size.height, w, wide)
-				}
-				path := b.screenshot(t, ctx, shots, v.name+"-"+size.name)
-				if size.name == "desktop" {
-					copyScreenshot(t, path)
-				}
-				for _, p := range b.takeProblems() {
-					t.Errorf("browser on %s at %s: %s", v.path, size.name, p)
-				}
-			}
-		}
-		b.do(t, ctx, "resetting the viewport", chromedp.EmulateViewport(1280, 800))
 	})
 
 	t.Run("keyboard", func(t *testing.T) {
@@ -491,22 +494,52 @@ func quarantined(t *testing.T, base, id string) bool {
 	return false
 }
 
-// copyScreenshot copies a desktop screenshot into $XARFD_SCREENSHOTS
-// (docs/ui when regenerating the documentation's pictures).
+// maxDocScreenshot bounds a screenshot kept in the repository.
+const maxDocScreenshot = 300 << 10
+
+// copyScreenshot copies a desktop screenshot into $XARFD_SCREENSHOTS (a
+// path relative to the repository's root, or absolute): XARFD_SCREENSHOTS=docs/ui
+// regenerates the documentation's pictures. Each is re-encoded with the
+// best compression and, if still over maxDocScreenshot, cut to its top.
 func copyScreenshot(t *testing.T, path string) {
 	t.Helper()
 	dir := os.Getenv("XARFD_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	b, err := os.ReadFile(path)
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join("..", dir) // tests run in e2e/
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	img, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	var buf bytes.Buffer
+	for height := img.Bounds().Dy(); ; height = height * 3 / 4 {
+		buf.Reset()
+		cut := img
+		if height < img.Bounds().Dy() {
+			cut = img.(interface {
+				SubImage(image.Rectangle) image.Image
+			}).SubImage(image.Rect(0, 0, img.Bounds().Dx(), height))
+		}
+		if err := enc.Encode(&buf, cut); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() <= maxDocScreenshot || height < 800 {
+			break
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -613,6 +646,7 @@ func TestBrowserHostileEvidence(t *testing.T) {
 	// sandboxed frames in a process of their own) nothing ran either.
 	frames := b.attachFrames(t, ctx, len(sandboxes))
 	t.Logf("evidence page: %d frame(s) %v, %d attached", len(sandboxes), sandboxes, len(frames))
+	copyScreenshot(t, b.screenshot(t, ctx, artifactsDir(t), "evidence-hostile-html-desktop"))
 	for url, fctx := range frames {
 		st := evalJS[map[string]any](t, fctx, `({title: document.title, marked: document.documentElement.getAttribute("data-pwned") || "", href: location.href, html: document.documentElement.outerHTML})`)
 		if html, _ := st["html"].(string); strings.Contains(html, local) {
