@@ -214,7 +214,6 @@ func TestBrowserConsole(t *testing.T) {
 		ctx := b.scenario(t)
 		b.openOK(t, ctx, env.base+"/reports/"+liveID)
 		b.openOK(t, ctx, env.base+"/reports/"+liveID+"/evidence")
-		b.do(t, ctx, "waiting for a highlighted placeholder", chromedp.WaitVisible(chromedp.CSS(placeholderSel)))
 		marked := evalJS[[]string](t, ctx, `[...document.querySelectorAll(`+jsString(placeholderSel)+`)].map(e => e.textContent)`)
 		found := false
 		for _, m := range marked {
@@ -407,6 +406,14 @@ func TestBrowserConsole(t *testing.T) {
 		if first["tag"] != "A" || !strings.HasPrefix(first["href"], "#") || !strings.Contains(strings.ToLower(first["text"]), "skip") {
 			t.Errorf("the first Tab reaches %v, want the skip link", first)
 		}
+		// Enter on the skip link moves the focus to the main content.
+		b.do(t, ctx, "pressing Enter on the skip link", chromedp.KeyEvent(kb.Enter))
+		if id := evalJS[string](t, ctx, `document.activeElement.id`); "#"+id != first["href"] {
+			t.Errorf("after Enter on the skip link the focus is on #%s, want %s", id, first["href"])
+		}
+		// From the top again, through the navigation.
+		b.openOK(t, ctx, env.base+"/reports")
+		b.do(t, ctx, "pressing Tab", chromedp.KeyEvent(kb.Tab))
 		navLinks := evalJS[[]string](t, ctx, `[...document.querySelectorAll("nav a[href]")].map(a => a.getAttribute("href"))`)
 		want := map[string]bool{}
 		for _, v := range views {
