@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -204,6 +205,11 @@ func TestBrowserConsole(t *testing.T) {
 		if !evalJS[bool](t, ctx, `window.e2eNoReload === true`) {
 			t.Error("the page reloaded to show the new report; it should have arrived live")
 		}
+		if !evalJS[bool](t, ctx, `!!document.querySelector('#report-rows tr[data-report-id="`+liveID+`"]')`) {
+			t.Error("the new row is not in the live table body")
+		}
+		// The live row's time is shown in the viewer's zone like the rest.
+		b.do(t, ctx, "waiting for the live row's local time", chromedp.WaitReady(chromedp.CSS(`tr[data-report-id="`+liveID+`"] time[datetime][data-local]`)))
 		b.expectClean(t)
 	})
 
@@ -398,6 +404,32 @@ func TestBrowserConsole(t *testing.T) {
 		})
 	})
 
+	t.Run("time zone", func(t *testing.T) {
+		ctx := b.scenario(t)
+		// A zone without daylight saving, half an hour off: a page that
+		// showed UTC, or the machine's zone, cannot pass by chance.
+		if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kolkata"}); err != nil {
+			t.Fatal(err)
+		}
+		defer chromedp.Call(b.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: ""})
+		b.openOK(t, ctx, env.base+"/reports")
+		sel := `#report-rows time[datetime]`
+		b.do(t, ctx, "waiting for local times", chromedp.WaitReady(chromedp.CSS(sel+`[data-local]`)))
+		tm := evalJS[map[string]string](t, ctx, `(() => { const e = document.querySelector(`+jsString(sel)+`); return {dt: e.getAttribute("datetime"), text: e.textContent, title: e.title}; })()`)
+		at, err := time.Parse(time.RFC3339, tm["dt"])
+		if err != nil {
+			t.Fatalf("time element %v: %v", tm, err)
+		}
+		local := at.In(time.FixedZone("IST", 5*3600+1800))
+		if want := local.Format("03:04:05 PM"); !strings.Contains(tm["text"], want) {
+			t.Errorf("a time in Asia/Kolkata shows %q, want it to hold %s", tm["text"], want)
+		}
+		if want := at.UTC().Format("15:04:05") + " UTC"; !strings.Contains(tm["title"], want) {
+			t.Errorf("a time's title (shown on hover) is %q, want UTC (%s)", tm["title"], want)
+		}
+		b.expectClean(t)
+	})
+
 	t.Run("keyboard", func(t *testing.T) {
 		ctx := b.scenario(t)
 		b.openOK(t, ctx, env.base+"/reports")
@@ -456,17 +488,24 @@ const widest = `[...document.querySelectorAll("body *")].map(e => [e, e.getBound
 // returns it (through the API: the browser checks what the page shows).
 func waitOutbox(t *testing.T, ctx context.Context, base, report string, status store.OutboxStatus) store.OutboxEntry {
 	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	var last store.OutboxEntry
-	waitFor(t, ctx, "the outbox entry of "+report+" to be "+string(status)+" (last: "+string(last.Status)+")", func() bool {
+	for {
 		for _, e := range outboxEntries(t, base) {
 			if e.ID.String() == report {
 				last = e
-				return e.Status == status
 			}
 		}
-		return false
-	})
-	return last
+		if last.Status == status {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the outbox entry of %s is %q, not %s: %v", report, last.Status, status, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 func outboxEntries(t *testing.T, base string) []store.OutboxEntry {
