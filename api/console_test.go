@@ -12,6 +12,7 @@ import (
 // guards; the API's own paths, known or not, stay JSON.
 func TestConsoleMount(t *testing.T) {
 	console := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		NoteToken(r, "from-a-session")
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("console " + r.URL.Path))
 	})
@@ -24,6 +25,9 @@ func TestConsoleMount(t *testing.T) {
 		if r.h.Get("X-Request-Id") == "" {
 			t.Errorf("GET %s: no X-Request-Id: the request log does not wrap the console", p)
 		}
+	}
+	if !contains(e.log.String(), `"token":"from-a-session"`) {
+		t.Errorf("the request log does not name the console's token:\n%s", e.log.String())
 	}
 	for _, p := range []string{"/api", "/api/v1/nope", "/api/v2/reports"} {
 		if r := e.get(p, ""); r.code != 404 || r.h.Get("Content-Type") != "application/json" {

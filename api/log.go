@@ -103,3 +103,12 @@ func (w stdWriter) Write(p []byte) (int, error) {
 	w.l.Warn().Msg(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// NoteToken names the token behind r in its request log line: for the
+// console, whose requests carry a session cookie instead of a bearer
+// token. Outside the API's handler it does nothing.
+func NoteToken(r *http.Request, name string) {
+	if i, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+		i.token = name
+	}
+}

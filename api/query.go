@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -132,12 +134,16 @@ type reportsPage struct {
 
 // GET /api/v1/reports
 func (s *Server) listReports(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, []string{"channel", "source_ip", "since", "until", "limit", "cursor"})
+	q, err := query(r, []string{"channel", "source_ip", "since", "until", "limit", "cursor", "origin", "evidence_source", "q"})
 	if err != nil {
 		replyBadParam(w, err)
 		return
 	}
 	var sq store.Query
+	if err := parseDocFilters(q, &sq); err != nil {
+		replyBadParam(w, err)
+		return
+	}
 	sq.Channel = q.Get("channel")
 	if v := q.Get("source_ip"); v != "" {
 		ip, err := netip.ParseAddr(v)
@@ -174,6 +180,37 @@ func (s *Server) listReports(w http.ResponseWriter, r *http.Request) {
 		page.Reports = append(page.Reports, rep.XARF)
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// maxTextQuery bounds the q parameter of the reports listing, in bytes.
+const maxTextQuery = 200
+
+// tagPattern is a XARF tag predicate as xarf writes them (tagWord), and
+// an evidence_source value.
+var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]{0,63}$`)
+
+// parseDocFilters reads the reports listing's filters on the document:
+// origin (how the origin was found), evidence_source and q (text).
+func parseDocFilters(q url.Values, sq *store.Query) error {
+	if v := q.Get("origin"); v != "" {
+		if !tagPattern.MatchString(v) {
+			return &badParam{"origin", "want how the origin was found, such as source-ip, smtp-peer, received-chain, jmrp-subject, subject"}
+		}
+		sq.Method = v
+	}
+	if v := q.Get("evidence_source"); v != "" {
+		if !tagPattern.MatchString(v) {
+			return &badParam{"evidence_source", "want a XARF evidence_source, such as spamtrap or user_complaint"}
+		}
+		sq.EvidenceSource = v
+	}
+	if v := strings.TrimSpace(q.Get("q")); v != "" {
+		if len(v) > maxTextQuery || !utf8.ValidString(v) {
+			return &badParam{"q", fmt.Sprintf("want UTF-8 text of at most %d bytes", maxTextQuery)}
+		}
+		sq.Text = v
+	}
+	return nil
 }
 
 // pathID parses the {id} wildcard; a malformed id is simply unknown.

@@ -88,6 +88,9 @@ type Options struct {
 	Logger    zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
+	// scan is how many reports a filtered listing examines (tests);
+	// 0 = scanLimit.
+	scan int
 }
 
 // Console is the console's http.Handler.
@@ -116,6 +119,9 @@ type tokenCache struct {
 func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.scan <= 0 {
+		o.scan = scanLimit
 	}
 	c := &Console{o: o, sessions: newSessions(MaxSessions), limiter: newLimiter(LoginFailures, LoginWindow, maxLimiterIPs),
 		closing: closer{ch: make(chan struct{})}}
@@ -166,6 +172,7 @@ func (c *Console) routes() *http.ServeMux {
 	write("POST /quarantine/{id}/reprocess", c.reprocess)
 	write("POST /quarantine/{id}/delete", c.deleteQuarantined)
 	read("GET /outbox", c.outbox)
+	read("GET /outbox/{id}/message", c.outboxMessage)
 	write("POST /outbox/{id}/retry", c.outboxAction("retry"))
 	write("POST /outbox/{id}/cancel", c.outboxAction("cancel"))
 	read("GET /indicators", c.indicators)
@@ -249,6 +256,9 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 			}
 			http.Redirect(w, r, "/login?"+loginQuery(r.URL.RequestURI(), why), http.StatusSeeOther)
 			return
+		}
+		if v.Name != "" {
+			api.NoteToken(r, v.Name)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), viewerKey{}, v)))
 	})

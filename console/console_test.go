@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/html"
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
@@ -451,7 +454,13 @@ func TestReportFilters(t *testing.T) {
 	has("source_ip=45.142.120.12", b, a)
 	has("evidence=spamtrap&text=beta", b, a)
 	has("channel=trap&period=1h&text=alpha", a, b)
-	r := c.page("/reports?evidence=user_complaint", http.StatusOK)
+	has("method=received-chain&text=beta", b, a)
+	r := c.page("/reports?method=smtp-peer", http.StatusOK)
+	if strings.Contains(r.body, `data-testid="report-row"`) {
+		t.Error("method=smtp-peer lists relayed trap hits")
+	}
+	c.page("/reports?method=telepathy", http.StatusBadRequest)
+	r = c.page("/reports?evidence=user_complaint", http.StatusOK)
 	if !strings.Contains(r.body, `data-testid="empty-reports"`) || strings.Contains(r.body, `data-testid="report-row"`) {
 		t.Error("no empty state for a filter that matches nothing")
 	}
@@ -678,5 +687,57 @@ func TestQuarantineActionsNeedSubmit(t *testing.T) {
 	}
 	if _, err := e.st.Message(q); err != nil {
 		t.Errorf("the message is gone: %v", err)
+	}
+}
+
+// A dry-run entry shows its rendered message, as plain text, and can be
+// retried.
+func TestOutboxRenderedMessage(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.trapHit("45.142.120.11", "x", "\r\nbody\r\n")
+	now := time.Now().UTC()
+	if _, err := e.st.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	raw := "Subject: Abuse report\r\n\r\n<script>alert(1)</script>\r\n"
+	if _, err := e.st.DryRun(id, now, &store.RenderedMail{Format: "xarf", Subject: "Abuse report", Preview: "Subject: Abuse report", Raw: []byte(raw)}, "dry run"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	r := c.page("/reports/"+id.String(), http.StatusOK)
+	if !strings.Contains(r.body, `data-testid="outbox-status">dry-run`) || !strings.Contains(r.body, `href="/outbox/`+id.String()+`/message"`) ||
+		!strings.Contains(r.body, `data-testid="retry"`) || strings.Contains(r.body, `data-testid="cancel"`) {
+		t.Errorf("report page of a dry-run entry:\n%s", r.body)
+	}
+	m := c.get("/outbox/" + id.String() + "/message")
+	if m.code != 200 || m.body != raw || m.h.Get("Content-Type") != "text/plain; charset=utf-8" || m.h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("rendered message: %d %v %q", m.code, m.h, m.body)
+	}
+	r = c.page("/outbox?status=dry-run", http.StatusOK)
+	if !strings.Contains(r.body, `data-outbox-id="`+id.String()+`"`) {
+		t.Error("dry-run tab lacks the entry")
+	}
+	c.page("/outbox?status=bogus", http.StatusBadRequest)
+}
+
+// A filtered listing that reaches the scan bound says so and continues
+// from where it stopped.
+func TestReportScanBound(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.scan = 2 })
+	want := e.trapHit("45.142.120.11", "needle", "\r\nbody\r\n")
+	e.trapHit("45.142.120.12", "hay", "\r\nbody\r\n")
+	e.trapHit("45.142.120.13", "hay", "\r\nbody\r\n")
+	c := e.client()
+	r := c.page("/reports?text=needle", http.StatusOK)
+	if !strings.Contains(r.body, `data-testid="scan-note"`) || strings.Contains(r.body, `data-testid="report-row"`) {
+		t.Fatalf("first page: no scan note, or a row:\n%s", r.body)
+	}
+	next := regexp.MustCompile(`href="(/reports\?[^"]*cursor=[^"]*)" data-testid="next-page"`).FindStringSubmatch(r.body)
+	if next == nil {
+		t.Fatal("no next page")
+	}
+	r = c.page(html.UnescapeString(next[1]), http.StatusOK)
+	if !strings.Contains(r.body, `data-report-id="`+want.String()+`"`) {
+		t.Errorf("the continued page lacks the match:\n%s", r.body)
 	}
 }

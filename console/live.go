@@ -89,10 +89,15 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 			if rep.ID == (store.ID{}) {
 				continue // an indicator event of the API's stream
 			}
-			doc, _ := parseDoc(rep.XARF)
-			if !f.match(rep, doc) {
+			ok, err := c.liveMatch(f, rep)
+			if err != nil {
+				c.o.Logger.Error().Err(err).Msg("console: live stream: filtering")
 				continue
 			}
+			if !ok {
+				continue
+			}
+			doc, _ := parseDoc(rep.XARF)
 			rr := rowOf(rep, doc)
 			rr.Fresh = true
 			if e, err := c.o.Store.GetOutbox(rep.ID); err == nil {

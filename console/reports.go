@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -66,10 +67,11 @@ func rowOf(rep *store.Report, d *xarf.Report) reportRow {
 
 // reportFilter is the listing's query, as the form sends it.
 type reportFilter struct {
-	Channel, SourceIP, Evidence, Text, Period, From, Until, Cursor string
+	Channel, SourceIP, Evidence, Method, Text, Period, From, Until, Cursor string
 
-	q    store.Query
-	text string
+	// q is the store's query: the store filters on every field (the
+	// document ones by a bounded scan, Query.Examine).
+	q store.Query
 	// Errors name the fields that could not be read.
 	Errors []string
 }
@@ -81,12 +83,20 @@ var periods = []struct{ Key, Label string }{
 // evidenceSources are the XARF evidence_source values xarfd writes.
 var evidenceSources = []string{xarf.SourceSpamtrap, xarf.SourceUserComplaint, xarf.SourceAutomatedFilter}
 
+// methods are how xarf.Convert finds an origin (its "origin:" tags); a
+// method also matches its inferred form (store.Query.Method).
+var methods = []struct{ Key, Label string }{
+	{"smtp-peer", "the SMTP peer"}, {"received-chain", "the Received chain"}, {"inferred-received-chain", "a forwarded message's Received chain"},
+	{"source-ip", "the report's Source-IP"}, {"jmrp-subject", "a JMRP complaint's Subject"}, {"subject", "the report's Subject"},
+}
+
 // formTime is the datetime-local form value, read as UTC.
 const formTime = "2006-01-02T15:04"
 
 func parseReportFilter(v url.Values, now time.Time) *reportFilter {
 	f := &reportFilter{Channel: v.Get("channel"), SourceIP: strings.TrimSpace(v.Get("source_ip")), Evidence: v.Get("evidence"),
-		Text: strings.TrimSpace(v.Get("text")), Period: v.Get("period"), From: v.Get("from"), Until: v.Get("until"), Cursor: v.Get("cursor")}
+		Method: v.Get("method"), Text: strings.TrimSpace(v.Get("text")), Period: v.Get("period"), From: v.Get("from"),
+		Until: v.Get("until"), Cursor: v.Get("cursor")}
 	f.q.Channel = f.Channel
 	if f.SourceIP != "" {
 		if a, err := netip.ParseAddr(f.SourceIP); err == nil {
@@ -99,6 +109,12 @@ func parseReportFilter(v url.Values, now time.Time) *reportFilter {
 		f.Errors = append(f.Errors, "Evidence source: unknown")
 		f.Evidence = ""
 	}
+	f.q.EvidenceSource = f.Evidence
+	if f.Method != "" && !slices.ContainsFunc(methods, func(m struct{ Key, Label string }) bool { return m.Key == f.Method }) {
+		f.Errors = append(f.Errors, "Origin found by: unknown")
+		f.Method = ""
+	}
+	f.q.Method = f.Method
 	if f.Period != "" {
 		if d, err := time.ParseDuration(f.Period); err == nil && slices.ContainsFunc(periods, func(p struct{ Key, Label string }) bool { return p.Key == f.Period }) {
 			f.q.Since = now.Add(-d)
@@ -131,51 +147,22 @@ func parseReportFilter(v url.Values, now time.Time) *reportFilter {
 			f.Cursor = ""
 		}
 	}
-	if len(f.Text) > 200 {
-		f.Text = f.Text[:200]
+	if len(f.Text) > maxText || !utf8.ValidString(f.Text) {
+		f.Errors = append(f.Errors, "Text: at most 200 bytes of UTF-8")
+		f.Text = ""
 	}
-	f.text = strings.ToLower(f.Text)
+	f.q.Text = f.Text
 	return f
 }
 
-// match applies the filters the store's indexes do not (Query does the
-// channel, the source IP and the time).
-func (f *reportFilter) match(rep *store.Report, d *xarf.Report) bool {
-	if f.q.Channel != "" && rep.Channel != f.q.Channel {
-		return false
-	}
-	if f.q.SourceIP.IsValid() && rep.SourceIP != f.q.SourceIP {
-		return false
-	}
-	if t := store.IDTime(rep.ID); (!f.q.Since.IsZero() && t.Before(f.q.Since)) || (!f.q.Until.IsZero() && !t.Before(f.q.Until)) {
-		return false
-	}
-	if f.Evidence != "" && (d == nil || d.EvidenceSource != f.Evidence) {
-		return false
-	}
-	if f.text != "" {
-		if d == nil {
-			return false
-		}
-		hay := []string{rep.ID.String(), d.SourceIdentifier, d.SMTPFrom, d.Subject, d.MessageID, d.Description, d.SenderName, strings.Join(d.Tags, " ")}
-		if d.Reporter != nil {
-			hay = append(hay, d.Reporter.Org)
-		}
-		if !slices.ContainsFunc(hay, func(s string) bool { return strings.Contains(strings.ToLower(s), f.text) }) {
-			return false
-		}
-	}
-	return true
-}
-
-// postFilter: the listing has to read reports past the page to fill it.
-func (f *reportFilter) postFilter() bool { return f.Evidence != "" || f.text != "" }
+// maxText bounds the text filter (as the API's q).
+const maxText = 200
 
 // liveQuery is the query of the live stream: the filters without the
 // cursor and the end of the period (new reports are after any until).
 func (f *reportFilter) liveQuery() template.URL {
 	q := url.Values{}
-	for k, v := range map[string]string{"channel": f.Channel, "source_ip": f.SourceIP, "evidence": f.Evidence, "text": f.Text} {
+	for k, v := range map[string]string{"channel": f.Channel, "source_ip": f.SourceIP, "evidence": f.Evidence, "method": f.Method, "text": f.Text} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -188,6 +175,7 @@ type reportsData struct {
 	Rows      []reportRow
 	Channels  []string
 	Periods   []struct{ Key, Label string }
+	Methods   []struct{ Key, Label string }
 	Evidences []string
 	Next      string
 	// Scanned is set when the scan limit stopped the search early.
@@ -217,7 +205,7 @@ func (c *Console) channelNames() []string {
 // GET /reports
 func (c *Console) reports(w http.ResponseWriter, r *http.Request) {
 	f := parseReportFilter(r.URL.Query(), c.o.Now())
-	d := &reportsData{F: f, Channels: c.channelNames(), Periods: periods, Evidences: evidenceSources}
+	d := &reportsData{F: f, Channels: c.channelNames(), Periods: periods, Methods: methods, Evidences: evidenceSources}
 	if f.Channel != "" && !slices.Contains(d.Channels, f.Channel) {
 		f.Errors = append(f.Errors, "Channel: no such channel")
 		f.Channel, f.q.Channel = "", ""
@@ -238,44 +226,50 @@ func (c *Console) reports(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, code, "reports", &page{Title: "Reports", Nav: "reports", Data: d})
 }
 
+// fillReports reads one page. With filters on the document the store
+// examines at most scanLimit reports; when it stops there with fewer
+// than a page, the page says so and continues from where it stopped.
 func (c *Console) fillReports(d *reportsData) error {
-	f := d.F
-	q := f.q
-	scanned := 0
-	for {
-		q.Limit = pageSize
-		if f.postFilter() {
-			q.Limit = 200
-		}
-		reps, next, err := c.o.Store.Reports(q)
-		if err != nil {
-			return err
-		}
-		for i := range reps {
-			rep := &reps[i]
-			scanned++
-			doc, _ := parseDoc(rep.XARF) // an unreadable document still lists, without its fields
-			if f.match(rep, doc) {
-				d.Rows = append(d.Rows, rowOf(rep, doc))
-				if len(d.Rows) == pageSize {
-					if i < len(reps)-1 || next != (store.ID{}) {
-						d.Next = rep.ID.String()
-					}
-					return c.outboxStates(d.Rows)
-				}
-			}
-			if scanned >= scanLimit {
-				if i < len(reps)-1 || next != (store.ID{}) {
-					d.Next, d.Scanned = rep.ID.String(), scanned
-				}
-				return c.outboxStates(d.Rows)
-			}
-		}
-		if next == (store.ID{}) {
-			return c.outboxStates(d.Rows)
-		}
-		q.Before = next
+	q := d.F.q
+	q.Limit, q.Examine = pageSize, c.o.scan
+	reps, next, err := c.o.Store.Reports(q)
+	if err != nil {
+		return err
 	}
+	for i := range reps {
+		doc, _ := parseDoc(reps[i].XARF) // an unreadable document still lists, without its fields
+		d.Rows = append(d.Rows, rowOf(&reps[i], doc))
+	}
+	if next != (store.ID{}) {
+		d.Next = next.String()
+		if len(reps) < pageSize {
+			d.Scanned = c.o.scan
+		}
+	}
+	return c.outboxStates(d.Rows)
+}
+
+// liveMatch reports whether a new report passes f: the store answers,
+// with the same query narrowed to the report's millisecond, so that the
+// live rows follow exactly the listing's rules.
+func (c *Console) liveMatch(f *reportFilter, rep *store.Report) (bool, error) {
+	if f.q.Channel != "" && rep.Channel != f.q.Channel {
+		return false, nil
+	}
+	if f.q.SourceIP.IsValid() && rep.SourceIP != f.q.SourceIP {
+		return false, nil
+	}
+	if f.q.Method == "" && f.q.EvidenceSource == "" && f.q.Text == "" {
+		return true, nil
+	}
+	q := f.q
+	q.Since = store.IDTime(rep.ID)
+	q.Until, q.Before, q.Limit, q.Examine = q.Since.Add(time.Millisecond), store.ID{}, store.MaxLimit, 0
+	reps, _, err := c.o.Store.Reports(q)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(reps, func(r store.Report) bool { return r.ID == rep.ID }), nil
 }
 
 // outboxStates fills each row's outbox status.

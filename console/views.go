@@ -131,6 +131,26 @@ func (c *Console) outboxAction(verb string) http.HandlerFunc {
 	}
 }
 
+// GET /outbox/{id}/message: the rendered (and signed) report as it was
+// or would be sent, as plain text (never rendered as HTML).
+func (c *Console) outboxMessage(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.pathID(w, r, "outbox entry")
+	if !ok {
+		return
+	}
+	raw, err := c.o.Store.OutboxMail(id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, "No rendered message", "This entry has no rendered message (yet, or any more: it is kept for a while after sending).")
+		return
+	}
+	if err != nil {
+		c.internal(w, r, "reading a rendered message", err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(raw)
+}
+
 // ---- quarantine
 
 type quarantineData struct {

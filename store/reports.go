@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -259,6 +261,153 @@ type Query struct {
 	// Before continues a listing: only ids older than it (the cursor).
 	Before ID
 	Limit  int
+	// Method selects reports whose origin was found this way: the
+	// predicate of the document's "origin:" tag (xarf/convert.go:
+	// source-ip, smtp-peer, received-chain, jmrp-subject, subject, …).
+	// A method also matches its inferred form ("origin:inferred-"+Method,
+	// an origin taken from a forwarded message's Received chain);
+	// "inferred-received-chain" matches only that.
+	Method string
+	// EvidenceSource selects the document's evidence_source (spamtrap,
+	// user_complaint, …).
+	EvidenceSource string
+	// Text selects reports whose document's text fields contain it,
+	// ignoring case: see docText for the fields. Never the evidence.
+	Text string
+	// Examine bounds the records one call examines when Method,
+	// EvidenceSource or Text is set (ScanBound when 0): those filters
+	// read each document, and a rare match must not make one request
+	// walk the whole store. A call that reaches the bound returns what
+	// it found, maybe fewer than Limit or none, with the cursor of the
+	// last record examined: the caller continues from there.
+	Examine int
+}
+
+// ScanBound is how many records one Reports call examines at most when
+// it filters on the document (Query.Method, EvidenceSource, Text).
+const ScanBound = 10_000
+
+// scans reports whether q filters on the document.
+func (q *Query) scans() bool { return q.Method != "" || q.EvidenceSource != "" || q.Text != "" }
+
+// docText is what Query.Text, EvidenceSource and Method read of a XARF
+// document: its text fields, never the evidence.
+type docText struct {
+	ReportID         string   `json:"report_id"`
+	SourceIdentifier string   `json:"source_identifier"`
+	Category         string   `json:"category"`
+	Type             string   `json:"type"`
+	EvidenceSource   string   `json:"evidence_source"`
+	SMTPFrom         string   `json:"smtp_from"`
+	SMTPTo           string   `json:"smtp_to"`
+	Subject          string   `json:"subject"`
+	SenderName       string   `json:"sender_name"`
+	MessageID        string   `json:"message_id"`
+	UserAgent        string   `json:"user_agent"`
+	Description      string   `json:"description"`
+	Tags             []string `json:"tags"`
+	Reporter         *contact `json:"reporter"`
+	Sender           *contact `json:"sender"`
+	SpamIndicators   *struct {
+		SuspiciousLinks []string `json:"suspicious_links"`
+	} `json:"spam_indicators"`
+}
+
+type contact struct {
+	Org     string `json:"org"`
+	Contact string `json:"contact"`
+	Domain  string `json:"domain"`
+}
+
+// docFilter is the document part of a Query, prepared once per call.
+type docFilter struct {
+	method, evsrc, text string // text lower-cased
+	tag, inferred       []byte // "origin:"+method, "origin:inferred-"+method
+	// literal: text is printable ASCII that JSON never has to escape,
+	// so it occurs in a field only if it occurs in the document's bytes
+	// (see absent); buf is absent's scratch.
+	literal bool
+	buf     []byte
+}
+
+func newDocFilter(q *Query) *docFilter {
+	if !q.scans() {
+		return nil
+	}
+	f := &docFilter{method: q.Method, evsrc: q.EvidenceSource, text: strings.ToLower(q.Text)}
+	f.literal = f.text != "" && !strings.ContainsFunc(f.text, func(r rune) bool {
+		return r < 0x20 || r >= 0x7f || r == '"' || r == '\\' || r == '/'
+	})
+	if f.method != "" {
+		f.tag = []byte("origin:" + f.method)
+		f.inferred = []byte("origin:inferred-" + f.method)
+	}
+	return f
+}
+
+// absent reports, without decoding, that the text filter cannot match
+// xarf: decoding every document of a scan is what made a scan slow (see
+// BenchmarkReportsTextScan). It judges only what it can judge exactly: a
+// literal text (printable ASCII that JSON never escapes) and a document
+// without \u escapes (which can spell any character) nor the two
+// non-ASCII letters that lower-case to ASCII ones (U+0130 'İ' and
+// U+212A KELVIN SIGN). Then every character of a match in a lower-cased
+// field is an ASCII letter or sign written as itself in the bytes, so it
+// matches the bytes lower-cased as ASCII. Anything else is decoded.
+func (f *docFilter) absent(xarf []byte) bool {
+	if !f.literal || bytes.Contains(xarf, []byte(`\u`)) ||
+		bytes.Contains(xarf, []byte("\u0130")) || bytes.Contains(xarf, []byte("\u212a")) {
+		return false
+	}
+	f.buf = append(f.buf[:0], xarf...)
+	for i, c := range f.buf {
+		if 'A' <= c && c <= 'Z' {
+			f.buf[i] = c + 'a' - 'A'
+		}
+	}
+	return !bytes.Contains(f.buf, []byte(f.text))
+}
+
+// match reports whether the stored document xarf (its evidence payload
+// cut out, usually) passes the filter.
+func (f *docFilter) match(xarf []byte) bool {
+	if f.tag != nil && !bytes.Contains(xarf, f.tag) && !bytes.Contains(xarf, f.inferred) {
+		return false // tags are plain ASCII: absent from the bytes, absent
+	}
+	if f.absent(xarf) {
+		return false
+	}
+	var d docText
+	if json.Unmarshal(xarf, &d) != nil {
+		return false
+	}
+	if f.evsrc != "" && d.EvidenceSource != f.evsrc {
+		return false
+	}
+	if f.method != "" && !slices.ContainsFunc(d.Tags, func(t string) bool {
+		return t == string(f.tag) || t == string(f.inferred)
+	}) {
+		return false
+	}
+	if f.text == "" {
+		return true
+	}
+	has := func(s string) bool { return s != "" && strings.Contains(strings.ToLower(s), f.text) }
+	for _, s := range []string{d.ReportID, d.SourceIdentifier, d.Category, d.Type, d.EvidenceSource, d.SMTPFrom, d.SMTPTo,
+		d.Subject, d.SenderName, d.MessageID, d.UserAgent, d.Description} {
+		if has(s) {
+			return true
+		}
+	}
+	for _, c := range []*contact{d.Reporter, d.Sender} {
+		if c != nil && (has(c.Org) || has(c.Contact) || has(c.Domain)) {
+			return true
+		}
+	}
+	if slices.ContainsFunc(d.Tags, has) {
+		return true
+	}
+	return d.SpamIndicators != nil && slices.ContainsFunc(d.SpamIndicators.SuspiciousLinks, has)
 }
 
 // MaxLimit caps one page.
@@ -282,12 +431,29 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 	if !q.Since.IsZero() {
 		lower = timeKey(q.Since)
 	}
+	filter := newDocFilter(&q)
+	examine := q.Examine
+	if examine <= 0 {
+		examine = ScanBound
+	}
 	var (
-		out  []Report
-		next ID
+		out      []Report
+		next     ID
+		last     ID // the last record examined
+		examined int
 	)
 	err := s.view(func(tx *bbolt.Tx) error {
 		take := func(id []byte) (bool, error) {
+			if filter != nil {
+				if examined == examine {
+					// The bound, with more to examine: the caller
+					// continues below the last record examined.
+					next = last
+					return false, nil
+				}
+				examined++
+				copy(last[:], id)
+			}
 			rec, ok, err := getRecord(tx, id)
 			if err != nil {
 				return false, err
@@ -300,6 +466,9 @@ func (s *Store) Reports(q Query) ([]Report, ID, error) {
 				return false, fmt.Errorf("decoding report %x: %w", id, err)
 			}
 			if q.Channel != "" && m.Channel != q.Channel {
+				return true, nil
+			}
+			if filter != nil && !filter.match(rec.xarf) {
 				return true, nil
 			}
 			if len(out) == q.Limit {
