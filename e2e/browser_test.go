@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -54,7 +55,9 @@ func TestBrowserHarness(t *testing.T) {
 		w.Write([]byte(`console.error("harness-console-error"); throw new Error("harness-uncaught");`))
 	})
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	// Closed after the browser (cleanups run last first): the browser
+	// may still ask for the favicon after the last check.
+	t.Cleanup(srv.Close)
 
 	b := newBrowser(t)
 	ctx := b.scenario(t)
@@ -182,6 +185,26 @@ func TestBrowserConsole(t *testing.T) {
 		}
 		if evalJS[bool](t, ctx, `document.cookie.includes("xarfd_session")`) {
 			t.Error("the session cookie is readable from JavaScript (not HttpOnly)")
+		}
+		// The cookie as the browser holds it: HttpOnly, SameSite=Strict,
+		// expiring (http.console.session_ttl, 12h by default).
+		jar, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{env.base + "/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var session *network.Cookie
+		for _, c := range jar.Cookies {
+			if c.Name == "xarfd_session" {
+				session = c
+			}
+		}
+		switch {
+		case session == nil:
+			t.Error("the browser holds no xarfd_session cookie after the login")
+		case !session.HTTPOnly || session.SameSite != network.CookieSameSiteStrict || session.Session ||
+			time.Unix(int64(session.Expires), 0).After(time.Now().Add(13*time.Hour)):
+			t.Errorf("session cookie: HttpOnly %v, SameSite %q, session-only %v, expires %s; want HttpOnly, Strict, expiring within 12h",
+				session.HTTPOnly, session.SameSite, session.Session, time.Unix(int64(session.Expires), 0).UTC())
 		}
 		b.expectClean(t)
 	})
