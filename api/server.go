@@ -218,6 +218,7 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/api/v1/messages/{id}/reprocess", scopeSubmit, s.reprocessMessage},
 		{"GET", "/api/v1/channels", scopeRead, s.listChannels},
 		{"GET", "/api/v1/stats/hourly", scopeRead, s.hourlyStats},
+		{"GET", "/api/v1/summary", scopeRead, s.summary},
 		{"POST", "/api/v1/channels/{name}/messages", scopeSubmit, s.submitMessage},
 		{"POST", "/api/v1/channels/{name}/reports", scopeSubmit, s.submitReport},
 		{"GET", "/api/v1/stream", scopeRead, s.stream},

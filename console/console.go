@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -250,7 +251,10 @@ func (c *Console) needRead(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, why := c.identify(w, r)
 		if v == nil {
-			if r.Method != http.MethodGet {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				if why == "" {
+					why = "Log in with a token that has the read scope, then try again."
+				}
 				c.fail(w, r, http.StatusUnauthorized, "Log in first", why)
 				return
 			}
@@ -377,9 +381,9 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, what string, 
 	switch {
 	case store.IsClosed(err):
 		code, msg = http.StatusServiceUnavailable, "The daemon is stopping. Try again in a moment."
-	case errorsIs(err, store.ErrCommit):
+	case errors.Is(err, store.ErrCommit):
 		code, msg = http.StatusServiceUnavailable, "The store cannot commit now (disk full or an I/O error); /healthz says why. Try again later."
-	case errorsIs(err, store.ErrDamaged):
+	case errors.Is(err, store.ErrDamaged):
 		msg = "This record is damaged and cannot be shown; restore the store from a backup (docs/operations.md)."
 	}
 	c.o.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("console: " + what)

@@ -50,7 +50,18 @@ func TestEveryPageOpen(t *testing.T) {
 	c.page("/reports/"+q.String(), http.StatusNotFound) // quarantined: no report
 	c.page("/reports?source_ip=nonsense", http.StatusBadRequest)
 
-	r := c.page("/reports", http.StatusOK)
+	r := c.page("/", http.StatusOK)
+	for _, want := range []string{`data-testid="reporter-mode">dry run`, `data-testid="outbox-queue">2 pending`, `data-testid="outbox-failed">0 failed`,
+		`data-testid="open-cases">1</a>`, `>trap</a></td><td>trap</td><td>report, store, intel, own</td><td>3</td>`, `data-testid="channel-24h">3 / 2 / 1 / 0<`,
+		`data-testid="quarantined-count">1 quarantined`, `<a href="/outbox?status=pending">2 pending</a>`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("overview lacks %s", want)
+		}
+	}
+	if regexp.MustCompile(`data-testid="listed-count">0<`).MatchString(r.body) || !strings.Contains(r.body, `data-testid="listed-count">`) {
+		t.Error("overview does not count the listed indicators")
+	}
+	r = c.page("/reports", http.StatusOK)
 	if !strings.Contains(r.body, `data-report-id="`+id.String()+`"`) || !strings.Contains(r.body, `sse-connect="/reports/live`) {
 		t.Errorf("reports page lacks the row of %s or the live stream:\n%s", id, r.body)
 	}
@@ -118,6 +129,9 @@ func TestLoginWithReadToken(t *testing.T) {
 	if r := c.get("/outbox"); r.code != http.StatusSeeOther {
 		t.Fatalf("unauthenticated /outbox = %d", r.code)
 	}
+	if r := c.do("POST", "/outbox/"+uuidZero+"/retry", url.Values{}); r.code != http.StatusUnauthorized || !strings.Contains(r.body, "Log in with a token") {
+		t.Fatalf("unauthenticated POST = %d\n%s", r.code, r.body)
+	}
 	c.page("/login", http.StatusOK)
 	r = c.login(tokRead, http.StatusSeeOther)
 	if r.h.Get("Location") != "/reports" {
@@ -156,6 +170,8 @@ func TestLoginWithReadToken(t *testing.T) {
 		t.Errorf("%d sessions after logout", e.c.sessions.len())
 	}
 }
+
+const uuidZero = "01a2472f-c360-70a5-9c19-6949a72726b8"
 
 func TestLoginRefused(t *testing.T) {
 	e := newEnv(t, true)
@@ -479,6 +495,9 @@ func TestCaseActions(t *testing.T) {
 		t.Fatalf("cases = %v %v", cs, err)
 	}
 	c := e.client()
+	if r := c.page("/", http.StatusOK); !strings.Contains(r.body, `data-testid="open-cases">1</a>`) {
+		t.Error("the overview does not count the open case")
+	}
 	path := "/cases/" + cs[0].ID.String()
 	r := c.page(path, http.StatusOK)
 	if !strings.Contains(r.body, "sub-1") || !strings.Contains(r.body, `data-testid="case-resolve"`) {
@@ -499,6 +518,9 @@ func TestCaseActions(t *testing.T) {
 	}
 	if r := c.page(path, http.StatusOK); !strings.Contains(r.body, "talked to them") {
 		t.Error("history does not show the reason")
+	}
+	if r := c.page("/", http.StatusOK); !strings.Contains(r.body, `data-testid="open-cases">0</a>`) {
+		t.Error("the overview still counts the resolved case")
 	}
 }
 

@@ -85,7 +85,7 @@ http:
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	cfg   atomic.Pointer[config.Config]
 	st    *store.Store
@@ -103,7 +103,7 @@ type env struct {
 
 // newEnv runs the console over a real store, ingester, intel service and
 // case manager in a temporary directory, behind a real HTTP server.
-func newEnv(t *testing.T, tokens bool, tune ...func(*Options)) *env {
+func newEnv(t testing.TB, tokens bool, tune ...func(*Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "subscribers.csv"), []byte("198.18.0.0/24,sub-1,sub1@isp.example,Jane Doe\n"), 0o600); err != nil {
@@ -273,7 +273,7 @@ func (c *client) post(path, csrfFrom string, form url.Values) reply {
 // HTML has no inline script, no event handler attribute, no style
 // attribute or element and no javascript: URL: what the CSP forbids must
 // not be there to begin with.
-func checkPage(t *testing.T, path string, r reply) {
+func checkPage(t testing.TB, path string, r reply) {
 	t.Helper()
 	if got := r.h.Get("Content-Security-Policy"); got != CSP {
 		t.Errorf("GET %s: Content-Security-Policy = %q", path, got)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -50,7 +49,6 @@ var funcs = template.FuncMap{
 	"pesc":     url.PathEscape,
 	"short":    short,
 	"join":     strings.Join,
-	"inc":      func(i int) int { return i + 1 },
 	"bytes":    humanBytes,
 	"int64":    func(i int) int64 { return int64(i) },
 	"navItems": func() []navItem { return nav },
@@ -184,8 +182,6 @@ func humanBytes(n int64) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 // asset is one embedded file with its ETag.
 type asset struct {

@@ -485,16 +485,22 @@ func (c *Console) caseAction(w http.ResponseWriter, r *http.Request) {
 // ---- overview
 
 type overviewData struct {
-	Channels   []channelRow
-	DryRun     bool
-	Queue      int
-	Failed     int
-	StoreBytes int64
-	Intel      bool
-	Listed     int
-	Cases      bool
-	OpenCases  int
-	Now        time.Time
+	Channels    []channelRow
+	DryRun      bool
+	Queue       int
+	Failed      int
+	Outbox      []outboxCount
+	Quarantined int
+	StoreBytes  int64
+	Intel       bool
+	Listed      int
+	Cases       bool
+	OpenCases   int
+}
+
+type outboxCount struct {
+	Status string
+	N      int
 }
 
 type channelRow struct {
@@ -503,21 +509,26 @@ type channelRow struct {
 	Uses    string
 	Records int
 	Newest  time.Time
-	Stored  bool
+	// The last 24 hours' counters.
+	Messages, Reports, Quarantined, Sent uint64
 }
 
-// GET /
+// GET /: one read of the store (store.Summary) and the blocklists.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	cfg := c.cfg()
-	d := &overviewData{DryRun: !cfg.Reporter.Enabled, Intel: c.o.Intel != nil, Cases: casesOn(cfg), Now: c.o.Now()}
-	names := c.channelNames()
-	stats, err := c.o.Store.ChannelStats(names)
+	d := &overviewData{DryRun: !cfg.Reporter.Enabled, Intel: c.o.Intel != nil, Cases: casesOn(cfg)}
+	var names []string
+	for i := range cfg.Channels {
+		names = append(names, cfg.Channels[i].Name)
+	}
+	sum, err := c.o.Store.Summary(names, c.o.Now().Add(-24*time.Hour).Truncate(time.Hour))
 	if err != nil {
-		c.internal(w, r, "counting channels", err)
+		c.internal(w, r, "summarising the store", err)
 		return
 	}
-	for _, s := range stats {
-		row := channelRow{Name: s.Name, Records: s.Records, Newest: s.Newest, Stored: true}
+	for _, s := range sum.Channels {
+		row := channelRow{Name: s.Name, Records: s.Records, Newest: s.Newest,
+			Messages: s.Messages, Reports: s.Reports, Quarantined: s.Quarantined, Sent: s.Sent}
 		if ch := cfg.Channel(s.Name); ch != nil {
 			row.Kind = string(ch.Kind)
 			var uses []string
@@ -530,34 +541,18 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Channels = append(d.Channels, row)
 	}
-	if d.Queue, err = c.o.Store.OutboxDepth(); err != nil {
-		c.internal(w, r, "outbox depth", err)
-		return
+	for _, st := range store.OutboxStatuses {
+		if n := sum.Outbox[st]; n > 0 {
+			d.Outbox = append(d.Outbox, outboxCount{string(st), n})
+		}
 	}
-	failed, err := c.o.Store.OutboxByStatus(store.OutboxFailed)
-	if err != nil {
-		c.internal(w, r, "failed outbox entries", err)
-		return
-	}
-	d.Failed = len(failed)
-	if d.StoreBytes, err = c.o.Store.Size(); err != nil {
-		c.internal(w, r, "store size", err)
-		return
-	}
+	d.Queue = sum.Outbox[store.OutboxPending] + sum.Outbox[store.OutboxSending]
+	d.Failed = sum.Outbox[store.OutboxFailed]
+	d.Quarantined, d.StoreBytes, d.OpenCases = sum.Quarantined, sum.Bytes, sum.OpenCases
 	if c.o.Intel != nil {
 		for _, k := range intel.Kinds {
 			d.Listed += len(c.o.Intel.Listed(k))
 		}
-	}
-	err = c.o.Store.ForEachCase(func(cs *store.Case) error {
-		if cs.State != store.CaseResolved {
-			d.OpenCases++
-		}
-		return nil
-	})
-	if err != nil {
-		c.internal(w, r, "counting cases", err)
-		return
 	}
 	c.render(w, r, http.StatusOK, "overview", &page{Title: "Overview", Nav: "overview", Data: d, Charts: true})
 }

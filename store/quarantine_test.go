@@ -140,3 +140,36 @@ func TestReplaceQuarantined(t *testing.T) {
 		t.Errorf("replaced twice: %v", err)
 	}
 }
+
+// Retention takes a quarantined message's quarantine entry with its
+// record, and an entry Recover made of an unreadable record (which holds
+// that record's bytes) once its channel's retention has passed.
+func TestSweepTakesQuarantineEntries(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	old := msgAt(t, "trap", time.Now().Add(-48*time.Hour))
+	old.Status, old.Reason = StatusQuarantined, "x"
+	unreadable := msgAt(t, "trap", time.Now().Add(-47*time.Hour))
+	fresh, _ := quarantined(t, s, "trap")
+	if err := s.Put([]Entry{{Message: old, Raw: []byte("x")}, {Message: unreadable, Raw: []byte("y")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).Put(unreadable.ID[:], []byte("\x07garbage"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Recover(); n != 1 || err != nil {
+		t.Fatalf("recover: %d %v", n, err)
+	}
+	if n, err := s.Sweep("trap", time.Now().Add(-time.Hour)); n != 2 || err != nil {
+		t.Fatalf("swept %d, %v", n, err)
+	}
+	if q, _ := s.QuarantineEntries(); len(q) != 1 || q[0].Key != fresh.ID.String() {
+		t.Fatalf("quarantine after retention: %+v", q)
+	}
+	s.Close()
+	if rep, err := Check(dir, time.Second); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("check: %v %q", err, rep.Problems)
+	}
+}

@@ -47,14 +47,20 @@ func (s *Store) Sweep(channel string, cutoff time.Time) (int, error) {
 }
 
 // deleteAll removes everything stored under id: the record (message,
-// body, report), the source index, the outbox entry and the channel index
-// key ck (a report and its evidence go together).
+// body, report), the source index, the outbox entry, the quarantine
+// entry (which, for a record Recover could not read, holds its bytes)
+// and the channel index key ck (a report and its evidence go together).
 func deleteAll(tx *bbolt.Tx, ck, id []byte) error {
 	if err := deleteRecord(tx, id); err != nil {
 		return err
 	}
 	if err := deleteOutbox(tx, id); err != nil {
 		return err
+	}
+	if len(id) == 16 {
+		if err := tx.Bucket(bucketQuarantine).Delete([]byte(ID(id).String())); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketByChannel).Delete(ck)
 }

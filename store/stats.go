@@ -28,8 +28,9 @@ import (
 // quarantined in its hour. Hours older than StatsKeep are pruned by the
 // retention loop.
 //
-// Bucket stats_hourly: key = 8-byte big-endian unix seconds of the hour's
-// start || channel name; keys sort by hour, then channel. Value:
+// Buckets stats_now (the newest hour) and stats_hourly (the older ones;
+// see apply for why two): key = 8-byte big-endian unix seconds of the
+// hour's start || channel name; keys sort by hour, then channel. Value:
 //
 //	byte 0      statsVersion
 //	bytes 1-4   CRC-32C (Castagnoli), big-endian, of byte 0 and every byte
@@ -41,7 +42,10 @@ import (
 // so that one flipped bit in an aggregate does not refuse mail for an
 // hour, and check-store names it.
 
-var bucketStats = []byte("stats_hourly")
+var (
+	bucketStats    = []byte("stats_hourly")
+	bucketStatsNow = []byte("stats_now")
+)
 
 // StatsKeep is how long hourly counters are kept: a little over a year,
 // so that a year-on-year comparison still finds its hour.
@@ -134,37 +138,132 @@ func (d statsDelta) add(hour time.Time, channel string, c counts) {
 	d[k] = x
 }
 
-// apply adds d to the stored counters inside tx. A damaged counter is
+// statsBucket returns bucket name, creating it in a store opened with
+// an older migration table (tests) or migrated halfway.
+func statsBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
+	if b := tx.Bucket(name); b != nil {
+		return b, nil
+	}
+	b, err := tx.CreateBucket(name)
+	if err != nil {
+		return nil, fmt.Errorf("creating hourly counters: %w", err)
+	}
+	return b, nil
+}
+
+// apply adds d to the stored counters inside tx. The counters of the
+// newest hour live in stats_now, a bucket of a few keys that bbolt keeps
+// inline in its parent's page, which every commit writes anyway; the
+// year of older hours in stats_hourly is a B+tree of its own, whose
+// leaf and branch pages a commit would otherwise write too (three more
+// pages for each Put: see TestStatsCostNoPagesOnPut). When an increment
+// of a newer hour comes, the hour in stats_now moves to stats_hourly;
+// an increment of an older hour (a commit late across the hour, a
+// backfill, a report sent with an older time) goes to stats_hourly
+// directly. So the two never hold the same key. A damaged counter is
 // left as it is (see above).
 func (d statsDelta) apply(tx *bbolt.Tx) error {
 	if len(d) == 0 {
 		return nil
 	}
-	b := tx.Bucket(bucketStats)
-	if b == nil {
-		// Only a store opened with an older migration table (tests).
-		var err error
-		if b, err = tx.CreateBucket(bucketStats); err != nil {
-			return fmt.Errorf("creating hourly counters: %w", err)
+	arch, err := statsBucket(tx, bucketStats)
+	if err != nil {
+		return err
+	}
+	cur, err := statsBucket(tx, bucketStatsNow)
+	if err != nil {
+		return err
+	}
+	keys := d.sortedKeys()
+	newest := keys[len(keys)-1][:8]
+	if k, _ := cur.Cursor().Last(); k != nil && len(k) >= 8 {
+		switch c := bytes.Compare(k[:8], []byte(newest)); {
+		case c > 0:
+			newest = string(k[:8])
+		case c < 0:
+			if err := moveStats(cur, arch); err != nil {
+				return err
+			}
 		}
 	}
-	b.FillPercent = appendFill // keys grow with the hour
+	for _, k := range keys {
+		b := arch
+		if k[:8] >= newest {
+			b = cur
+		}
+		if err := addStats(b, k, d[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyArchive adds d to stats_hourly only: the backfill, which runs
+// before any commit has used stats_now.
+func (d statsDelta) applyArchive(tx *bbolt.Tx) error {
+	arch, err := statsBucket(tx, bucketStats)
+	if err != nil {
+		return err
+	}
+	for _, k := range d.sortedKeys() {
+		if err := addStats(arch, k, d[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d statsDelta) sortedKeys() []string {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		var c counts
-		if v := b.Get([]byte(k)); v != nil {
-			var err error
-			if c, err = decodeCounts(v); err != nil {
-				continue
-			}
+	return keys
+}
+
+func addStats(b *bbolt.Bucket, k string, n counts) error {
+	var c counts
+	if v := b.Get([]byte(k)); v != nil {
+		var err error
+		if c, err = decodeCounts(v); err != nil {
+			return nil // damaged: left for check-store, never reset
 		}
-		c.add(d[k])
-		if err := b.Put([]byte(k), c.encode()); err != nil {
-			return fmt.Errorf("updating hourly counters: %w", err)
+	}
+	c.add(n)
+	b.FillPercent = appendFill // keys grow with the hour
+	if err := b.Put([]byte(k), c.encode()); err != nil {
+		return fmt.Errorf("updating hourly counters: %w", err)
+	}
+	return nil
+}
+
+// moveStats moves every counter of cur into arch, adding to what arch
+// holds (nothing, by apply's rule). A damaged counter moves as it is.
+func moveStats(cur, arch *bbolt.Bucket) error {
+	type kv struct{ k, v []byte }
+	var all []kv
+	if err := cur.ForEach(func(k, v []byte) error {
+		all = append(all, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, e := range all {
+		n, err := decodeCounts(e.v)
+		switch {
+		case err != nil && arch.Get(e.k) == nil:
+			err = arch.Put(e.k, e.v)
+		case err != nil:
+			err = nil // both damaged or both present: keep arch's
+		default:
+			err = addStats(arch, string(e.k), n)
+		}
+		if err != nil {
+			return fmt.Errorf("moving hourly counters: %w", err)
+		}
+		if err := cur.Delete(e.k); err != nil {
+			return fmt.Errorf("moving hourly counters: %w", err)
 		}
 	}
 	return nil
@@ -177,44 +276,80 @@ func countSentTx(tx *bbolt.Tx, channel string, now time.Time) error {
 	return d.apply(tx)
 }
 
-// HourlyStats returns the counters of every channel for the hours whose
-// start lies in [from, to), sorted by hour, then channel. Hours without
-// traffic are absent. A damaged counter fails the call with an error
-// wrapping ErrDamaged.
-func (s *Store) HourlyStats(from, to time.Time) ([]HourStat, error) {
-	var out []HourStat
-	if !to.After(from) {
-		return out, nil
-	}
-	// The first hour starting at or after from.
-	first := hourStart(from)
-	if first.Before(from) {
-		first = first.Add(time.Hour)
-	}
-	err := s.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketStats)
+// statsBuckets are where counters live: older hours, the newest hour.
+var statsBuckets = [][]byte{bucketStats, bucketStatsNow}
+
+// forStats calls fn for every counter of the hours in [first, to) in
+// both buckets, each bucket in key order.
+func forStats(tx *bbolt.Tx, first, to time.Time, fn func(k, v []byte) error) error {
+	for _, name := range statsBuckets {
+		b := tx.Bucket(name)
 		if b == nil {
-			return nil
+			continue
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(statsKey(first, "")); k != nil; k, v = c.Next() {
 			if len(k) < 8 {
 				continue
 			}
-			h := statsKeyHour(k)
-			if !h.Before(to) {
+			if !to.IsZero() && !statsKeyHour(k).Before(to) {
 				break
 			}
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// firstHour is the first hour that starts at or after t.
+func firstHour(t time.Time) time.Time {
+	h := hourStart(t)
+	if h.Before(t) {
+		h = h.Add(time.Hour)
+	}
+	return h
+}
+
+// HourlyStats returns the counters of every channel for the hours whose
+// start lies in [from, to), sorted by hour, then channel. Hours without
+// traffic are absent. A damaged counter fails the call with an error
+// wrapping ErrDamaged.
+func (s *Store) HourlyStats(from, to time.Time) ([]HourStat, error) {
+	out := []HourStat{}
+	if !to.After(from) {
+		return out, nil
+	}
+	err := s.view(func(tx *bbolt.Tx) error {
+		at := map[string]int{} // key -> index in out
+		return forStats(tx, firstHour(from), to, func(k, v []byte) error {
 			n, err := decodeCounts(v)
 			if err != nil {
-				return fmt.Errorf("hourly counter %s %s: %w", h.Format(time.RFC3339), k[8:], err)
+				return fmt.Errorf("hourly counter %s %s: %w", statsKeyHour(k).Format(time.RFC3339), k[8:], err)
 			}
-			out = append(out, HourStat{Channel: string(k[8:]), Hour: h,
+			if i, ok := at[string(k)]; ok {
+				h := &out[i]
+				h.Messages, h.Reports, h.Quarantined, h.Sent = h.Messages+n.messages, h.Reports+n.reports, h.Quarantined+n.quarantined, h.Sent+n.sent
+				return nil
+			}
+			at[string(k)] = len(out)
+			out = append(out, HourStat{Channel: string(k[8:]), Hour: statsKeyHour(k),
 				Messages: n.messages, Reports: n.reports, Quarantined: n.quarantined, Sent: n.sent})
-		}
-		return nil
+			return nil
+		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// Each bucket came sorted; stats_now holds the newest hour.
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Hour.Equal(out[j].Hour) {
+			return out[i].Hour.Before(out[j].Hour)
+		}
+		return out[i].Channel < out[j].Channel
+	})
+	return out, nil
 }
 
 // PruneHourlyStats deletes the counters of hours that started before
@@ -222,52 +357,64 @@ func (s *Store) HourlyStats(from, to time.Time) ([]HourStat, error) {
 func (s *Store) PruneHourlyStats(cutoff time.Time) (int, error) {
 	end := statsKey(hourStart(cutoff), "")
 	total := 0
-	for {
-		n := 0
-		err := s.Commit(func(tx *bbolt.Tx) error {
-			n = 0
-			b := tx.Bucket(bucketStats)
-			if b == nil {
-				return nil
-			}
-			var old [][]byte
-			c := b.Cursor()
-			for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0 && len(old) < sweepChunk; k, _ = c.Next() {
-				old = append(old, append([]byte(nil), k...))
-			}
-			for _, k := range old {
-				if err := b.Delete(k); err != nil {
-					return err
+	for _, name := range statsBuckets {
+		for {
+			n := 0
+			err := s.Commit(func(tx *bbolt.Tx) error {
+				n = 0
+				b := tx.Bucket(name)
+				if b == nil {
+					return nil
 				}
+				var old [][]byte
+				c := b.Cursor()
+				for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0 && len(old) < sweepChunk; k, _ = c.Next() {
+					old = append(old, append([]byte(nil), k...))
+				}
+				for _, k := range old {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+				n = len(old)
+				return nil
+			})
+			total += n
+			if err != nil {
+				return total, err
 			}
-			n = len(old)
-			return nil
-		})
-		total += n
-		if err != nil || n < sweepChunk {
-			return total, err
+			if n < sweepChunk {
+				break
+			}
 		}
 	}
+	return total, nil
 }
 
 // checkStats adds a finding for every hourly counter that does not
 // decode (check-store).
 func checkStats(tx *bbolt.Tx, rep *CheckReport) error {
-	b := tx.Bucket(bucketStats)
-	if b == nil {
-		rep.add("bucket %s: missing", bucketStats)
-		return nil
-	}
-	return b.ForEach(func(k, v []byte) error {
-		if len(k) < 8 {
-			rep.add("bucket %s: malformed key %x", bucketStats, k)
+	for _, name := range statsBuckets {
+		b := tx.Bucket(name)
+		if b == nil {
+			rep.add("bucket %s: missing", name)
+			continue
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) < 8 {
+				rep.add("bucket %s: malformed key %x", name, k)
+				return nil
+			}
+			if _, err := decodeCounts(v); err != nil {
+				rep.add("hourly counter %s %q: %v", statsKeyHour(k).Format(time.RFC3339), k[8:], err)
+			}
 			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if _, err := decodeCounts(v); err != nil {
-			rep.add("hourly counter %s %q: %v", statsKeyHour(k).Format(time.RFC3339), k[8:], err)
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Backfill of existing stores (the migration to schema 4): one walk of
@@ -283,8 +430,10 @@ const (
 )
 
 func migrateStatsStep(tx *bbolt.Tx) (bool, error) {
-	if _, err := tx.CreateBucketIfNotExists(bucketStats); err != nil {
-		return false, err
+	for _, b := range statsBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return false, err
+		}
 	}
 	meta := tx.Bucket(bucketMeta)
 	pos := append([]byte(nil), meta.Get(keyMigrate4)...)
@@ -313,7 +462,7 @@ func migrateStatsStep(tx *bbolt.Tx) (bool, error) {
 			countOutbox(d, v)
 		}
 	}
-	if err := d.apply(tx); err != nil {
+	if err := d.applyArchive(tx); err != nil {
 		return false, err
 	}
 	next := []byte(nil)

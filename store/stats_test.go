@@ -217,8 +217,10 @@ func asSchema3(t *testing.T, dir string) {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(bucketStats); err != nil {
-			return err
+		for _, b := range statsBuckets {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint64(nil, 3))
 	})
@@ -359,4 +361,89 @@ func FuzzDecodeCounts(f *testing.F) {
 			t.Fatalf("%x does not round-trip", b)
 		}
 	})
+}
+
+// The newest hour's counters sit in stats_now; a newer hour moves them
+// to stats_hourly; a late increment of an older hour goes there directly.
+// Every count is read back once, whichever bucket holds it.
+func TestHourlyStatsRollOver(t *testing.T) {
+	s := open(t, t.TempDir())
+	put := func(h, m int, channel string) {
+		t.Helper()
+		if err := s.Put([]Entry{{Message: msgAt(t, channel, at(h, m)), Raw: []byte("x")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(10, 0, "a")
+	put(10, 1, "b")
+	put(11, 0, "a")  // moves 10 out
+	put(10, 59, "a") // late: straight to the archive
+	put(11, 5, "b")
+	put(12, 0, "a")  // moves 11 out
+	put(11, 59, "b") // late
+	wantStats(t, statsAt(t, s, day, day.Add(24*time.Hour)), map[string]counts{
+		"a 03-01T10": {messages: 2}, "b 03-01T10": {messages: 1},
+		"a 03-01T11": {messages: 1}, "b 03-01T11": {messages: 2},
+		"a 03-01T12": {messages: 1},
+	})
+	s.View(func(tx *bbolt.Tx) error {
+		now := map[string]bool{}
+		tx.Bucket(bucketStatsNow).ForEach(func(k, _ []byte) error {
+			now[string(k)] = true
+			if h := statsKeyHour(k); !h.Equal(at(12, 0)) {
+				t.Errorf("stats_now holds hour %v", h)
+			}
+			return nil
+		})
+		return tx.Bucket(bucketStats).ForEach(func(k, _ []byte) error {
+			if now[string(k)] {
+				t.Errorf("counter %x in both buckets", k)
+			}
+			return nil
+		})
+	})
+}
+
+// A Put writes no more pages with a year of counters stored than with
+// none: the counters it updates are the newest hour's, inline in the
+// root. (A single bucket of the year cost three pages more per Put.)
+func TestStatsCostNoPagesOnPut(t *testing.T) {
+	pages := func(year bool) float64 {
+		s := open(t, t.TempDir())
+		if year {
+			if err := s.Commit(func(tx *bbolt.Tx) error {
+				d := statsDelta{}
+				for h := range 9600 {
+					for _, c := range []string{"fbl", "trap", "x"} {
+						d.add(time.Now().Add(-time.Duration(h+1)*time.Hour), c, counts{1, 1, 1, 1})
+					}
+				}
+				return d.applyArchive(tx)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put := func() {
+			m := msg(t, "fbl")
+			m.Status = StatusConverted
+			if err := s.Put([]Entry{{Message: m, Raw: []byte("evidence"), Report: &Report{ID: m.ID, Channel: "fbl", XARF: []byte(`{}`)},
+				Outbox: &OutboxEntry{ID: m.ID, Channel: "fbl", Status: OutboxPending}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 50 {
+			put()
+		}
+		written := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+		before := written()
+		const n = 100
+		for range n {
+			put()
+		}
+		return float64(written()-before) / n
+	}
+	without, with := pages(false), pages(true)
+	if with > without+0.5 {
+		t.Errorf("pages written per Put: %.2f with a year of counters, %.2f without", with, without)
+	}
 }

@@ -24,7 +24,8 @@
 //	by_ip                 16-byte source IP || id -> empty
 //	outbox                id -> JSON OutboxEntry (and the outbox_* buckets)
 //	quarantine            key -> JSON QuarantineEntry
-//	stats_hourly          hour || channel -> counters (stats.go)
+//	stats_hourly          hour || channel -> counters (stats.go); the
+//	stats_now             newest hour's are in stats_now
 //
 // A report has the id of the message it came from, so the message's
 // stored bytes are the report's evidence. Storing a message with its

@@ -56,7 +56,7 @@
           box.appendChild(p);
           return;
         }
-        var width = Math.max(280, Math.min(box.clientWidth || 800, 1200));
+        var width = Math.max(280, Math.min(box.clientWidth || document.documentElement.clientWidth - 32, 1200));
         st.channels.forEach(function (ch) {
           var fig = document.createElement("figure");
           fig.setAttribute("data-testid", "chart");
@@ -103,6 +103,15 @@
       });
     }
     drawCharts(box, "24h");
+    // Follow the window's width (a phone turned, a window resized).
+    var pending = 0;
+    window.addEventListener("resize", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        var w = Math.max(280, Math.min(box.clientWidth, 1200));
+        charts.forEach(function (c) { c.setSize({ width: w, height: 220 }); });
+      }, 150);
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
