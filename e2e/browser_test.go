@@ -278,6 +278,9 @@ func TestBrowserConsole(t *testing.T) {
 		if code := b.submitNav(t, ctx, "clicking retry", chromedp.Click(chromedp.CSS(retry))); code != 200 {
 			t.Fatalf("retry answered %d: %s", code, evalJS[string](t, ctx, `document.body.innerText.slice(0, 500)`))
 		}
+		if flash := evalJS[string](t, ctx, `(document.querySelector('[data-testid="flash"]') || {}).textContent || ""`); flash == "" {
+			t.Error("after Retry now the page says nothing about it")
+		}
 		waitOutbox(t, ctx, env.base, liveID, store.OutboxSent)
 		// The outbox page shows the new state.
 		b.openOK(t, ctx, env.base+"/outbox?status=sent")
