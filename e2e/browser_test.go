@@ -137,6 +137,7 @@ func (b *browser) login(t *testing.T, ctx context.Context, base, token string) i
 // each scenario needs the state the one before left (a session, a
 // report, its outbox entry).
 func TestBrowserConsole(t *testing.T) {
+	chromiumPath(t) // skip or fail before starting anything
 	env := startConsoleDaemon(t)
 	b := newBrowser(t)
 	shots := artifactsDir(t)
@@ -620,6 +621,7 @@ func copyScreenshot(t *testing.T, path string) {
 // looks at it, opens it in the console, and checks in the browser that
 // nothing in it ran, loaded or navigated, and that the page still works.
 func TestBrowserHostileEvidence(t *testing.T) {
+	chromiumPath(t)
 	env := startConsoleDaemon(t)
 	bc := startBeacon(t)
 	b := newBrowser(t)
