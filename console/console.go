@@ -65,6 +65,10 @@ const (
 	// liveBuffer is how many reports a live page may lag behind before
 	// its stream is dropped (it reconnects and misses those).
 	liveBuffer = 64
+	// MaxLiveStreams bounds the open live streams (each holds a
+	// connection, a goroutine and a hub subscription); one more is
+	// answered 503 and its page retries later.
+	MaxLiveStreams = 256
 )
 
 // CaseService acts on own-network cases (package cases): the same service
@@ -92,6 +96,8 @@ type Options struct {
 	// scan is how many reports a filtered listing examines (tests);
 	// 0 = scanLimit.
 	scan int
+	// maxLive bounds the live streams (tests); 0 = MaxLiveStreams.
+	maxLive int
 }
 
 // Console is the console's http.Handler.
@@ -108,6 +114,8 @@ type Console struct {
 	csrfKey [32]byte
 	tokens  atomic.Pointer[tokenCache]
 	closing closer
+	// live counts the open live streams.
+	live atomic.Int64
 }
 
 // tokenCache is http.tokens parsed for one configuration.
@@ -123,6 +131,9 @@ func New(o Options) (*Console, error) {
 	}
 	if o.scan <= 0 {
 		o.scan = scanLimit
+	}
+	if o.maxLive <= 0 {
+		o.maxLive = MaxLiveStreams
 	}
 	c := &Console{o: o, sessions: newSessions(MaxSessions), limiter: newLimiter(LoginFailures, LoginWindow, maxLimiterIPs),
 		closing: closer{ch: make(chan struct{})}}

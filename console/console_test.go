@@ -763,3 +763,39 @@ func TestReportScanBound(t *testing.T) {
 		t.Errorf("the continued page lacks the match:\n%s", r.body)
 	}
 }
+
+// The live streams are bounded: one more than the limit is answered 503
+// (the page's stream retries), and a closed one frees its place.
+func TestLiveStreamsBounded(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.maxLive = 1 })
+	ctx, cancel := context.WithCancel(waitCtx(t))
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/reports/live", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first stream: %v %v", resp, err)
+	}
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.client().get("/reports/live"); r.code != http.StatusServiceUnavailable || r.h.Get("Retry-After") == "" {
+		t.Errorf("second stream = %d %v", r.code, r.h)
+	}
+	cancel()
+	resp.Body.Close()
+	// The handler notices the closed connection on its own; wait for it
+	// without a timed assertion (waitCtx bounds the test).
+	guard := waitCtx(t)
+	for e.c.live.Load() != 0 {
+		select {
+		case <-guard.Done():
+			t.Fatal("the closed stream was not released")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	req, _ = http.NewRequestWithContext(waitCtx(t), "GET", e.ts.URL+"/reports/live", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream after the first closed: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

@@ -47,6 +47,14 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad filter", http.StatusBadRequest)
 		return
 	}
+	if n := c.live.Add(1); n > int64(c.o.maxLive) {
+		c.live.Add(-1)
+		c.o.Logger.Warn().Int("limit", c.o.maxLive).Msg("console: live stream refused: too many open")
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, "too many live streams, try again later", http.StatusServiceUnavailable)
+		return
+	}
+	defer c.live.Add(-1)
 	rc := http.NewResponseController(w)
 	if err := rc.SetReadDeadline(time.Time{}); err != nil {
 		c.o.Logger.Error().Err(err).Msg("console: live stream: clearing read deadline")
