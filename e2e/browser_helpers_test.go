@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -417,8 +418,10 @@ const (
 	consoleViewer = "e2e-console-viewer-token"
 )
 
-// consoleConfig: an ARF channel and a trap channel, both redacting
-// recipients; a reporter that sends to the desk at %q; both tokens.
+// consoleConfig: an ARF channel and two trap channels, all redacting
+// recipients; the second trusts the relays that the test's origins sit in
+// (a mistake the quarantine scenario fixes by a reload); a reporter that
+// sends to the desk at %q; both tokens.
 const consoleConfig = `
 hostname: mx.e2e.example
 sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
@@ -431,6 +434,11 @@ channels:
     kind: trap
     addresses: ["*@trap.e2e.example"]
     redact: {recipients: true}
+  - name: relayed
+    kind: trap
+    addresses: ["*@relayed.e2e.example"]
+    redact: {recipients: true}
+    trusted_relays: ["192.88.99.0/24"]
 reporter:
   enabled: true
   from: reports@e2e.example
@@ -450,15 +458,34 @@ type consoleEnv struct {
 	d    *daemon
 	base string // http://127.0.0.1:port
 	desk *switchDesk
+	dir  string
+	yaml string // the configuration in force, before writeConfig's additions
 }
 
 func startConsoleDaemon(t *testing.T) *consoleEnv {
 	t.Helper()
 	desk := startSwitchDesk(t)
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, fmt.Sprintf(consoleConfig, desk.addr, hashHex(consoleOps), hashHex(consoleViewer)))
-	d := startDaemon(t, dir, "-config", cfg)
-	return &consoleEnv{d: d, base: httpAddr(t, d), desk: desk}
+	env := &consoleEnv{desk: desk, dir: t.TempDir(), yaml: fmt.Sprintf(consoleConfig, desk.addr, hashHex(consoleOps), hashHex(consoleViewer))}
+	cfg := writeConfig(t, env.dir, env.yaml)
+	env.d = startDaemon(t, env.dir, "-config", cfg)
+	env.base = httpAddr(t, env.d)
+	waitLog(t, env.d, "xarfd started", 0)
+	return env
+}
+
+// reload rewrites the configuration with edit applied and reloads it
+// (SIGHUP), waiting until the daemon says it did.
+func (env *consoleEnv) reload(t *testing.T, edit func(string) string) {
+	t.Helper()
+	next := edit(env.yaml)
+	if next == env.yaml {
+		t.Fatal("reload: the edit changes nothing")
+	}
+	env.yaml = next
+	writeConfig(t, env.dir, env.yaml)
+	n := strings.Count(env.d.logs.String(), `"configuration reloaded"`)
+	env.d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, env.d, "configuration reloaded", n)
 }
 
 // switchDesk is the abuse desk behind the reporter's smarthost (go-smtp

@@ -355,6 +355,41 @@ func TestBrowserConsole(t *testing.T) {
 			t.Error("the API no longer lists the reprocessed message as quarantined")
 		}
 		b.expectClean(t)
+
+		// A trap hit on a channel that wrongly trusts the network it came
+		// from has no origin: quarantined. Once the operator fixes the
+		// configuration (a reload), Reprocess makes it a report.
+		rcpt := "relayed-victim@relayed.e2e.example"
+		ids, err := send(env.d.addr, "bounce@spam.example", []string{rcpt}, spamHit(e2eOrigin, rcpt, "relayed", "relayed body"))
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("SMTP send: %v %v", ids, err)
+		}
+		rid := ids[0].String()
+		b.openOK(t, ctx, env.base+"/quarantine")
+		reason := evalJS[string](t, ctx, `(document.querySelector(`+jsString(row(rid)+` [data-testid="quarantine-reason"]`)+`) || {}).textContent || ""`)
+		if !strings.Contains(reason, "trusted relay") {
+			t.Fatalf("the relayed trap hit is not quarantined for its trusted relay; reason %q", reason)
+		}
+		env.reload(t, func(y string) string {
+			return strings.Replace(y, "\n    trusted_relays: [\"192.88.99.0/24\"]", "", 1)
+		})
+		b.openOK(t, ctx, env.base+"/quarantine")
+		if code := b.submitNav(t, ctx, "clicking reprocess after the fix", chromedp.Click(chromedp.CSS(row(rid)+` button[data-testid="reprocess"]`))); code != 200 {
+			t.Fatalf("reprocess answered %d", code)
+		}
+		if loc := evalJS[string](t, ctx, `location.pathname`); loc != "/reports/"+rid {
+			t.Fatalf("after a successful reprocess the browser is on %s, want the report /reports/%s", loc, rid)
+		}
+		if src := evalJS[string](t, ctx, `(document.querySelector('[data-testid="report-source"]') || {}).textContent || ""`); !strings.Contains(src, e2eOrigin) {
+			t.Errorf("the reprocessed report's source is %q, want %s", src, e2eOrigin)
+		}
+		if quarantined(t, env.base, rid) {
+			t.Error("the API still lists the reprocessed message as quarantined")
+		}
+		if r := apiDo(t, "GET", env.base+"/api/v1/reports/"+rid, consoleOps, "", nil); r.code != 200 {
+			t.Errorf("the API has no report %s after the reprocess: %d", rid, r.code)
+		}
+		b.expectClean(t)
 	})
 
 	t.Run("views", func(t *testing.T) {
