@@ -433,6 +433,12 @@ func TestBrowserConsole(t *testing.T) {
 		if code := b.submitNav(t, ctx, "logging out", chromedp.Click(chromedp.CSS(logoutButton))); code != 200 {
 			t.Fatalf("logout answered %d", code)
 		}
+		// The login page is a view too.
+		b.do(t, ctx, "waiting for the login form", chromedp.WaitVisible(chromedp.CSS(tokenInput)))
+		copyScreenshot(t, b.screenshot(t, ctx, shots, "login-desktop"))
+		b.do(t, ctx, "narrowing the viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+		b.screenshot(t, ctx, shots, "login-phone")
+		b.do(t, ctx, "resetting the viewport", chromedp.EmulateViewport(1280, 800))
 		if code := b.login(t, ctx, env.base, consoleViewer); code != 200 {
 			t.Fatalf("logging in with the viewer's token answered %d", code)
 		}
