@@ -799,3 +799,41 @@ func TestLiveStreamsBounded(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// A sent entry keeps the error of an earlier attempt; the pages must not
+// present it as the entry's present state. The evidence counts its
+// placeholders in words that agree with the number.
+func TestSentEntryEarlierError(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.trapHit("45.142.120.11", "x", "\r\nbody\r\n") // one placeholder: To
+	now := time.Now().UTC()
+	if _, err := e.st.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Retry(id, now, now, "550 5.7.1 refused", "desk refused"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m := &store.RenderedMail{Format: "xarf", Subject: "Abuse report", Preview: "Subject: Abuse report", Raw: []byte("Subject: Abuse report\r\n\r\nx\r\n")}
+	if _, _, err := e.st.BeginDelivery(id, now, time.Minute, 0, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.MarkSent(id, now, "", false); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	r := c.page("/reports/"+id.String(), http.StatusOK)
+	if !strings.Contains(r.body, "<dt>Error before it was sent</dt>") || strings.Contains(r.body, "<dt>Last error</dt>") {
+		t.Errorf("report page of a sent entry with an earlier error:\n%s", r.body)
+	}
+	r = c.page("/outbox?status=sent", http.StatusOK)
+	if !strings.Contains(r.body, "before it was sent: 550 5.7.1 refused") {
+		t.Errorf("outbox row of a sent entry:\n%s", r.body)
+	}
+	r = c.page("/reports/"+id.String()+"/evidence", http.StatusOK)
+	if !strings.Contains(r.body, "data: 1 place shown.") {
+		t.Errorf("placeholder count of one:\n%s", r.body)
+	}
+}
