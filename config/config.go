@@ -42,6 +42,9 @@ type Config struct {
 	Log               Log      `yaml:"log"`
 	// Subscribers is own-network handling for channels that use own.
 	Subscribers Subscribers `yaml:"subscribers"`
+	// Cluster joins this node to others over NATS JetStream; nil = a
+	// single node (package cluster).
+	Cluster *Cluster `yaml:"cluster,omitempty"`
 
 	// Source is the file the configuration was read from, or "(embedded
 	// default)"; it prefixes every error message.

@@ -142,6 +142,25 @@ const (
 	DefaultWebhookTimeout = 10 * time.Second
 	// DefaultWebhookGiveUpAfter matches reporter.retry.give_up_after.
 	DefaultWebhookGiveUpAfter = DefaultGiveUpAfter
+
+	// DefaultClusterReplicas: three copies keep the stream writable (a
+	// majority of two) while one node is down or being upgraded.
+	DefaultClusterReplicas = 3
+	// MaxClusterReplicas is NATS JetStream's limit for a stream.
+	MaxClusterReplicas = 5
+	// DefaultClusterSync is always: the embedded servers fsync a record
+	// before acknowledging it, so that 250 keeps meaning "on disk" (on a
+	// majority of the replicas) as it does for a single node. default is
+	// NATS's own policy (fsync every two minutes): faster, but a power
+	// loss of a majority at once can lose what was acknowledged.
+	DefaultClusterSync = SyncAlways
+	// DefaultClusterPublishTimeout bounds the wait for the stream's
+	// acknowledgement: longer than a NATS leader election (a few seconds),
+	// far shorter than an SMTP client's wait after DATA (10 minutes).
+	DefaultClusterPublishTimeout = 10 * time.Second
+	// DefaultClusterStoreSubdir is the embedded server's store_dir inside
+	// data_dir.
+	DefaultClusterStoreSubdir = "nats"
 )
 
 // DefaultUses: a channel with no uses reports and stores.
@@ -212,6 +231,7 @@ func applyListDefaults(c *Config, hostname func() (string, error)) {
 			c.Hostname = h
 		}
 	}
+	applyClusterDefaults(c)
 	if len(c.SMTP.Listen) == 0 {
 		c.SMTP.Listen = []string{DefaultSMTPListen}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,6 +27,8 @@ type Resources struct {
 	DKIMKey crypto.Signer
 	// SmarthostPassword is reporter.smarthost.password_file's content.
 	SmarthostPassword string
+	// NATSPassword is cluster.nats.password_file's content.
+	NATSPassword string
 }
 
 // UserSet is the part of a parsed auth file that configuration checks
@@ -129,10 +132,49 @@ func (c *Config) Prepare(p Parsers) (*Resources, error) {
 			}
 		}
 	}
+	c.prepareCluster(v, res, read)
 	if len(v.errs) > 0 {
 		return nil, v.errs
 	}
 	return res, nil
+}
+
+// prepareCluster checks the files of cluster.nats: the certificate and
+// key must match, the CA must hold a certificate, the credentials and the
+// password must be readable and not empty. The cluster package reads them
+// again when it connects (NATS takes file names).
+func (c *Config) prepareCluster(v *validator, res *Resources, read func(key, path string) ([]byte, bool)) {
+	if c.Cluster == nil {
+		return
+	}
+	n := &c.Cluster.NATS
+	if t := n.TLS; t.CertFile != "" && t.KeyFile != "" {
+		cert, okc := read("cluster.nats.tls.cert_file", t.CertFile)
+		key, okk := read("cluster.nats.tls.key_file", t.KeyFile)
+		if okc && okk {
+			if _, err := tls.X509KeyPair(cert, key); err != nil {
+				v.bad("cluster.nats.tls", "certificate %s and key %s: %v", t.CertFile, t.KeyFile, strings.TrimPrefix(err.Error(), "tls: "))
+			}
+		}
+	}
+	if path := n.TLS.CAFile; path != "" {
+		if b, ok := read("cluster.nats.tls.ca_file", path); ok && !x509.NewCertPool().AppendCertsFromPEM(b) {
+			v.bad("cluster.nats.tls.ca_file", "%s holds no PEM certificate", path)
+		}
+	}
+	if path := n.CredsFile; path != "" {
+		if b, ok := read("cluster.nats.creds_file", path); ok && !bytes.Contains(b, []byte("NATS USER JWT")) {
+			v.bad("cluster.nats.creds_file", "%s is not a NATS credentials file (no USER JWT block)", path)
+		}
+	}
+	if path := n.PasswordFile; path != "" {
+		if b, ok := read("cluster.nats.password_file", path); ok {
+			res.NATSPassword = strings.TrimRight(string(b), "\r\n")
+			if res.NATSPassword == "" {
+				v.bad("cluster.nats.password_file", "%s is empty", path)
+			}
+		}
+	}
 }
 
 // pathErr drops the "open /path" of an *fs.PathError: the message names

@@ -66,6 +66,7 @@ func (c *Config) validate() error {
 		v.bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
 	c.validateIntel(v)
+	c.validateCluster(v)
 	if len(v.errs) > 0 {
 		return v.errs
 	}

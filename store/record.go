@@ -247,6 +247,24 @@ func cutEvidence(rep, raw []byte) (out []byte, at int, ok bool) {
 	}
 }
 
+// CutEvidence returns the XARF document rep without its evidence payload
+// when that payload is exactly base64 of raw, and where it was; ok is
+// false when rep holds no such payload (then rep is returned whole).
+// PasteEvidence undoes it. A record sent between cluster nodes carries
+// the message once this way instead of twice.
+func CutEvidence(rep, raw []byte) (out []byte, at int, ok bool) { return cutEvidence(rep, raw) }
+
+// PasteEvidence puts base64 of raw back into doc at at, where
+// CutEvidence took it out. It returns an error when at is not inside
+// doc.
+func PasteEvidence(doc []byte, at int, raw []byte) ([]byte, error) {
+	if at < 0 || at > len(doc) {
+		return nil, fmt.Errorf("evidence position %d outside a document of %d bytes", at, len(doc))
+	}
+	r := record{xarf: doc, raw: raw, cut: true, cutAt: at}
+	return r.document(), nil
+}
+
 // isBase64Of reports whether enc is base64.StdEncoding of raw, encoding
 // raw piece by piece instead of whole: the message can be megabytes.
 func isBase64Of(enc, raw []byte) bool {

@@ -59,6 +59,22 @@ func (e *Entry) channel() string {
 // only a message, or only a report, keeps the other part of a record
 // already stored under its id.
 func (s *Store) Put(entries []Entry) error {
+	_, err := s.put(entries, false)
+	return err
+}
+
+// PutNew stores, in one durable transaction, every entry whose id the
+// store does not hold yet, and leaves the others as they are (their
+// record, indexes and outbox entry, whatever became of it since). It
+// reports which entries it stored. Applying the same entries again is
+// a no-op: this is how a cluster node applies the replicated stream,
+// which delivers a record at least once, and its own records a second
+// time after it stored them on accepting.
+func (s *Store) PutNew(entries []Entry) ([]bool, error) {
+	return s.put(entries, true)
+}
+
+func (s *Store) put(entries []Entry, onlyNew bool) ([]bool, error) {
 	// Everything that does not need the transaction is done before it:
 	// the commit holds bbolt's single writer, and every microsecond in it
 	// is added to every SMTP session waiting for its 250.
@@ -80,10 +96,10 @@ func (s *Store) Put(entries []Entry) error {
 	ps := make([]prepared, len(entries))
 	for i, e := range entries {
 		if e.Message == nil && e.Report == nil {
-			return errors.New("store: empty entry")
+			return nil, errors.New("store: empty entry")
 		}
 		if e.Message != nil && e.Report != nil && e.Message.ID != e.Report.ID {
-			return errors.New("store: message and report ids differ")
+			return nil, errors.New("store: message and report ids differ")
 		}
 		p := &ps[i]
 		p.id = e.id()
@@ -91,7 +107,7 @@ func (s *Store) Put(entries []Entry) error {
 		if m := e.Message; m != nil {
 			p.given |= givesMessage
 			if p.rec.msg, err = json.Marshal(m); err != nil {
-				return fmt.Errorf("encoding message record: %w", err)
+				return nil, fmt.Errorf("encoding message record: %w", err)
 			}
 			if !m.Withheld {
 				p.rec.raw, p.rec.hasRaw = e.Raw, true
@@ -99,7 +115,7 @@ func (s *Store) Put(entries []Entry) error {
 			if m.Status == StatusQuarantined {
 				q := &QuarantineEntry{Key: m.ID.String(), Reason: m.Reason, At: m.Envelope.ReceivedAt}
 				if p.quarantine, err = json.Marshal(q); err != nil {
-					return fmt.Errorf("encoding quarantine entry: %w", err)
+					return nil, fmt.Errorf("encoding quarantine entry: %w", err)
 				}
 				p.quarantineK = []byte(q.Key)
 			}
@@ -107,7 +123,7 @@ func (s *Store) Put(entries []Entry) error {
 		if r := e.Report; r != nil {
 			p.given |= givesReport
 			if p.rec.rep, err = encodeReport(r); err != nil {
-				return fmt.Errorf("encoding report: %w", err)
+				return nil, fmt.Errorf("encoding report: %w", err)
 			}
 			p.rec.xarf = r.XARF
 			if p.rec.hasRaw {
@@ -119,13 +135,15 @@ func (s *Store) Put(entries []Entry) error {
 		}
 		if e.Outbox != nil {
 			if p.outbox, err = json.Marshal(e.Outbox); err != nil {
-				return fmt.Errorf("encoding outbox entry: %w", err)
+				return nil, fmt.Errorf("encoding outbox entry: %w", err)
 			}
 		}
 		p.value = p.rec.encode()
 		p.channelKey = channelKey(e.channel(), p.id)
 	}
-	return s.Commit(func(tx *bbolt.Tx) error {
+	stored := make([]bool, len(ps))
+	err := s.Commit(func(tx *bbolt.Tx) error {
+		clear(stored) // Commit may run this again
 		records := tx.Bucket(bucketRecords)
 		records.FillPercent = appendFill
 		byChannel := tx.Bucket(bucketByChannel)
@@ -135,7 +153,12 @@ func (s *Store) Put(entries []Entry) error {
 		for i := range ps {
 			p := &ps[i]
 			value := p.value
-			if old := records.Get(p.id[:]); old != nil {
+			old := records.Get(p.id[:])
+			if old != nil && onlyNew {
+				continue
+			}
+			stored[i] = true
+			if old != nil {
 				// Parts not given stay as stored.
 				rec, err := decodeRecord(old)
 				if err != nil {
@@ -179,6 +202,10 @@ func (s *Store) Put(entries []Entry) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
 }
 
 func ipKey(ip netip.Addr, id ID) []byte {

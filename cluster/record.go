@@ -1,0 +1,261 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net/netip"
+
+	"github.com/xarfd/xarfd/store"
+)
+
+// A record is what one accepted message publishes: the store entries of
+// its deliveries (one per channel it went to), which every node applies
+// to its store in one transaction, as the accepting node would have.
+//
+// Layout (version 1), integers as unsigned varints:
+//
+//	"XRC" 0x01                       magic and version
+//	crc32c                           4 bytes big-endian, of all that follows
+//	count                            entries, at least 1
+//	per entry, six fields, each a length+1 (0 = absent) and the bytes:
+//	  message   store.Message as JSON
+//	  raw       the stored (redacted) message bytes; absent when withheld
+//	  report    the report's id, channel, source IP and via, as JSON
+//	  xarf      the XARF document, its evidence payload cut out when it
+//	            is base64 of raw (the message then travels once)
+//	  cut       the position of the cut as a varint; absent when uncut
+//	  outbox    store.OutboxEntry as JSON
+//
+// A decoder meeting another version refuses the record rather than
+// guessing: the node logs it and must be upgraded (docs/cluster.md).
+const recordVersion = 1
+
+var recordMagic = [4]byte{'X', 'R', 'C', recordVersion}
+
+// maxEntries bounds what one record may claim to hold: a message goes to
+// at most as many channels as it has recipients.
+const maxEntries = 1024
+
+// ErrRecord wraps every reason a record cannot be decoded.
+var ErrRecord = errors.New("cluster: bad record")
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// reportMeta is a report without its document.
+type reportMeta struct {
+	ID       store.ID   `json:"id"`
+	Channel  string     `json:"channel"`
+	SourceIP netip.Addr `json:"source_ip,omitzero"`
+	Via      string     `json:"via"`
+}
+
+// EncodeRecord encodes entries as one record.
+func EncodeRecord(entries []store.Entry) ([]byte, error) {
+	if len(entries) == 0 || len(entries) > maxEntries {
+		return nil, fmt.Errorf("encoding record: %d entries", len(entries))
+	}
+	size := 16
+	for _, e := range entries {
+		size += len(e.Raw) + 256
+		if e.Report != nil {
+			size += len(e.Report.XARF)
+		}
+	}
+	b := make([]byte, 8, size)
+	copy(b, recordMagic[:])
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	field := func(present bool, p []byte) {
+		if !present {
+			b = append(b, 0)
+			return
+		}
+		b = binary.AppendUvarint(b, uint64(len(p))+1)
+		b = append(b, p...)
+	}
+	for i, e := range entries {
+		if e.Message == nil && e.Report == nil {
+			return nil, fmt.Errorf("encoding record: entry %d is empty", i)
+		}
+		var msg, rep, outbox []byte
+		var err error
+		if e.Message != nil {
+			if msg, err = json.Marshal(e.Message); err != nil {
+				return nil, fmt.Errorf("encoding record: message: %w", err)
+			}
+		}
+		hasRaw := e.Message != nil && !e.Message.Withheld
+		doc, at, cut := []byte(nil), 0, false
+		if r := e.Report; r != nil {
+			if rep, err = json.Marshal(reportMeta{ID: r.ID, Channel: r.Channel, SourceIP: r.SourceIP, Via: r.Via}); err != nil {
+				return nil, fmt.Errorf("encoding record: report: %w", err)
+			}
+			doc = r.XARF
+			if hasRaw {
+				doc, at, cut = store.CutEvidence(r.XARF, e.Raw)
+			}
+		}
+		if e.Outbox != nil {
+			if outbox, err = json.Marshal(e.Outbox); err != nil {
+				return nil, fmt.Errorf("encoding record: outbox entry: %w", err)
+			}
+		}
+		field(msg != nil, msg)
+		field(hasRaw, e.Raw)
+		field(rep != nil, rep)
+		field(rep != nil, doc)
+		field(cut, binary.AppendUvarint(nil, uint64(at)))
+		field(outbox != nil, outbox)
+	}
+	binary.BigEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], crcTable))
+	return b, nil
+}
+
+// DecodeRecord decodes a record. The entries' byte fields alias b.
+func DecodeRecord(b []byte) ([]store.Entry, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrRecord, len(b))
+	}
+	if [3]byte(b[:3]) != [3]byte(recordMagic[:3]) {
+		return nil, fmt.Errorf("%w: not a record", ErrRecord)
+	}
+	if b[3] != recordVersion {
+		return nil, fmt.Errorf("%w: version %d, this node reads %d (upgrade it)", ErrRecord, b[3], recordVersion)
+	}
+	if sum := crc32.Checksum(b[8:], crcTable); sum != binary.BigEndian.Uint32(b[4:8]) {
+		return nil, fmt.Errorf("%w: checksum does not hold", ErrRecord)
+	}
+	d := decoder{b: b[8:]}
+	n := d.uvarint()
+	if d.err == nil && (n == 0 || n > maxEntries) {
+		return nil, fmt.Errorf("%w: %d entries", ErrRecord, n)
+	}
+	entries := make([]store.Entry, 0, min(n, 16))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		e, err := d.entry()
+		if err != nil {
+			return nil, fmt.Errorf("%w: entry %d: %w", ErrRecord, i, err)
+		}
+		entries = append(entries, e)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRecord, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last entry", ErrRecord, len(d.b))
+	}
+	return entries, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("truncated")
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// field returns a field's bytes and whether it is present.
+func (d *decoder) field() ([]byte, bool) {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil, false
+	}
+	n--
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+		return nil, false
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p, true
+}
+
+func (d *decoder) entry() (store.Entry, error) {
+	var e store.Entry
+	msg, hasMsg := d.field()
+	raw, hasRaw := d.field()
+	rep, hasRep := d.field()
+	doc, hasDoc := d.field()
+	cutField, cut := d.field()
+	outbox, hasOutbox := d.field()
+	if d.err != nil {
+		return e, d.err
+	}
+	if !hasMsg && !hasRep {
+		return e, errors.New("neither message nor report")
+	}
+	if hasMsg {
+		e.Message = new(store.Message)
+		if err := json.Unmarshal(msg, e.Message); err != nil {
+			return e, fmt.Errorf("message: %w", err)
+		}
+		if hasRaw == e.Message.Withheld {
+			return e, errors.New("message bytes present for a withheld message, or missing")
+		}
+		if hasRaw {
+			e.Raw = raw
+		}
+	} else if hasRaw {
+		return e, errors.New("message bytes without a message")
+	}
+	if hasRep != hasDoc {
+		return e, errors.New("report without document, or document without report")
+	}
+	if hasRep {
+		var m reportMeta
+		if err := json.Unmarshal(rep, &m); err != nil {
+			return e, fmt.Errorf("report: %w", err)
+		}
+		if e.Message != nil && e.Message.ID != m.ID {
+			return e, errors.New("message and report ids differ")
+		}
+		e.Report = &store.Report{ID: m.ID, Channel: m.Channel, SourceIP: m.SourceIP, Via: m.Via, XARF: doc}
+		if cut {
+			at, n := binary.Uvarint(cutField)
+			if n <= 0 || n != len(cutField) || !hasRaw || at > uint64(len(doc)) {
+				return e, errors.New("bad evidence position")
+			}
+			full, err := store.PasteEvidence(doc, int(at), raw)
+			if err != nil {
+				return e, err
+			}
+			e.Report.XARF = full
+		}
+	} else if cut {
+		return e, errors.New("evidence position without a report")
+	}
+	if hasOutbox {
+		e.Outbox = new(store.OutboxEntry)
+		if err := json.Unmarshal(outbox, e.Outbox); err != nil {
+			return e, fmt.Errorf("outbox entry: %w", err)
+		}
+		if id := entryID(&e); e.Outbox.ID != id {
+			return e, errors.New("outbox entry of another id")
+		}
+	}
+	return e, nil
+}
+
+func entryID(e *store.Entry) store.ID {
+	if e.Message != nil {
+		return e.Message.ID
+	}
+	return e.Report.ID
+}
+
+func crcOf(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
