@@ -20,9 +20,10 @@
 // all) is never reset. A node that was down resumes from its consumer's
 // position; a new node reads the stream from its start.
 //
-// The reports a node applies, from its own ingest or from the stream,
-// reach Options.OnApply exactly once per node: the live stream, the
-// intel and case workers hang there as they do on a single node.
+// Each report is announced once per node: by ingest (OnReport) when
+// Commit stored it, by the consumer (Options.OnApply) when the stream
+// brought it first. The live stream, the intel and case workers hang
+// there as they do on a single node.
 //
 // Outbound work (the outbox every node now holds) is claimed cluster
 // wide in a JetStream KV bucket (claim*.go), so that each report is sent

@@ -49,8 +49,8 @@ type NATS struct {
 
 // EmbeddedNATS is the NATS server xarfd runs in its own process.
 type EmbeddedNATS struct {
-	// Listen is the client port ("" = none: xarfd connects in-process;
-	// set it to use the nats CLI).
+	// Listen is the client port ("" = a loopback port chosen at start:
+	// xarfd itself connects in-process; set it to use the nats CLI).
 	Listen string `yaml:"listen"`
 	// ClusterListen is where the other nodes' routes connect.
 	ClusterListen string `yaml:"cluster_listen"`

@@ -68,6 +68,19 @@ type Options struct {
 	OnReport func(*store.Report)
 	// Validator checks XARF documents submitted over HTTP.
 	Validator Validator
+	// Replicator, when set (cluster mode), takes the place of the local
+	// store's commit: see Replicator.
+	Replicator Replicator
+}
+
+// Replicator makes entries durable cluster-wide (package cluster): it
+// returns once they are on a quorum of the replicated stream, having
+// stored them in the local store too, and says which of them it stored
+// now (the others had reached this node through the stream already,
+// and their OnReport was called then). An error means nothing may be
+// acknowledged; it wraps store.ErrCommit.
+type Replicator interface {
+	Commit(entries []store.Entry) (stored []bool, err error)
 }
 
 // Ingester stores messages. It is safe for concurrent use.
@@ -154,7 +167,8 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 		return nil, err
 	}
 	start := time.Now()
-	if err := in.store.Put(entries); err != nil {
+	stored, err := in.commit(entries)
+	if err != nil {
 		for _, d := range deliveries {
 			in.opt.Metrics.Message(d.Channel.Name, metrics.OutcomeError)
 		}
@@ -163,11 +177,28 @@ func (in *Ingester) Accept(env store.Envelope, deliveries []Delivery, raw []byte
 	in.opt.Metrics.CommitLatency(time.Since(start).Seconds())
 	for i, e := range entries {
 		in.count(deliveries[i].Channel.Name, &res[i])
-		if e.Report != nil && in.opt.OnReport != nil {
+		if e.Report != nil && stored[i] && in.opt.OnReport != nil {
 			in.opt.OnReport(e.Report)
 		}
 	}
 	return res, nil
+}
+
+// commit makes entries durable: in the local store, or on the cluster's
+// quorum when there is a Replicator. stored says which of them this call
+// stored (all of them, without a Replicator).
+func (in *Ingester) commit(entries []store.Entry) ([]bool, error) {
+	if r := in.opt.Replicator; r != nil {
+		return r.Commit(entries)
+	}
+	if err := in.store.Put(entries); err != nil {
+		return nil, err
+	}
+	stored := make([]bool, len(entries))
+	for i := range stored {
+		stored[i] = true
+	}
+	return stored, nil
 }
 
 // Convert runs raw through the pipeline for one delivery exactly as

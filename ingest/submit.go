@@ -67,12 +67,13 @@ func (in *Ingester) SubmitXARF(ch *config.Channel, doc []byte) (store.ID, error)
 	if ch.Has(config.UseReport) {
 		e.Outbox = &store.OutboxEntry{ID: id, Channel: ch.Name, Status: store.OutboxPending, Created: in.now().UTC()}
 	}
-	if err := in.store.Put([]store.Entry{e}); err != nil {
+	stored, err := in.commit([]store.Entry{e})
+	if err != nil {
 		in.opt.Metrics.Message(ch.Name, metrics.OutcomeError)
 		return store.ID{}, fmt.Errorf("storing report: %w", err)
 	}
 	in.opt.Metrics.Message(ch.Name, metrics.OutcomeReport)
-	if in.opt.OnReport != nil {
+	if stored[0] && in.opt.OnReport != nil {
 		in.opt.OnReport(rep)
 	}
 	return id, nil

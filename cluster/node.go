@@ -1,0 +1,505 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/store"
+)
+
+// StreamName is the replicated stream of records; SubjectPrefix starts
+// the subject of each record (followed by the first entry's channel).
+const (
+	StreamName    = "XARFD"
+	SubjectPrefix = "xarfd.rec."
+)
+
+// DuplicateWindow is how long the stream remembers a Nats-Msg-Id: a
+// publish retried within it (nats.go retries when no server answered)
+// is stored once.
+const DuplicateWindow = 2 * time.Minute
+
+// applyBatch is the most records one consumer transaction applies.
+const applyBatch = 256
+
+// healthInterval is how often the monitor asks for the stream's leader
+// and the consumer's lag; a status older than staleAfter is not trusted.
+const (
+	healthInterval = 2 * time.Second
+	staleAfter     = 5 * healthInterval
+)
+
+// ErrUnavailable is wrapped by Commit's errors: the record is not on a
+// quorum, nothing was stored, the client must try again (451 4.3.0).
+// It wraps store.ErrCommit, which the API already answers with 503.
+var ErrUnavailable = fmt.Errorf("cluster: the stream did not acknowledge the record: %w", store.ErrCommit)
+
+// Options are the optional parts of a Node.
+type Options struct {
+	Logger zerolog.Logger
+	// Metrics registers the cluster's collectors; nil counts nothing.
+	Metrics *Metrics
+	// OnApply is called for every report the consumer stored, after the
+	// transaction holding it is durable. Reports that Commit stored are
+	// its caller's to announce (ingest calls OnReport for them): so each
+	// report is announced once per node. It must not block.
+	OnApply func(*store.Report)
+	// OnStored, when set, is called with the entries of each record the
+	// consumer stored (tests).
+	OnStored func([]store.Entry)
+}
+
+// Node is this xarfd's membership in the cluster: its NATS connection
+// (and embedded server), the publisher and the consumer that applies the
+// stream to the local store.
+type Node struct {
+	cfg     *config.Cluster
+	maxAge  time.Duration
+	st      *store.Store
+	log     zerolog.Logger
+	m       *Metrics
+	onApply func(*store.Report)
+	onStore func([]store.Entry)
+
+	srv *server.Server // nil with nats.url
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	ready  atomic.Bool // the stream and the consumer exist
+	health atomic.Pointer[Health]
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// Start starts the embedded NATS server (or connects to nats.url) and the
+// consumer and monitor goroutines. It does not wait for the JetStream
+// cluster to form: until the stream exists, Commit fails (451) and
+// Health says why. cfg.Cluster must be set.
+func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Options) (*Node, error) {
+	cl := cfg.Cluster
+	if cl == nil {
+		return nil, errors.New("cluster: no cluster configuration")
+	}
+	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
+		onApply: opt.OnApply, onStore: opt.OnStored}
+	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
+	copts := []nats.Option{
+		nats.Name("xarfd " + cl.Node),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			n.log.Warn().AnErr("error", err).Msg("cluster: disconnected from NATS; accepting is refused with 451 until it is back")
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { n.log.Info().Msg("cluster: reconnected to NATS") }),
+	}
+	url := cl.NATS.URL
+	if e := cl.NATS.Embedded; e != nil {
+		o, err := serverOptions(cfg, res)
+		if err != nil {
+			return nil, err
+		}
+		if n.srv, err = startServer(o, n.log.With().Str("component", "nats").Logger()); err != nil {
+			return nil, err
+		}
+		copts = append(copts, nats.InProcessServer(n.srv))
+		url = ""
+	} else {
+		if f := cl.NATS.CredsFile; f != "" {
+			copts = append(copts, nats.UserCredentials(f))
+		}
+		if cl.NATS.User != "" {
+			copts = append(copts, nats.UserInfo(cl.NATS.User, res.NATSPassword))
+		}
+		if t := cl.NATS.TLS; t.Enabled() {
+			tc, err := tlsConfig(t, false)
+			if err != nil {
+				return nil, err
+			}
+			copts = append(copts, nats.Secure(tc))
+		}
+		// Servers still starting are retried in the background, as
+		// with a connection lost later.
+		copts = append(copts, nats.RetryOnFailedConnect(true))
+	}
+	nc, err := nats.Connect(url, copts...)
+	if err != nil {
+		n.stopServer()
+		return nil, fmt.Errorf("cluster: connecting to NATS: %w", err)
+	}
+	n.nc = nc
+	if n.js, err = jetstream.New(nc); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if mp := nc.MaxPayload(); mp > 0 && mp < cfg.SMTP.MaxMessageBytes+1<<20 && nc.IsConnected() {
+		n.log.Warn().Int64("max_payload", mp).Int64("smtp.max_message_bytes", cfg.SMTP.MaxMessageBytes).
+			Msg("cluster: the NATS servers' max_payload is below smtp.max_message_bytes: larger messages get 451; raise max_payload on the servers")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Go(func() { n.consume(ctx) })
+	n.wg.Go(func() { n.monitor(ctx) })
+	return n, nil
+}
+
+// StreamMaxAge is the stream's retention: the longest retention of any
+// channel (and of data whose channel is gone), so that a node that
+// builds its read model from the stream gets everything the others
+// still keep, and the stream does not keep what every node deleted.
+func StreamMaxAge(cfg *config.Config) time.Duration {
+	d := cfg.RetentionOrphaned.D()
+	for _, ch := range cfg.Channels {
+		d = max(d, ch.Retention.D())
+	}
+	return d
+}
+
+// Server is the embedded NATS server; nil with nats.url.
+func (n *Node) Server() *server.Server { return n.srv }
+
+// Conn is the node's NATS connection (the claims share it).
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
+// JetStream is the node's JetStream context (the claims share it).
+func (n *Node) JetStream() jetstream.JetStream { return n.js }
+
+// Name is cluster.node.
+func (n *Node) Name() string { return n.cfg.Node }
+
+// Close stops the consumer, closes the connection and shuts the embedded
+// server down. Records not yet applied are applied after a restart.
+func (n *Node) Close() {
+	if !n.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	n.stopServer()
+}
+
+func (n *Node) stopServer() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+	}
+}
+
+// Commit publishes entries as one record and returns once the stream
+// acknowledged it, or with an error wrapping ErrUnavailable after
+// cluster.publish_timeout. After the acknowledgement it stores them in
+// the local store (PutNew) and reports which it stored now: the others
+// reached this node through the stream first. A local failure is logged
+// and not returned: the record is durable on the quorum, and the
+// consumer applies it when the store works again.
+func (n *Node) Commit(entries []store.Entry) ([]bool, error) {
+	b, err := EncodeRecord(entries)
+	if err != nil {
+		return nil, err
+	}
+	id := entryID(&entries[0]).String()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout.D())
+	defer cancel()
+	start := time.Now()
+	_, err = n.js.Publish(ctx, subject(entries), b, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamName))
+	n.m.published(time.Since(start), err)
+	if err != nil {
+		return nil, fmt.Errorf("publishing record %s: %w: %w", id, ErrUnavailable, err)
+	}
+	stored, err := n.st.PutNew(entries)
+	if err != nil {
+		n.log.Error().Err(err).Str("id", id).Msg("cluster: storing an acknowledged record locally failed; the stream consumer applies it later")
+		return make([]bool, len(entries)), nil
+	}
+	n.m.applied(resultStored, count(stored, true))
+	return stored, nil
+}
+
+func subject(entries []store.Entry) string {
+	ch := "none"
+	if e := &entries[0]; e.Message != nil {
+		ch = e.Message.Channel
+	} else if e.Report != nil {
+		ch = e.Report.Channel
+	}
+	return SubjectPrefix + ch
+}
+
+func count(bs []bool, v bool) int {
+	n := 0
+	for _, b := range bs {
+		if b == v {
+			n++
+		}
+	}
+	return n
+}
+
+// setup creates or updates the stream and this node's durable consumer.
+func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "xarfd records: every accepted message's store entries",
+		Subjects:    []string{SubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    n.cfg.Replicas,
+		MaxAge:      n.maxAge,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  DuplicateWindow,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", StreamName, err)
+	}
+	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       n.cfg.Node,
+		Description:   "xarfd node " + n.cfg.Node + ": applies the stream to its store",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 4 * applyBatch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer %s: %w", n.cfg.Node, err)
+	}
+	return c, nil
+}
+
+// consume applies the stream to the local store until ctx ends,
+// creating the stream and consumer first and starting over after any
+// error.
+func (n *Node) consume(ctx context.Context) {
+	wait := 250 * time.Millisecond
+	var lastLog time.Time
+	for ctx.Err() == nil {
+		c, err := n.setup(ctx)
+		if err == nil {
+			n.ready.Store(true)
+			wait = 250 * time.Millisecond
+			err = n.applyLoop(ctx, c)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			// The cluster forms as nodes start: the first errors are
+			// expected, and a steady failure must not flood the log.
+			n.log.Warn().Err(err).Msg("cluster: stream not ready; retrying")
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (n *Node) applyLoop(ctx context.Context, c jetstream.Consumer) error {
+	it, err := c.Messages(jetstream.PullMaxMessages(2 * applyBatch))
+	if err != nil {
+		return fmt.Errorf("consuming: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	batch := make([]jetstream.Msg, 0, applyBatch)
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("consuming: %w", err)
+		}
+		batch = append(batch[:0], m)
+		// Whatever else is buffered joins the same transaction: one
+		// fsync for a backlog, not one per record.
+		for len(batch) < applyBatch {
+			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		if err := n.apply(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// apply stores the records of batch that this node does not hold yet, in
+// one transaction, then acknowledges them. A record that cannot be
+// decoded is terminated (it will never decode) and logged: it is lost on
+// this node only, and the metric says so.
+func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
+	var entries []store.Entry
+	var good []jetstream.Msg
+	for _, m := range batch {
+		es, err := DecodeRecord(m.Data())
+		if err != nil {
+			meta, _ := m.Metadata()
+			ev := n.log.Error().Err(err).Str("subject", m.Subject())
+			if meta != nil {
+				ev = ev.Uint64("stream_seq", meta.Sequence.Stream)
+			}
+			ev.Msg("cluster: a record of the stream cannot be decoded; it is skipped on this node")
+			n.m.applied(resultDamaged, 1)
+			m.Term()
+			continue
+		}
+		entries = append(entries, es...)
+		good = append(good, m)
+	}
+	if len(entries) > 0 {
+		stored, err := n.st.PutNew(entries)
+		if err != nil {
+			for _, m := range good {
+				m.NakWithDelay(time.Second)
+			}
+			n.log.Error().Err(err).Msg("cluster: applying records to the store failed; retrying")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			return nil
+		}
+		n.m.applied(resultStored, count(stored, true))
+		n.m.applied(resultHeld, count(stored, false))
+		var mine []store.Entry
+		for i, ok := range stored {
+			if !ok {
+				continue
+			}
+			mine = append(mine, entries[i])
+			if r := entries[i].Report; r != nil && n.onApply != nil {
+				n.onApply(r)
+			}
+		}
+		if n.onStore != nil && len(mine) > 0 {
+			n.onStore(mine)
+		}
+	}
+	for _, m := range good {
+		if err := m.Ack(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			// Redelivered later and applied as a no-op.
+			n.log.Debug().Err(err).Msg("cluster: acknowledging a record")
+		}
+	}
+	if len(good) > 0 {
+		if meta, err := good[len(good)-1].Metadata(); err == nil {
+			n.m.setLag(meta.NumPending)
+		}
+	}
+	return nil
+}
+
+// Health is what /healthz reports of the cluster.
+type Health struct {
+	Node string `json:"node"`
+	// OK: connected, the stream has a leader, the consumer exists.
+	OK bool `json:"ok"`
+	// Reason is a fixed phrase when not OK (never an error's text).
+	Reason string `json:"reason,omitempty"`
+	// StreamLeader names the NATS server leading the stream.
+	StreamLeader string `json:"stream_leader,omitempty"`
+	// Lag is how many records of the stream this node has not applied.
+	Lag     uint64    `json:"consumer_lag"`
+	Checked time.Time `json:"checked"`
+}
+
+// Reasons of an unhealthy cluster state.
+const (
+	ReasonStarting     = "cluster starting"
+	ReasonDisconnected = "not connected to NATS"
+	ReasonNoStream     = "stream not ready"
+	ReasonNoLeader     = "no stream leader"
+	ReasonStale        = "cluster state unknown"
+	ReasonClosed       = "cluster connection closed"
+)
+
+// Health returns the last status the monitor found.
+func (n *Node) Health() Health {
+	h := *n.health.Load()
+	if h.OK && time.Since(h.Checked) > staleAfter {
+		h.OK, h.Reason = false, ReasonStale
+	}
+	if n.closed.Load() {
+		h.OK, h.Reason = false, ReasonClosed
+	}
+	return h
+}
+
+func (n *Node) monitor(ctx context.Context) {
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	for {
+		n.check(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) check(ctx context.Context) {
+	h := &Health{Node: n.cfg.Node, Checked: time.Now()}
+	defer func() {
+		h.OK = h.Reason == ""
+		n.health.Store(h)
+		n.m.setHealthy(h.OK)
+	}()
+	if !n.nc.IsConnected() {
+		h.Reason = ReasonDisconnected
+		return
+	}
+	if !n.ready.Load() {
+		h.Reason = ReasonNoStream
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthInterval)
+	defer cancel()
+	s, err := n.js.Stream(ctx, StreamName)
+	if err != nil {
+		h.Reason = ReasonNoLeader
+		return
+	}
+	if ci := s.CachedInfo().Cluster; ci != nil {
+		h.StreamLeader = ci.Leader
+	}
+	if h.StreamLeader == "" && n.cfg.Replicas > 1 {
+		h.Reason = ReasonNoLeader
+		return
+	}
+	if c, err := s.Consumer(ctx, n.cfg.Node); err == nil {
+		h.Lag = c.CachedInfo().NumPending
+		n.m.setLag(h.Lag)
+	}
+}
+
+// String describes the node for logs.
+func (n *Node) String() string {
+	how := "nats.url " + strings.Split(n.cfg.NATS.URL, ",")[0]
+	if n.srv != nil {
+		how = "embedded NATS server " + n.srv.Name()
+	}
+	return fmt.Sprintf("node %s, %d replicas, sync %s, %s", n.cfg.Node, n.cfg.Replicas, n.cfg.Sync, how)
+}
