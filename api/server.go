@@ -70,6 +70,23 @@ type Options struct {
 	// silent one).
 	Cases   CaseService
 	CaseHub *CaseHub
+	// Cluster, in cluster mode, reports the node's cluster state for
+	// /healthz; nil on a single node.
+	Cluster func() ClusterStatus
+}
+
+// ClusterStatus is the cluster's part of /healthz.
+type ClusterStatus struct {
+	Node string `json:"node"`
+	// OK: connected to NATS, the stream has a leader.
+	OK bool `json:"-"`
+	// Reason is a fixed phrase when not OK.
+	Reason string `json:"reason,omitempty"`
+	// StreamLeader names the NATS server leading the stream.
+	StreamLeader string `json:"stream_leader,omitempty"`
+	// ConsumerLag is how many records of the stream this node has not
+	// applied yet.
+	ConsumerLag uint64 `json:"consumer_lag"`
 }
 
 // Server serves the HTTP API.
@@ -86,6 +103,7 @@ type Server struct {
 
 	cases   CaseService
 	caseHub *CaseHub
+	cluster func() ClusterStatus // nil: a single node
 
 	handler http.Handler
 	srv     *http.Server
@@ -108,6 +126,7 @@ func New(o Options) *Server {
 		intel:   o.Intel,
 		cases:   o.Cases,
 		caseHub: o.CaseHub,
+		cluster: o.Cluster,
 	}
 	if s.caseHub == nil {
 		s.caseHub = NewCaseHub()
@@ -263,6 +282,8 @@ type healthBody struct {
 	Reason string `json:"reason,omitempty"`
 	// Since is when the store entered its current state.
 	Since *time.Time `json:"since,omitempty"`
+	// Cluster is the node's cluster state, in cluster mode.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // healthz answers 503 while the daemon is stopping, the store is closed
@@ -271,7 +292,18 @@ type healthBody struct {
 // probes while it is unhealthy).
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	body, code := healthBody{Status: "ok"}, http.StatusOK
-	if reason, err := s.health(); reason != "" {
+	var cl *ClusterStatus
+	if s.cluster != nil {
+		st := s.cluster()
+		cl = &st
+	}
+	reason, err := s.health()
+	if reason == "" && cl != nil && !cl.OK {
+		// Without a stream leader or a NATS connection, mail is
+		// answered 451: a load balancer should send it elsewhere.
+		reason = "cluster: " + cl.Reason
+	}
+	if reason != "" {
 		ev := requestLog(r).Warn().Str("reason", reason)
 		if err != nil {
 			ev = ev.Err(err)
@@ -283,6 +315,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 			body.Since = &since
 		}
 	}
+	body.Cluster = cl
 	writeJSON(w, code, body)
 }
 

@@ -52,7 +52,9 @@ func has(m *clustertest.Member, e store.Entry) string {
 func TestThreeNodes(t *testing.T) {
 	c := clustertest.Start(t, 3, 3)
 	a, b, cc := c.Members[0], c.Members[1], c.Members[2]
+	start := time.Now()
 	c.WaitHealthy(60 * time.Second)
+	t.Logf("cluster healthy after %v", time.Since(start))
 
 	var sent []store.Entry
 	t.Run("publish on one node, read on all", func(t *testing.T) {
@@ -71,27 +73,45 @@ func TestThreeNodes(t *testing.T) {
 		for _, m := range c.Members {
 			clustertest.Eventually(t, 10*time.Second, "record on "+m.Name, func() string { return has(m, e) })
 		}
-		// Each node handed the report to OnApply once: the accepting
-		// node from Commit, its consumer's delivery of its own record is
-		// a no-op. Wait for every consumer to have passed it.
+		// Each node announces the report once: the accepting node
+		// through ingest (Commit stored it), the others from their
+		// consumer; the accepting node's consumer meets its own record
+		// as held and announces nothing.
+		announced := func(m *clustertest.Member, id store.ID) int {
+			n := m.Applied(id)
+			if m == a && id == e.Message.ID && stored[0] {
+				n++
+			}
+			return n
+		}
 		for _, m := range c.Members {
-			clustertest.Eventually(t, 10*time.Second, "consumer of "+m.Name+" done", func() string {
-				if h := m.Node.Health(); h.Lag != 0 || !h.OK {
-					return fmt.Sprintf("%+v", h)
+			clustertest.Eventually(t, 10*time.Second, "report announced on "+m.Name, func() string {
+				if n := announced(m, e.Message.ID); n != 1 {
+					return fmt.Sprintf("%d times", n)
+				}
+				return ""
+			})
+		}
+		// A marker published after it, by b, applied by a and c: their
+		// consumers have passed the first record by then (stream order).
+		marker := entry(t, "marker")
+		if _, err := b.Node.Commit([]store.Entry{marker}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []*clustertest.Member{a, cc} {
+			clustertest.Eventually(t, 10*time.Second, "marker on "+m.Name, func() string {
+				if m.Applied(marker.Message.ID) != 1 {
+					return "not yet"
 				}
 				return ""
 			})
 		}
 		for _, m := range c.Members {
-			n := m.Applied(e.Message.ID)
-			if m == a && stored[0] {
-				n++ // ingest announces what Commit stored
-			}
-			if n != 1 {
-				t.Errorf("%s: OnApply saw the report %d times, want 1", m.Name, n)
+			if n := announced(m, e.Message.ID); n != 1 {
+				t.Errorf("%s: the report was announced %d times, want once", m.Name, n)
 			}
 		}
-		sent = append(sent, e)
+		sent = append(sent, e, marker)
 	})
 
 	t.Run("a stopped node catches up after restart", func(t *testing.T) {

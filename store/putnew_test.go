@@ -55,6 +55,11 @@ func TestPutNewIsIdempotent(t *testing.T) {
 	if _, err := s.Message(other.Message.ID); err != nil {
 		t.Errorf("the new entry of the batch: %v", err)
 	}
+	unknown, _ := NewID()
+	held, err := s.Held([]ID{m.ID, unknown, other.Message.ID})
+	if err != nil || !held[0] || held[1] || !held[2] {
+		t.Errorf("Held = %v, %v; want [true false true]", held, err)
+	}
 }
 
 func TestCutAndPasteEvidence(t *testing.T) {

@@ -74,6 +74,22 @@ func (s *Store) PutNew(entries []Entry) ([]bool, error) {
 	return s.put(entries, true)
 }
 
+// Held reports, in one read transaction, which of ids have a record: a
+// cluster node skips the write transaction (and its fsync) for a batch
+// of the stream that holds only what it stored already, such as its own
+// records.
+func (s *Store) Held(ids []ID) ([]bool, error) {
+	held := make([]bool, len(ids))
+	err := s.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for i, id := range ids {
+			held[i] = b.Get(id[:]) != nil
+		}
+		return nil
+	})
+	return held, err
+}
+
 func (s *Store) put(entries []Entry, onlyNew bool) ([]bool, error) {
 	// Everything that does not need the transaction is done before it:
 	// the commit holds bbolt's single writer, and every microsecond in it

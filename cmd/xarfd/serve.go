@@ -24,6 +24,7 @@ import (
 	"github.com/xarfd/xarfd/api"
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/cases"
+	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
@@ -129,6 +130,7 @@ type daemon struct {
 	smtp     *smtpd.Server
 	api      *api.Server    // nil: http.listen is empty
 	intel    *intel.Service // nil: no channel used intel at start
+	node     *cluster.Node  // nil: a single node (no cluster block)
 	sweep    context.CancelFunc
 	sweepCtx context.Context
 	wg       sync.WaitGroup
@@ -232,6 +234,24 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	d.cases = cm
 	onReport := func(r *store.Report) { hub.Publish(r); rep.Wake(); intelSvc.Wake(); cm.Wake() } // none blocks
 	d.inOpt = ingest.Options{Metrics: m, OnReport: onReport, Validator: ingest.XARFValidator(schema)}
+	if cfg.Cluster != nil {
+		// Reports the stream brings from other nodes are announced as
+		// this node's own are: live stream, reporter, intel, cases.
+		node, err := cluster.Start(cfg, res, st, cluster.Options{
+			Logger:  log.With().Str("component", "cluster").Logger(),
+			Metrics: cluster.NewMetrics(m.Registry),
+			OnApply: onReport,
+		})
+		if err != nil {
+			return err
+		}
+		d.node = node
+		// Runs before the store closes (deferred earlier), after the
+		// listeners stopped (below): nothing publishes any more.
+		defer node.Close()
+		d.inOpt.Replicator = node
+		log.Info().Str("cluster", node.String()).Msg("cluster node started; mail is answered 451 until the stream is ready")
+	}
 	in, err := ingest.New(cfg, st, d.inOpt)
 	if err != nil {
 		return err
@@ -271,7 +291,8 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	serveErr := make(chan error, len(listeners)+1)
 	if httpL != nil {
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
-			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err})
+			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
+			Cluster: clusterStatus(d.node)})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -340,6 +361,17 @@ loop:
 	d.wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// clusterStatus is /healthz's view of node; nil without a cluster.
+func clusterStatus(node *cluster.Node) func() api.ClusterStatus {
+	if node == nil {
+		return nil
+	}
+	return func() api.ClusterStatus {
+		h := node.Health()
+		return api.ClusterStatus{Node: h.Node, OK: h.OK, Reason: h.Reason, StreamLeader: h.StreamLeader, ConsumerLag: h.Lag}
+	}
 }
 
 // warnOrphaned logs each channel that has data in the store but is not
@@ -509,6 +541,9 @@ func keepRestartOnly(running, next *config.Config) []string {
 	keep("resolver", running.Resolver != next.Resolver, func() { next.Resolver = running.Resolver })
 	keep("http.listen", running.HTTP.Listen != next.HTTP.Listen, func() { next.HTTP.Listen = running.HTTP.Listen })
 	keep("smtp.tls", running.SMTP.TLS.Enabled() != next.SMTP.TLS.Enabled(), func() { next.SMTP.TLS = running.SMTP.TLS })
+	// The NATS server or connection, the stream and the consumer are
+	// built once, at start.
+	keep("cluster", !reflect.DeepEqual(running.Cluster, next.Cluster), func() { next.Cluster = running.Cluster })
 	// The intel service (zones, DNS listeners, export, policy) keeps the
 	// configuration it started with.
 	keep("intel", !reflect.DeepEqual(running.Intel, next.Intel), func() { next.Intel = running.Intel })
