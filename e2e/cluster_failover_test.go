@@ -185,14 +185,17 @@ func awaitReports(t *testing.T, node *clusterNode, accepted map[string]acceptedM
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var missing []string
-		var lastErr error
+		var firstErr error
 		for id := range accepted {
 			if _, ok := got[id]; ok {
 				continue
 			}
 			s, err := fetchReport(node, id)
 			if err != nil {
-				missing, lastErr = append(missing, id), err
+				if len(missing) == 0 {
+					firstErr = err
+				}
+				missing = append(missing, id)
 				continue
 			}
 			got[id] = s
@@ -201,7 +204,7 @@ func awaitReports(t *testing.T, node *clusterNode, accepted map[string]acceptedM
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s lacks %d of %d acknowledged reports after 60s (e.g. %s: %v)", node.name, len(missing), len(accepted), missing[0], lastErr)
+			t.Fatalf("%s lacks %d of %d acknowledged reports after 60s (e.g. %s: %v)", node.name, len(missing), len(accepted), missing[0], firstErr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
