@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -37,6 +38,13 @@ type Options struct {
 	Poll time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Claims makes each automatic notification sent once across a
+	// cluster's nodes (package cluster, kind notification); nil on a
+	// single node.
+	Claims reporter.Claims
+	// RestrictClaims does the same for restrict and unrestrict webhook
+	// calls (kind restrict).
+	RestrictClaims reporter.Claims
 }
 
 // Manager turns stored reports about own networks into cases and works

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -214,17 +215,49 @@ func (m *Manager) notifyDue(ctx context.Context, set *settings, cs *store.Case, 
 	}
 	dry := !n.Enabled || m.opt.Mailer == nil
 	result := "dry run: rendered, not sent (subscribers.notify.enabled is false)"
-	if !dry {
-		if err := m.opt.Mailer.Send(ctx, n.From, []string{cs.Email}, msg); err != nil {
-			result = "not sent: " + err.Error()
+	notSent := func(result string) (*store.Case, error) {
+		return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+			c.Notifications = append(c.Notifications, store.Delivery{At: now, To: c.Email, Reports: k, Result: result})
+			c.Notifications = lastN(c.Notifications, maxNotifications)
+			c.NotifyFailures++
+			c.NotifyRetryAt = now.Add(backoff(notifyFirstRetry, c.NotifyFailures))
+			c.Updated = now
+			return nil
+		})
+	}
+	var lease reporter.Lease
+	if !dry && !force && m.opt.Claims != nil {
+		// In a cluster every node holds the case: the digest of its
+		// reports up to total is sent by one node. An operator's
+		// notify (force) is sent by the node that was asked.
+		var held *reporter.Claimed
+		var err error
+		lease, held, err = m.opt.Claims.Claim(ctx, notifyClaimKey(cs.Key, total), cs.ID, now, notifyClaimTTL)
+		switch {
+		case err != nil:
+			return notSent("not sent: " + oneLine(err.Error()))
+		case held != nil && held.Sent:
+			return m.notifiedElsewhere(cs, now, k, total, held, by)
+		case held != nil:
 			return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
-				c.Notifications = append(c.Notifications, store.Delivery{At: now, To: c.Email, Reports: k, Result: result})
-				c.Notifications = lastN(c.Notifications, maxNotifications)
-				c.NotifyFailures++
-				c.NotifyRetryAt = now.Add(backoff(notifyFirstRetry, c.NotifyFailures))
+				c.NotifyRetryAt = held.Until
+				if soon := now.Add(time.Minute); soon.Before(c.NotifyRetryAt) {
+					c.NotifyRetryAt = soon // to learn soon that it was sent
+				}
 				c.Updated = now
 				return nil
 			})
+		}
+	}
+	if !dry {
+		if err := m.opt.Mailer.Send(ctx, n.From, []string{cs.Email}, msg); err != nil {
+			if lease != nil {
+				m.releaseLease(lease)
+			}
+			return notSent("not sent: " + err.Error())
+		}
+		if lease != nil {
+			m.doneLease(lease, cs.ID)
 		}
 		result = "sent"
 	}

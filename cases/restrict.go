@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -211,15 +212,42 @@ func (m *Manager) call(ctx context.Context, set *settings, cs *store.Case) (_ *s
 	}
 	var answer string
 	status := CallPending
+	var lease reporter.Lease
 	if !r.Enabled || r.Webhook.URL == "" {
 		status, answer = CallDryRun, "dry run: not called (subscribers.restrict.enabled is false)"
-	} else {
+	} else if m.opt.RestrictClaims != nil {
+		// In a cluster every node holds the case: the call is made by
+		// the node that claims it.
+		var held *reporter.Claimed
+		lease, held, err = m.opt.RestrictClaims.Claim(ctx, restrictClaimKey(cs, w.Action), cs.ID, now, restrictClaimTTL)
+		switch {
+		case err != nil:
+			answer = "not called: " + oneLine(err.Error())
+		case held != nil && held.Sent:
+			return m.calledElsewhere(cs, w, now, held)
+		case held != nil:
+			c, err := m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+				if c.Webhook != nil && c.Webhook.Created == w.Created {
+					c.Webhook.NextAttempt = held.Until
+					if soon := now.Add(time.Minute); soon.Before(held.Until) {
+						c.Webhook.NextAttempt = soon // to learn soon that it was made
+					}
+				}
+				return nil
+			})
+			return c, false, err
+		}
+	}
+	if lease != nil || (status == CallPending && m.opt.RestrictClaims == nil) {
 		answer, err = m.post(ctx, set, r.Webhook.URL, r.Webhook.Timeout.D(), body, cs)
 		if err == nil {
 			status = CallDone
 		}
 		var se *statusError
 		unreachable = err != nil && !errors.As(err, &se)
+		if lease != nil {
+			m.settleLease(lease, cs.ID, status == CallDone)
+		}
 	}
 	c, err := m.st.UpdateCase(cs.ID, func(c *store.Case) error {
 		if c.Webhook == nil || c.Webhook.Created != w.Created {

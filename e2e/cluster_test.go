@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,4 +134,35 @@ func sendCluster(t *testing.T, addr, subject string) store.ID {
 		t.Fatalf("send %s: ids %v", subject, ids)
 	}
 	return ids[0]
+}
+
+// TestCheckConfigCluster: check-config prints the effective cluster
+// block with its defaults, and refuses a bad one naming file, line, key.
+func TestCheckConfigCluster(t *testing.T) {
+	dir := t.TempDir()
+	good := writeConfig(t, dir, baseConfig+`
+cluster:
+  node: mx1
+  nats: {embedded: {cluster_listen: "127.0.0.1:6222", routes: ["nats://127.0.0.1:6223"]}}
+`)
+	code, out, stderr := runXarfd(t, "check-config", "-config", good)
+	if code != 0 || !strings.Contains(out, "replicas: 3") || !strings.Contains(out, "sync: always") ||
+		!strings.Contains(out, "store_dir: "+filepath.Join(dir, "data", "nats")) {
+		t.Errorf("check-config: exit %d\n%s\n%s", code, out, stderr)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(baseConfig+`
+cluster:
+  node: mx1
+  sync: sometimes
+  nats: {url: "nats://127.0.0.1:4222", password_file: `+filepath.Join(dir, "none")+`, user: x}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runXarfd(t, "check-config", "-config", bad)
+	for _, want := range []string{bad + ":18: cluster.sync: \"sometimes\": want always or default"} {
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("check-config: exit %d, want 1 and %q in:\n%s", code, want, stderr)
+		}
+	}
 }

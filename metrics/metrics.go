@@ -35,6 +35,7 @@ type Metrics struct {
 	deliveries    *prometheus.CounterVec
 	sseDropped    prometheus.Counter
 	damaged       prometheus.Counter
+	claims        *prometheus.CounterVec
 }
 
 // New registers every collector in a fresh registry, with the Go runtime
@@ -82,8 +83,9 @@ func New() *Metrics {
 			Name: "xarfd_store_damaged_records_total",
 			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
 		}),
+		claims: newClaims(),
 	}
-	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.damaged,
+	m.Registry.MustRegister(m.smtpReplies, m.messages, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.damaged, m.claims,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

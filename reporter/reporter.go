@@ -41,6 +41,12 @@
 // get the report twice; Resent counts these, and the identical
 // Message-ID lets the desk discard the copy. See docs/reporting.md.
 //
+// In a cluster (Options.Claims) every node holds every entry; before
+// step 5 an entry is claimed cluster-wide under its fingerprint, so that
+// one node sends it and the others settle it as sent elsewhere (see
+// Claims and docs/reporting.md), and step 5 counts on the cluster's
+// shared rate counters.
+//
 // The work beside the state machine lives in subpackages: contact finds
 // the abuse desk (step 3), render writes the message (steps 4 and 6),
 // deliver signs it and speaks SMTP (step 6).
@@ -88,11 +94,20 @@ const (
 	resultWithheld    = "withheld"
 	resultDuplicate   = "duplicate"
 	resultRateLimited = "rate-limited"
+	// resultSentElsewhere: another node of the cluster sent it.
+	resultSentElsewhere = "sent-elsewhere"
 )
 
 // defaultDedupWindow is how long the same source and evidence count as
 // one incident.
 const defaultDedupWindow = 24 * time.Hour
+
+// DefaultDedupWindow and DefaultLease are the reporter's, for a
+// cluster's claims (whose records must outlive both).
+const (
+	DefaultDedupWindow = defaultDedupWindow
+	DefaultLease       = defaultLease
+)
 
 // defaultLease is how long a claim holds an entry: longer than one
 // delivery may take (30 s to connect, 2 min per command, 10 min after the
@@ -147,6 +162,12 @@ type Options struct {
 	// Now is the clock of the outbox (tests). Pauses after store errors
 	// and log intervals use the real clock: they pace the process.
 	Now func() time.Time
+	// Claims makes each report sent once across a cluster's nodes (see
+	// Claims); nil on a single node.
+	Claims Claims
+	// AfterClaim, when set, is called after a cluster claim was won and
+	// before anything is sent: tests stop a node there.
+	AfterClaim func(id store.ID)
 }
 
 // settings are the parts of the configuration read afresh for every
@@ -847,40 +868,121 @@ func (r *Reporter) render(conf *settings, e *store.OutboxEntry) (*store.Rendered
 
 // send renders the entry once (retries resend the same bytes), begins a
 // delivery (rate limit, attempt count), delivers and records the outcome.
+//
+// In a cluster (Options.Claims) the entry is first claimed cluster-wide
+// and counted against the shared rate counters; the claim is refreshed
+// (a compare-and-set: it fails if the claim was lost) before each final
+// dot, recorded done when a desk has accepted the report and released
+// otherwise.
 func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntry) {
+	var lease Lease
+	if r.opt.Claims != nil {
+		if lease = r.claimCluster(ctx, conf, e); lease == nil {
+			return
+		}
+	}
+	x, out := r.deliver(ctx, conf, e, lease)
+	switch {
+	case lease == nil:
+	case out == outcomeAccepted:
+		r.doneLease(lease, e.ID, x.MessageID)
+	case out == outcomeNotSent:
+		r.releaseLease(lease)
+	}
+	// outcomeUnknown: the desk may have the report. The claim is left to
+	// run out, so that this node's retry (same Message-ID) comes first.
+}
+
+// What a delivery did, for the cluster's claim.
+type outcome int
+
+const (
+	outcomeNotSent  outcome = iota // no desk has the report
+	outcomeAccepted                // a desk accepted it (some recipients at least)
+	outcomeUnknown                 // the message was transmitted, the answer is unknown
+)
+
+// deliver is send after the cluster's claim: it returns the entry as
+// last recorded and what became of the report.
+func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxEntry, lease Lease) (*store.OutboxEntry, outcome) {
+	x, accepted, unknown := r.deliverOnce(ctx, conf, e, lease)
+	switch {
+	case accepted:
+		return x, outcomeAccepted
+	case unknown:
+		return x, outcomeUnknown
+	}
+	return x, outcomeNotSent
+}
+
+func (r *Reporter) deliverOnce(ctx context.Context, conf *settings, e *store.OutboxEntry, lease Lease) (_ *store.OutboxEntry, accepted, unknown bool) {
 	var (
 		m      *store.RenderedMail
 		signed []byte
 		err    error
 	)
+	accepted = len(e.Delivered) > 0
 	if e.MessageID == "" {
 		if m, err = r.render(conf, e); err != nil {
 			r.retry(ctx, conf, e, err)
-			return
+			return e, accepted, unknown
 		}
 		signed = m.Raw
 	} else if signed, err = r.st.OutboxMail(e.ID); err != nil {
 		r.retry(ctx, conf, e, fmt.Errorf("reading the rendered report: %w", err))
-		return
+		return e, accepted, unknown
 	}
-	x, limited, err := r.st.BeginDelivery(e.ID, r.opt.Now().UTC(), r.opt.Lease, conf.perHour, m)
+	perHour := conf.perHour
+	if lease != nil {
+		now := r.opt.Now().UTC()
+		limited, err := r.opt.Claims.RateTake(ctx, lowerAll(e.Remaining()), now, perHour)
+		if err != nil {
+			r.retry(ctx, conf, e, fmt.Errorf("counting the report against the cluster's rate limits: %w", err))
+			return e, accepted, unknown
+		}
+		if limited != nil {
+			_, err := r.st.WaitRate(e.ID, now, perHour, *limited)
+			if r.recorded(err, e.ID, "rate-limiting a report") {
+				r.rateLimited(e.ID, limited)
+			}
+			return e, accepted, unknown
+		}
+		perHour = -1 // counted cluster-wide
+	}
+	x, limited, err := r.st.BeginDelivery(e.ID, r.opt.Now().UTC(), r.opt.Lease, perHour, m)
 	if !r.recorded(err, e.ID, "beginning a delivery") {
-		return
+		return e, accepted, unknown
 	}
 	if limited != nil {
-		r.opt.Metrics.Delivery(resultRateLimited)
-		if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
-			r.log.Info().Str("id", e.ID.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
-		}
-		return
+		r.rateLimited(e.ID, limited)
+		return e, accepted, unknown
 	}
 	e = x
 	var errs []error
 	permanent := true
 	for _, group := range conf.deliver.Groups(e.Remaining()) {
+		dotted := false
 		t, err := conf.deliver.Send(ctx, conf.from, group, signed, func() error {
-			return r.st.MarkTransmitted(e.ID, r.opt.Now().UTC())
+			if lease != nil {
+				// Past the dot the desk may have the report: only the
+				// claim's holder goes on.
+				if err := lease.Refresh(ctx); err != nil {
+					return fmt.Errorf("refreshing the cluster claim: %w", err)
+				}
+			}
+			if err := r.st.MarkTransmitted(e.ID, r.opt.Now().UTC()); err != nil {
+				return err
+			}
+			dotted = true
+			return nil
 		})
+		if t != nil && len(t.Accepted) > 0 {
+			accepted = true
+		}
+		var se *smtp.SMTPError
+		if dotted && err != nil && !errors.As(err, &se) {
+			unknown = true
+		}
 		tr := store.Transaction{Rejected: map[string]string{}}
 		if t != nil {
 			tr.Accepted, tr.Reply = t.Accepted, t.Reply
@@ -905,11 +1007,20 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 		if !r.recorded(err, e.ID, "recording a delivery") {
 			// The entry stays sending until its lease ends, then goes
 			// to the recipients that have not accepted it on record.
-			return
+			return e, accepted, unknown
 		}
 		e = x
 	}
 	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
+	return e, accepted, unknown
+}
+
+// rateLimited counts and logs an entry that waits for a rate limit.
+func (r *Reporter) rateLimited(id store.ID, limited *store.RateLimit) {
+	r.opt.Metrics.Delivery(resultRateLimited)
+	if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
+		r.log.Info().Str("id", id.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
+	}
 }
 
 // finish records the outcome of a claimed entry after its transactions.

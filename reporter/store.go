@@ -35,6 +35,10 @@ type Store interface {
 	MarkSent(id store.ID, now time.Time, lastErr string, forget bool) (*store.OutboxEntry, error)
 	GiveUp(id store.ID, now time.Time, lastErr, reason string) (*store.OutboxEntry, error)
 	Retry(id store.ID, now, next time.Time, lastErr, reason string) (*store.OutboxEntry, error)
+	// For a cluster's Claims.
+	Wait(id store.ID, now, next time.Time, reason string) (*store.OutboxEntry, error)
+	WaitRate(id store.ID, now time.Time, perHour int, l store.RateLimit) (*store.OutboxEntry, error)
+	MarkSentElsewhere(id store.ID, now time.Time, by store.SentElsewhere, forget bool) (*store.OutboxEntry, error)
 }
 
 var _ Store = (*store.Store)(nil)

@@ -35,8 +35,9 @@ var (
 //	   ▲                  │ ├──GiveUp────► failed     (5xx, or retries exhausted)
 //	   │                  │ ├──Withhold──► withheld
 //	   │                  │ ├──Dedup─────► duplicate
-//	   │                  │ └──DryRun────► dry-run
-//	   └──Retry / rate limit / lease expiry┘
+//	   │                  │ ├──DryRun────► dry-run
+//	   │                  │ └──MarkSentElsewhere──► sent | duplicate (a cluster's other node sent it)
+//	   └──Retry / Wait (rate limit, claim held elsewhere) / lease expiry┘
 //	pending ──Cancel──► cancelled
 //	failed | withheld | dry-run | cancelled | pending ──Requeue──► pending
 type OutboxStatus string
@@ -129,6 +130,9 @@ type OutboxEntry struct {
 	// Message-ID so that the desk can recognise them.
 	Resent int       `json:"resent,omitempty"`
 	SentAt time.Time `json:"sent_at,omitzero"`
+	// SentBy is the cluster node that sent the report (or, for a
+	// duplicate, the report it stands for) when that was another node.
+	SentBy string `json:"sent_by,omitempty"`
 	// Reply is the desk's final reply text.
 	Reply string `json:"reply,omitempty"`
 	// DataDeleted: the channel does not store, and the report and its

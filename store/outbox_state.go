@@ -161,12 +161,16 @@ type RateLimit struct {
 // not nil: the first attempt), adds an attempt and renews the lease to
 // now+lease. When a recipient is over its allowance nothing is counted,
 // the entry goes back to pending until a slot frees, and the returned
-// *RateLimit says so.
+// *RateLimit says so. A negative perHour counts nothing here: a cluster
+// counts on its shared counters before (see WaitRate).
 func (s *Store) BeginDelivery(id ID, now time.Time, lease time.Duration, perHour int, m *RenderedMail) (*OutboxEntry, *RateLimit, error) {
 	var limited *RateLimit
 	e, err := s.transition(id, "begin a delivery of", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		limited = nil
 		for _, a := range e.Remaining() {
+			if perHour < 0 {
+				break
+			}
 			ok, at, err := RateTakeTx(tx, strings.ToLower(a), now, perHour)
 			if err != nil {
 				return err
@@ -192,12 +196,68 @@ func (s *Store) BeginDelivery(id ID, now time.Time, lease time.Duration, perHour
 		return e, nil, err
 	}
 	// The counting transaction was rolled back; record the wait.
-	e, err = s.transition(id, "rate-limit", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
-		e.Status, e.NextAttempt, e.LeaseUntil, e.Updated = OutboxPending, limited.Until, time.Time{}, now
-		e.Reason = fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", perHour, limited.Contact, limited.Until.UTC().Format(time.RFC3339))
+	e, err = s.WaitRate(id, now, perHour, *limited)
+	return e, limited, err
+}
+
+// WaitRate makes a claimed entry pending until l.Until because l.Contact
+// has had perHour reports in the last hour. BeginDelivery calls it for
+// the store's own counters; a cluster counts on shared ones and calls it
+// when those are used up. Not a failure: Retries stays as it is.
+func (s *Store) WaitRate(id ID, now time.Time, perHour int, l RateLimit) (*OutboxEntry, error) {
+	return s.Wait(id, now, l.Until, fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", perHour, l.Contact, l.Until.UTC().Format(time.RFC3339)))
+}
+
+// Wait makes a claimed entry pending again, due at next, for a reason
+// that is nobody's failure (a rate limit, another node of a cluster
+// holding the incident's claim): unlike Retry it does not count towards
+// the backoff.
+func (s *Store) Wait(id ID, now, next time.Time, reason string) (*OutboxEntry, error) {
+	return s.transition(id, "defer", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+		e.Status, e.NextAttempt, e.LeaseUntil, e.Updated = OutboxPending, next, time.Time{}, now
+		e.Transmitted, e.Reason = false, reason
 		return nil
 	})
-	return e, limited, err
+}
+
+// SentElsewhere is what another node of a cluster recorded when it sent
+// an incident (see MarkSentElsewhere).
+type SentElsewhere struct {
+	// Node is the cluster.node that sent it.
+	Node string
+	// Report is the report it sent: this entry's, or another report of
+	// the same incident (source and evidence fingerprint).
+	Report    ID
+	At        time.Time
+	MessageID string
+}
+
+// MarkSentElsewhere ends a claimed entry that another node of the
+// cluster has sent: sent, when that node sent this very report, or a
+// duplicate of the report it sent for the same incident (that node's
+// de-duplication chose another report of it as the one to send). Either
+// way SentBy names the node; nothing was sent from here. forget is
+// MarkSent's, for the sent case.
+func (s *Store) MarkSentElsewhere(id ID, now time.Time, by SentElsewhere, forget bool) (*OutboxEntry, error) {
+	return s.transition(id, "mark sent elsewhere", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
+		e.NextAttempt, e.LeaseUntil, e.Transmitted, e.Updated = time.Time{}, time.Time{}, false, now
+		e.SentBy = by.Node
+		if by.Report != id {
+			e.Status, e.DuplicateOf = OutboxDuplicate, by.Report
+			e.Reason = fmt.Sprintf("same incident as report %s, sent by cluster node %s at %s", by.Report, by.Node, by.At.UTC().Format(time.RFC3339))
+			return nil
+		}
+		e.Status, e.SentAt = OutboxSent, by.At
+		e.Reason = "sent by cluster node " + by.Node
+		if e.MessageID == "" {
+			e.MessageID = by.MessageID
+		}
+		if forget {
+			e.DataDeleted = true
+			return ForgetReportTx(tx, e.ID)
+		}
+		return nil
+	})
 }
 
 // errRateLimited aborts BeginDelivery's counting transaction, rolling

@@ -250,6 +250,9 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		// listeners stopped (below): nothing publishes any more.
 		defer node.Close()
 		d.inOpt.Replicator = node
+		if err := claimWork(cfg, node, m, rep, cm); err != nil {
+			return err
+		}
 		log.Info().Str("cluster", node.String()).Msg("cluster node started; mail is answered 451 until the stream is ready")
 	}
 	in, err := ingest.New(cfg, st, d.inOpt)
@@ -593,4 +596,27 @@ func setMemoryLimit(log zerolog.Logger) {
 	limit := mem / 10 * 9
 	debug.SetMemoryLimit(limit)
 	log.Info().Int64("bytes", limit).Str("from", from).Msg("go memory limit")
+}
+
+// claimWork makes every report, notification and restrict call of this
+// node claimed cluster-wide in the KV buckets of cluster/claim.go, so
+// that each is done once although every node holds them all
+// (docs/reporting.md, "Clusters").
+func claimWork(cfg *config.Config, node *cluster.Node, m *metrics.Metrics, rep *reporter.Reporter, cm *cases.Manager) error {
+	cc := cfg.Cluster
+	claims := make([]*cluster.Claims, 3)
+	for i, opt := range []cluster.ClaimOptions{
+		cluster.ReportClaimOptions(cfg, cc.Node, cc.Replicas, m),
+		cluster.NotifyClaimOptions(cfg, cc.Node, cc.Replicas, m),
+		cluster.RestrictClaimOptions(cfg, cc.Node, cc.Replicas, m),
+	} {
+		c, err := cluster.NewClaims(node.JetStream(), opt)
+		if err != nil {
+			return fmt.Errorf("cluster claims: %w", err)
+		}
+		claims[i] = c
+	}
+	rep.SetClaims(claims[0])
+	cm.SetClaims(claims[1], claims[2])
+	return nil
 }
