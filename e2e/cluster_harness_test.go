@@ -323,7 +323,14 @@ func (c *testCluster) spawn(node *clusterNode) {
 			<-d.exited
 		}
 		if t.Failed() {
-			t.Logf("%s log (last lines):\n%s", node.name, tail(d.logs.String(), 30))
+			// Without the access log of the health polls.
+			var keep []string
+			for _, l := range strings.Split(d.logs.String(), "\n") {
+				if !strings.Contains(l, `"message":"http request"`) && !strings.Contains(l, `"message":"not healthy"`) {
+					keep = append(keep, l)
+				}
+			}
+			t.Logf("%s log (last lines):\n%s", node.name, tail(strings.Join(keep, "\n"), 40))
 		}
 	})
 	node.d, node.smtp, node.base = d, "", ""
