@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,7 @@ type clusterLoad struct {
 type acceptedMsg struct {
 	node string
 	body []byte
+	at   time.Time // when the 250 came
 }
 
 func newClusterLoad(t *testing.T) *clusterLoad {
@@ -91,7 +93,7 @@ func (l *clusterLoad) run(node *clusterNode, k int) {
 					if _, ok := l.accepted[id]; ok {
 						l.dup = append(l.dup, id)
 					}
-					l.accepted[id] = acceptedMsg{node: node.name, body: body}
+					l.accepted[id] = acceptedMsg{node: node.name, body: body, at: time.Now()}
 					l.mu.Unlock()
 				case errors.As(err, &se) && se.Code/100 == 4:
 					l.refused.Add(1)
@@ -255,6 +257,7 @@ func TestClusterFailover(t *testing.T) {
 			}
 			before := load.count()
 			c.kill(dead)
+			killed := time.Now()
 			t.Logf("killed %s (%s) after %d acknowledged messages", dead.name, victim, before)
 			// The survivors keep acknowledging (a new leader once the
 			// old one is gone).
@@ -263,7 +266,15 @@ func TestClusterFailover(t *testing.T) {
 			if len(load.dup) > 0 {
 				t.Errorf("ids acknowledged twice: %v", load.dup)
 			}
-			t.Logf("%d acknowledged, %d refused with 4xx, %d broken sessions", len(load.accepted), load.refused.Load(), load.broken.Load())
+			// For docs/cluster.md: how long no client got a 250.
+			var gap time.Duration
+			last := killed
+			for _, a := range sortedAccepts(load.accepted, killed) {
+				gap = max(gap, a.Sub(last))
+				last = a
+			}
+			t.Logf("%d acknowledged, %d refused with 4xx, %d broken sessions; longest time without a 250 after the kill: %v",
+				len(load.accepted), load.refused.Load(), load.broken.Load(), gap.Round(10*time.Millisecond))
 
 			var ref map[string]stored
 			for _, n := range c.others(dead) {
@@ -290,4 +301,16 @@ func waitCount(t *testing.T, l *clusterLoad, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// sortedAccepts are the times of the 250s after t, in order.
+func sortedAccepts(acc map[string]acceptedMsg, t time.Time) []time.Time {
+	var out []time.Time
+	for _, a := range acc {
+		if a.at.After(t) {
+			out = append(out, a.at)
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out
 }
