@@ -114,6 +114,37 @@ func TestThreeNodes(t *testing.T) {
 		sent = append(sent, e, marker)
 	})
 
+	t.Run("a retraction withdraws the complaint on every node", func(t *testing.T) {
+		complaint := entry(t, "complaint")
+		complaint.Report.XARF = []byte(`{"report_id":"` + complaint.Message.ID.String() + `","message_id":"<spam-1@origin.example>"}`)
+		if _, err := a.Node.Commit([]store.Entry{complaint}); err != nil {
+			t.Fatal(err)
+		}
+		// The not-spam report, accepted on b: ingest withdrew the
+		// complaint there before publishing (as here by hand).
+		notSpam := entry(t, "not spam")
+		notSpam.Report, notSpam.Outbox = nil, nil
+		notSpam.Message.Status = store.StatusQuarantined
+		notSpam.Retract = &store.Retraction{ID: notSpam.Message.ID, Channel: "fbl", MessageID: "<spam-1@origin.example>"}
+		clustertest.Eventually(t, 10*time.Second, "complaint on b", func() string { return has(b, complaint) })
+		if _, err := b.Store.Retract(*notSpam.Retract, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Node.Commit([]store.Entry{notSpam}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.Members {
+			clustertest.Eventually(t, 10*time.Second, "complaint withdrawn on "+m.Name, func() string {
+				ob, err := m.Store.GetOutbox(complaint.Message.ID)
+				if err != nil || ob.Status != store.OutboxWithdrawn {
+					return fmt.Sprintf("%+v, %v", ob, err)
+				}
+				return ""
+			})
+		}
+		sent = append(sent, complaint)
+	})
+
 	t.Run("a stopped node catches up after restart", func(t *testing.T) {
 		c.Stop(cc)
 		for i := range 5 {

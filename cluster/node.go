@@ -401,6 +401,9 @@ func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
 				continue
 			}
 			mine = append(mine, entries[i])
+			if r := entries[i].Retract; r != nil {
+				n.retract(r)
+			}
 			if r := entries[i].Report; r != nil && n.onApply != nil {
 				n.onApply(r)
 			}
@@ -421,6 +424,20 @@ func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
 		}
 	}
 	return nil
+}
+
+// retract makes, in this node's store, the withdrawal a not-spam report
+// made on the node that accepted it. The outcome may differ (a report
+// sent meanwhile stays sent); it is logged, not stored.
+func (n *Node) retract(r *store.Retraction) {
+	out, err := n.st.Retract(*r, time.Now().UTC())
+	if err != nil && !errors.Is(err, store.ErrNoMessageID) {
+		n.log.Error().Err(err).Str("id", r.ID.String()).Msg("cluster: withdrawing the complaint a not-spam report retracts")
+		return
+	}
+	if out.Withdrawn {
+		n.log.Info().Str("id", r.ID.String()).Str("complaint", out.Complaint.String()).Msg("cluster: complaint withdrawn by a not-spam report accepted on another node")
+	}
 }
 
 // putNew is store.PutNew without a write transaction when the store

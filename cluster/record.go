@@ -20,7 +20,7 @@ import (
 //	"XRC" 0x01                       magic and version
 //	crc32c                           4 bytes big-endian, of all that follows
 //	count                            entries, at least 1
-//	per entry, six fields, each a length+1 (0 = absent) and the bytes:
+//	per entry, seven fields, each a length+1 (0 = absent) and the bytes:
 //	  message   store.Message as JSON
 //	  raw       the stored (redacted) message bytes; absent when withheld
 //	  report    the report's id, channel, source IP and via, as JSON
@@ -28,6 +28,7 @@ import (
 //	            is base64 of raw (the message then travels once)
 //	  cut       the position of the cut as a varint; absent when uncut
 //	  outbox    store.OutboxEntry as JSON
+//	  retract   store.Retraction as JSON (a not-spam report's withdrawal)
 //
 // A decoder meeting another version refuses the record rather than
 // guessing: the node logs it and must be upgraded (docs/cluster.md).
@@ -79,7 +80,7 @@ func EncodeRecord(entries []store.Entry) ([]byte, error) {
 		if e.Message == nil && e.Report == nil {
 			return nil, fmt.Errorf("encoding record: entry %d is empty", i)
 		}
-		var msg, rep, outbox []byte
+		var msg, rep, outbox, retract []byte
 		var err error
 		if e.Message != nil {
 			if msg, err = json.Marshal(e.Message); err != nil {
@@ -102,12 +103,18 @@ func EncodeRecord(entries []store.Entry) ([]byte, error) {
 				return nil, fmt.Errorf("encoding record: outbox entry: %w", err)
 			}
 		}
+		if e.Retract != nil {
+			if retract, err = json.Marshal(e.Retract); err != nil {
+				return nil, fmt.Errorf("encoding record: retraction: %w", err)
+			}
+		}
 		field(msg != nil, msg)
 		field(hasRaw, e.Raw)
 		field(rep != nil, rep)
 		field(rep != nil, doc)
 		field(cut, binary.AppendUvarint(nil, uint64(at)))
 		field(outbox != nil, outbox)
+		field(retract != nil, retract)
 	}
 	binary.BigEndian.PutUint32(b[4:8], crc32.Checksum(b[8:], crcTable))
 	return b, nil
@@ -193,6 +200,7 @@ func (d *decoder) entry() (store.Entry, error) {
 	doc, hasDoc := d.field()
 	cutField, cut := d.field()
 	outbox, hasOutbox := d.field()
+	retract, hasRetract := d.field()
 	if d.err != nil {
 		return e, d.err
 	}
@@ -246,6 +254,15 @@ func (d *decoder) entry() (store.Entry, error) {
 		}
 		if id := entryID(&e); e.Outbox.ID != id {
 			return e, errors.New("outbox entry of another id")
+		}
+	}
+	if hasRetract {
+		e.Retract = new(store.Retraction)
+		if err := json.Unmarshal(retract, e.Retract); err != nil {
+			return e, fmt.Errorf("retraction: %w", err)
+		}
+		if e.Retract.ID != entryID(&e) {
+			return e, errors.New("retraction of another id")
 		}
 	}
 	return e, nil

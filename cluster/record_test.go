@@ -29,8 +29,9 @@ func testEntries(t testing.TB) []store.Entry {
 			Report:  &store.Report{ID: id1, Channel: "fbl", SourceIP: netip.MustParseAddr("198.51.100.9"), Via: "smtp", XARF: doc},
 			Outbox:  &store.OutboxEntry{ID: id1, Channel: "fbl", Status: store.OutboxPending, Created: at},
 		},
-		{ // withheld and quarantined: no bytes
+		{ // withheld and quarantined: no bytes; a retraction
 			Message: &store.Message{ID: id2, Channel: "trap", Envelope: env, Status: store.StatusQuarantined, Reason: "redaction cannot be guaranteed", Withheld: true},
+			Retract: &store.Retraction{ID: id2, Channel: "trap", MessageID: "<m@origin.example>", SourceIP: netip.MustParseAddr("192.0.2.9")},
 		},
 		{ // a submitted document: report only
 			Report: &store.Report{ID: id3, Channel: "fbl", Via: "http", XARF: []byte(`{"report_id":"x"}`)},

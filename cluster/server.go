@@ -22,11 +22,9 @@ import (
 // from servers of another name are refused.
 const ClusterName = "xarfd"
 
-// MaxPayload is the embedded servers' largest message: a record holds the
-// stored message once (up to smtp.max_message_bytes, 25 MiB by default)
-// with its XARF document and envelope. NATS warns above 8 MiB; JetStream
-// handles such messages, only slower.
-const MaxPayload = 64 << 20
+// MaxPayload is the embedded servers' largest message (see
+// config.ClusterMaxPayload).
+const MaxPayload = config.ClusterMaxPayload
 
 // readyTimeout bounds the wait for the embedded server's listeners.
 const readyTimeout = 10 * time.Second

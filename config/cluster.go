@@ -117,6 +117,9 @@ func (c *Config) validateCluster(v *validator) {
 	if cl.Sync != SyncAlways && cl.Sync != SyncDefault {
 		v.bad("cluster.sync", "%q: want always or default", cl.Sync)
 	}
+	if c.SMTP.MaxMessageBytes > MaxClusterMessageBytes {
+		v.bad("smtp.max_message_bytes", "%d: in cluster mode at most %d (a record of the stream carries the message)", c.SMTP.MaxMessageBytes, MaxClusterMessageBytes)
+	}
 	if cl.PublishTimeout.D() <= 0 {
 		v.bad("cluster.publish_timeout", "must be positive")
 	}

@@ -60,6 +60,7 @@ func TestClusterValidation(t *testing.T) {
 		{"cluster: {node: mx1, replicas: 7, nats: {url: 'nats://n:4222'}}", "cluster.replicas", "want 1 to 5"},
 		{"cluster: {node: mx1, sync: sometimes, nats: {url: 'nats://n:4222'}}", "cluster.sync", "want always or default"},
 		{"cluster: {node: mx1}", "cluster.nats", "set nats.url"},
+		{"smtp: {max_message_bytes: 40000000}\ncluster: {node: mx1, nats: {url: 'nats://n:4222'}}", "smtp.max_message_bytes", "in cluster mode at most 33554432"},
 		{"cluster: {node: mx1, nats: {url: 'nats://n:4222', embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}}}", "cluster.nats.url", "not both"},
 		{"cluster: {node: mx1, nats: {url: 'http://n:4222'}}", "cluster.nats.url", "want nats://host:port"},
 		{"cluster: {node: mx1, nats: {url: 'nats://u:p@n:4222'}}", "cluster.nats.url", "credentials do not belong"},

@@ -161,6 +161,15 @@ const (
 	// DefaultClusterStoreSubdir is the embedded server's store_dir inside
 	// data_dir.
 	DefaultClusterStoreSubdir = "nats"
+	// ClusterMaxPayload is the embedded NATS servers' largest message: a
+	// record holds the stored message once per channel it went to, with
+	// its report and envelope. NATS warns above 8 MiB and handles such
+	// messages, only slower.
+	ClusterMaxPayload = 64 << 20
+	// MaxClusterMessageBytes caps smtp.max_message_bytes in cluster mode:
+	// half a record, so that a message delivered to two channels still
+	// fits.
+	MaxClusterMessageBytes = ClusterMaxPayload / 2
 )
 
 // DefaultUses: a channel with no uses reports and stores.

@@ -67,3 +67,24 @@ func TestReplicatorDecidesTheAnswer(t *testing.T) {
 		t.Errorf("re-apply = %v, %v", stored, err)
 	}
 }
+
+// TestNotSpamCarriesItsRetraction: the record a not-spam report
+// publishes says what it withdrew, so that every node of a cluster
+// withdraws the same complaint.
+func TestNotSpamCarriesItsRetraction(t *testing.T) {
+	cfg, st, _ := setup(t, "")
+	rep := &replicator{st: st}
+	in, err := New(cfg, st, Options{Replicator: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := acceptFBL(t, in, "fbl", feedbackFixture(t, "abuse.eml"))
+	r := acceptFBL(t, in, "fbl", feedbackFixture(t, "not-spam.eml"))
+	if len(rep.records) != 2 || rep.records[0][0].Retract != nil {
+		t.Fatalf("records = %+v", rep.records)
+	}
+	got := rep.records[1][0].Retract
+	if got == nil || got.ID != r.ID || got.Channel != "fbl" || got.MessageID == "" {
+		t.Errorf("retraction published = %+v (complaint %s)", got, c.ID)
+	}
+}

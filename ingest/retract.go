@@ -39,6 +39,7 @@ func (in *Ingester) retract(entries []store.Entry, res []Result) error {
 			return fmt.Errorf("withdrawing the complaint a not-spam report retracts: %w", err)
 		}
 		entries[i].Message.Reason, res[i].Reason = reason, reason
+		entries[i].Retract = r // the other nodes of a cluster withdraw it too
 	}
 	return nil
 }

@@ -38,6 +38,11 @@ type Entry struct {
 	Report  *Report
 	// Outbox, when set, queues the report for the reporter.
 	Outbox *OutboxEntry
+	// Retract, set on a not-spam report's entry, is the withdrawal its
+	// accepting node made before storing it. Put ignores it; a cluster
+	// node that applies the entry from the stream makes the same
+	// withdrawal in its own store.
+	Retract *Retraction
 }
 
 func (e *Entry) id() ID {

@@ -96,12 +96,19 @@ type Cluster struct {
 // the test ends.
 func Start(t testing.TB, n, replicas int) *Cluster {
 	t.Helper()
+	return StartSync(t, n, replicas, config.SyncAlways)
+}
+
+// StartSync is Start with cluster.sync set to sync.
+func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
+	t.Helper()
 	ports := FreePorts(t, n)
 	c := &Cluster{t: t}
 	for i := range n {
 		dir := t.TempDir()
 		name := fmt.Sprintf("n%d", i+1)
-		cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+YAML(name, ports[i], ports, replicas, filepath.Join(dir, "nats"))), name+".yaml")
+		block := strings.Replace(YAML(name, ports[i], ports, replicas, filepath.Join(dir, "nats")), "\n  replicas:", "\n  sync: "+sync+"\n  replicas:", 1)
+		cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+block), name+".yaml")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,3 +52,21 @@ func TestLevelFilter(t *testing.T) {
 		t.Errorf("log:\n%s", out)
 	}
 }
+
+func TestKeepRestartOnlyCluster(t *testing.T) {
+	running, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	running.Cluster = &config.Cluster{Node: "mx1", Replicas: 3}
+	next, _ := config.Load("")
+	next.Cluster = &config.Cluster{Node: "mx1", Replicas: 5}
+	if keys := keepRestartOnly(running, next); !slices.Equal(keys, []string{"cluster"}) || next.Cluster.Replicas != 3 {
+		t.Errorf("changed cluster block: keys %v, replicas %d", keys, next.Cluster.Replicas)
+	}
+	same, _ := config.Load("")
+	same.Cluster = &config.Cluster{Node: "mx1", Replicas: 3}
+	if keys := keepRestartOnly(running, same); len(keys) != 0 {
+		t.Errorf("same cluster block: keys %v", keys)
+	}
+}
