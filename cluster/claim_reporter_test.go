@@ -440,3 +440,44 @@ func TestOlderThanHorizonIsWithheld(t *testing.T) {
 	<-a.done
 	claimExactlyOnce(t, mp, ids)
 }
+
+// A node that cannot reach NATS sends nothing: its entries are retried
+// like after a 4xx, with the reason, and the claim errors are counted.
+func TestNoClaimNoSend(t *testing.T) {
+	s := claimNATS(t)
+	mp := claimStartMailpit(t)
+	cfg := claimNodeConfig(t, "mx1.reporter.test", mp.smtp, 1000)
+	st, _, ids := claimTwoStores(t, cfg, 2)
+	m := metrics.New()
+	claims, nc := claimNode(t, s, "mx1", m)
+	nc.Close()
+	rep, err := reporter.New(cfg, st, reporter.Options{Claims: claims, Metrics: m, Poll: 20 * time.Millisecond,
+		Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep.Run(ctx)
+	}()
+	claimWaitFor(t, "entries retried", func() (bool, string) {
+		var state []string
+		ok := true
+		for _, id := range ids {
+			e, _ := st.GetOutbox(id)
+			ok = ok && e.Status == store.OutboxPending && e.Retries > 0 && strings.Contains(e.LastError, "claiming the report in the cluster")
+			state = append(state, fmt.Sprintf("%s %d %s", e.Status, e.Retries, e.LastError))
+		}
+		return ok, strings.Join(state, "; ")
+	})
+	cancel()
+	<-done
+	if got, _ := mp.arrivals(t); len(got) != 0 {
+		t.Fatalf("sent without a claim: %v", got)
+	}
+	if got := claimCount(t, m, metrics.ClaimError); got < 2 {
+		t.Errorf("claim errors counted %v, want 2 at least", got)
+	}
+}
