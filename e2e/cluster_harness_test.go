@@ -41,7 +41,6 @@ const clusterStream = "XARFD"
 // partition as the nodes see it, while their processes, client ports,
 // SMTP and HTTP stay up.
 type routeNet struct {
-	t     testing.TB
 	mu    sync.Mutex
 	cut   map[string]bool
 	conns map[*routeConn]struct{}
@@ -65,7 +64,7 @@ type routeProxy struct {
 }
 
 func newRouteNet(t testing.TB) *routeNet {
-	n := &routeNet{t: t, cut: map[string]bool{}, conns: map[*routeConn]struct{}{}}
+	n := &routeNet{cut: map[string]bool{}, conns: map[*routeConn]struct{}{}}
 	t.Cleanup(func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -222,8 +221,8 @@ type testCluster struct {
 	nodes []*clusterNode
 }
 
-// clusterConfig is the node's configuration around baseConfig; %s: the
-// extra YAML (reporter, resolver), then the cluster block.
+// clusterNodeConfig is a node's configuration: hostname, data_dir, the
+// extra YAML of the test (reporter, resolver), then the cluster block.
 const clusterNodeConfig = `
 hostname: %s.e2e.example
 sender: {org: E2E, contact: abuse@e2e.example, domain: e2e.example}
