@@ -167,6 +167,14 @@ func TestThreeNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("a new node builds its read model from the whole stream", func(t *testing.T) {
+		d := c.Add()
+		for _, e := range sent {
+			clustertest.Eventually(t, 60*time.Second, "read model of "+d.Name, func() string { return has(d, e) })
+		}
+		c.Stop(d)
+	})
+
 	t.Run("no quorum: the publish fails, nothing stored", func(t *testing.T) {
 		c.Stop(b)
 		c.Stop(cc)
@@ -178,7 +186,7 @@ func TestThreeNodes(t *testing.T) {
 		if _, err := a.Store.Message(e.Message.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("a record the stream did not acknowledge was stored: %v", err)
 		}
-		clustertest.Eventually(t, 20*time.Second, "health says no leader", func() string {
+		clustertest.Eventually(t, 60*time.Second, "health says no leader", func() string {
 			if h := a.Node.Health(); h.OK {
 				return fmt.Sprintf("%+v", h)
 			}

@@ -41,6 +41,9 @@ func TestClusterThreeNodes(t *testing.T) {
 			return ""
 		})
 	}
+	if line := waitLog(t, nodes[0], "xarfd started", 0); !strings.Contains(line, `"cluster":"node mx1, 3 replicas, sync always, embedded NATS server mx1"`) {
+		t.Errorf("start summary without the cluster: %s", line)
+	}
 	events := openStream(t, bases[2], "", e2eRead)
 
 	var ids []store.ID

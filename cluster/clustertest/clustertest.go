@@ -88,8 +88,11 @@ func (m *Member) Applied(id store.ID) int {
 
 // Cluster is a set of members.
 type Cluster struct {
-	t       testing.TB
-	Members []*Member
+	t        testing.TB
+	Members  []*Member
+	ports    []int // the members' cluster ports, in order
+	replicas int
+	sync     string
 }
 
 // Start starts n nodes with replicas replicas; they are stopped when
@@ -102,18 +105,9 @@ func Start(t testing.TB, n, replicas int) *Cluster {
 // StartSync is Start with cluster.sync set to sync.
 func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 	t.Helper()
-	ports := FreePorts(t, n)
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync}
 	for i := range n {
-		dir := t.TempDir()
-		name := fmt.Sprintf("n%d", i+1)
-		block := strings.Replace(YAML(name, ports[i], ports, replicas, filepath.Join(dir, "nats")), "\n  replicas:", "\n  sync: "+sync+"\n  replicas:", 1)
-		cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+block), name+".yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := &Member{Name: name, Dir: dir, Cfg: cfg, applied: map[store.ID]int{}}
-		c.Members = append(c.Members, m)
+		c.Members = append(c.Members, c.member(i, c.ports))
 	}
 	// All at once: each embedded server waits for its listeners only,
 	// the JetStream cluster forms in the background.
@@ -126,6 +120,29 @@ func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 		}
 	})
 	return c
+}
+
+func (c *Cluster) member(i int, routes []int) *Member {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	name := fmt.Sprintf("n%d", i+1)
+	block := strings.Replace(YAML(name, c.ports[i], routes, c.replicas, filepath.Join(dir, "nats")), "\n  replicas:", "\n  sync: "+c.sync+"\n  replicas:", 1)
+	cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+block), name+".yaml")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &Member{Name: name, Dir: dir, Cfg: cfg, applied: map[store.ID]int{}}
+}
+
+// Add starts a new, empty member that routes to all the others (they
+// learn of it from its routes): a node added to a running cluster.
+func (c *Cluster) Add() *Member {
+	c.t.Helper()
+	c.ports = append(c.ports, FreePorts(c.t, 1)[0])
+	m := c.member(len(c.ports)-1, c.ports)
+	c.Members = append(c.Members, m)
+	c.Restart(m)
+	return m
 }
 
 // Stop closes m's node and store (a clean stop; its data stays).

@@ -461,6 +461,9 @@ func (d *daemon) summary(ev *zerolog.Event, smtpL []net.Listener, httpL net.List
 	if fi, err := os.Stat(d.st.Path()); err == nil {
 		ev = ev.Int64("store_bytes", fi.Size())
 	}
+	if d.node != nil {
+		ev = ev.Str("cluster", d.node.String())
+	}
 	return ev
 }
 
