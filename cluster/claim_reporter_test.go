@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,9 +16,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -479,5 +482,66 @@ func TestNoClaimNoSend(t *testing.T) {
 	}
 	if got := claimCount(t, m, metrics.ClaimError); got < 2 {
 		t.Errorf("claim errors counted %v, want 2 at least", got)
+	}
+}
+
+// dropDesk accepts everything and drops the connection at the end of
+// DATA, before it answers: the sender cannot know whether the desk has
+// the report.
+type dropDesk struct{ data atomic.Int32 }
+
+func (d *dropDesk) NewSession(c *smtp.Conn) (smtp.Session, error) { return &dropSession{d, c}, nil }
+
+type dropSession struct {
+	d *dropDesk
+	c *smtp.Conn
+}
+
+func (s *dropSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *dropSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *dropSession) Reset()                               {}
+func (s *dropSession) Logout() error                        { return nil }
+func (s *dropSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	s.d.data.Add(1)
+	s.c.Conn().Close()
+	return errors.New("dropped")
+}
+
+// When the desk's answer to a transmitted report is lost, the node keeps
+// its claim (neither released nor recorded sent): another node does not
+// send the report before the claim's TTL, while the node's own retry
+// (same Message-ID) may take it again at once.
+func TestUnknownAnswerKeepsTheClaim(t *testing.T) {
+	s := claimNATS(t)
+	desk := &dropDesk{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtp.NewServer(desk)
+	srv.Domain = "desk.test"
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	cfg := claimNodeConfig(t, "mx1.reporter.test", l.Addr().String(), 1000)
+	cfg.Reporter.Retry.First = config.Duration(time.Hour) // one attempt in this test
+	st, _, ids := claimTwoStores(t, cfg, 1)
+	a, _ := claimStartReporter(t, s, "mx1", cfg, st, reporter.Options{Lease: time.Minute})
+	claimWaitFor(t, "the attempt failed", func() (bool, string) {
+		e, _ := st.GetOutbox(ids[0])
+		return e.Status == store.OutboxPending && e.Retries == 1, fmt.Sprintf("%s %d %s", e.Status, e.Retries, e.LastError)
+	})
+	a.stop()
+	<-a.done
+	if desk.data.Load() != 1 {
+		t.Fatalf("%d transmissions, want 1", desk.data.Load())
+	}
+	e, _ := st.GetOutbox(ids[0])
+	b, _ := claimNode(t, s, "mx2", nil)
+	ctx := context.Background()
+	l2, held, err := b.Claim(ctx, "fp."+e.Fingerprint, ids[0], e.Created, time.Minute)
+	if err != nil || l2 != nil || held == nil || held.Sent || held.Node != "mx1" {
+		t.Fatalf("another node's claim after an unknown answer: %v %v %+v", err, l2, held)
 	}
 }

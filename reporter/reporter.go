@@ -881,41 +881,25 @@ func (r *Reporter) send(ctx context.Context, conf *settings, e *store.OutboxEntr
 			return
 		}
 	}
-	x, out := r.deliver(ctx, conf, e, lease)
+	x, accepted, unknown := r.deliver(ctx, conf, e, lease)
 	switch {
 	case lease == nil:
-	case out == outcomeAccepted:
+	case accepted:
 		r.doneLease(lease, e.ID, x.MessageID)
-	case out == outcomeNotSent:
+	case !unknown:
 		r.releaseLease(lease)
 	}
-	// outcomeUnknown: the desk may have the report. The claim is left to
-	// run out, so that this node's retry (same Message-ID) comes first.
+	// Unknown: the message was transmitted and the desk's answer is
+	// lost, so the desk may have it. The claim is left to run out; this
+	// process takes it again at once for its retry (same Message-ID),
+	// another node only after the TTL.
 }
-
-// What a delivery did, for the cluster's claim.
-type outcome int
-
-const (
-	outcomeNotSent  outcome = iota // no desk has the report
-	outcomeAccepted                // a desk accepted it (some recipients at least)
-	outcomeUnknown                 // the message was transmitted, the answer is unknown
-)
 
 // deliver is send after the cluster's claim: it returns the entry as
-// last recorded and what became of the report.
-func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxEntry, lease Lease) (*store.OutboxEntry, outcome) {
-	x, accepted, unknown := r.deliverOnce(ctx, conf, e, lease)
-	switch {
-	case accepted:
-		return x, outcomeAccepted
-	case unknown:
-		return x, outcomeUnknown
-	}
-	return x, outcomeNotSent
-}
-
-func (r *Reporter) deliverOnce(ctx context.Context, conf *settings, e *store.OutboxEntry, lease Lease) (_ *store.OutboxEntry, accepted, unknown bool) {
+// last recorded, whether a desk accepted the report (some recipients at
+// least, now or before) and whether the answer to a transmitted message
+// is unknown.
+func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxEntry, lease Lease) (_ *store.OutboxEntry, accepted, unknown bool) {
 	var (
 		m      *store.RenderedMail
 		signed []byte
