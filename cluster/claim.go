@@ -215,6 +215,10 @@ func (c *Claims) key(key string) string { return c.opt.Kind + "." + key }
 // subject is the subject a key is written on.
 func kvSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
+// apiTimeout bounds a JetStream API request whose context has no
+// deadline (the jetstream package's own default).
+const apiTimeout = 5 * time.Second
+
 // lastMsg is the last message on a key's subject, read from the
 // stream's leader: a KV Get may be answered by any replica (direct get),
 // which can lag, and a compare and set on a stale revision fails again
@@ -223,6 +227,14 @@ func (c *Claims) lastMsg(ctx context.Context, bucket, key string) (*lastMessage,
 	req, err := json.Marshal(map[string]string{"last_by_subj": kvSubject(bucket, key)})
 	if err != nil {
 		return nil, err
+	}
+	// A request the stream's leader received and did not answer (it
+	// died, or lost its leadership) is never answered: without a
+	// deadline the reporter's worker would wait forever.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, apiTimeout)
+		defer cancel()
 	}
 	reply, err := c.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {

@@ -30,6 +30,10 @@ const (
 // is stored once.
 const DuplicateWindow = 2 * time.Minute
 
+// consumerAckWait is how long a record delivered to this node's
+// consumer may go unacknowledged before it is delivered again.
+const consumerAckWait = 10 * time.Second
+
 // applyBatch is the most records one consumer transaction applies.
 const applyBatch = 256
 
@@ -277,7 +281,11 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 		Description:   "xarfd node " + n.cfg.Node + ": applies the stream to its store",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		// Records delivered to a process that died (SIGKILL, a crash)
+		// come again only after AckWait: until then the restarted node
+		// lacks them. Applying is idempotent, so a short wait costs at
+		// most a redelivery of a batch that took longer to commit.
+		AckWait:       consumerAckWait,
 		MaxAckPending: 4 * applyBatch,
 	})
 	if err != nil {

@@ -58,7 +58,7 @@ func serverOptions(cfg *config.Config, res *config.Resources) (*server.Options, 
 	if err != nil {
 		return nil, fmt.Errorf("cluster.nats.embedded.cluster_listen: %w", err)
 	}
-	o.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: port, ConnectRetries: -1}
+	o.Cluster = server.ClusterOpts{Name: ClusterName, Host: host, Port: port, ConnectRetries: -1, Advertise: e.ClusterAdvertise}
 	if cl.NATS.User != "" {
 		o.Cluster.Username, o.Cluster.Password = cl.NATS.User, res.NATSPassword
 	}

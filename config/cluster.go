@@ -54,6 +54,11 @@ type EmbeddedNATS struct {
 	Listen string `yaml:"listen"`
 	// ClusterListen is where the other nodes' routes connect.
 	ClusterListen string `yaml:"cluster_listen"`
+	// ClusterAdvertise is the host:port the other nodes are told to
+	// route to ("" = cluster_listen's address as they see it): set it
+	// when they reach this node through NAT, a port mapping or a proxy,
+	// or routes they learn from each other would bypass it.
+	ClusterAdvertise string `yaml:"cluster_advertise"`
 	// Routes are the other nodes' cluster_listen, as nats://host:port.
 	Routes []string `yaml:"routes"`
 	// StoreDir holds the JetStream files (default: data_dir/nats).
@@ -156,6 +161,9 @@ func (c *Config) validateCluster(v *validator) {
 			v.bad("cluster.nats.embedded.cluster_listen", "is required: the other nodes' routes connect there")
 		} else {
 			v.hostPort("cluster.nats.embedded.cluster_listen", e.ClusterListen)
+		}
+		if e.ClusterAdvertise != "" {
+			v.hostPort("cluster.nats.embedded.cluster_advertise", e.ClusterAdvertise)
 		}
 		for i, r := range e.Routes {
 			natsURL(v, "cluster.nats.embedded.routes", i, r)

@@ -69,6 +69,7 @@ func TestClusterValidation(t *testing.T) {
 		{"cluster: {node: mx1, nats: {embedded: {routes: ['nats://b:6222']}}}", "cluster.nats.embedded.cluster_listen", "required"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222'}}}", "cluster.nats.embedded.routes", "is empty"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['b:6222']}}}", "cluster.nats.embedded.routes[0]", "want nats://"},
+		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', cluster_advertise: 'mx1', routes: ['nats://b:6222']}}}", "cluster.nats.embedded.cluster_advertise", "host:port"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, creds_file: /x}}", "cluster.nats.creds_file", "url only"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, tls: {cert_file: /c, key_file: /k}}}", "cluster.nats.tls", "mutual TLS"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, tlss: {}}}", "cluster.nats.tlss", "unknown key"},

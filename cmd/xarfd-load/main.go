@@ -1,7 +1,9 @@
 // Command xarfd-load measures an SMTP server: it sends -n messages of
 // -size bytes over -c parallel sessions (each session sends its share
 // back to back on one connection) and prints msgs/s and the p50/p99 time
-// from MAIL FROM to the final reply of DATA ("time to 250").
+// from MAIL FROM to the final reply of DATA ("time to 250"). -addr may
+// list several servers, comma separated: session i goes to server i mod
+// their number, so that -c 32 over three cluster nodes loads each alike.
 //
 // -kind trap or -kind arf sends messages of the report path instead
 // (internal/loadmsg): trap hits relayed with a Received hop from a public
@@ -57,7 +59,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:2525", "SMTP server `host:port` to load")
+	addr := flag.String("addr", "127.0.0.1:2525", "SMTP server `host:port` to load; a comma-separated list spreads the sessions over several (the nodes of a cluster), session i on server i mod the list's length")
 	n := flag.Int("n", 10000, "messages to send in all")
 	c := flag.Int("c", 8, "parallel sessions")
 	size := flag.Int("size", 2048, "message size in `bytes`")
@@ -126,7 +128,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	r, err := load(*addr, *from, *rcpt, *n, *c, msgs)
+	r, err := load(strings.Split(*addr, ","), *from, *rcpt, *n, *c, msgs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xarfd-load:", err)
 		os.Exit(1)
@@ -251,9 +253,14 @@ func readMessages(glob string) ([][]byte, error) {
 	return msgs, nil
 }
 
-func load(addr, from, rcpt string, n, c int, msgs [][]byte) (*result, error) {
+// load sends n messages over c sessions, session w to addrs[w mod
+// len(addrs)].
+func load(addrs []string, from, rcpt string, n, c int, msgs [][]byte) (*result, error) {
 	if c < 1 || n < c {
 		return nil, errors.New("need -c >= 1 and -n >= -c")
+	}
+	if len(addrs) == 0 || slices.Contains(addrs, "") {
+		return nil, errors.New("-addr: empty address")
 	}
 	var (
 		next     atomic.Int64
@@ -268,7 +275,7 @@ func load(addr, from, rcpt string, n, c int, msgs [][]byte) (*result, error) {
 			var lat []time.Duration
 			errs := 0
 			var werr error
-			cl, err := smtp.Dial(addr)
+			cl, err := smtp.Dial(addrs[w%len(addrs)])
 			if err == nil {
 				err = cl.Hello("load.example")
 			}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func serve(t *testing.T, backend smtp.Backend) string {
 
 func TestLoadDiscard(t *testing.T) {
 	addr := serve(t, smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return discardSession{}, nil }))
-	r, err := load(addr, "a@origin.example", "x@trap.localhost", 40, 4, [][]byte{message(2048)})
+	r, err := load([]string{addr}, "a@origin.example", "x@trap.localhost", 40, 4, [][]byte{message(2048)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +45,34 @@ func TestLoadDiscard(t *testing.T) {
 	}
 	if r.pct(50) <= 0 || r.pct(99) < r.pct(50) {
 		t.Errorf("p50 %v, p99 %v", r.pct(50), r.pct(99))
+	}
+}
+
+// A list of addresses spreads the sessions over the servers, round
+// robin.
+func TestLoadSpreadsSessions(t *testing.T) {
+	var sessions [3]atomic.Int64
+	var addrs []string
+	for i := range sessions {
+		addrs = append(addrs, serve(t, smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+			sessions[i].Add(1)
+			return discardSession{}, nil
+		})))
+	}
+	r, err := load(addrs, "a@origin.example", "x@trap.localhost", 60, 6, [][]byte{message(1024)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.sent != 60 || r.errors != 0 {
+		t.Fatalf("sent %d, errors %d (%v)", r.sent, r.errors, r.firstErr)
+	}
+	for i := range sessions {
+		if n := sessions[i].Load(); n != 2 {
+			t.Errorf("server %d had %d sessions, want 2 of 6", i, n)
+		}
+	}
+	if _, err := load([]string{addrs[0], ""}, "a@origin.example", "x@trap.localhost", 60, 6, [][]byte{message(1024)}); err == nil {
+		t.Error("an empty address in the list was taken")
 	}
 }
 
@@ -57,7 +86,7 @@ func TestLoadBaselineStoresEveryMessage(t *testing.T) {
 	}
 	addr := serve(t, smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return b.session(), nil }))
 	msg := message(3000)
-	r, err := load(addr, "a@origin.example", "x@trap.localhost", 60, 8, [][]byte{msg})
+	r, err := load([]string{addr}, "a@origin.example", "x@trap.localhost", 60, 8, [][]byte{msg})
 	if err != nil {
 		t.Fatal(err)
 	}
