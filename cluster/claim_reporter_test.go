@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/internal/mailpittest"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
@@ -38,32 +37,6 @@ import (
 // as every node's read model holds every entry), its own connection to
 // one embedded NATS server, and one real Mailpit as the smarthost. Every
 // report must arrive at Mailpit exactly once.
-
-// claimMailpitVersion matches e2e's.
-const claimMailpitVersion = "v1.33.1"
-
-func claimMailpitBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("XARFD_MAILPIT"); p != "" {
-		return p
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "xarfd-test", "mailpit-"+claimMailpitVersion)
-	bin := filepath.Join(dir, "mailpit")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	cmd := exec.Command("go", "install", "github.com/axllent/mailpit@"+claimMailpitVersion)
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building mailpit: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func claimFreePort(t *testing.T) string {
 	t.Helper()
@@ -77,31 +50,12 @@ func claimFreePort(t *testing.T) string {
 
 type claimMailpit struct{ smtp, api string }
 
+// claimStartMailpit runs the desk both nodes deliver to
+// (internal/mailpittest).
 func claimStartMailpit(t *testing.T) *claimMailpit {
 	t.Helper()
-	m := &claimMailpit{smtp: claimFreePort(t), api: claimFreePort(t)}
-	cmd := exec.Command(claimMailpitBinary(t), "--smtp", m.smtp, "--listen", m.api, "--database", filepath.Join(t.TempDir(), "mailpit.db"),
-		"--disable-version-check", "--smtp-disable-rdns", "--quiet")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + m.api + "/api/v1/messages")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return m
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("claimMailpit did not serve its API: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	m := mailpittest.Start(t)
+	return &claimMailpit{smtp: m.SMTP, api: m.API}
 }
 
 // arrivals counts the messages Mailpit holds per report id (from the

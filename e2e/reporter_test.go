@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,14 +27,10 @@ import (
 
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/internal/leakcheck"
+	"github.com/xarfd/xarfd/internal/mailpittest"
 	"github.com/xarfd/xarfd/store"
 	"github.com/xarfd/xarfd/xarf"
 )
-
-// mailpitVersion is the abuse desk of the end-to-end tests, built from
-// the module proxy with the Go toolchain (scripts/test does it once; a
-// test builds it itself when XARFD_MAILPIT is unset).
-const mailpitVersion = "v1.33.1"
 
 // Public addresses that belong to nobody: 192.88.99.0/24 was the 6to4
 // relay anycast prefix (deprecated by RFC 7526). Nothing leaves
@@ -44,30 +39,6 @@ const (
 	e2eOrigin  = "192.88.99.10"
 	e2eOrigin2 = "192.88.99.11"
 )
-
-func mailpitBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("XARFD_MAILPIT"); p != "" {
-		return p
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "xarfd-test", "mailpit-"+mailpitVersion)
-	bin := filepath.Join(dir, "mailpit")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	t.Logf("building mailpit %s into %s", mailpitVersion, dir)
-	cmd := exec.Command("go", "install", "github.com/axllent/mailpit@"+mailpitVersion)
-	cmd.Dir = os.TempDir() // outside this module
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building mailpit: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -81,32 +52,11 @@ func freePort(t *testing.T) string {
 
 type mailpit struct{ smtp, api string }
 
+// startMailpit runs the abuse desk (internal/mailpittest).
 func startMailpit(t *testing.T) *mailpit {
 	t.Helper()
-	bin := mailpitBinary(t)
-	m := &mailpit{smtp: freePort(t), api: freePort(t)}
-	cmd := exec.Command(bin, "--smtp", m.smtp, "--listen", m.api, "--database", filepath.Join(t.TempDir(), "mailpit.db"),
-		"--disable-version-check", "--smtp-disable-rdns", "--quiet")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + m.api + "/api/v1/messages")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return m
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mailpit did not serve its API: %v\n%s", err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	m := mailpittest.Start(t)
+	return &mailpit{smtp: m.SMTP, api: m.API}
 }
 
 type mailpitMsg struct {
