@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xarfd/xarfd/internal/sse"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -174,26 +175,14 @@ func (s *Server) streamCases(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
-		internalError(w, r, "case stream: clearing read deadline", err)
-		return
-	}
 	ch := s.caseHub.subscribe()
 	defer s.caseHub.unsubscribe(ch)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(b []byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(writeWait))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+	st, err := sse.Open(w, writeWait)
+	if err != nil {
+		internalError(w, r, "case stream", err)
+		return
 	}
-	if !send([]byte(": subscribed\nretry: 3000\n\n")) {
+	if !st.Hello() {
 		return
 	}
 	tick := time.NewTicker(s.beat)
@@ -205,7 +194,7 @@ func (s *Server) streamCases(w http.ResponseWriter, r *http.Request) {
 		case <-s.closing:
 			return
 		case <-tick.C:
-			if !send([]byte(": heartbeat\n\n")) {
+			if !st.Heartbeat() {
 				return
 			}
 		case c := <-ch:
@@ -217,7 +206,7 @@ func (s *Server) streamCases(w http.ResponseWriter, r *http.Request) {
 			ev.WriteString("event: case\nid: " + c.ID.String() + "\ndata: ")
 			ev.Write(b)
 			ev.WriteString("\n\n")
-			if !send(ev.Bytes()) {
+			if !st.Send(ev.Bytes()) {
 				return
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xarfd/xarfd/internal/sse"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -124,31 +125,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	// No read deadline for the stream's life. (HTTP/1.1 connections clear
-	// it themselves once the handler runs; an HTTP/2 stream would keep
-	// the server's ReadTimeout.)
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
-		internalError(w, r, "stream: clearing read deadline", err)
-		return
-	}
 	sub := s.hub.Subscribe(channel, s.buf)
 	defer s.hub.Unsubscribe(sub)
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(b []byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(writeWait))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+	st, err := sse.Open(w, writeWait)
+	if err != nil {
+		internalError(w, r, "stream", err)
+		return
 	}
-	// The opening comment tells the client it is subscribed.
-	if !send([]byte(": subscribed\nretry: 3000\n\n")) {
+	if !st.Hello() {
 		return
 	}
 	tick := time.NewTicker(s.beat)
@@ -164,7 +148,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			requestLog(r).Warn().Msg("stream consumer dropped: it did not keep up")
 			return
 		case <-tick.C:
-			if !send([]byte(": heartbeat\n\n")) {
+			if !st.Heartbeat() {
 				return
 			}
 		case rep := <-sub.C():
@@ -183,7 +167,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			ev.WriteString("\n\n")
-			if !send(ev.Bytes()) {
+			if !st.Send(ev.Bytes()) {
 				return
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xarfd/xarfd/internal/sse"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -55,27 +56,15 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.live.Add(-1)
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Time{}); err != nil {
-		c.o.Logger.Error().Err(err).Msg("console: live stream: clearing read deadline")
+	sub := c.o.Hub.Subscribe(f.Channel, liveBuffer)
+	defer c.o.Hub.Unsubscribe(sub)
+	st, err := sse.Open(w, writeWait)
+	if err != nil {
+		c.o.Logger.Error().Err(err).Msg("console: live stream")
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	sub := c.o.Hub.Subscribe(f.Channel, liveBuffer)
-	defer c.o.Hub.Unsubscribe(sub)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(b []byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(writeWait))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !send([]byte(": subscribed\nretry: 3000\n\n")) {
+	if !st.Hello() {
 		return
 	}
 	tick := time.NewTicker(heartbeat)
@@ -90,7 +79,7 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 		case <-sub.Dropped():
 			return // the browser reconnects
 		case <-tick.C:
-			if !send([]byte(": heartbeat\n\n")) {
+			if !st.Heartbeat() {
 				return
 			}
 		case rep := <-sub.C():
@@ -126,7 +115,7 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 				ev.WriteByte('\n')
 			}
 			ev.WriteByte('\n')
-			if !send(ev.Bytes()) {
+			if !st.Send(ev.Bytes()) {
 				return
 			}
 		}
