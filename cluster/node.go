@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -130,11 +132,19 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 			}
 			copts = append(copts, nats.Secure(tc))
 		}
-		// Servers still starting are retried in the background, as
-		// with a connection lost later.
-		copts = append(copts, nats.RetryOnFailedConnect(true))
 	}
 	nc, err := nats.Connect(url, copts...)
+	if why := credentialsRefused(err); why != "" && cl.NATS.URL != "" {
+		// Retried in the background (next step), a wrong password or
+		// certificate would only show as "stream not ready": this node's
+		// own mistake must stop it at start.
+		return nil, fmt.Errorf("cluster: connecting to NATS at %s: %s: %w", cl.NATS.URL, why, err)
+	}
+	if err != nil && cl.NATS.URL != "" {
+		// Servers still starting are retried in the background, as
+		// with a connection lost later.
+		nc, err = nats.Connect(url, append(copts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		n.stopServer()
 		return nil, fmt.Errorf("cluster: connecting to NATS: %w", err)
@@ -153,6 +163,32 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 	n.wg.Go(func() { n.consume(ctx) })
 	n.wg.Go(func() { n.monitor(ctx) })
 	return n, nil
+}
+
+// credentialsRefused says which setting the error of a connection
+// attempt blames ("" when it is not one of authentication or TLS
+// verification: a server not up yet is retried).
+func credentialsRefused(err error) string {
+	if err == nil {
+		return ""
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var alert tls.AlertError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return "the servers refused this node's credentials (authentication failed; check cluster.nats.user and password_file, or creds_file)"
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return "the server's TLS certificate was not accepted (check cluster.nats.tls.ca_file and the servers' names)"
+	case errors.As(err, &alert):
+		return "the server refused this node's TLS handshake (check cluster.nats.tls.cert_file and key_file)"
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return "TLS is required on one side only (check cluster.nats.tls)"
+	}
+	return ""
 }
 
 // StreamMaxAge is the stream's retention: the longest retention of any
