@@ -134,7 +134,7 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		}
 	}
 	nc, err := nats.Connect(url, copts...)
-	if why := credentialsRefused(err); why != "" && cl.NATS.URL != "" {
+	if why := credentialsRefused(err, cl.NATS); why != "" && cl.NATS.URL != "" {
 		// Retried in the background (next step), a wrong password or
 		// certificate would only show as "stream not ready": this node's
 		// own mistake must stop it at start.
@@ -168,9 +168,16 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 // credentialsRefused says which setting the error of a connection
 // attempt blames ("" when it is not one of authentication or TLS
 // verification: a server not up yet is retried).
-func credentialsRefused(err error) string {
+func credentialsRefused(err error, c config.NATS) string {
 	if err == nil {
 		return ""
+	}
+	creds := "the servers require credentials: set cluster.nats.user and password_file, or creds_file"
+	switch {
+	case c.CredsFile != "":
+		creds = "check cluster.nats.creds_file"
+	case c.User != "":
+		creds = "check cluster.nats.user and password_file"
 	}
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
@@ -180,7 +187,7 @@ func credentialsRefused(err error) string {
 	switch {
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
 		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
-		return "the servers refused this node's credentials (authentication failed; check cluster.nats.user and password_file, or creds_file)"
+		return "authentication failed (" + creds + ")"
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
 		return "the server's TLS certificate was not accepted (check cluster.nats.tls.ca_file and the servers' names)"
 	case errors.As(err, &alert):

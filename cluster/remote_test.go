@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/cluster"
@@ -332,4 +334,141 @@ func TestEmbeddedTLSRoutes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// operator is a NATS operator with a JetStream account, as nsc makes
+// them, held by a memory resolver.
+type operator struct {
+	claims *jwt.OperatorClaims
+	key    nkeys.KeyPair
+	sys    string
+	res    *server.MemAccResolver
+}
+
+func newOperator(t *testing.T) *operator {
+	t.Helper()
+	okp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	op := &operator{key: okp, res: &server.MemAccResolver{}}
+	sys := op.account(t, false)
+	oc.SystemAccount = sys.pub
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.claims, err = jwt.DecodeOperatorClaims(ojwt); err != nil {
+		t.Fatal(err)
+	}
+	op.sys = sys.pub
+	return op
+}
+
+type account struct {
+	pub string
+	key nkeys.KeyPair
+}
+
+// account registers a new account; jetstream gives it unlimited
+// JetStream.
+func (op *operator) account(t *testing.T, jetstream bool) account {
+	t.Helper()
+	akp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apub, _ := akp.PublicKey()
+	ac := jwt.NewAccountClaims(apub)
+	if jetstream {
+		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	}
+	ajwt, err := ac.Encode(op.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op.res.Store(apub, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	return account{pub: apub, key: akp}
+}
+
+// creds writes a credentials file of a new user of a (signed by signer,
+// which is a's key unless an intruder forges it).
+func creds(t *testing.T, signer nkeys.KeyPair, issuerAccount string) string {
+	t.Helper()
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.IssuerAccount = issuerAccount
+	ujwt, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	b, err := jwt.FormatUserConfig(ujwt, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "user.creds", string(b))
+}
+
+func TestRemoteCredsFile(t *testing.T) {
+	op := newOperator(t)
+	acct := op.account(t, true)
+	s := startNATS(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+		o.SystemAccount = op.sys
+		o.AccountResolver = op.res
+	})
+	block := func(file string) string { return fmt.Sprintf("    url: %q\n    creds_file: %q\n", s.ClientURL(), file) }
+
+	t.Run("valid credentials", func(t *testing.T) {
+		cfg := remoteConfig(t, "mx1", block(creds(t, acct.key, "")))
+		if _, err := cfg.Prepare(config.Parsers{}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := startNode(t, cfg, &config.Resources{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(t, m, m)
+	})
+	t.Run("user of an account the server does not know", func(t *testing.T) {
+		stranger, err := nkeys.CreateAccount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = startNode(t, remoteConfig(t, "mx2", block(creds(t, stranger, ""))), &config.Resources{})
+		if err == nil {
+			t.Fatal("a node with credentials of an unknown account started")
+		}
+		t.Log(err)
+		if !strings.Contains(err.Error(), "creds_file") {
+			t.Errorf("the error does not name creds_file: %v", err)
+		}
+		if strings.Contains(err.Error(), "SUA") {
+			t.Errorf("the error shows a seed: %v", err)
+		}
+	})
+}
+
+// A server not up yet is no configuration error: the node starts and
+// connects when the server comes.
+func TestRemoteServerLater(t *testing.T) {
+	port := clustertest.FreePorts(t, 1)[0]
+	m, err := startNode(t, remoteConfig(t, "mx1", fmt.Sprintf("    url: \"nats://127.0.0.1:%d\"\n", port)), &config.Resources{})
+	if err != nil {
+		t.Fatalf("a node whose server is not up yet did not start: %v", err)
+	}
+	if h := m.Node.Health(); h.OK {
+		t.Errorf("healthy without a server: %+v", h)
+	}
+	startNATS(t, func(o *server.Options) { o.Port = port })
+	roundTrip(t, m, m)
 }
