@@ -81,6 +81,10 @@ type Node struct {
 	ready  atomic.Bool // the stream and the consumer exist
 	health atomic.Pointer[Health]
 
+	// driftLogged is the last difference from the stream's settings
+	// logged (consume's goroutine only).
+	driftLogged string
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -301,7 +305,7 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 	// request waits for nothing, and the next try comes sooner.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "xarfd records: every accepted message's store entries",
 		Subjects:    []string{SubjectPrefix + ">"},
@@ -311,7 +315,15 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 		MaxAge:      n.maxAge,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
-	})
+	}
+	if s, err := n.js.Stream(ctx, StreamName); err == nil {
+		var drift []Drift
+		want, drift = Reconcile(s.CachedInfo().Config, want)
+		n.logDrift(drift)
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("reading stream %s: %w", StreamName, err)
+	}
+	s, err := n.js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", StreamName, err)
 	}
@@ -327,6 +339,81 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("creating consumer %s: %w", n.cfg.Node, err)
 	}
 	return c, nil
+}
+
+// Drift is a setting of the stream that differs from this node's.
+type Drift struct {
+	// Key is the configuration key the setting derives from.
+	Key string
+	// Stream and Node are the stream's value and this node's.
+	Stream, Node string
+	// Kept says which value the stream keeps: "stream" or "node".
+	Kept string
+}
+
+// Reconcile is the stream configuration a node applies at start, given
+// the stream's current one (set by another node, or by an older
+// version) and its own. Every node calls CreateOrUpdateStream at start:
+// taken as it is, the last node to start would win, and a node with a
+// smaller cluster.replicas or a shorter retention would silently lower
+// what the others set. So a value is never lowered: replicas, max_age
+// (0 = unlimited counts as the longest) and the duplicate window keep the
+// larger of the two; lowering one cluster-wide is an operator's step
+// (nats stream edit, see docs/operations.md). Every difference is
+// returned, for the start to log.
+func Reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []Drift) {
+	var drift []Drift
+	if have.Replicas != want.Replicas {
+		d := Drift{Key: "cluster.replicas", Stream: fmt.Sprint(have.Replicas), Node: fmt.Sprint(want.Replicas), Kept: "node"}
+		if have.Replicas > want.Replicas {
+			want.Replicas, d.Kept = have.Replicas, "stream"
+		}
+		drift = append(drift, d)
+	}
+	if have.MaxAge != want.MaxAge {
+		d := Drift{Key: "channels[].retention, retention_orphaned (the longest)", Stream: age(have.MaxAge), Node: age(want.MaxAge), Kept: "node"}
+		if have.MaxAge == 0 || (want.MaxAge != 0 && have.MaxAge > want.MaxAge) {
+			want.MaxAge, d.Kept = have.MaxAge, "stream"
+		}
+		drift = append(drift, d)
+	}
+	if have.Duplicates != want.Duplicates {
+		d := Drift{Key: "duplicate window (xarfd version)", Stream: have.Duplicates.String(), Node: want.Duplicates.String(), Kept: "node"}
+		if have.Duplicates > want.Duplicates {
+			want.Duplicates, d.Kept = have.Duplicates, "stream"
+		}
+		drift = append(drift, d)
+	}
+	return want, drift
+}
+
+func age(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+// logDrift warns once per node (setup runs again after every consumer
+// error) of each setting where the stream and this node differ.
+func (n *Node) logDrift(drift []Drift) {
+	var b strings.Builder
+	for _, d := range drift {
+		fmt.Fprintf(&b, "%s: stream %s, this node %s, kept %s; ", d.Key, d.Stream, d.Node, d.Kept)
+	}
+	key := b.String()
+	if key == "" || n.driftLogged == key {
+		return
+	}
+	n.driftLogged = key
+	for _, d := range drift {
+		ev := n.log.Warn().Str("key", d.Key).Str("stream", d.Stream).Str("node", d.Node).Str("kept", d.Kept)
+		if d.Kept == "stream" {
+			ev.Msg("cluster: this node's configuration differs from the stream's, which another node set; the larger value is kept (a stream setting is never lowered at start)")
+		} else {
+			ev.Msg("cluster: this node's configuration differs from the stream's; the stream is raised to this node's value")
+		}
+	}
 }
 
 // consume applies the stream to the local store until ctx ends,

@@ -128,8 +128,14 @@ func startNATS(t *testing.T, edit func(*server.Options)) *server.Server {
 // by four spaces).
 func remoteConfig(t *testing.T, name, nats string) *config.Config {
 	t.Helper()
+	return remoteConfigWith(t, name, "", nats)
+}
+
+// remoteConfigWith is remoteConfig with top (top-level keys) added.
+func remoteConfigWith(t *testing.T, name, top, nats string) *config.Config {
+	t.Helper()
 	dir := t.TempDir()
-	y := clustertest.Base + "data_dir: " + dir + "\ncluster:\n  node: " + name + "\n  replicas: 1\n  publish_timeout: 3s\n  nats:\n" + nats
+	y := clustertest.Base + top + "data_dir: " + dir + "\ncluster:\n  node: " + name + "\n  replicas: 1\n  publish_timeout: 3s\n  nats:\n" + nats
 	cfg, err := config.Parse([]byte(y), name+".yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +147,17 @@ func remoteConfig(t *testing.T, name, nats string) *config.Config {
 // ends.
 func startNode(t *testing.T, cfg *config.Config, res *config.Resources) (*clustertest.Member, error) {
 	t.Helper()
+	return startNodeLog(t, cfg, res, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+}
+
+// startNodeLog is startNode logging to log.
+func startNodeLog(t *testing.T, cfg *config.Config, res *config.Resources, log zerolog.Logger) (*clustertest.Member, error) {
+	t.Helper()
 	st, err := store.Open(cfg.DataDir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := cluster.Start(cfg, res, st, cluster.Options{Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	n, err := cluster.Start(cfg, res, st, cluster.Options{Logger: log})
 	if err != nil {
 		st.Close()
 		return nil, err
