@@ -99,6 +99,10 @@ type ClusterStatus struct {
 	// ConsumerLag is how many records of the stream this node has not
 	// applied yet.
 	ConsumerLag uint64 `json:"consumer_lag"`
+	// ConfigMismatch names the nodes whose configuration differs from
+	// this node's (channels, redaction, retention, reporter); it does not
+	// make /healthz fail.
+	ConfigMismatch []string `json:"config_mismatch,omitempty"`
 }
 
 // Server serves the HTTP API.

@@ -2,7 +2,11 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/cluster"
+	"github.com/xarfd/xarfd/cluster/clustertest"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/internal/syncbuf"
 )
@@ -97,6 +102,71 @@ func TestDriftNotLowered(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, `"key":"channels[].retention, retention_orphaned (the longest)"`) || !strings.Contains(l, `"kept":"stream"`) {
 		t.Errorf("mx2 did not warn of the difference:\n%s", l)
+	}
+
+	// Their configuration fingerprints differ in retention: each node
+	// names the other in its health, and mx2 logs which part differs.
+	for _, c := range []struct{ m, other *clustertest.Member }{{a, b}, {b, a}} {
+		clustertest.Eventually(t, 30*time.Second, c.m.Name+" sees the mismatch", func() string {
+			if got := c.m.Node.Health().ConfigMismatch; !slices.Equal(got, []string{c.other.Name}) {
+				return fmt.Sprint(got)
+			}
+			return ""
+		})
+	}
+	if l := logs.String(); !strings.Contains(l, `"peer":"mx1","differs":["retention"]`) {
+		t.Errorf("mx2 did not log which part of mx1's configuration differs:\n%s", l)
+	}
+	// A third node configured as mx1 matches it.
+	c, err := startNode(t, remoteConfigWith(t, "mx3", "retention_orphaned: 2000h\n", block), &config.Resources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 30*time.Second, "mx3 sees mx2 only", func() string {
+		if got := c.Node.Health().ConfigMismatch; !slices.Equal(got, []string{"mx2"}) {
+			return fmt.Sprint(got)
+		}
+		return ""
+	})
+	clustertest.Eventually(t, 30*time.Second, "mx2 sees mx1 and mx3", func() string {
+		if got := b.Node.Health().ConfigMismatch; !slices.Equal(got, []string{"mx1", "mx3"}) {
+			return fmt.Sprint(got)
+		}
+		return ""
+	})
+	if got := a.Node.Health().ConfigMismatch; !slices.Equal(got, []string{"mx2"}) {
+		t.Errorf("mx1 mismatches %v, want [mx2]", got)
+	}
+}
+
+func TestConfigFingerprint(t *testing.T) {
+	cfg := remoteConfig(t, "mx1", "    url: \"nats://127.0.0.1:4222\"\n")
+	key := []byte("0123456789abcdef-secret-hmac-key")
+	res := &config.Resources{HMACKeys: map[string][]byte{"trap": key}}
+	fp := cluster.ConfigFingerprint(cfg, res)
+	if d := fp.Differs(cluster.ConfigFingerprint(cfg, res)); d != nil {
+		t.Errorf("the same configuration differs in %v", d)
+	}
+	other := &config.Resources{HMACKeys: map[string][]byte{"trap": []byte("another-key-of-sixteen-bytes")}}
+	if d := fp.Differs(cluster.ConfigFingerprint(cfg, other)); !slices.Equal(d, []string{"redaction"}) {
+		t.Errorf("another HMAC key differs in %v, want [redaction]", d)
+	}
+	cfg2 := remoteConfig(t, "mx2", "    url: \"nats://127.0.0.1:4222\"\n")
+	cfg2.Reporter.PerContactPerHour++
+	if d := fp.Differs(cluster.ConfigFingerprint(cfg2, res)); !slices.Equal(d, []string{"reporter"}) {
+		t.Errorf("another reporter setting differs in %v, want [reporter]", d)
+	}
+	cfg2 = remoteConfig(t, "mx2", "    url: \"nats://127.0.0.1:4222\"\n")
+	cfg2.Channels[0].Name = "fbl2"
+	if d := fp.Differs(cluster.ConfigFingerprint(cfg2, res)); !slices.Contains(d, "channels") {
+		t.Errorf("a renamed channel differs in %v, want channels among them", d)
+	}
+	b, _ := json.Marshal(fp)
+	sum := sha256.Sum256(key)
+	for _, secret := range []string{string(key), hex.EncodeToString(sum[:]), hex.EncodeToString(sum[:8])} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the fingerprint shows the HMAC key (or its hash): %s", b)
+		}
 	}
 }
 

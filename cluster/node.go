@@ -81,6 +81,12 @@ type Node struct {
 	ready  atomic.Bool // the stream and the consumer exist
 	health atomic.Pointer[Health]
 
+	// fp is this node's configuration fingerprint; peers the parts in
+	// which each other node's differs (only those that differ).
+	fp      Fingerprint
+	peersMu sync.Mutex
+	peers   map[string][]string
+
 	// driftLogged is the last difference from the stream's settings
 	// logged (consume's goroutine only).
 	driftLogged string
@@ -100,7 +106,7 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		return nil, errors.New("cluster: no cluster configuration")
 	}
 	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
-		onApply: opt.OnApply, onStore: opt.OnStored}
+		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{}}
 	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
 	copts := []nats.Option{
 		nats.Name("xarfd " + cl.Node),
@@ -166,6 +172,7 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 	n.cancel = cancel
 	n.wg.Go(func() { n.consume(ctx) })
 	n.wg.Go(func() { n.monitor(ctx) })
+	n.wg.Go(func() { n.watchNodes(ctx) })
 	return n, nil
 }
 
@@ -606,8 +613,12 @@ type Health struct {
 	// StreamLeader names the NATS server leading the stream.
 	StreamLeader string `json:"stream_leader,omitempty"`
 	// Lag is how many records of the stream this node has not applied.
-	Lag     uint64    `json:"consumer_lag"`
-	Checked time.Time `json:"checked"`
+	Lag uint64 `json:"consumer_lag"`
+	// ConfigMismatch names the nodes whose configuration fingerprint
+	// differs from this node's (see Fingerprint); it does not make the
+	// cluster unhealthy.
+	ConfigMismatch []string  `json:"config_mismatch,omitempty"`
+	Checked        time.Time `json:"checked"`
 }
 
 // Reasons of an unhealthy cluster state.
@@ -623,6 +634,7 @@ const (
 // Health returns the last status the monitor found.
 func (n *Node) Health() Health {
 	h := *n.health.Load()
+	h.ConfigMismatch = n.mismatched()
 	if h.OK && time.Since(h.Checked) > staleAfter {
 		h.OK, h.Reason = false, ReasonStale
 	}
