@@ -299,9 +299,7 @@ func TestEmbeddedTLSRoutes(t *testing.T) {
 	var ms []*clustertest.Member
 	for i, name := range []string{"n1", "n2"} {
 		cert, key := ca.issue(t, name, int64(10+i))
-		// Routes to these two only: a JetStream cluster sizes its quorum
-		// by the routes it knows at start.
-		m, err := startNode(t, embeddedTLS(t, name, ports[i], ports[:2], cert, key, ca.CA), res)
+		m, err := startNode(t, embeddedTLS(t, name, ports[i], ports, cert, key, ca.CA), res)
 		if err != nil {
 			t.Fatal(err)
 		}
