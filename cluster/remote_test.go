@@ -322,24 +322,38 @@ func TestEmbeddedTLSRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Give the routes time to be tried (they retry every second); the
-	// assertion itself does not depend on the time: no route at all may
-	// have formed, and the stream stays unknown to n3.
+	isolated(t, m3, ms)
+
+	// A fourth with a certificate of the right CA but the wrong route
+	// password is refused too.
+	p4 := clustertest.FreePorts(t, 1)[0]
+	cert, key = ca.issue(t, "n4", 21)
+	m4, err := startNode(t, embeddedTLS(t, "n4", p4, append(ports[:2:2], p4), cert, key, ca.CA), &config.Resources{NATSPassword: "wrong-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isolated(t, m4, ms)
+}
+
+// isolated checks that m formed no route with any of others: the routes
+// are retried every second, and for three seconds none may form.
+func isolated(t *testing.T, m *clustertest.Member, others []*clustertest.Member) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		if n := m3.Node.Server().NumRoutes(); n != 0 {
-			t.Fatalf("n3, with a certificate of another CA, has %d routes", n)
+		if n := m.Node.Server().NumRoutes(); n != 0 {
+			t.Fatalf("%s has %d routes, want none", m.Name, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if h := m3.Node.Health(); h.OK {
-		t.Errorf("n3 is healthy without joining: %+v", h)
+	if h := m.Node.Health(); h.OK {
+		t.Errorf("%s is healthy without joining: %+v", m.Name, h)
 	}
-	for _, m := range ms {
-		if rs, _ := m.Node.Server().Routez(nil); rs != nil {
+	for _, o := range others {
+		if rs, _ := o.Node.Server().Routez(nil); rs != nil {
 			for _, r := range rs.Routes {
-				if r.RemoteName == "n3" {
-					t.Errorf("%s has a route to n3", m.Name)
+				if r.RemoteName == m.Name {
+					t.Errorf("%s has a route to %s", o.Name, m.Name)
 				}
 			}
 		}
