@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -87,6 +88,9 @@ type Node struct {
 	peersMu sync.Mutex
 	peers   map[string][]string
 
+	// reconnectFails rate-limits the log lines of failed reconnects.
+	reconnectFails *lograte.Limiter
+
 	// driftLogged is the last difference from the stream's settings
 	// logged (consume's goroutine only).
 	driftLogged string
@@ -106,7 +110,8 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		return nil, errors.New("cluster: no cluster configuration")
 	}
 	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
-		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{}}
+		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{},
+		reconnectFails: lograte.New(lograte.Every, nil)}
 	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
 	copts := []nats.Option{
 		nats.Name("xarfd " + cl.Node),
@@ -116,6 +121,17 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 			n.log.Warn().AnErr("error", err).Msg("cluster: disconnected from NATS; accepting is refused with 451 until it is back")
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { n.log.Info().Msg("cluster: reconnected to NATS") }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// Every attempt (four a second) fails alike: a password
+			// changed on the servers must show, once a minute.
+			why := credentialsRefused(err, cl.NATS)
+			if why == "" {
+				why = "the servers cannot be reached"
+			}
+			if ok, k := n.reconnectFails.Allow(why); ok {
+				n.log.Warn().AnErr("error", err).Int("repeated", k).Msg("cluster: reconnecting to NATS failed: " + why)
+			}
+		}),
 	}
 	url := cl.NATS.URL
 	if e := cl.NATS.Embedded; e != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/cluster/clustertest"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/syncbuf"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -495,4 +496,37 @@ func TestRemoteServerLater(t *testing.T) {
 	}
 	startNATS(t, func(o *server.Options) { o.Port = port })
 	roundTrip(t, m, m)
+}
+
+// A password changed on the server while the node runs: the failed
+// reconnects say so in the log, once (not four lines a second).
+func TestRemotePasswordChangedWhileRunning(t *testing.T) {
+	const password = "first-Pa55"
+	port := clustertest.FreePorts(t, 1)[0]
+	s := startNATS(t, func(o *server.Options) { o.Username, o.Password, o.Port = "xarfd", password, port })
+	block := fmt.Sprintf("    url: %q\n    user: xarfd\n    password_file: %q\n", s.ClientURL(), writeFile(t, "password", password))
+	logs := &syncbuf.Buffer{}
+	m, err := startNodeLog(t, remoteConfig(t, "mx1", block), &config.Resources{NATSPassword: password}, zerolog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, m, m)
+	s.Shutdown()
+	s.WaitForShutdown()
+	startNATS(t, func(o *server.Options) { o.Username, o.Password, o.Port = "xarfd", "second-Pa55", port })
+	const line = "reconnecting to NATS failed: authentication failed (check cluster.nats.user and password_file)"
+	clustertest.Eventually(t, 30*time.Second, "the reconnect failure logged", func() string {
+		if !strings.Contains(logs.String(), line) {
+			return "not yet"
+		}
+		return ""
+	})
+	// Several attempts later, still one line.
+	time.Sleep(2 * time.Second)
+	if n := strings.Count(logs.String(), line); n != 1 {
+		t.Errorf("%d lines for the failed reconnects, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), password) || strings.Contains(logs.String(), "second-Pa55") {
+		t.Errorf("a password reached the log:\n%s", logs.String())
+	}
 }
