@@ -7,13 +7,14 @@ import (
 
 func TestHealthzReportsTheCluster(t *testing.T) {
 	var st atomic.Pointer[ClusterStatus]
-	st.Store(&ClusterStatus{Node: "mx1", OK: true, StreamLeader: "mx2", ConsumerLag: 7})
+	st.Store(&ClusterStatus{Node: "mx1", OK: true, StreamLeader: "mx2", ConsumerLag: 7, ConfigMismatch: []string{"mx3"}})
 	e := newEnv(t, false, func(o *Options) { o.Cluster = func() ClusterStatus { return *st.Load() } })
 
 	r := e.get("/healthz", "")
 	var h healthBody
 	r.json(t, &h)
-	if r.code != 200 || h.Cluster == nil || h.Cluster.Node != "mx1" || h.Cluster.StreamLeader != "mx2" || h.Cluster.ConsumerLag != 7 {
+	if r.code != 200 || h.Cluster == nil || h.Cluster.Node != "mx1" || h.Cluster.StreamLeader != "mx2" || h.Cluster.ConsumerLag != 7 ||
+		len(h.Cluster.ConfigMismatch) != 1 || h.Cluster.ConfigMismatch[0] != "mx3" {
 		t.Errorf("healthy cluster: %d %s", r.code, r.body)
 	}
 

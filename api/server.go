@@ -19,6 +19,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
+	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
@@ -98,6 +99,10 @@ type ClusterStatus struct {
 	// ConsumerLag is how many records of the stream this node has not
 	// applied yet.
 	ConsumerLag uint64 `json:"consumer_lag"`
+	// ConfigMismatch names the nodes whose configuration differs from
+	// this node's (channels, redaction, retention, reporter); it does not
+	// make /healthz fail.
+	ConfigMismatch []string `json:"config_mismatch,omitempty"`
 }
 
 // Server serves the HTTP API.
@@ -119,6 +124,9 @@ type Server struct {
 	caseHub *CaseHub
 	console http.Handler         // nil: no console
 	cluster func() ClusterStatus // nil: a single node
+	// commitFails rate-limits the log lines of submissions the store or
+	// the cluster refused to commit.
+	commitFails *lograte.Limiter
 
 	handler http.Handler
 	srv     *http.Server
@@ -143,8 +151,9 @@ func New(o Options) *Server {
 		caseHub: o.CaseHub,
 		console: o.Console,
 
-		maxStreams: o.MaxStreams,
-		cluster:    o.Cluster,
+		maxStreams:  o.MaxStreams,
+		cluster:     o.Cluster,
+		commitFails: lograte.New(lograte.Every, nil),
 	}
 	if s.caseHub == nil {
 		s.caseHub = NewCaseHub()
@@ -404,6 +413,28 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 // internalError logs err with the request id and replies with a generic
 // text naming only the request id.
 func internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	requestLog(r).Error().Err(err).Msg(what)
+	replyInternal(w, r, err)
+}
+
+// commitError is internalError for a submission the store or the cluster
+// refused to commit (no quorum, a full disk): that repeats for every
+// submission until it is fixed, so it is logged once a minute with the
+// count of the others (each request's access log line stays).
+func (s *Server) commitError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if !errors.Is(err, store.ErrCommit) {
+		internalError(w, r, what, err)
+		return
+	}
+	if ok, n := s.commitFails.Allow("commit"); ok {
+		requestLog(r).Error().Err(err).Int("repeated", n).Msg(what + " failed; the same failure is logged once a minute, repeated counts the others")
+	}
+	replyInternal(w, r, err)
+}
+
+// replyInternal replies to a request that failed with err: a generic text
+// naming only the request id.
+func replyInternal(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	switch {
 	case store.IsClosed(err):
@@ -418,9 +449,7 @@ func internalError(w http.ResponseWriter, r *http.Request, what string, err erro
 		// that it cannot be served, never the damaged bytes.
 		msg = "stored data is damaged and cannot be served"
 	}
-	info := infoOf(r)
-	requestLog(r).Error().Err(err).Msg(what)
-	writeJSON(w, code, errorBody{Error: msg, RequestID: info.id})
+	writeJSON(w, code, errorBody{Error: msg, RequestID: infoOf(r).id})
 }
 
 func newRequestID() string {

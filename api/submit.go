@@ -179,7 +179,7 @@ func (s *Server) submitMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := in.Accept(env, []ingest.Delivery{{Channel: ch, Rcpts: rcpts}}, body)
 	if err != nil {
-		internalError(w, r, "ingesting message", err)
+		s.commitError(w, r, "ingesting message", err)
 		return
 	}
 	out := submitted{ID: res[0].ID.String(), Quarantined: res[0].Quarantined, Reason: res[0].Reason}
@@ -224,7 +224,7 @@ func (s *Server) submitReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		internalError(w, r, "submitting report", err)
+		s.commitError(w, r, "submitting report", err)
 		return
 	}
 	requestLog(r).Info().Str("channel", ch.Name).Str("id", id.String()).Msg("report accepted")

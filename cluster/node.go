@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -83,6 +86,19 @@ type Node struct {
 	ready  atomic.Bool // the stream and the consumer exist
 	health atomic.Pointer[Health]
 
+	// fp is this node's configuration fingerprint; peers the parts in
+	// which each other node's differs (only those that differ).
+	fp      Fingerprint
+	peersMu sync.Mutex
+	peers   map[string][]string
+
+	// reconnectFails rate-limits the log lines of failed reconnects.
+	reconnectFails *lograte.Limiter
+
+	// driftLogged is the last difference from the stream's settings
+	// logged (consume's goroutine only).
+	driftLogged string
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -98,7 +114,8 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		return nil, errors.New("cluster: no cluster configuration")
 	}
 	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
-		onApply: opt.OnApply, onStore: opt.OnStored}
+		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{},
+		reconnectFails: lograte.New(lograte.Every, nil)}
 	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
 	copts := []nats.Option{
 		nats.Name("xarfd " + cl.Node),
@@ -108,6 +125,17 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 			n.log.Warn().AnErr("error", err).Msg("cluster: disconnected from NATS; accepting is refused with 451 until it is back")
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { n.log.Info().Msg("cluster: reconnected to NATS") }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// Every attempt (four a second) fails alike: a password
+			// changed on the servers must show, once a minute.
+			why := credentialsRefused(err, cl.NATS)
+			if why == "" {
+				why = "the servers cannot be reached"
+			}
+			if ok, k := n.reconnectFails.Allow(why); ok {
+				n.log.Warn().AnErr("error", err).Int("repeated", k).Msg("cluster: reconnecting to NATS failed: " + why)
+			}
+		}),
 	}
 	url := cl.NATS.URL
 	if e := cl.NATS.Embedded; e != nil {
@@ -134,11 +162,19 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 			}
 			copts = append(copts, nats.Secure(tc))
 		}
-		// Servers still starting are retried in the background, as
-		// with a connection lost later.
-		copts = append(copts, nats.RetryOnFailedConnect(true))
 	}
 	nc, err := nats.Connect(url, copts...)
+	if why := credentialsRefused(err, cl.NATS); why != "" && cl.NATS.URL != "" {
+		// Retried in the background (next step), a wrong password or
+		// certificate would only show as "stream not ready": this node's
+		// own mistake must stop it at start.
+		return nil, fmt.Errorf("cluster: connecting to NATS at %s: %s: %w", cl.NATS.URL, why, err)
+	}
+	if err != nil && cl.NATS.URL != "" {
+		// Servers still starting are retried in the background, as
+		// with a connection lost later.
+		nc, err = nats.Connect(url, append(copts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		n.stopServer()
 		return nil, fmt.Errorf("cluster: connecting to NATS: %w", err)
@@ -156,7 +192,41 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 	n.cancel = cancel
 	n.wg.Go(func() { n.consume(ctx) })
 	n.wg.Go(func() { n.monitor(ctx) })
+	n.wg.Go(func() { n.watchNodes(ctx) })
 	return n, nil
+}
+
+// credentialsRefused says which setting the error of a connection
+// attempt blames ("" when it is not one of authentication or TLS
+// verification: a server not up yet is retried).
+func credentialsRefused(err error, c config.NATS) string {
+	if err == nil {
+		return ""
+	}
+	creds := "the servers require credentials: set cluster.nats.user and password_file, or creds_file"
+	switch {
+	case c.CredsFile != "":
+		creds = "check cluster.nats.creds_file"
+	case c.User != "":
+		creds = "check cluster.nats.user and password_file"
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var alert tls.AlertError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return "authentication failed (" + creds + ")"
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return "the server's TLS certificate was not accepted (check cluster.nats.tls.ca_file and the servers' names)"
+	case errors.As(err, &alert):
+		return "the server refused this node's TLS handshake (check cluster.nats.tls.cert_file and key_file)"
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return "TLS is required on one side only (check cluster.nats.tls)"
+	}
+	return ""
 }
 
 // StreamMaxAge is the stream's retention: the longest retention of any
@@ -262,7 +332,7 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 	// request waits for nothing, and the next try comes sooner.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s, err := n.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "xarfd records: every accepted message's store entries",
 		Subjects:    []string{SubjectPrefix + ">"},
@@ -272,7 +342,15 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 		MaxAge:      n.maxAge,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
-	})
+	}
+	if s, err := n.js.Stream(ctx, StreamName); err == nil {
+		var drift []Drift
+		want, drift = Reconcile(s.CachedInfo().Config, want)
+		n.logDrift(drift)
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("reading stream %s: %w", StreamName, err)
+	}
+	s, err := n.js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", StreamName, err)
 	}
@@ -292,6 +370,81 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("creating consumer %s: %w", n.cfg.Node, err)
 	}
 	return c, nil
+}
+
+// Drift is a setting of the stream that differs from this node's.
+type Drift struct {
+	// Key is the configuration key the setting derives from.
+	Key string
+	// Stream and Node are the stream's value and this node's.
+	Stream, Node string
+	// Kept says which value the stream keeps: "stream" or "node".
+	Kept string
+}
+
+// Reconcile is the stream configuration a node applies at start, given
+// the stream's current one (set by another node, or by an older
+// version) and its own. Every node calls CreateOrUpdateStream at start:
+// taken as it is, the last node to start would win, and a node with a
+// smaller cluster.replicas or a shorter retention would silently lower
+// what the others set. So a value is never lowered: replicas, max_age
+// (0 = unlimited counts as the longest) and the duplicate window keep the
+// larger of the two; lowering one cluster-wide is an operator's step
+// (nats stream edit, see docs/operations.md). Every difference is
+// returned, for the start to log.
+func Reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []Drift) {
+	var drift []Drift
+	if have.Replicas != want.Replicas {
+		d := Drift{Key: "cluster.replicas", Stream: fmt.Sprint(have.Replicas), Node: fmt.Sprint(want.Replicas), Kept: "node"}
+		if have.Replicas > want.Replicas {
+			want.Replicas, d.Kept = have.Replicas, "stream"
+		}
+		drift = append(drift, d)
+	}
+	if have.MaxAge != want.MaxAge {
+		d := Drift{Key: "channels[].retention, retention_orphaned (the longest)", Stream: age(have.MaxAge), Node: age(want.MaxAge), Kept: "node"}
+		if have.MaxAge == 0 || (want.MaxAge != 0 && have.MaxAge > want.MaxAge) {
+			want.MaxAge, d.Kept = have.MaxAge, "stream"
+		}
+		drift = append(drift, d)
+	}
+	if have.Duplicates != want.Duplicates {
+		d := Drift{Key: "duplicate window (xarfd version)", Stream: have.Duplicates.String(), Node: want.Duplicates.String(), Kept: "node"}
+		if have.Duplicates > want.Duplicates {
+			want.Duplicates, d.Kept = have.Duplicates, "stream"
+		}
+		drift = append(drift, d)
+	}
+	return want, drift
+}
+
+func age(d time.Duration) string {
+	if d == 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+// logDrift warns once per node (setup runs again after every consumer
+// error) of each setting where the stream and this node differ.
+func (n *Node) logDrift(drift []Drift) {
+	var b strings.Builder
+	for _, d := range drift {
+		fmt.Fprintf(&b, "%s: stream %s, this node %s, kept %s; ", d.Key, d.Stream, d.Node, d.Kept)
+	}
+	key := b.String()
+	if key == "" || n.driftLogged == key {
+		return
+	}
+	n.driftLogged = key
+	for _, d := range drift {
+		ev := n.log.Warn().Str("key", d.Key).Str("stream", d.Stream).Str("node", d.Node).Str("kept", d.Kept)
+		if d.Kept == "stream" {
+			ev.Msg("cluster: this node's configuration differs from the stream's, which another node set; the larger value is kept (a stream setting is never lowered at start)")
+		} else {
+			ev.Msg("cluster: this node's configuration differs from the stream's; the stream is raised to this node's value")
+		}
+	}
 }
 
 // consume applies the stream to the local store until ctx ends,
@@ -484,8 +637,12 @@ type Health struct {
 	// StreamLeader names the NATS server leading the stream.
 	StreamLeader string `json:"stream_leader,omitempty"`
 	// Lag is how many records of the stream this node has not applied.
-	Lag     uint64    `json:"consumer_lag"`
-	Checked time.Time `json:"checked"`
+	Lag uint64 `json:"consumer_lag"`
+	// ConfigMismatch names the nodes whose configuration fingerprint
+	// differs from this node's (see Fingerprint); it does not make the
+	// cluster unhealthy.
+	ConfigMismatch []string  `json:"config_mismatch,omitempty"`
+	Checked        time.Time `json:"checked"`
 }
 
 // Reasons of an unhealthy cluster state.
@@ -501,6 +658,7 @@ const (
 // Health returns the last status the monitor found.
 func (n *Node) Health() Health {
 	h := *n.health.Load()
+	h.ConfigMismatch = n.mismatched()
 	if h.OK && time.Since(h.Checked) > staleAfter {
 		h.OK, h.Reason = false, ReasonStale
 	}

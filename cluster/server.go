@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -70,6 +72,13 @@ func serverOptions(cfg *config.Config, res *config.Resources) (*server.Options, 
 		if cl.NATS.User != "" {
 			u.User = url.UserPassword(cl.NATS.User, res.NATSPassword)
 		}
+		if selfRoute(u, host, port) {
+			// The shared list names this node too. NATS ignores a route
+			// to itself once connected, but counts it as a peer when the
+			// JetStream cluster first forms: three listed and one of the
+			// others down, the two up would never elect a leader.
+			continue
+		}
 		o.Routes = append(o.Routes, u)
 	}
 	if t := cl.NATS.TLS; t.Enabled() {
@@ -114,6 +123,48 @@ func tlsConfig(t config.NATSTLS, mutual bool) (*tls.Config, error) {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
+}
+
+// selfRoute reports whether route points at this server's own route
+// listener host:port: the same port, and an address of this host (any
+// of them when listening on all). A name that does not resolve in a
+// second is kept (a route to nowhere only costs retries).
+func selfRoute(route *url.URL, host string, port int) bool {
+	p, err := strconv.Atoi(route.Port())
+	if err != nil || p != port {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", route.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	listen, err := netip.ParseAddr(host)
+	if err == nil && !listen.IsUnspecified() {
+		for _, a := range addrs {
+			if a.Unmap() != listen.Unmap() {
+				return false
+			}
+		}
+		return true
+	}
+	local, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		mine := false
+		for _, l := range local {
+			if pfx, err := netip.ParsePrefix(l.String()); err == nil && pfx.Addr().Unmap() == a.Unmap() {
+				mine = true
+			}
+		}
+		if !mine {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(hp string) (string, int, error) {

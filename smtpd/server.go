@@ -38,6 +38,7 @@ import (
 	"github.com/xarfd/xarfd/auth"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/mailauth"
 	"github.com/xarfd/xarfd/metrics"
 )
@@ -54,6 +55,10 @@ type Server struct {
 	lim atomic.Pointer[limits]
 	// refusals rate-limits the log lines of refused connections.
 	refusals refusalLog
+	// commitFails rate-limits the log lines of messages the store or the
+	// cluster refused to commit: during a partition every message fails
+	// alike, and the transaction log has each of them already.
+	commitFails *lograte.Limiter
 
 	checker   *mailauth.Checker
 	authFails *failLimiter
@@ -112,12 +117,13 @@ func newRuntime(cfg *config.Config, in *ingest.Ingester, users *auth.Users, cert
 // New builds a server from cfg; Serve starts it. m may be nil.
 func New(cfg *config.Config, in *ingest.Ingester, log zerolog.Logger, m *metrics.Metrics) (*Server, error) {
 	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		m:         m,
-		sessions:  map[*session]struct{}{},
-		checker:   &mailauth.Checker{Resolver: mailauth.NewResolver(cfg.Resolver)},
-		authFails: newFailLimiter(authFailMax, authFailWindow, authFailEntries),
+		cfg:         cfg,
+		log:         log,
+		m:           m,
+		sessions:    map[*session]struct{}{},
+		checker:     &mailauth.Checker{Resolver: mailauth.NewResolver(cfg.Resolver)},
+		authFails:   newFailLimiter(authFailMax, authFailWindow, authFailEntries),
+		commitFails: lograte.New(lograte.Every, nil),
 	}
 	lim := newLimits(cfg)
 	s.lim.Store(lim)

@@ -323,7 +323,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	results, err := t.rt.ingest.Accept(env, t.byChan, stamped)
 	if err != nil {
-		ss.log.Error().Err(err).Msg("storing message failed")
+		ss.logStoreFailure(err)
 		ss.logTxn(t, errLocal.Code, n, nil, nil)
 		return ss.reply("DATA", errLocal)
 	}
@@ -333,6 +333,21 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.logTxn(t, 250, n, idText, results)
 	return ss.reply("DATA", &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + strings.Join(idText, " ")})
+}
+
+// logStoreFailure logs why a message was not stored. A refused commit
+// (no cluster quorum, a full disk) repeats for every message until it is
+// fixed: it is logged once a minute with the count of the repeats.
+func (ss *session) logStoreFailure(err error) {
+	if !errors.Is(err, store.ErrCommit) {
+		ss.log.Error().Err(err).Msg("storing message failed")
+		return
+	}
+	ok, n := ss.s.commitFails.Allow("commit")
+	if !ok {
+		return
+	}
+	ss.log.Error().Err(err).Int("repeated", n).Msg("storing message failed; the same failure is logged once a minute, repeated counts the others")
 }
 
 // headroom is kept free in front of each message read, for the

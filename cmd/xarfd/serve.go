@@ -394,7 +394,8 @@ func clusterStatus(node *cluster.Node) func() api.ClusterStatus {
 	}
 	return func() api.ClusterStatus {
 		h := node.Health()
-		return api.ClusterStatus{Node: h.Node, OK: h.OK, Reason: h.Reason, StreamLeader: h.StreamLeader, ConsumerLag: h.Lag}
+		return api.ClusterStatus{Node: h.Node, OK: h.OK, Reason: h.Reason, StreamLeader: h.StreamLeader, ConsumerLag: h.Lag,
+			ConfigMismatch: h.ConfigMismatch}
 	}
 }
 
