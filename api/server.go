@@ -127,6 +127,10 @@ type Server struct {
 	// commitFails rate-limits the log lines of submissions the store or
 	// the cluster refused to commit.
 	commitFails *lograte.Limiter
+	// unhealthy rate-limits the "not healthy" lines: a load balancer
+	// or monitor polls /healthz every few seconds for as long as the
+	// node cannot accept (no quorum, a full disk).
+	unhealthy *lograte.Limiter
 
 	handler http.Handler
 	srv     *http.Server
@@ -154,6 +158,7 @@ func New(o Options) *Server {
 		maxStreams:  o.MaxStreams,
 		cluster:     o.Cluster,
 		commitFails: lograte.New(lograte.Every, nil),
+		unhealthy:   lograte.New(lograte.Every, nil),
 	}
 	if s.caseHub == nil {
 		s.caseHub = NewCaseHub()
@@ -349,11 +354,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		reason = "cluster: " + cl.Reason
 	}
 	if reason != "" {
-		ev := requestLog(r).Warn().Str("reason", reason)
-		if err != nil {
-			ev = ev.Err(err)
+		if ok, n := s.unhealthy.Allow(reason); ok {
+			ev := requestLog(r).Warn().Str("reason", reason).Int("repeated", n)
+			if err != nil {
+				ev = ev.Err(err)
+			}
+			ev.Msg("not healthy; the same reason is logged once a minute, repeated counts the others")
 		}
-		ev.Msg("not healthy")
 		body, code = healthBody{Status: "unavailable", Reason: reason}, http.StatusServiceUnavailable
 		if h := s.st.Health(); !h.OK && !h.Since.IsZero() {
 			since := h.Since.UTC()
