@@ -148,7 +148,7 @@ func (r *Reporter) releaseLease(l Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	if err := l.Release(ctx); err != nil {
-		if ok, n := r.limit.allow("claim-release|" + errClass(err)); ok {
+		if ok, n := r.limit.Allow("claim-release|" + errClass(err)); ok {
 			r.log.Warn().Err(err).Int("repeated", n).Msg("releasing a cluster claim failed; it expires by itself")
 		}
 	}

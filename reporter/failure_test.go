@@ -471,26 +471,3 @@ func TestRecipientFanOutIsCapped(t *testing.T) {
 		t.Fatalf("a dropped address is logged: %s", l)
 	}
 }
-
-func TestLogLimiter(t *testing.T) {
-	now := time.Unix(0, 0)
-	l := newLogLimiter(time.Minute, func() time.Time { return now })
-	if ok, n := l.allow("a"); !ok || n != 0 {
-		t.Fatal("first event suppressed")
-	}
-	for range 10 {
-		if ok, _ := l.allow("a"); ok {
-			t.Fatal("repeat within the interval logged")
-		}
-	}
-	if ok, _ := l.allow("b"); !ok {
-		t.Fatal("another kind suppressed")
-	}
-	now = now.Add(time.Minute)
-	if ok, n := l.allow("a"); !ok || n != 10 {
-		t.Fatalf("after the interval: %v, %d repeats, want 10", ok, n)
-	}
-	if ok, _ := l.allow("a"); ok {
-		t.Fatal("repeat after a summary logged")
-	}
-}

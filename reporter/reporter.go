@@ -78,6 +78,7 @@ import (
 	"github.com/xarfd/xarfd/arf"
 	"github.com/xarfd/xarfd/config"
 	msgheader "github.com/xarfd/xarfd/internal/header"
+	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/reporter/deliver"
@@ -131,7 +132,7 @@ const defaultGather = 100 * time.Millisecond
 
 // defaultLogEvery is the interval at which a repeated identical error is
 // logged again, with how often it recurred meanwhile.
-const defaultLogEvery = time.Minute
+const defaultLogEvery = lograte.Every
 
 // Options are the optional parts of a Reporter.
 type Options struct {
@@ -230,7 +231,7 @@ type Reporter struct {
 	log   zerolog.Logger
 	conf  atomic.Pointer[settings]
 	wake  chan struct{}
-	limit *logLimiter
+	limit *lograte.Limiter
 
 	mu         sync.Mutex
 	inflight   map[store.ID]bool
@@ -260,7 +261,7 @@ func New(cfg *config.Config, st Store, opt Options) (*Reporter, error) {
 	r := &Reporter{
 		st: st, opt: opt, log: opt.Logger,
 		wake:     make(chan struct{}, 1),
-		limit:    newLogLimiter(opt.LogEvery, time.Now),
+		limit:    lograte.New(opt.LogEvery, time.Now),
 		inflight: map[store.ID]bool{},
 	}
 	if err := r.Reload(cfg); err != nil {
@@ -505,7 +506,7 @@ func (r *Reporter) storeFailed(err error, what string) {
 		r.storeUntil = now.Add(d)
 	}
 	r.mu.Unlock()
-	if ok, n := r.limit.allow("store|" + what + "|" + errClass(err)); ok {
+	if ok, n := r.limit.Allow("store|" + what + "|" + errClass(err)); ok {
 		r.log.Error().Err(err).Str("op", what).Int("repeated", n).Dur("pause", d).Msg("store error; the reporter pauses")
 	}
 }
@@ -532,7 +533,7 @@ func (r *Reporter) recorded(err error, id store.ID, what string) bool {
 		return true
 	}
 	if errors.Is(err, store.ErrIllegalTransition) || errors.Is(err, store.ErrNotFound) {
-		if ok, n := r.limit.allow("moved|" + what); ok {
+		if ok, n := r.limit.Allow("moved|" + what); ok {
 			r.log.Warn().Err(err).Str("id", id.String()).Str("op", what).Int("repeated", n).Msg("outbox entry changed meanwhile; left as it is")
 		}
 		return false
@@ -1002,7 +1003,7 @@ func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxE
 // rateLimited counts and logs an entry that waits for a rate limit.
 func (r *Reporter) rateLimited(id store.ID, limited *store.RateLimit) {
 	r.opt.Metrics.Delivery(resultRateLimited)
-	if ok, n := r.limit.allow("rate|" + strings.ToLower(limited.Contact)); ok {
+	if ok, n := r.limit.Allow("rate|" + strings.ToLower(limited.Contact)); ok {
 		r.log.Info().Str("id", id.String()).Str("contact", limited.Contact).Time("until", limited.Until).Int("repeated", n).Msg("report waits for the contact's rate limit")
 	}
 }
@@ -1025,7 +1026,7 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 			return
 		}
 		r.opt.Metrics.Delivery(resultFailed)
-		if ok, n := r.limit.allow("refused|" + errClass(err)); ok {
+		if ok, n := r.limit.Allow("refused|" + errClass(err)); ok {
 			r.log.Warn().Str("id", id).Str("contact", x.Contact).Str("error", x.LastError).Int("repeated", n).Msg("report refused permanently")
 		}
 		return
@@ -1079,7 +1080,7 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 			return
 		}
 		r.opt.Metrics.Delivery(resultFailed)
-		if ok, n := r.limit.allow("gave-up|" + errClass(cause)); ok {
+		if ok, n := r.limit.Allow("gave-up|" + errClass(cause)); ok {
 			r.log.Warn().Str("id", e.ID.String()).Str("error", x.LastError).Int("repeated", n).Msg("report given up")
 		}
 		return
@@ -1093,7 +1094,7 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 		return
 	}
 	r.opt.Metrics.Delivery(resultDeferred)
-	if ok, n := r.limit.allow("deferred|" + errClass(cause)); ok {
+	if ok, n := r.limit.Allow("deferred|" + errClass(cause)); ok {
 		r.log.Info().Str("id", e.ID.String()).Str("error", x.LastError).Time("next_attempt", next).Int("repeated", n).Msg("report deferred")
 	}
 }
