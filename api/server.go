@@ -85,6 +85,19 @@ type Options struct {
 	// Cluster, in cluster mode, reports the node's cluster state for
 	// /healthz; nil on a single node.
 	Cluster func() ClusterStatus
+	// Cancel cancels an outbox entry (reporter.Reporter.Cancel, which
+	// makes it hold cluster-wide); nil = Store.Cancel.
+	Cancel CancelFunc
+}
+
+// CancelFunc cancels pending outbox entry id as store.Store.Cancel does.
+type CancelFunc func(ctx context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error)
+
+// StoreCancel is the CancelFunc of a single node: st.Cancel.
+func StoreCancel(st *store.Store) CancelFunc {
+	return func(_ context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
+		return st.Cancel(id, now, reason)
+	}
 }
 
 // ClusterStatus is the cluster's part of /healthz.
@@ -124,6 +137,7 @@ type Server struct {
 	caseHub *CaseHub
 	console http.Handler         // nil: no console
 	cluster func() ClusterStatus // nil: a single node
+	cancel  CancelFunc
 	// commitFails rate-limits the log lines of submissions the store or
 	// the cluster refused to commit.
 	commitFails *lograte.Limiter
@@ -141,8 +155,12 @@ type Server struct {
 
 // New returns a Server; it does not listen yet (see Serve).
 func New(o Options) *Server {
+	if o.Cancel == nil {
+		o.Cancel = StoreCancel(o.Store)
+	}
 	s := &Server{
 		st:      o.Store,
+		cancel:  o.Cancel,
 		m:       o.Metrics,
 		log:     o.Logger,
 		ready:   o.Ready,

@@ -39,6 +39,9 @@ import (
 //   - Sent: the node that won it recorded the work done, without a TTL;
 //     the entry settles as sent (or, if that node sent another report of
 //     the same incident, as its duplicate), naming the node.
+//   - Cancelled: an operator cancelled the report on a node
+//     (CancelClaim), without a TTL; a node claiming that report settles
+//     its entry as cancelled, unless it was requeued since.
 //
 // The holder refreshes its claim (compare and set again, with a new
 // TTL) before each final dot of DATA: a node whose claim expired and
@@ -61,8 +64,9 @@ const (
 
 // Claim states in the bucket.
 const (
-	stateClaimed = "claimed"
-	stateSent    = "sent"
+	stateClaimed   = "claimed"
+	stateSent      = "sent"
+	stateCancelled = "cancelled"
 )
 
 // claimRecord is the value of a claim key.
@@ -387,6 +391,12 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 			return nil, &reporter.Claimed{Node: rec.Node, Report: rec.Report, Sent: true, At: rec.At, MessageID: rec.MessageID}, nil
 		case rec.State == stateSent:
 			// The same fingerprint after the window: a new incident.
+		case rec.State == stateCancelled && rec.Report == id && !created.After(rec.At):
+			c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimCancelled)
+			return nil, &reporter.Claimed{Node: rec.Node, Report: rec.Report, Cancelled: true, At: rec.At}, nil
+		case rec.State == stateCancelled:
+			// Another report of the incident (only the one an operator
+			// cancelled is cancelled), or this one requeued since.
 		case rec.Node == c.opt.Node && (rec.Instance != c.instance || rec.Report == id):
 			// This node's claim, left by a process that stopped (one
 			// process holds a node's store), or by this process for
@@ -417,6 +427,44 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 	}
 	c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimError)
 	return nil, nil, fmt.Errorf("claiming %s: changed by other nodes %d times in a row", k, maxRaces)
+}
+
+// CancelClaim implements reporter.ClaimCanceller: the key becomes
+// cancelled for report id, without a TTL, so that no node claims it
+// again. A claim another node holds is overwritten: its lease fails at
+// the next refresh, before the final dot of DATA; a message already
+// accepted by the desk stays sent. A sent record is kept (sent says
+// so): what was sent cannot be called back.
+func (c *Claims) CancelClaim(ctx context.Context, key string, id store.ID) (sent *reporter.Claimed, err error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	k := c.key(key)
+	for i := range maxRaces {
+		rec, rev, _, err := c.current(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil && rec.State == stateSent && rec.Report == id {
+			return &reporter.Claimed{Node: rec.Node, Report: rec.Report, Sent: true, At: rec.At, MessageID: rec.MessageID}, nil
+		}
+		if rec != nil && rec.State == stateCancelled && rec.Report == id {
+			return nil, nil
+		}
+		if rec != nil && rec.State == stateSent && rec.Report != id {
+			// Another report of the incident was sent: the record
+			// keeps it from being sent again; this one settles as its
+			// duplicate elsewhere, and is cancelled here.
+			return nil, nil
+		}
+		now := c.opt.Now().UTC()
+		_, err = c.put(ctx, k, claimRecord{Node: c.opt.Node, Instance: c.instance, Report: id, State: stateCancelled, At: now}, rev, 0)
+		if errors.Is(err, errConflict) && raceWait(ctx, i) {
+			continue
+		}
+		return nil, err
+	}
+	return nil, fmt.Errorf("cancelling %s: changed by other nodes %d times in a row", k, maxRaces)
 }
 
 // lease is a won claim: the key's revision it wrote last.

@@ -90,7 +90,9 @@ type Options struct {
 	// parser fix): ingest.Ingester.Reprocess of the ingester in force.
 	// nil hides the action.
 	Reprocess func(id store.ID) (ingest.Result, error)
-	Logger    zerolog.Logger
+	// Cancel cancels an outbox entry (as the API's); nil = Store.Cancel.
+	Cancel api.CancelFunc
+	Logger zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
 	// scan is how many reports a filtered listing examines (tests);
@@ -128,6 +130,9 @@ type tokenCache struct {
 func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Cancel == nil {
+		o.Cancel = api.StoreCancel(o.Store)
 	}
 	if o.scan <= 0 {
 		o.scan = scanLimit

@@ -112,7 +112,7 @@ func (c *Console) outboxAction(verb string) http.HandlerFunc {
 		if verb == "retry" {
 			e, err = c.o.Store.Requeue(id, now, why)
 		} else {
-			e, err = c.o.Store.Cancel(id, now, why)
+			e, err = c.o.Cancel(r.Context(), id, now, why)
 		}
 		var te *store.TransitionError
 		switch {

@@ -15,13 +15,14 @@ const (
 	ClaimLost          = "lost"           // another node holds a live claim; retried later
 	ClaimTakenOver     = "taken_over"     // won after another node's claim expired (it died or stalled)
 	ClaimSentElsewhere = "sent_elsewhere" // another node did it; settled here without sending
+	ClaimCancelled     = "cancelled"      // an operator cancelled it on a node; settled here as cancelled
 	ClaimError         = "error"          // the claim store could not be asked; retried later
 )
 
 func newClaims() *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xarfd_cluster_claims_total",
-		Help: "Claims of cluster-wide work (kind: report, notification, restrict) by outcome (won, lost, taken_over, sent_elsewhere, error).",
+		Help: "Claims of cluster-wide work (kind: report, notification, restrict) by outcome (won, lost, taken_over, sent_elsewhere, cancelled, error).",
 	}, []string{"kind", "outcome"})
 }
 

@@ -55,7 +55,9 @@ type Claimed struct {
 	Report store.ID
 	// Sent: Node did it at At (with MessageID). Otherwise Node holds a
 	// live claim, which runs out at Until if it is not refreshed.
-	Sent      bool
+	Sent bool
+	// Cancelled: an operator cancelled Report on Node at At.
+	Cancelled bool
 	At, Until time.Time
 	MessageID string
 }
@@ -64,6 +66,68 @@ type Claimed struct {
 // Claims). Call it before Run: a daemon starts its cluster node after
 // the reporter it announces reports to.
 func (r *Reporter) SetClaims(c Claims) { r.opt.Claims = c }
+
+// ClaimCanceller is Claims that can record an operator's cancel
+// cluster-wide (package cluster).
+type ClaimCanceller interface {
+	// CancelClaim makes the work key for report id cancelled: a node
+	// that claims it later cancels its entry instead. It returns a
+	// *Claimed (Sent) when report id was sent already.
+	CancelClaim(ctx context.Context, key string, id store.ID) (*Claimed, error)
+}
+
+// Cancel cancels outbox entry id (store.Cancel) so that no node of a
+// cluster sends it: with Claims that are a ClaimCanceller, the claim is
+// recorded cancelled first, and when that fails the entry is left as it
+// is (the error says why). On a single node it is store.Cancel.
+func (r *Reporter) Cancel(ctx context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
+	if cc, ok := r.opt.Claims.(ClaimCanceller); ok {
+		e, err := r.st.GetOutbox(id)
+		if err != nil {
+			return nil, err
+		}
+		// Only a pending entry can be cancelled; the store says why
+		// not for the others.
+		if e.Status == store.OutboxPending {
+			key, err := r.cancelKey(e)
+			if err != nil {
+				return nil, fmt.Errorf("cancelling the report in the cluster: %w", err)
+			}
+			sent, err := cc.CancelClaim(ctx, key, e.ID)
+			if err != nil {
+				return nil, fmt.Errorf("cancelling the report in the cluster: %w", err)
+			}
+			if sent != nil {
+				r.log.Warn().Str("id", id.String()).Str("node", sent.Node).Msg("cancelled a report another cluster node sent already")
+			}
+		}
+	}
+	return r.st.Cancel(id, now, reason)
+}
+
+// cancelKey is the claim key entry e will have when it is sent: a
+// pending entry not yet de-duplicated has no fingerprint, which is
+// computed here as policy does, from the same report and evidence every
+// node holds.
+func (r *Reporter) cancelKey(e *store.OutboxEntry) (string, error) {
+	if e.Fingerprint != "" {
+		return claimKey(e), nil
+	}
+	rep, err := r.st.GetReportMeta(e.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return claimKey(e), nil // never sent: withheld when processed
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the report: %w", err)
+	}
+	evidence, err := r.st.Raw(e.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("reading the evidence: %w", err)
+	}
+	x := *e
+	x.Fingerprint = fingerprint(rep.SourceIP, evidence)
+	return claimKey(&x), nil
+}
 
 // claimKey is the key of an entry's claim: the incident's fingerprint,
 // so that two nodes whose de-duplication chose different reports of one
@@ -101,6 +165,18 @@ func (r *Reporter) claimCluster(ctx context.Context, conf *settings, e *store.Ou
 	}
 	if held != nil && held.Sent {
 		r.sentElsewhere(conf, e, held)
+		return nil
+	}
+	if held != nil && held.Cancelled {
+		// e is claimed here (sending); a pending entry is what an
+		// operator's cancel ends.
+		_, err := r.st.Release(e.ID, now)
+		if err == nil {
+			_, err = r.st.Cancel(e.ID, now, fmt.Sprintf("cancelled on cluster node %s at %s", held.Node, held.At.UTC().Format(time.RFC3339)))
+		}
+		if r.recorded(err, e.ID, "cancelling a report cancelled on another node") {
+			r.log.Info().Str("id", e.ID.String()).Str("node", held.Node).Msg("report cancelled on another cluster node")
+		}
 		return nil
 	}
 	if held != nil {

@@ -39,6 +39,9 @@ type Store interface {
 	Wait(id store.ID, now, next time.Time, reason string) (*store.OutboxEntry, error)
 	WaitRate(id store.ID, now time.Time, perHour int, l store.RateLimit) (*store.OutboxEntry, error)
 	MarkSentElsewhere(id store.ID, now time.Time, by store.SentElsewhere, forget bool) (*store.OutboxEntry, error)
+	// For an operator's cancel (Reporter.Cancel).
+	GetOutbox(id store.ID) (*store.OutboxEntry, error)
+	Cancel(id store.ID, now time.Time, reason string) (*store.OutboxEntry, error)
 }
 
 var _ Store = (*store.Store)(nil)

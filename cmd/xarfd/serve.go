@@ -304,6 +304,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.httpCfg.Store(cfg)
 		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
 			Reprocess: func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
+			Cancel:    rep.Cancel,
 			Logger:    log.With().Str("component", "console").Logger()})
 		if err != nil {
 			httpL.Close()
@@ -315,7 +316,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.console = con
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
-			Console: con, Cluster: clusterStatus(d.node)})
+			Console: con, Cluster: clusterStatus(d.node), Cancel: rep.Cancel})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
