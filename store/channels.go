@@ -46,25 +46,8 @@ func (s *Store) ChannelNames() ([]string, error) {
 func (s *Store) ChannelStats(names []string) ([]ChannelStat, error) {
 	out := make([]ChannelStat, 0, len(names))
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketByChannel).Cursor()
 		for _, name := range names {
-			st := ChannelStat{Name: name}
-			prefix := channelPrefix(name)
-			var last []byte
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				if len(k) != len(prefix)+16 {
-					continue
-				}
-				if st.Records == 0 {
-					st.Oldest = keyTime(k[len(prefix):])
-				}
-				st.Records++
-				last = k
-			}
-			if last != nil {
-				st.Newest = keyTime(last[len(prefix):])
-			}
-			out = append(out, st)
+			out = append(out, channelStatTx(tx, name))
 		}
 		return nil
 	})

@@ -117,7 +117,7 @@ func (s *Store) Summary(channels []string, since time.Time) (*Summary, error) {
 }
 
 // channelStatTx counts the records of channel name inside tx (a walk of
-// its index keys), as ChannelStats does.
+// its index keys): ChannelStats and Summary.
 func channelStatTx(tx *bbolt.Tx, name string) ChannelStat {
 	st := ChannelStat{Name: name}
 	prefix := channelPrefix(name)
