@@ -22,8 +22,15 @@ const maxReason = 1000
 
 // reason reads the form's reason: required, on one line, bounded.
 func reason(r *http.Request) (string, bool) {
-	s := strings.Join(strings.Fields(r.PostFormValue("reason")), " ")
+	s := formLine(r, "reason")
 	return s, s != "" && len(s) <= maxReason
+}
+
+// formLine is the form's field key on one line: runs of white space,
+// line breaks included, become one space (a reason goes into logs and
+// records that are read line by line).
+func formLine(r *http.Request, key string) string {
+	return strings.Join(strings.Fields(r.PostFormValue(key)), " ")
 }
 
 // back redirects after an action to the page it came from (the form's
@@ -105,7 +112,7 @@ func (c *Console) outboxAction(verb string) http.HandlerFunc {
 			return
 		}
 		why := verb + " requested in the console by " + v.by(r)
-		if s := strings.Join(strings.Fields(r.PostFormValue("reason")), " "); s != "" {
+		if s := formLine(r, "reason"); s != "" {
 			why += ": " + short(200, s)
 		}
 		now := c.o.Now().UTC()
