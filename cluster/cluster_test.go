@@ -71,7 +71,7 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatal(why)
 		}
 		for _, m := range c.Members {
-			clustertest.Eventually(t, 10*time.Second, "record on "+m.Name, func() string { return has(m, e) })
+			clustertest.Eventually(t, 30*time.Second, "record on "+m.Name, func() string { return has(m, e) })
 		}
 		// Each node announces the report once: the accepting node
 		// through ingest (Commit stored it), the others from their
@@ -85,7 +85,7 @@ func TestThreeNodes(t *testing.T) {
 			return n
 		}
 		for _, m := range c.Members {
-			clustertest.Eventually(t, 10*time.Second, "report announced on "+m.Name, func() string {
+			clustertest.Eventually(t, 30*time.Second, "report announced on "+m.Name, func() string {
 				if n := announced(m, e.Message.ID); n != 1 {
 					return fmt.Sprintf("%d times", n)
 				}
@@ -99,7 +99,7 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range []*clustertest.Member{a, cc} {
-			clustertest.Eventually(t, 10*time.Second, "marker on "+m.Name, func() string {
+			clustertest.Eventually(t, 30*time.Second, "marker on "+m.Name, func() string {
 				if m.Applied(marker.Message.ID) != 1 {
 					return "not yet"
 				}
@@ -126,7 +126,7 @@ func TestThreeNodes(t *testing.T) {
 		notSpam.Report, notSpam.Outbox = nil, nil
 		notSpam.Message.Status = store.StatusQuarantined
 		notSpam.Retract = &store.Retraction{ID: notSpam.Message.ID, Channel: "fbl", MessageID: "<spam-1@origin.example>"}
-		clustertest.Eventually(t, 10*time.Second, "complaint on b", func() string { return has(b, complaint) })
+		clustertest.Eventually(t, 30*time.Second, "complaint on b", func() string { return has(b, complaint) })
 		if _, err := b.Store.Retract(*notSpam.Retract, time.Now()); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range c.Members {
-			clustertest.Eventually(t, 10*time.Second, "complaint withdrawn on "+m.Name, func() string {
+			clustertest.Eventually(t, 30*time.Second, "complaint withdrawn on "+m.Name, func() string {
 				ob, err := m.Store.GetOutbox(complaint.Message.ID)
 				if err != nil || ob.Status != store.OutboxWithdrawn {
 					return fmt.Sprintf("%+v, %v", ob, err)

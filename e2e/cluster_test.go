@@ -56,7 +56,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		var want []byte
 		for i, base := range bases {
 			var r apiReply
-			clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("report %s on node %d", id, i+1), func() string {
+			clustertest.Eventually(t, 60*time.Second, fmt.Sprintf("report %s on node %d", id, i+1), func() string {
 				r = apiDo(t, "GET", base+"/api/v1/reports/"+id.String(), e2eRead, "", nil)
 				if r.code != 200 {
 					return fmt.Sprintf("%d %s", r.code, r.body)
