@@ -65,38 +65,40 @@ func (h *CaseHub) unsubscribe(ch chan *store.Case) {
 // caseStates are the values of ?state=.
 var caseStates = []string{store.CaseOpen, store.CaseNotified, store.CaseRestricted, store.CaseResolved}
 
-// GET /api/v1/cases?state=&subscriber=&limit=: newest first.
+type casesPage struct {
+	Cases      []store.Case `json:"cases"`
+	NextCursor string       `json:"next_cursor"`
+}
+
+// GET /api/v1/cases?state=&subscriber=&limit=&cursor=: newest first,
+// paged like the reports.
 func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, []string{"state", "subscriber", "limit"})
+	q, err := query(r, []string{"state", "subscriber", "limit", "cursor"})
 	if err != nil {
 		replyBadParam(w, err)
 		return
 	}
-	state, sub := q.Get("state"), q.Get("subscriber")
-	if state != "" && !slices.Contains(caseStates, state) {
+	cq := store.CaseQuery{State: q.Get("state"), Subscriber: q.Get("subscriber")}
+	if cq.State != "" && !slices.Contains(caseStates, cq.State) {
 		replyBadParam(w, &badParam{"state", "want " + strings.Join(caseStates, ", ")})
 		return
 	}
-	limit, err := parseLimit(q)
+	if cq.Limit, err = parseLimit(q); err == nil {
+		cq.Before, err = parseCursor(q)
+	}
 	if err != nil {
 		replyBadParam(w, err)
 		return
 	}
-	out := []store.Case{}
-	err = s.st.ForEachCase(func(c *store.Case) error {
-		if (state == "" || c.State == state) && (sub == "" || c.SubscriberID == sub) {
-			out = append(out, *c)
-			if len(out) == limit {
-				return store.ErrStop
-			}
-		}
-		return nil
-	})
+	cs, next, err := s.st.Cases(cq)
 	if err != nil {
 		internalError(w, r, "listing cases", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"cases": out})
+	if cs == nil {
+		cs = []store.Case{}
+	}
+	writeJSON(w, http.StatusOK, casesPage{Cases: cs, NextCursor: cursorText(next)})
 }
 
 // GET /api/v1/cases/{id}: the case with its reports and history.

@@ -129,3 +129,70 @@ func TestCaseStream(t *testing.T) {
 		t.Errorf("event %q", lines)
 	}
 }
+
+// GET /api/v1/cases pages like the reports: limit, cursor, next_cursor;
+// following the cursor with the filters yields every matching case once,
+// newest first, and the last page's next_cursor is "".
+func TestCasesAPIPages(t *testing.T) {
+	e := newEnv(t, true, nil)
+	var open, bobs []store.ID // newest first
+	for i := range 7 {
+		sub, state := fmt.Sprintf("sub-%d", i), store.CaseOpen
+		if i%3 == 1 {
+			state = store.CaseResolved
+		}
+		if i%2 == 0 {
+			sub = "bob"
+		}
+		id := putCase(t, e.st, sub, state)
+		if state == store.CaseOpen {
+			open = append([]store.ID{id}, open...)
+		}
+		if sub == "bob" {
+			bobs = append([]store.ID{id}, bobs...)
+		}
+	}
+	follow := func(filter string, limit int) (ids []store.ID, pages int) {
+		t.Helper()
+		cursor := ""
+		for pages = 1; ; pages++ {
+			var p struct {
+				Cases      []store.Case
+				NextCursor *string `json:"next_cursor"`
+			}
+			r := e.get(fmt.Sprintf("/api/v1/cases?%slimit=%d&cursor=%s", filter, limit, cursor), tokRead)
+			if r.code != 200 {
+				t.Fatalf("%s page %d: %d %s", filter, pages, r.code, r.body)
+			}
+			r.json(t, &p)
+			if p.NextCursor == nil {
+				t.Fatalf("%s: no next_cursor in %s", filter, r.body)
+			}
+			if len(p.Cases) > limit {
+				t.Fatalf("%s: %d cases on a page of %d", filter, len(p.Cases), limit)
+			}
+			for _, c := range p.Cases {
+				ids = append(ids, c.ID)
+			}
+			if *p.NextCursor == "" || pages > 20 {
+				return ids, pages
+			}
+			cursor = *p.NextCursor
+		}
+	}
+	if got, pages := follow("state=open&", 2); fmt.Sprint(got) != fmt.Sprint(open) || pages != 3 {
+		t.Errorf("open cases over %d pages: %v, want %v", pages, got, open)
+	}
+	if got, pages := follow("subscriber=bob&", 1); fmt.Sprint(got) != fmt.Sprint(bobs) || pages != len(bobs) {
+		t.Errorf("bob's cases over %d pages: %v, want %v", pages, got, bobs)
+	}
+	if got, _ := follow("", 3); len(got) != 7 {
+		t.Errorf("all cases: %d, want 7", len(got))
+	}
+	for _, bad := range []string{"cursor=nope", "cursor=00000000-0000-0000-0000-000000000000", "limit=0", "limit=1001"} {
+		r := e.get("/api/v1/cases?"+bad, tokRead)
+		if name, _, _ := strings.Cut(bad, "="); r.code != 400 || !contains(string(r.body), `"parameter":"`+name+`"`) {
+			t.Errorf("%s: %d %s", bad, r.code, r.body)
+		}
+	}
+}

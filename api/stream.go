@@ -97,7 +97,7 @@ func (h *Hub) Len() int {
 func (s *Server) admitStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	if n := s.streams.Add(1); n > int64(s.maxStreams) {
 		s.streams.Add(-1)
-		s.m.StreamRefused()
+		s.m.StreamRefused(metrics.StreamAPI)
 		requestLog(r).Warn().Int("limit", s.maxStreams).Msg("live stream refused: too many open")
 		w.Header().Set("Retry-After", "30")
 		writeError(w, http.StatusServiceUnavailable, "too many live streams, try again later")

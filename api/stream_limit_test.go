@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xarfd/xarfd/metrics"
 )
 
 // openLive opens a live stream at path and, when it is admitted, waits
@@ -39,11 +41,16 @@ func refusedStreams(t *testing.T, e *env) float64 {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "xarfd_stream_refused_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() != "xarfd_stream_refused_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			if l := s.GetLabel(); len(l) == 1 && l[0].GetName() == "interface" && l[0].GetValue() == metrics.StreamAPI {
+				return s.GetCounter().GetValue()
+			}
 		}
 	}
-	t.Fatal("no xarfd_stream_refused_total")
+	t.Fatal(`no xarfd_stream_refused_total{interface="api"}`)
 	return 0
 }
 

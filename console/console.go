@@ -34,6 +34,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -93,6 +94,8 @@ type Options struct {
 	// Cancel cancels an outbox entry (as the API's); nil = Store.Cancel.
 	Cancel api.CancelFunc
 	Logger zerolog.Logger
+	// Metrics counts refused live streams; nil counts nothing.
+	Metrics *metrics.Metrics
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
 	// scan is how many reports a filtered listing examines (tests);

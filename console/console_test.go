@@ -19,6 +19,7 @@ import (
 
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -767,7 +768,8 @@ func TestReportScanBound(t *testing.T) {
 // The live streams are bounded: one more than the limit is answered 503
 // (the page's stream retries), and a closed one frees its place.
 func TestLiveStreamsBounded(t *testing.T) {
-	e := newEnv(t, false, func(o *Options) { o.maxLive = 1 })
+	m := metrics.New()
+	e := newEnv(t, false, func(o *Options) { o.maxLive, o.Metrics = 1, m })
 	ctx, cancel := context.WithCancel(waitCtx(t))
 	req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/reports/live", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -779,6 +781,10 @@ func TestLiveStreamsBounded(t *testing.T) {
 	}
 	if r := e.client().get("/reports/live"); r.code != http.StatusServiceUnavailable || r.h.Get("Retry-After") == "" {
 		t.Errorf("second stream = %d %v", r.code, r.h)
+	}
+	// Counted apart from the API's refusals (its own limit).
+	if got := refusedStreams(t, m); got[metrics.StreamConsole] != 1 || got[metrics.StreamAPI] != 0 {
+		t.Errorf("xarfd_stream_refused_total = %v, want 1 for the console and 0 for the API", got)
 	}
 	cancel()
 	resp.Body.Close()
@@ -836,4 +842,27 @@ func TestSentEntryEarlierError(t *testing.T) {
 	if !strings.Contains(r.body, "data: 1 place shown.") {
 		t.Errorf("placeholder count of one:\n%s", r.body)
 	}
+}
+
+// refusedStreams reads xarfd_stream_refused_total by its interface label.
+func refusedStreams(t *testing.T, m *metrics.Metrics) map[string]float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "xarfd_stream_refused_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "interface" {
+					out[l.GetValue()] = s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

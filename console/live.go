@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xarfd/xarfd/internal/sse"
+	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -50,6 +51,7 @@ func (c *Console) reportsLive(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := c.live.Add(1); n > int64(c.o.maxLive) {
 		c.live.Add(-1)
+		c.o.Metrics.StreamRefused(metrics.StreamConsole)
 		c.o.Logger.Warn().Int("limit", c.o.maxLive).Msg("console: live stream refused: too many open")
 		w.Header().Set("Retry-After", "30")
 		http.Error(w, "too many live streams, try again later", http.StatusServiceUnavailable)

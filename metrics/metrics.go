@@ -35,7 +35,7 @@ type Metrics struct {
 	txOps         prometheus.Histogram
 	deliveries    *prometheus.CounterVec
 	sseDropped    prometheus.Counter
-	sseRefused    prometheus.Counter
+	sseRefused    *prometheus.CounterVec
 	damaged       prometheus.Counter
 	claims        *prometheus.CounterVec
 }
@@ -85,15 +85,20 @@ func New() *Metrics {
 			Name: "xarfd_stream_dropped_total",
 			Help: "Live-stream consumers dropped because they did not keep up.",
 		}),
-		sseRefused: prometheus.NewCounter(prometheus.CounterOpts{
+		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_stream_refused_total",
-			Help: "API live streams refused (503) because the most allowed were open.",
-		}),
+			Help: "Live streams refused (503) because the most allowed were open, by interface (api: /api/v1/stream and /api/v1/stream/cases; console: the reports pages' live rows).",
+		}, []string{"interface"}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xarfd_store_damaged_records_total",
 			Help: "Reads that met a stored record whose checksum does not hold (the record is not served; restore from backup).",
 		}),
 		claims: newClaims(),
+	}
+	// Both series exist from the start, at 0: an alert on their rate
+	// needs a series before the first refusal.
+	for _, i := range []string{StreamAPI, StreamConsole} {
+		m.sseRefused.WithLabelValues(i)
 	}
 	m.Registry.MustRegister(m.smtpReplies, m.messages, m.reprocessed, m.redactions, m.commitLatency, m.txSeconds, m.txOps, m.deliveries, m.sseDropped, m.sseRefused, m.damaged, m.claims,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -168,13 +173,21 @@ func (m *Metrics) StreamDropped() {
 	m.sseDropped.Inc()
 }
 
-// StreamRefused counts one live stream refused for the limit on open
-// streams.
-func (m *Metrics) StreamRefused() {
+// Interfaces whose live streams are bounded, the values of
+// xarfd_stream_refused_total's label: the API and the console each keep
+// their own limit, and an operator needs to know which one was reached.
+const (
+	StreamAPI     = "api"
+	StreamConsole = "console"
+)
+
+// StreamRefused counts one live stream of iface (StreamAPI or
+// StreamConsole) refused for the limit on open streams.
+func (m *Metrics) StreamRefused(iface string) {
 	if m == nil {
 		return
 	}
-	m.sseRefused.Inc()
+	m.sseRefused.WithLabelValues(iface).Inc()
 }
 
 // StoreDamaged counts one read that met a damaged record. The id goes

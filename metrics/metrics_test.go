@@ -49,7 +49,7 @@ func TestCountersAndLabels(t *testing.T) {
 	m.StoreTransaction(1, 700*time.Microsecond)
 	m.Delivery("sent")
 	m.StreamDropped()
-	m.StreamRefused()
+	m.StreamRefused(StreamConsole)
 	m.Reprocessed("trap", OutcomeReport)
 	m.Gauge("xarfd_test_gauge", "test", func() float64 { return 7 })
 
@@ -64,7 +64,8 @@ func TestCountersAndLabels(t *testing.T) {
 		"xarfd_store_transaction_operations{}":              2,
 		"xarfd_deliveries_total{result=sent}":               1,
 		"xarfd_stream_dropped_total{}":                      1,
-		"xarfd_stream_refused_total{}":                      1,
+		"xarfd_stream_refused_total{interface=console}":     1,
+		"xarfd_stream_refused_total{interface=api}":         0,
 		"xarfd_test_gauge{}":                                7,
 	} {
 		if got[key] != want {
@@ -73,6 +74,9 @@ func TestCountersAndLabels(t *testing.T) {
 	}
 	if n := got["xarfd_reprocessed_total{channel=trap,outcome=report}"]; n != 1 {
 		t.Errorf("xarfd_reprocessed_total = %v, want 1", n)
+	}
+	if _, ok := got["xarfd_stream_refused_total{interface=api}"]; !ok {
+		t.Error("xarfd_stream_refused_total{interface=\"api\"} is not there before its first refusal")
 	}
 	if _, ok := got["xarfd_redactions_total{channel=trap,form=hex}"]; ok {
 		t.Error("a zero count created a series")

@@ -378,3 +378,90 @@ func (s *Store) ForEachCase(fn func(*Case) error) error {
 	}
 	return err
 }
+
+// CaseQuery selects a page of cases for Cases. Empty fields match all.
+type CaseQuery struct {
+	State      string
+	Subscriber string
+	// Before is the cursor: only cases older than it (the next_cursor
+	// of the page before).
+	Before ID
+	// Limit bounds the page (MaxLimit when 0 or larger).
+	Limit int
+	// Examine bounds the cases one call reads when State or Subscriber
+	// is set (ScanBound when 0): no index answers them, and a rare match
+	// must not make one request walk every case ever opened. A call that
+	// reaches the bound returns what it found, maybe fewer than Limit or
+	// none, with the cursor of the last case it read.
+	Examine int
+}
+
+// Cases returns a page of the cases q selects, newest first, and the
+// cursor of the next page: zero when there is none.
+func (s *Store) Cases(q CaseQuery) ([]Case, ID, error) {
+	if q.Limit <= 0 || q.Limit > MaxLimit {
+		q.Limit = MaxLimit
+	}
+	examine := q.Examine
+	if examine <= 0 {
+		examine = ScanBound
+	}
+	filtered := q.State != "" || q.Subscriber != ""
+	var (
+		out      []Case
+		next     ID
+		last     ID // the last case read, when filtered
+		examined int
+	)
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketCases)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var k, v []byte
+		if q.Before == (ID{}) {
+			k, v = c.Last()
+		} else if k, v = c.Seek(q.Before[:]); k == nil {
+			k, v = c.Last()
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if q.Before != (ID{}) && bytes.Compare(k, q.Before[:]) >= 0 {
+				continue
+			}
+			if filtered {
+				if examined == examine {
+					// The bound, with more to read: the caller goes on
+					// below the last case read.
+					next = last
+					return nil
+				}
+				examined++
+				copy(last[:], k)
+				// Only the fields filtered on: a case holds up to
+				// MaxCaseReports report links, decoded for matches only.
+				var head struct {
+					State        string `json:"state"`
+					SubscriberID string `json:"subscriber_id"`
+				}
+				if err := json.Unmarshal(v, &head); err != nil {
+					return fmt.Errorf("decoding case %x: %w", k, err)
+				}
+				if (q.State != "" && head.State != q.State) || (q.Subscriber != "" && head.SubscriberID != q.Subscriber) {
+					continue
+				}
+			}
+			if len(out) == q.Limit {
+				next = out[len(out)-1].ID
+				return nil
+			}
+			var cs Case
+			if err := json.Unmarshal(v, &cs); err != nil {
+				return fmt.Errorf("decoding case %x: %w", k, err)
+			}
+			out = append(out, cs)
+		}
+		return nil
+	})
+	return out, next, err
+}

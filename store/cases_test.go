@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -78,4 +79,91 @@ func TestCasesCursorMovesWithTheCases(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCasesPages: following next_cursor from page to page yields every
+// case the filters select, newest first, each once, and ends with a
+// zero cursor; a bound on the cases read per call gives short or empty
+// pages with a cursor, never a gap.
+func TestCasesPages(t *testing.T) {
+	s := open(t, t.TempDir())
+	states := []string{CaseOpen, CaseResolved, CaseNotified, CaseResolved, CaseRestricted, CaseResolved, CaseOpen}
+	err := s.UpdateCases(ID{}, func(tx *CaseTx) error {
+		for i := range 23 {
+			id, err := NewID()
+			if err != nil {
+				return err
+			}
+			sub := []string{"alice", "bob", "carol"}[i%3]
+			if err := tx.Put(&Case{ID: id, Key: fmt.Sprintf("subscriber:%s-%d", sub, i), SubscriberID: sub, State: states[i%len(states)]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What ForEachCase sees is the reference.
+	want := func(q CaseQuery) []ID {
+		var ids []ID
+		s.ForEachCase(func(c *Case) error {
+			if (q.State == "" || c.State == q.State) && (q.Subscriber == "" || c.SubscriberID == q.Subscriber) {
+				ids = append(ids, c.ID)
+			}
+			return nil
+		})
+		return ids
+	}
+	for _, q := range []CaseQuery{
+		{Limit: 5},
+		{Limit: 1000},
+		{State: CaseResolved, Limit: 2},
+		{Subscriber: "bob", Limit: 3},
+		{State: CaseOpen, Subscriber: "alice", Limit: 1},
+		{State: CaseResolved, Limit: 2, Examine: 3},
+		{State: CaseRestricted, Limit: 1, Examine: 1},
+		{State: "no-such-state", Limit: 4, Examine: 5},
+	} {
+		exp := want(q)
+		var got []ID
+		pages := 0
+		for cur := q; ; pages++ {
+			if pages > 100 {
+				t.Fatalf("%+v: the cursor does not end", q)
+			}
+			page, next, err := s.Cases(cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > q.Limit {
+				t.Fatalf("%+v: a page of %d", q, len(page))
+			}
+			for _, c := range page {
+				if (q.State != "" && c.State != q.State) || (q.Subscriber != "" && c.SubscriberID != q.Subscriber) {
+					t.Errorf("%+v: case %s (%s, %s) does not match", q, c.ID, c.State, c.SubscriberID)
+				}
+				got = append(got, c.ID)
+			}
+			if next == (ID{}) {
+				break
+			}
+			cur.Before = next
+		}
+		if fmt.Sprint(got) != fmt.Sprint(exp) {
+			t.Errorf("%+v: paged through %d cases in %d pages:\n got %v\nwant %v", q, len(got), pages+1, got, exp)
+		}
+		if q.Examine == 0 && len(exp) > 0 && pages != (len(exp)-1)/q.Limit {
+			t.Errorf("%+v: %d pages for %d cases", q, pages+1, len(exp))
+		}
+	}
+	// An empty store, and a cursor past the oldest case.
+	empty := open(t, t.TempDir())
+	if page, next, err := empty.Cases(CaseQuery{}); err != nil || len(page) != 0 || next != (ID{}) {
+		t.Errorf("empty store: %v %v %v", page, next, err)
+	}
+	all := want(CaseQuery{})
+	if page, next, err := s.Cases(CaseQuery{Before: all[len(all)-1]}); err != nil || len(page) != 0 || next != (ID{}) {
+		t.Errorf("below the oldest: %v %v %v", page, next, err)
+	}
 }

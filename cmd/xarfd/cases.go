@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -78,7 +79,8 @@ func newCases(cfg *config.Config, cur *atomic.Pointer[config.Config], st *store.
 	})
 }
 
-// cmdCases lists own-network cases through the HTTP API as JSON Lines.
+// cmdCases lists own-network cases through the HTTP API as JSON Lines,
+// newest first, following next_cursor.
 func cmdCases(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cases", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -86,8 +88,9 @@ func cmdCases(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "read the bearer token from `file` (default: $XARFD_TOKEN)")
 	state := fs.String("state", "", "only cases in `state`: open, notified, restricted or resolved")
 	sub := fs.String("subscriber", "", "only cases of subscriber `id`")
+	limit := fs.Int("limit", 0, "print at most `n` cases (0: all)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xarfd cases [-api URL] [-token-file FILE] [-state S] [-subscriber ID]")
+		fmt.Fprintln(stderr, "usage: xarfd cases [-api URL] [-token-file FILE] [-state S] [-subscriber ID] [-limit N]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +103,9 @@ func cmdCases(args []string, stdout, stderr io.Writer) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "xarfd cases: "+format+"\n", a...)
 		return 1
+	}
+	if *limit < 0 {
+		return fail("-limit: want 0 (all) or a positive number")
 	}
 	b, err := apiBase(*apiURL)
 	if err != nil {
@@ -117,40 +123,42 @@ func cmdCases(args []string, stdout, stderr io.Writer) int {
 	if *sub != "" {
 		q.Set("subscriber", *sub)
 	}
-	u := base.JoinPath("/api/v1/cases")
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fail("%v", err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return fail("reading the answer: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fail("%s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	var page struct {
-		Cases []json.RawMessage `json:"cases"`
-	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return fail("decoding the answer: %v", err)
-	}
-	for _, c := range page.Cases {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, c); err != nil {
-			return fail("decoding the answer: %v", err)
+	client := &http.Client{Timeout: 2 * time.Minute}
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	printed := 0
+	for {
+		page := reportsPageMax
+		if *limit > 0 && *limit-printed < page {
+			page = *limit - printed
 		}
-		buf.WriteByte('\n')
-		stdout.Write(buf.Bytes())
+		q.Set("limit", fmt.Sprint(page))
+		u := base.JoinPath("/api/v1/cases")
+		u.RawQuery = q.Encode()
+		cs, next, err := fetchPage(client, u.String(), tok, "cases")
+		if err != nil {
+			out.Flush()
+			return fail("%v", err)
+		}
+		for _, c := range cs {
+			var line bytes.Buffer
+			if err := json.Compact(&line, c); err != nil {
+				out.Flush()
+				return fail("the API returned a case that is not JSON: %v", err)
+			}
+			line.WriteByte('\n')
+			if _, err := out.Write(line.Bytes()); err != nil {
+				return fail("writing output: %v", err)
+			}
+			printed++
+		}
+		if next == "" || (*limit > 0 && printed >= *limit) {
+			break
+		}
+		q.Set("cursor", next)
+	}
+	if err := out.Flush(); err != nil {
+		return fail("writing output: %v", err)
 	}
 	return 0
 }

@@ -98,7 +98,7 @@ func cmdReports(args []string, stdout, stderr io.Writer) int {
 			page = *limit - printed
 		}
 		q.Set("limit", fmt.Sprint(page))
-		reports, next, err := fetchReports(client, base.String()+"/api/v1/reports?"+q.Encode(), tok)
+		reports, next, err := fetchPage(client, base.String()+"/api/v1/reports?"+q.Encode(), tok, "reports")
 		if err != nil {
 			out.Flush()
 			return fail("%v", err)
@@ -138,7 +138,9 @@ func flagTime(v string, now time.Time) (time.Time, error) {
 	return now.Add(-d).UTC(), nil
 }
 
-func fetchReports(client *http.Client, u, token string) ([]json.RawMessage, string, error) {
+// fetchPage GETs one page of a listing of the API whose items are in the
+// field list, and returns them with the page's next_cursor.
+func fetchPage(client *http.Client, u, token, list string) ([]json.RawMessage, string, error) {
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
@@ -173,12 +175,18 @@ func fetchReports(client *http.Client, u, token string) ([]json.RawMessage, stri
 		}
 		return nil, "", fmt.Errorf("GET %s: %s: %s%s", req.URL.Path, resp.Status, msg, hint)
 	}
-	var page struct {
-		Reports    []json.RawMessage `json:"reports"`
-		NextCursor string            `json:"next_cursor"`
+	var page map[string]json.RawMessage
+	var items []json.RawMessage
+	var next string
+	err = json.Unmarshal(body, &page)
+	if err == nil {
+		err = json.Unmarshal(page[list], &items)
 	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return nil, "", fmt.Errorf("the API's reply is not a report listing: %w", err)
+	if err == nil && page["next_cursor"] != nil {
+		err = json.Unmarshal(page["next_cursor"], &next)
 	}
-	return page.Reports, page.NextCursor, nil
+	if err != nil || page[list] == nil {
+		return nil, "", fmt.Errorf("the API's reply to GET %s is not a listing of %s: %v", req.URL.Path, list, err)
+	}
+	return items, next, nil
 }

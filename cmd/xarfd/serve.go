@@ -305,7 +305,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
 			Reprocess: func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
 			Cancel:    rep.Cancel,
-			Logger:    log.With().Str("component", "console").Logger()})
+			Logger:    log.With().Str("component", "console").Logger(), Metrics: m})
 		if err != nil {
 			httpL.Close()
 			for _, l := range listeners {
