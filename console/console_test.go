@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -517,8 +518,13 @@ func TestCaseActions(t *testing.T) {
 	if err != nil || got.State != store.CaseResolved || got.History[len(got.History)-1].Reason != "talked to them" {
 		t.Fatalf("after resolve: %+v %v", got, err)
 	}
-	if r := c.page(path, http.StatusOK); !strings.Contains(r.body, "talked to them") {
+	r = c.page(path, http.StatusOK)
+	if !strings.Contains(r.body, "talked to them") {
 		t.Error("history does not show the reason")
+	}
+	// A resolved case takes no action: the page offers none.
+	if strings.Contains(r.body, `class="case-action"`) || !strings.Contains(r.body, `data-testid="case-no-action"`) {
+		t.Errorf("a resolved case still offers actions:\n%s", r.body)
 	}
 	if r := c.page("/", http.StatusOK); !strings.Contains(r.body, `data-testid="open-cases">0</a>`) {
 		t.Error("the overview still counts the resolved case")
@@ -865,4 +871,55 @@ func refusedStreams(t *testing.T, m *metrics.Metrics) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// The cases list pages through every case with its cursor, a state tab
+// included, and never shows a case twice.
+func TestCasesListPages(t *testing.T) {
+	e := newEnv(t, false)
+	const n = 2*pageSize + 7
+	err := e.st.UpdateCases(store.ID{}, func(tx *store.CaseTx) error {
+		for i := range n {
+			id, err := store.NewID()
+			if err != nil {
+				return err
+			}
+			state := store.CaseOpen
+			if i%2 == 1 {
+				state = store.CaseResolved
+			}
+			if err := tx.Put(&store.Case{ID: id, Key: fmt.Sprintf("subscriber:s-%03d", i), SubscriberID: "s", State: state}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	for state, want := range map[string]int{"": n, store.CaseResolved: n / 2} {
+		seen := map[string]bool{}
+		path := "/cases?" + url.Values{"state": {state}}.Encode()
+		for pages := 0; path != ""; pages++ {
+			if pages > n {
+				t.Fatalf("state %q: the cursor never ends", state)
+			}
+			r := c.page(path, http.StatusOK)
+			for _, m := range regexp.MustCompile(`>subscriber:s-(\d+)</a>`).FindAllStringSubmatch(r.body, -1) {
+				if seen[m[1]] {
+					t.Errorf("state %q: case %s shown twice", state, m[1])
+				}
+				seen[m[1]] = true
+			}
+			path = ""
+			if m := regexp.MustCompile(`href="(/cases\?[^"]*cursor=[^"]*)" data-testid="next-page"`).FindStringSubmatch(r.body); m != nil {
+				path = html.UnescapeString(m[1])
+			}
+		}
+		if len(seen) != want {
+			t.Errorf("state %q: %d cases over all pages, want %d", state, len(seen), want)
+		}
+	}
+	c.page("/cases?cursor=nonsense", http.StatusBadRequest)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/xarfd/xarfd/cases"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
@@ -397,31 +398,37 @@ type casesData struct {
 	State  string
 	States []string
 	Cases  []store.Case
-	More   bool
+	// Next is the cursor of the next (older) page; empty on the last.
+	Next string
 }
 
-// GET /cases?state=
+// GET /cases?state=&cursor=
 func (c *Console) cases(w http.ResponseWriter, r *http.Request) {
-	d := &casesData{On: casesOn(c.cfg()), State: r.URL.Query().Get("state"), States: caseStates}
+	q := r.URL.Query()
+	d := &casesData{On: casesOn(c.cfg()), State: q.Get("state"), States: caseStates}
 	if d.State != "" && !slices.Contains(caseStates, d.State) {
 		c.fail(w, r, http.StatusBadRequest, "Unknown state", "Pick a state from the tabs.")
 		return
 	}
-	err := c.o.Store.ForEachCase(func(cs *store.Case) error {
-		if d.State == "" || cs.State == d.State {
-			if len(d.Cases) == pageSize*2 {
-				d.More = true
-				return store.ErrStop
-			}
-			d.Cases = append(d.Cases, *cs)
+	cq := store.CaseQuery{State: d.State, Limit: pageSize}
+	if cur := q.Get("cursor"); cur != "" {
+		id, err := uuid.Parse(cur)
+		if err != nil {
+			c.fail(w, r, http.StatusBadRequest, "Bad cursor", "Go back to the first page of the cases.")
+			return
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, store.ErrStop) {
+		cq.Before = id
+	}
+	cs, next, err := c.o.Store.Cases(cq)
+	if err != nil {
 		c.internal(w, r, "listing cases", err)
 		return
 	}
-	if len(d.Cases) > 0 {
+	d.Cases = cs
+	if next != (store.ID{}) {
+		d.Next = next.String()
+	}
+	if len(d.Cases) > 0 || cq.Before != (store.ID{}) {
 		d.On = true // cases of a channel that no longer uses own still show
 	}
 	c.render(w, r, http.StatusOK, "cases", &page{Title: "Cases", Nav: "cases", Data: d})
@@ -448,8 +455,22 @@ func (c *Console) caseView(w http.ResponseWriter, r *http.Request) {
 		c.internal(w, r, "reading case", err)
 		return
 	}
-	d := &caseData{Case: cs, Actions: []string{"notify", "restrict", "resolve"}, Running: c.o.Cases != nil}
+	d := &caseData{Case: cs, Actions: caseActions(cs), Running: c.o.Cases != nil}
 	c.render(w, r, http.StatusOK, "case", &page{Title: "Case " + cs.Key, Nav: "cases", Data: d})
+}
+
+// caseActions are the actions the cases service accepts on cs now (Act
+// refuses the others with a conflict): a resolved case takes none, a
+// restricted one (or one whose restrict call is still pending) cannot be
+// restricted again.
+func caseActions(cs *store.Case) []string {
+	switch {
+	case cs.State == store.CaseResolved:
+		return nil
+	case cs.State == store.CaseRestricted, cs.Webhook != nil && cs.Webhook.Status == cases.CallPending:
+		return []string{"notify", "resolve"}
+	}
+	return []string{"notify", "restrict", "resolve"}
 }
 
 // POST /cases/{id}/notify|restrict|resolve: the cases service's Act, as
