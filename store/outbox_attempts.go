@@ -205,9 +205,9 @@ func addAttemptTx(tx *bbolt.Tx, id ID, node string, a Attempt) error {
 	if err != nil {
 		return fmt.Errorf("encoding an outbox attempt: %w", err)
 	}
-	// Keys of one entry only grow: fill pages like the other
-	// append-mostly buckets.
-	b.FillPercent = appendFill
+	// bbolt's default fill, not appendFill: a retry of an entry hours old
+	// inserts among newer entries' rows, and full pages would split on
+	// every such insert.
 	if err := b.Put(attemptKey(id, next), v); err != nil {
 		return fmt.Errorf("recording an outbox attempt of %s: %w", id, err)
 	}
