@@ -128,6 +128,10 @@ func TestNothingLeaks(t *testing.T) {
 		if e := apiDo(t, "GET", base+"/api/v1/reports/"+id.String()+"/evidence", "", "", nil); e.code == 200 {
 			seen = append(seen, e.body)
 		}
+		// The entry with its attempt history.
+		if o := apiDo(t, "GET", base+"/api/v1/outbox/"+id.String(), "", "", nil); o.code == 200 {
+			seen = append(seen, o.body)
+		}
 	}
 	if reports < len(fixtures)/2 {
 		t.Errorf("only %d of %d messages became reports; the search would prove little", reports, len(fixtures))
