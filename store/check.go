@@ -184,6 +184,9 @@ func checkTx(tx *bbolt.Tx, rep *CheckReport) error {
 	if err != nil {
 		return err
 	}
+	if err := checkAttempts(tx, rep); err != nil {
+		return err
+	}
 	if err := checkStats(tx, rep); err != nil {
 		return err
 	}

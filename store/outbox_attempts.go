@@ -238,6 +238,39 @@ func deleteAttemptsTx(tx *bbolt.Tx, k []byte) error {
 	return nil
 }
 
+// checkAttempts verifies the histories for check-store: each row's key is
+// an id and a sequence number, its value JSON, its entry present (rows go
+// with their entry in one transaction), and no entry holds more than
+// MaxAttemptsKept.
+func checkAttempts(tx *bbolt.Tx, rep *CheckReport) error {
+	var (
+		cur ID
+		n   int
+	)
+	ob := tx.Bucket(bucketOutbox)
+	return tx.Bucket(bucketOutboxAttempts).ForEach(func(k, v []byte) error {
+		if len(k) != 20 {
+			rep.add("bucket %s: malformed key %x", bucketOutboxAttempts, k)
+			return nil
+		}
+		var id ID
+		copy(id[:], k)
+		if id != cur {
+			cur, n = id, 0
+			if ob.Get(id[:]) == nil {
+				rep.add("bucket %s: rows of outbox entry %s, which does not exist", bucketOutboxAttempts, id)
+			}
+		}
+		if n++; n == MaxAttemptsKept+1 {
+			rep.add("bucket %s: outbox entry %s has more than %d rows", bucketOutboxAttempts, id, MaxAttemptsKept)
+		}
+		if !json.Valid(v) {
+			rep.add("bucket %s: row %d of outbox entry %s is not valid JSON", bucketOutboxAttempts, binary.BigEndian.Uint32(k[16:]), id)
+		}
+		return nil
+	})
+}
+
 // AttemptsOf returns the history of outbox entry id, oldest first; an
 // entry without rows (none yet, or one from before schema 5) has an
 // empty one.

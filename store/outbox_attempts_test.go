@@ -265,3 +265,44 @@ func TestMigrateToAttemptHistory(t *testing.T) {
 		t.Errorf("check: %v %+v", err, rep)
 	}
 }
+
+// check-store finds rows without entry, malformed keys and values.
+func TestCheckFindsBadAttemptRows(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	now := time.Now().UTC()
+	id := queued(t, s, now)
+	if _, err := s.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Withhold(id, now, "x", netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	ghost := idAt(t, now)
+	if err := s.Commit(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketOutboxAttempts)
+		if err := b.Put(attemptKey(ghost, 0), []byte(`{}`)); err != nil {
+			return err
+		}
+		if err := b.Put(attemptKey(id, 7), []byte(`{not json`)); err != nil {
+			return err
+		}
+		return b.Put([]byte("short"), []byte(`{}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	rep, err := Check(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(rep.Problems, "\n")
+	for _, want := range []string{"rows of outbox entry " + ghost.String() + ", which does not exist", "row 7 of outbox entry " + id.String() + " is not valid JSON", "malformed key 73686f7274"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("check lacks %q:\n%s", want, got)
+		}
+	}
+	if len(rep.Problems) != 3 {
+		t.Errorf("%d problems, want 3:\n%s", len(rep.Problems), got)
+	}
+}
