@@ -150,7 +150,7 @@ func cleanText(s string, n int) string {
 		for i > 0 && !utf8.RuneStart(out[i]) {
 			i--
 		}
-		out = out[:i]
+		out = strings.TrimRight(out[:i], " ")
 	}
 	return out
 }

@@ -306,3 +306,20 @@ func TestCheckFindsBadAttemptRows(t *testing.T) {
 		t.Errorf("%d problems, want 3:\n%s", len(rep.Problems), got)
 	}
 }
+
+// cleanText never returns control characters, invalid UTF-8 or more than
+// n bytes, whatever a desk sends.
+func FuzzCleanText(f *testing.F) {
+	f.Add("550 5.7.1 no\r\nX: y\x1b[0m\u202e", 16)
+	f.Add(strings.Repeat("é", 300), 7)
+	f.Add("\xff\xfe ok", 512)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n = max(1, n%1024)
+		out := cleanText(s, n)
+		if len(out) > n || !utf8.ValidString(out) || strings.ContainsFunc(out, func(r rune) bool {
+			return r < 0x20 || (r >= 0x7f && r < 0xa0) || r == '\u202e' || r == utf8.RuneError
+		}) || strings.HasPrefix(out, " ") || strings.HasSuffix(out, " ") {
+			t.Fatalf("cleanText(%q, %d) = %q", s, n, out)
+		}
+	})
+}
