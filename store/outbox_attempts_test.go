@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -34,8 +35,10 @@ func outcomes(h AttemptHistory) string {
 // each in the commit that records its outcome, by this node.
 func TestAttemptHistoryRecordsOutcomes(t *testing.T) {
 	var commits atomic.Int64
-	// No health probe may commit in between: the count is ours alone.
-	s, err := Open(t.TempDir(), Options{Node: "mx1", ProbeInterval: time.Hour, OnCommit: func(int, time.Duration) { commits.Add(1) }})
+	// FaultCommit runs in every write transaction before its commit
+	// returns (OnCommit runs after the waiters are told); no health probe
+	// may commit in between.
+	s, err := Open(t.TempDir(), Options{Node: "mx1", ProbeInterval: time.Hour, FaultCommit: func() error { commits.Add(1); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,4 +326,32 @@ func FuzzCleanText(f *testing.F) {
 			t.Fatalf("cleanText(%q, %d) = %q", s, n, out)
 		}
 	})
+}
+
+// The row and the outcome are one transaction: when the row cannot be
+// written, the outcome is not recorded either.
+func TestAttemptRowAndOutcomeAtomic(t *testing.T) {
+	s := open(t, t.TempDir())
+	now := time.Now().UTC()
+	id := queued(t, s, now)
+	if _, err := s.Claim(id, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketOutboxAttempts).Put(attemptKey(id, math.MaxUint32), []byte(`{}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.RecordTransaction(id, now, Transaction{Accepted: []string{"abuse@desk.example"}, Reply: "250 ok",
+		Attempt: &Attempt{Outcome: AttemptSent, Code: 250}})
+	if err == nil || !strings.Contains(err.Error(), "sequence exhausted") {
+		t.Fatalf("recording with a full history: %v", err)
+	}
+	e, err := s.GetOutbox(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Delivered) != 0 || e.Reply != "" || e.Status != OutboxSending {
+		t.Errorf("the outcome was recorded without its row: %+v", e)
+	}
 }
