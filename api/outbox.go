@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -83,6 +85,49 @@ func (s *Server) outboxAction(w http.ResponseWriter, r *http.Request, verb strin
 	}
 	requestLog(r).Info().Str("id", id.String()).Str("action", verb).Str("status", string(e.Status)).Msg("outbox entry changed")
 	writeJSON(w, http.StatusOK, e)
+}
+
+// outboxDetail is one entry with its history. The entry's own fields stay
+// as the listing has them ("attempts" is its count of deliveries begun),
+// so the rows are "history".
+type outboxDetail struct {
+	*store.OutboxEntry
+	// History is the entry's rows, oldest first: one per SMTP
+	// transaction and per decision (store.Attempt); HistoryDropped
+	// counts older rows no longer kept (store.MaxAttemptsKept).
+	History        []store.Attempt `json:"history"`
+	HistoryDropped uint32          `json:"history_dropped"`
+}
+
+// GET /api/v1/outbox/{id}: the entry and its history. A token restricted
+// to some channels sees their entries only.
+func (s *Server) getOutbox(w http.ResponseWriter, r *http.Request) {
+	id, ok := idOnly(w, r, "outbox entry")
+	if !ok {
+		return
+	}
+	var (
+		e *store.OutboxEntry
+		h store.AttemptHistory
+	)
+	// One read transaction: the history is the entry's as it stands.
+	err := s.st.View(func(tx *bbolt.Tx) error {
+		var err error
+		if e, err = store.GetOutboxTx(tx, id); err != nil {
+			return err
+		}
+		h, err = store.AttemptsTx(tx, id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !tokenOf(r).mayFeed(e.Channel)) {
+		writeError(w, http.StatusNotFound, "no such outbox entry")
+		return
+	}
+	if err != nil {
+		internalError(w, r, "reading outbox entry", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, outboxDetail{OutboxEntry: e, History: h.Attempts, HistoryDropped: h.Dropped})
 }
 
 // readOptionalBody reads a small body, which may be empty.

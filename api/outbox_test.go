@@ -107,3 +107,57 @@ func TestOutboxActionsNeedSubmit(t *testing.T) {
 		t.Fatalf("stored status %s", got.Status)
 	}
 }
+
+// GET /api/v1/outbox/{id}: the entry as listed, with its history.
+func TestOutboxEntryWithHistory(t *testing.T) {
+	e := newEnv(t, true, nil)
+	fbl := e.queue("fbl", store.OutboxPending)
+	if r, _ := e.action(fbl, "cancel", tokSubmitAll, `{"reason":"wrong <desk>"}`); r.code != 200 {
+		t.Fatalf("cancel: %d %s", r.code, r.body)
+	}
+	if r, _ := e.action(fbl, "retry", tokSubmitAll, ""); r.code != 200 {
+		t.Fatalf("retry: %d %s", r.code, r.body)
+	}
+	r := e.get("/api/v1/outbox/"+fbl.String(), tokRead)
+	if r.code != 200 {
+		t.Fatalf("GET: %d %s", r.code, r.body)
+	}
+	var got struct {
+		ID             string          `json:"id"`
+		Status         string          `json:"status"`
+		Attempts       *int            `json:"attempts"`
+		History        []store.Attempt `json:"history"`
+		HistoryDropped *uint32         `json:"history_dropped"`
+	}
+	r.json(t, &got)
+	if got.ID != fbl.String() || got.Status != "pending" || got.Attempts == nil || *got.Attempts != 0 || got.HistoryDropped == nil {
+		t.Errorf("entry fields: %s", r.body)
+	}
+	if len(got.History) != 2 || got.History[0].Outcome != store.AttemptCancelled || got.History[1].Outcome != store.AttemptRequeued ||
+		!strings.Contains(got.History[0].Detail, "wrong <desk>") || got.History[0].Node == "" {
+		t.Errorf("history: %s", r.body)
+	}
+	// Rows are data: HTML in a reason is escaped by the JSON encoder.
+	if strings.Contains(string(r.body), "<desk>") {
+		t.Errorf("unescaped markup in %s", r.body)
+	}
+	plain := e.queue("plain", store.OutboxPending)
+	if r := e.get("/api/v1/outbox/"+plain.String(), tokRead); r.code != 200 || !strings.Contains(string(r.body), `"history":[]`) {
+		t.Errorf("entry without rows: %d %s", r.code, r.body)
+	}
+	for path, want := range map[string]int{
+		"/api/v1/outbox/" + fbl.String():              200,
+		"/api/v1/outbox/" + idAt(time.Now()).String(): 404,
+		"/api/v1/outbox/not-an-id":                    404,
+	} {
+		if r := e.get(path, tokRead); r.code != want {
+			t.Errorf("%s: %d, want %d", path, r.code, want)
+		}
+	}
+	if r := e.get("/api/v1/outbox/"+fbl.String(), ""); r.code != 401 {
+		t.Errorf("no token: %d", r.code)
+	}
+	if r := e.get("/api/v1/outbox/"+fbl.String(), tokSubmit); r.code != 403 {
+		t.Errorf("token without read scope: %d", r.code)
+	}
+}

@@ -288,6 +288,7 @@ func (s *Server) routes() http.Handler {
 		{"POST", "/api/v1/channels/{name}/reports", scopeSubmit, s.submitReport},
 		{"GET", "/api/v1/stream", scopeRead, s.stream},
 		{"GET", "/api/v1/outbox", scopeRead, s.listOutbox},
+		{"GET", "/api/v1/outbox/{id}", scopeRead, s.getOutbox},
 		{"GET", "/api/v1/outbox/{id}/message", scopeRead, s.getOutboxMessage},
 		{"POST", "/api/v1/outbox/{id}/retry", scopeSubmit, s.retryOutbox},
 		{"POST", "/api/v1/outbox/{id}/cancel", scopeSubmit, s.cancelOutbox},

@@ -822,7 +822,7 @@ func TestSentEntryEarlierError(t *testing.T) {
 	if _, err := e.st.Claim(id, now, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.Retry(id, now, now, "550 5.7.1 refused", "desk refused"); err != nil {
+	if _, err := e.st.Retry(id, now, now, "550 5.7.1 refused", "desk refused", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.st.Claim(id, now, time.Minute); err != nil {

@@ -302,6 +302,8 @@ type reportData struct {
 	Origin   string
 	Document string
 	Outbox   *store.OutboxEntry
+	// History is the entry's attempts and decisions, oldest first.
+	History store.AttemptHistory
 	// CanRetry and CanCancel: the entry's status allows the action.
 	CanRetry, CanCancel bool
 	Evidence            bool
@@ -353,6 +355,10 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request) {
 	default:
 		d.Outbox = e
 		d.CanRetry, d.CanCancel = canRetry(e.Status), e.Status == store.OutboxPending
+		if d.History, err = c.o.Store.AttemptsOf(id); err != nil {
+			c.internal(w, r, "reading outbox attempts", err)
+			return
+		}
 	}
 	if _, err := c.o.Store.Raw(id); err == nil {
 		d.Evidence = true

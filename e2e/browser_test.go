@@ -295,6 +295,23 @@ func TestBrowserConsole(t *testing.T) {
 		if env.desk.accepted.Load() != 1 {
 			t.Errorf("the desk accepted %d reports, want 1", env.desk.accepted.Load())
 		}
+		// The report page shows both deliveries (refused, then sent) and
+		// the operator's requeue between them, each at its time.
+		b.openOK(t, ctx, env.base+"/reports/"+liveID)
+		b.do(t, ctx, "finding the attempts", chromedp.WaitVisible(chromedp.CSS(`[data-testid="outbox-history"]`)))
+		rows := evalJS[[]string](t, ctx, `[...document.querySelectorAll('[data-testid="attempt-row"]')].map(r => [...r.cells].map(c => c.textContent.trim()).join(" | "))`)
+		outcomes := evalJS[[]string](t, ctx, `[...document.querySelectorAll('[data-testid="attempt-outcome"]')].map(e => e.textContent.trim())`)
+		if strings.Join(outcomes, ",") != "perm-failure,requeued,sent" || len(rows) != 3 ||
+			!strings.Contains(rows[0], "550") || !strings.Contains(rows[2], "250") || !strings.Contains(rows[2], "127.0.0.1") {
+			t.Errorf("attempt rows %q", rows)
+		}
+		if n := evalJS[int](t, ctx, `document.querySelectorAll('[data-testid="attempt-row"] time[datetime]').length`); n != 3 {
+			t.Errorf("%d attempt rows carry a time element, want 3", n)
+		}
+		local, _, _ := strings.Cut(liveRcpt, "@")
+		if v := evalJS[string](t, ctx, `document.querySelector('[data-testid="outbox-history"]').outerHTML`); strings.Contains(v, local) {
+			t.Errorf("the attempts hold the redacted recipient %q", liveRcpt)
+		}
 		b.expectClean(t)
 	})
 

@@ -136,18 +136,18 @@ func (f *faultyStore) MarkSent(id store.ID, now time.Time, lastErr string, forge
 	return f.Store.MarkSent(id, now, lastErr, forget)
 }
 
-func (f *faultyStore) GiveUp(id store.ID, now time.Time, lastErr, reason string) (*store.OutboxEntry, error) {
+func (f *faultyStore) GiveUp(id store.ID, now time.Time, lastErr, reason string, row *store.Attempt) (*store.OutboxEntry, error) {
 	if err := f.fault(false); err != nil {
 		return nil, err
 	}
-	return f.Store.GiveUp(id, now, lastErr, reason)
+	return f.Store.GiveUp(id, now, lastErr, reason, row)
 }
 
-func (f *faultyStore) Retry(id store.ID, now, next time.Time, lastErr, reason string) (*store.OutboxEntry, error) {
+func (f *faultyStore) Retry(id store.ID, now, next time.Time, lastErr, reason string, row *store.Attempt) (*store.OutboxEntry, error) {
 	if err := f.fault(false); err != nil {
 		return nil, err
 	}
-	return f.Store.Retry(id, now, next, lastErr, reason)
+	return f.Store.Retry(id, now, next, lastErr, reason, row)
 }
 
 func (f *faultyStore) PutContact(key string, c *store.CachedContact) error {

@@ -31,7 +31,10 @@ type desk struct {
 	got    []deskMsg
 	calls  int
 	answer func(call int) error
-	srv    *smtp.Server
+	// inspect, when set (under mu), answers each DATA from its bytes
+	// before answer is asked.
+	inspect func(data []byte) error
+	srv     *smtp.Server
 }
 
 type deskMsg struct {
@@ -69,6 +72,11 @@ func (s *deskSession) Data(r io.Reader) error {
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
 	s.d.calls++
+	if s.d.inspect != nil {
+		if err := s.d.inspect(b); err != nil {
+			return err
+		}
+	}
 	if s.d.answer != nil {
 		if err := s.d.answer(s.d.calls); err != nil {
 			return err

@@ -944,8 +944,9 @@ func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxE
 	}
 	e = x
 	var errs []error
-	permanent := true
+	permanent, tried := true, false
 	for _, group := range conf.deliver.Groups(e.Remaining()) {
+		tried = true
 		dotted := false
 		t, err := conf.deliver.Send(ctx, conf.from, group, signed, func() error {
 			if lease != nil {
@@ -968,7 +969,8 @@ func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxE
 		if dotted && err != nil && !errors.As(err, &se) {
 			unknown = true
 		}
-		tr := store.Transaction{Rejected: map[string]string{}}
+		row := attemptRow(t, err)
+		tr := store.Transaction{Rejected: map[string]string{}, Attempt: &row}
 		if t != nil {
 			tr.Accepted, tr.Reply = t.Accepted, t.Reply
 			for a, why := range t.Rejected {
@@ -996,8 +998,75 @@ func (r *Reporter) deliver(ctx context.Context, conf *settings, e *store.OutboxE
 		}
 		e = x
 	}
-	r.finish(ctx, conf, e, errors.Join(errs...), permanent)
+	r.finish(ctx, conf, e, errors.Join(errs...), permanent, tried)
 	return e, accepted, unknown
+}
+
+// attemptRow is the history row of one SMTP transaction: where it went,
+// what came of it and the server's last answer.
+func attemptRow(t *deliver.Transmission, err error) store.Attempt {
+	var a store.Attempt
+	if t != nil {
+		a.MX, a.IP = t.Host, t.Addr
+	}
+	accepted := t != nil && len(t.Accepted) > 0
+	var (
+		se   *smtp.SMTPError
+		perm *deliver.PermanentError
+	)
+	switch {
+	case errors.As(err, &se):
+		a.Code, a.EnhancedCode, a.Reply = se.Code, enhanced(se.EnhancedCode), se.Message
+	case accepted:
+		a.Code, a.Reply = 250, strings.TrimPrefix(t.Reply, "250 ")
+		if f := strings.Fields(a.Reply); len(f) > 0 && isEnhanced(f[0]) {
+			a.EnhancedCode, a.Reply = f[0], strings.TrimSpace(strings.TrimPrefix(a.Reply, f[0]))
+		}
+	case t != nil && t.Refusal != nil:
+		a.Code, a.EnhancedCode, a.Reply = t.Refusal.Code, enhanced(t.Refusal.EnhancedCode), t.Refusal.Message
+	}
+	switch {
+	case accepted:
+		a.Outcome = store.AttemptSent
+	case err == nil, errors.As(err, &perm):
+		// No error and nobody accepted: every recipient refused it.
+		a.Outcome = store.AttemptPermFail
+	default:
+		a.Outcome = store.AttemptTempFail
+	}
+	if err != nil {
+		a.Detail = replyText(err)
+	}
+	if t != nil && len(t.Rejected) > 0 {
+		refused := make([]string, 0, len(t.Rejected))
+		for r := range t.Rejected {
+			refused = append(refused, r)
+		}
+		slices.Sort(refused)
+		a.Detail = strings.TrimPrefix(a.Detail+"; refused by "+strings.Join(refused, ", "), "; ")
+	}
+	return a
+}
+
+// enhanced formats an RFC 3463 code, or "" when the reply had none.
+func enhanced(c smtp.EnhancedCode) string {
+	if c[0] < 2 || c[0] > 5 || c[1] < 0 || c[2] < 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
+}
+
+func isEnhanced(s string) bool {
+	p := strings.Split(s, ".")
+	if len(p) != 3 || len(p[0]) != 1 || p[0] < "2" || p[0] > "5" {
+		return false
+	}
+	for _, x := range p[1:] {
+		if x == "" || len(x) > 3 || strings.Trim(x, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // rateLimited counts and logs an entry that waits for a rate limit.
@@ -1008,11 +1077,12 @@ func (r *Reporter) rateLimited(id store.ID, limited *store.RateLimit) {
 	}
 }
 
-// finish records the outcome of a claimed entry after its transactions.
-func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEntry, err error, permanent bool) {
+// finish records the outcome of a claimed entry after its transactions
+// (tried: there was at least one, and its row is recorded).
+func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEntry, err error, permanent, tried bool) {
 	id := e.ID.String()
 	if len(e.Remaining()) > 0 && err != nil && !permanent {
-		r.retry(ctx, conf, e, err)
+		r.retryAfter(ctx, conf, e, err, tried)
 		return
 	}
 	lastErr := ""
@@ -1021,7 +1091,11 @@ func (r *Reporter) finish(ctx context.Context, conf *settings, e *store.OutboxEn
 	}
 	now := r.opt.Now().UTC()
 	if len(e.Delivered) == 0 {
-		x, uerr := r.st.GiveUp(e.ID, now, lastErr, "the abuse desk refused the report permanently")
+		var row *store.Attempt
+		if !tried {
+			row = &store.Attempt{Outcome: store.AttemptPermFail, Detail: "no recipient left to send to: " + strings.Join(e.Rejected, ", ")}
+		}
+		x, uerr := r.st.GiveUp(e.ID, now, lastErr, "the abuse desk refused the report permanently", row)
 		if !r.recorded(uerr, e.ID, "recording a refusal") {
 			return
 		}
@@ -1059,13 +1133,28 @@ func jitter(d time.Duration) time.Duration {
 
 // retry makes a claimed entry pending again after a backoff that grows
 // with its temporary failures, or fails it when give_up_after has passed
-// since it was created (or requeued by an operator).
+// since it was created (or requeued by an operator). The failure is one
+// of ours or of a lookup, before any SMTP transaction: it gets a row of
+// its own in the entry's history.
 func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEntry, cause error) {
+	r.retryAfter(ctx, conf, e, cause, false)
+}
+
+// retryAfter is retry; tried says that the transactions' rows already
+// record the failure.
+func (r *Reporter) retryAfter(ctx context.Context, conf *settings, e *store.OutboxEntry, cause error, tried bool) {
 	now := r.opt.Now().UTC()
+	var row *store.Attempt
+	if !tried {
+		row = &store.Attempt{Outcome: store.AttemptTempFail, Detail: replyText(cause)}
+	}
 	if ctx.Err() != nil {
 		// Cut short by a stop: not the peer's failure. Due again at once
 		// (at the next start), and nothing to log.
-		_, err := r.st.Retry(e.ID, now, now, replyText(cause), "interrupted by a stop")
+		if row != nil {
+			row.Outcome = store.AttemptInterrupted
+		}
+		_, err := r.st.Retry(e.ID, now, now, replyText(cause), "interrupted by a stop", row)
 		r.recorded(err, e.ID, "deferring a report")
 		return
 	}
@@ -1075,7 +1164,9 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 	}
 	giveUp := base.Add(conf.giveUpAfter)
 	if !now.Before(giveUp) {
-		x, err := r.st.GiveUp(e.ID, now, replyText(cause), fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", conf.giveUpAfter))
+		reason := fmt.Sprintf("gave up: no delivery within reporter.retry.give_up_after (%s)", conf.giveUpAfter)
+		// Giving up is a decision of its own, whatever the last try said.
+		x, err := r.st.GiveUp(e.ID, now, replyText(cause), reason, &store.Attempt{Outcome: store.AttemptGaveUp, Detail: reason + ": " + replyText(cause)})
 		if !r.recorded(err, e.ID, "giving up a report") {
 			return
 		}
@@ -1089,7 +1180,7 @@ func (r *Reporter) retry(ctx context.Context, conf *settings, e *store.OutboxEnt
 	if next.After(giveUp) {
 		next = giveUp
 	}
-	x, err := r.st.Retry(e.ID, now, next, replyText(cause), "temporary failure; retrying")
+	x, err := r.st.Retry(e.ID, now, next, replyText(cause), "temporary failure; retrying", row)
 	if !r.recorded(err, e.ID, "deferring a report") {
 		return
 	}

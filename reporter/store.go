@@ -33,8 +33,8 @@ type Store interface {
 	MarkTransmitted(id store.ID, now time.Time) error
 	RecordTransaction(id store.ID, now time.Time, t store.Transaction) (*store.OutboxEntry, error)
 	MarkSent(id store.ID, now time.Time, lastErr string, forget bool) (*store.OutboxEntry, error)
-	GiveUp(id store.ID, now time.Time, lastErr, reason string) (*store.OutboxEntry, error)
-	Retry(id store.ID, now, next time.Time, lastErr, reason string) (*store.OutboxEntry, error)
+	GiveUp(id store.ID, now time.Time, lastErr, reason string, row *store.Attempt) (*store.OutboxEntry, error)
+	Retry(id store.ID, now, next time.Time, lastErr, reason string, row *store.Attempt) (*store.OutboxEntry, error)
 	// For a cluster's Claims.
 	Wait(id store.ID, now, next time.Time, reason string) (*store.OutboxEntry, error)
 	WaitRate(id store.ID, now time.Time, perHour int, l store.RateLimit) (*store.OutboxEntry, error)

@@ -106,7 +106,7 @@ func checkTx(tx *bbolt.Tx, rep *CheckReport) error {
 	if have := binary.BigEndian.Uint64(v); have != SchemaVersion {
 		return fmt.Errorf("schema version %d, this xarfd checks %d: start xarfd once to migrate it (or use the matching xarfd)", have, SchemaVersion)
 	}
-	for _, b := range [][]byte{bucketRecords, bucketByChannel, bucketByIP, bucketQuarantine, bucketOutbox} {
+	for _, b := range [][]byte{bucketRecords, bucketByChannel, bucketByIP, bucketQuarantine, bucketOutbox, bucketOutboxAttempts} {
 		if tx.Bucket(b) == nil {
 			rep.add("bucket %s: missing", b)
 		}
@@ -182,6 +182,9 @@ func checkTx(tx *bbolt.Tx, rep *CheckReport) error {
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := checkAttempts(tx, rep); err != nil {
 		return err
 	}
 	if err := checkStats(tx, rep); err != nil {

@@ -54,6 +54,14 @@ var migrations = []Migration{
 	{To: 4, Step: migrateStatsStep, Run: func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMeta).Delete(keyMigrate4)
 	}},
+	// Attempt histories (outbox_attempts.go). Existing entries get an
+	// empty one: their count, last error and reply stay on the entry, and
+	// a row made up from them would claim a time, node and host nobody
+	// recorded.
+	{To: 5, Run: func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketOutboxAttempts)
+		return err
+	}},
 }
 
 // keyMigrate3 (in meta) is the last record key the migration to schema 3

@@ -45,6 +45,10 @@ type StepResult struct {
 	// recorded by Primary (the entry is now its duplicate).
 	Duplicate bool
 	Primary   ID
+
+	// row, when an apply sets it, is added to the entry's history in the
+	// same transaction.
+	row *Attempt
 }
 
 // ErrSkipped is the Err of a step that Settle did not try: an earlier
@@ -55,7 +59,7 @@ var ErrSkipped = errors.New("outbox step skipped: an earlier step of the entry w
 // the result, having changed nothing; an error of the store (which may
 // have left tx half written) is returned as the error, and the whole
 // transaction must be abandoned.
-func (st *Step) run(tx *bbolt.Tx) (StepResult, error) {
+func (st *Step) run(tx *bbolt.Tx, node string) (StepResult, error) {
 	e, err := GetOutboxTx(tx, st.ID)
 	if err != nil {
 		return StepResult{Err: err}, nil
@@ -70,6 +74,12 @@ func (st *Step) run(tx *bbolt.Tx) (StepResult, error) {
 	if err := putOutbox(tx, e); err != nil {
 		return StepResult{}, err
 	}
+	if r.row != nil {
+		if err := addAttemptTx(tx, e.ID, node, *r.row); err != nil {
+			return StepResult{}, err
+		}
+		r.row = nil
+	}
 	r.Entry = e
 	return r, nil
 }
@@ -80,7 +90,7 @@ func (s *Store) settleOne(st Step) (StepResult, error) {
 	var r StepResult
 	err := s.Commit(func(tx *bbolt.Tx) error {
 		var err error
-		if r, err = st.run(tx); err != nil {
+		if r, err = st.run(tx, s.node); err != nil {
 			return err
 		}
 		return r.Err
@@ -114,7 +124,7 @@ func (s *Store) Settle(chains [][]Step) ([][]StepResult, error) {
 					out[i][j] = StepResult{Err: ErrSkipped}
 					continue
 				}
-				r, err := c[j].run(tx)
+				r, err := c[j].run(tx, s.node)
 				if err != nil {
 					return fmt.Errorf("settling outbox entry %s (%s): %w", c[j].ID, c[j].op, err)
 				}
@@ -167,9 +177,10 @@ func ClaimStep(id ID, now time.Time, lease time.Duration) Step {
 			return true, ""
 		}
 		return false, ""
-	}, apply: func(_ *bbolt.Tx, e *OutboxEntry, _ *StepResult) error {
+	}, apply: func(_ *bbolt.Tx, e *OutboxEntry, r *StepResult) error {
 		if e.Status == OutboxSending {
 			interrupted(e)
+			r.row = &Attempt{At: now, Outcome: AttemptInterrupted, Detail: "lease ran out: " + e.LastError}
 		}
 		e.Status, e.LeaseUntil, e.Updated = OutboxSending, now.Add(lease), now
 		return nil
@@ -178,8 +189,9 @@ func ClaimStep(id ID, now time.Time, lease time.Duration) Step {
 
 // WithholdStep is Withhold as a step.
 func WithholdStep(id ID, now time.Time, reason string, src netip.Addr) Step {
-	return Step{ID: id, op: "withhold", check: from(OutboxSending), apply: func(_ *bbolt.Tx, e *OutboxEntry, _ *StepResult) error {
+	return Step{ID: id, op: "withhold", check: from(OutboxSending), apply: func(_ *bbolt.Tx, e *OutboxEntry, r *StepResult) error {
 		e.Status, e.Reason, e.Updated = OutboxWithheld, reason, now
+		r.row = &Attempt{At: now, Outcome: AttemptWithheld, Detail: reason}
 		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
 		if src.IsValid() {
 			e.SourceIP = src
@@ -214,6 +226,7 @@ func DedupStep(id ID, now time.Time, src netip.Addr, fp string, window time.Dura
 		e.Status, e.DuplicateOf = OutboxDuplicate, p
 		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
 		e.Reason = fmt.Sprintf("same source and message as report %s within %s: counted there", p, window)
+		r.row = &Attempt{At: now, Outcome: AttemptDuplicate, Detail: e.Reason}
 		return nil
 	}}
 }
@@ -231,8 +244,9 @@ func SetContactStep(id ID, now time.Time, recipients []string, source string, dr
 
 // DryRunStep is DryRun as a step.
 func DryRunStep(id ID, now time.Time, m *RenderedMail, reason string) Step {
-	return Step{ID: id, op: "dry-run", check: from(OutboxSending), apply: func(tx *bbolt.Tx, e *OutboxEntry, _ *StepResult) error {
+	return Step{ID: id, op: "dry-run", check: from(OutboxSending), apply: func(tx *bbolt.Tx, e *OutboxEntry, r *StepResult) error {
 		e.Status, e.Reason, e.Updated = OutboxDryRun, reason, now
+		r.row = &Attempt{At: now, Outcome: AttemptDryRun, Detail: reason}
 		e.NextAttempt, e.LeaseUntil = time.Time{}, time.Time{}
 		if m != nil {
 			return setRendered(tx, e, m)

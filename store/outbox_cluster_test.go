@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,6 +38,11 @@ func TestMarkSentElsewhere(t *testing.T) {
 	}
 	if _, err := s.Requeue(id, now, "x"); err == nil {
 		t.Fatal("an entry sent elsewhere was requeued")
+	}
+	// Its history names the node that sent it.
+	if h, err := s.AttemptsOf(id); err != nil || len(h.Attempts) != 1 || h.Attempts[0].Outcome != AttemptSentElsewhere ||
+		h.Attempts[0].Node != "mx2" || !strings.Contains(h.Attempts[0].Detail, "recorded by") {
+		t.Fatalf("history of an entry sent elsewhere: %+v %v", h, err)
 	}
 
 	other := claimed(t, s, now)

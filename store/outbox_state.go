@@ -98,10 +98,10 @@ func (s *Store) Claim(id ID, now time.Time, lease time.Duration) (*OutboxEntry, 
 // lease: for the start of the process, when whoever held the claim is
 // gone (the store's file lock admits one process).
 func (s *Store) Release(id ID, now time.Time) (*OutboxEntry, error) {
-	return s.transition(id, "release", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+	return s.transition(id, "release", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		interrupted(e)
 		e.Status, e.NextAttempt, e.LeaseUntil, e.Updated = OutboxPending, now, time.Time{}, now
-		return nil
+		return s.addAttempt(tx, e, Attempt{At: now, Outcome: AttemptInterrupted, Detail: "released at start: " + e.LastError})
 	})
 }
 
@@ -205,7 +205,7 @@ func (s *Store) BeginDelivery(id ID, now time.Time, lease time.Duration, perHour
 // the store's own counters; a cluster counts on shared ones and calls it
 // when those are used up. Not a failure: Retries stays as it is.
 func (s *Store) WaitRate(id ID, now time.Time, perHour int, l RateLimit) (*OutboxEntry, error) {
-	return s.Wait(id, now, l.Until, fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", perHour, l.Contact, l.Until.UTC().Format(time.RFC3339)))
+	return s.wait(id, now, l.Until, fmt.Sprintf("rate limit: %d reports per hour to %s; waiting until %s", perHour, l.Contact, l.Until.UTC().Format(time.RFC3339)), AttemptRateLimited)
 }
 
 // Wait makes a claimed entry pending again, due at next, for a reason
@@ -213,11 +213,21 @@ func (s *Store) WaitRate(id ID, now time.Time, perHour int, l RateLimit) (*Outbo
 // holding the incident's claim): unlike Retry it does not count towards
 // the backoff.
 func (s *Store) Wait(id ID, now, next time.Time, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "defer", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+	return s.wait(id, now, next, reason, AttemptDeferred)
+}
+
+func (s *Store) wait(id ID, now, next time.Time, reason string, outcome AttemptOutcome) (*OutboxEntry, error) {
+	return s.transition(id, "defer", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		e.Status, e.NextAttempt, e.LeaseUntil, e.Updated = OutboxPending, next, time.Time{}, now
 		e.Transmitted, e.Reason = false, reason
-		return nil
+		return s.addAttempt(tx, e, Attempt{At: now, Outcome: outcome, Detail: reason})
 	})
+}
+
+// addAttempt adds a row to e's history inside tx, by this node unless
+// a names another.
+func (s *Store) addAttempt(tx *bbolt.Tx, e *OutboxEntry, a Attempt) error {
+	return addAttemptTx(tx, e.ID, s.node, a)
 }
 
 // SentElsewhere is what another node of a cluster recorded when it sent
@@ -245,10 +255,14 @@ func (s *Store) MarkSentElsewhere(id ID, now time.Time, by SentElsewhere, forget
 		if by.Report != id {
 			e.Status, e.DuplicateOf = OutboxDuplicate, by.Report
 			e.Reason = fmt.Sprintf("same incident as report %s, sent by cluster node %s at %s", by.Report, by.Node, by.At.UTC().Format(time.RFC3339))
-			return nil
+			return s.addAttempt(tx, e, Attempt{At: now, Node: by.Node, Outcome: AttemptSentElsewhere, Detail: e.Reason + "; recorded by " + s.node})
 		}
 		e.Status, e.SentAt = OutboxSent, by.At
 		e.Reason = "sent by cluster node " + by.Node
+		if err := s.addAttempt(tx, e, Attempt{At: now, Node: by.Node, Outcome: AttemptSentElsewhere,
+			Detail: fmt.Sprintf("sent at %s; recorded by %s", by.At.UTC().Format(time.RFC3339), s.node)}); err != nil {
+			return err
+		}
 		if e.MessageID == "" {
 			e.MessageID = by.MessageID
 		}
@@ -283,12 +297,16 @@ type Transaction struct {
 	Rejected map[string]string
 	// Reply is the server's final answer.
 	Reply string
+	// Attempt, when set, is the transaction's row in the entry's history
+	// (host, address, outcome, the server's answer); At and Node default
+	// to now and this node.
+	Attempt *Attempt
 }
 
 // RecordTransaction adds the outcome of one transaction to a claimed
-// entry.
+// entry, and its row to the entry's history.
 func (s *Store) RecordTransaction(id ID, now time.Time, t Transaction) (*OutboxEntry, error) {
-	return s.transition(id, "record a transaction of", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+	return s.transition(id, "record a transaction of", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		e.Transmitted, e.Updated = false, now
 		e.Delivered = append(e.Delivered, t.Accepted...)
 		rejected := make([]string, 0, len(t.Rejected))
@@ -305,8 +323,28 @@ func (s *Store) RecordTransaction(id ID, now time.Time, t Transaction) (*OutboxE
 		if t.Reply != "" {
 			e.Reply = t.Reply
 		}
-		return nil
+		if t.Attempt == nil {
+			return nil
+		}
+		a := *t.Attempt
+		if a.At.IsZero() {
+			a.At = now
+		}
+		return s.addAttempt(tx, e, a)
 	})
+}
+
+// row is a history row for a transition whose caller may have none
+// (its failure is already recorded by the transactions' rows).
+func (s *Store) row(tx *bbolt.Tx, e *OutboxEntry, now time.Time, a *Attempt) error {
+	if a == nil {
+		return nil
+	}
+	r := *a
+	if r.At.IsZero() {
+		r.At = now
+	}
+	return s.addAttempt(tx, e, r)
 }
 
 // MarkSent ends a claimed entry delivered (to some recipients at least).
@@ -334,38 +372,40 @@ func (s *Store) MarkSent(id ID, now time.Time, lastErr string, forget bool) (*Ou
 }
 
 // GiveUp ends a claimed entry failed: refused permanently, or still
-// failing after reporter.retry.give_up_after.
-func (s *Store) GiveUp(id ID, now time.Time, lastErr, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "give up", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+// failing after reporter.retry.give_up_after. row, when not nil, is added
+// to the entry's history (nil when the transactions' rows already say
+// what failed).
+func (s *Store) GiveUp(id ID, now time.Time, lastErr, reason string, row *Attempt) (*OutboxEntry, error) {
+	return s.transition(id, "give up", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		e.Status, e.Reason, e.Updated = OutboxFailed, reason, now
 		e.NextAttempt, e.LeaseUntil, e.Transmitted = time.Time{}, time.Time{}, false
 		if lastErr != "" {
 			e.LastError = lastErr
 		}
-		return nil
+		return s.row(tx, e, now, row)
 	})
 }
 
-// Retry makes a claimed entry pending again, due at next.
-func (s *Store) Retry(id ID, now, next time.Time, lastErr, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "retry", from(OutboxSending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+// Retry makes a claimed entry pending again, due at next; row is GiveUp's.
+func (s *Store) Retry(id ID, now, next time.Time, lastErr, reason string, row *Attempt) (*OutboxEntry, error) {
+	return s.transition(id, "retry", from(OutboxSending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		e.Status, e.NextAttempt, e.LeaseUntil, e.Updated = OutboxPending, next, time.Time{}, now
 		e.Transmitted, e.Reason = false, reason
 		e.Retries++
 		if lastErr != "" {
 			e.LastError = lastErr
 		}
-		return nil
+		return s.row(tx, e, now, row)
 	})
 }
 
 // Cancel stops a pending entry from being sent. An entry being sent
 // cannot be cancelled (its delivery may be past the point of no return).
 func (s *Store) Cancel(id ID, now time.Time, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "cancel", from(OutboxPending), func(_ *bbolt.Tx, e *OutboxEntry) error {
+	return s.transition(id, "cancel", from(OutboxPending), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		e.Status, e.Reason, e.Updated = OutboxCancelled, reason, now
 		e.NextAttempt = time.Time{}
-		return nil
+		return s.addAttempt(tx, e, Attempt{At: now, Outcome: AttemptCancelled, Detail: reason})
 	})
 }
 
@@ -376,11 +416,12 @@ func (s *Store) Cancel(id ID, now time.Time, reason string) (*OutboxEntry, error
 // one waiting for a retry. reporter.retry.give_up_after counts from now.
 // A sent, duplicate or sending entry cannot be requeued.
 func (s *Store) Requeue(id ID, now time.Time, reason string) (*OutboxEntry, error) {
-	return s.transition(id, "requeue", from(OutboxPending, OutboxFailed, OutboxWithheld, OutboxDryRun, OutboxCancelled), func(_ *bbolt.Tx, e *OutboxEntry) error {
+	return s.transition(id, "requeue", from(OutboxPending, OutboxFailed, OutboxWithheld, OutboxDryRun, OutboxCancelled), func(tx *bbolt.Tx, e *OutboxEntry) error {
 		if e.Status == OutboxFailed {
 			e.Rejected = nil
 		}
+		was := e.Status
 		e.Status, e.NextAttempt, e.Requeued, e.Updated, e.Reason = OutboxPending, now, now, now, reason
-		return nil
+		return s.addAttempt(tx, e, Attempt{At: now, Outcome: AttemptRequeued, Detail: fmt.Sprintf("was %s: %s", was, reason)})
 	})
 }

@@ -50,8 +50,8 @@ func TestOutboxTransitions(t *testing.T) {
 	}
 	for name, fn := range map[string]func() error{
 		"mark sent": func() error { _, err := s.MarkSent(id, now, "", false); return err },
-		"give up":   func() error { _, err := s.GiveUp(id, now, "", "x"); return err },
-		"retry":     func() error { _, err := s.Retry(id, now, now, "", "x"); return err },
+		"give up":   func() error { _, err := s.GiveUp(id, now, "", "x", nil); return err },
+		"retry":     func() error { _, err := s.Retry(id, now, now, "", "x", nil); return err },
 		"withhold":  func() error { _, err := s.Withhold(id, now, "x", msg(t, "x").Envelope.PeerIP); return err },
 		"dry-run":   func() error { _, err := s.DryRun(id, now, nil, "x"); return err },
 		"transmit":  func() error { return s.MarkTransmitted(id, now) },
@@ -111,7 +111,7 @@ func TestOutboxTransitions(t *testing.T) {
 		"requeue": func() error { _, err := s.Requeue(id, now, "x"); return err },
 		"cancel":  func() error { _, err := s.Cancel(id, now, "x"); return err },
 		"claim":   func() error { _, err := s.Claim(id, now.Add(time.Hour), time.Minute); return err },
-		"retry":   func() error { _, err := s.Retry(id, now, now, "", "x"); return err },
+		"retry":   func() error { _, err := s.Retry(id, now, now, "", "x", nil); return err },
 	} {
 		illegal(t, name+" of a sent entry", fn())
 	}
@@ -128,7 +128,7 @@ func TestOutboxTransitions(t *testing.T) {
 	if _, err := s.RecordTransaction(id2, now, Transaction{Rejected: map[string]string{"c@desk.example": "550 no"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GiveUp(id2, now, "550 no", "refused"); err != nil {
+	if _, err := s.GiveUp(id2, now, "550 no", "refused", nil); err != nil {
 		t.Fatal(err)
 	}
 	later := now.Add(time.Hour)

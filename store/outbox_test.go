@@ -34,7 +34,7 @@ func TestOutboxDueIndexFollowsState(t *testing.T) {
 	if _, err := s.Claim(ids[1], at, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Retry(ids[1], at, now.Add(time.Minute), "451 later", "temporary failure"); err != nil {
+	if _, err := s.Retry(ids[1], at, now.Add(time.Minute), "451 later", "temporary failure", nil); err != nil {
 		t.Fatal(err)
 	}
 	due, _, _ = s.DueOutbox(now.Add(10*time.Second), 10)

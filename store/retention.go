@@ -83,8 +83,9 @@ func deleteRecord(tx *bbolt.Tx, id []byte) error {
 	return tx.Bucket(bucketRecords).Delete(id)
 }
 
-// deleteOutbox removes the outbox entry k with its due-index key and its
-// rendered message (which embeds the evidence and must not outlive it).
+// deleteOutbox removes the outbox entry k with its due-index key, its
+// rendered message (which embeds the evidence and must not outlive it)
+// and its attempt history.
 func deleteOutbox(tx *bbolt.Tx, k []byte) error {
 	ob := tx.Bucket(bucketOutbox)
 	if v := ob.Get(k); v != nil {
@@ -96,6 +97,9 @@ func deleteOutbox(tx *bbolt.Tx, k []byte) error {
 		}
 	}
 	if err := tx.Bucket(bucketOutboxMail).Delete(k); err != nil {
+		return err
+	}
+	if err := deleteAttemptsTx(tx, k); err != nil {
 		return err
 	}
 	return ob.Delete(k)

@@ -107,7 +107,10 @@ func (s *Store) Retract(r Retraction, now time.Time) (RetractResult, error) {
 			e.Status, e.NextAttempt, e.Updated = OutboxWithdrawn, time.Time{}, now
 			e.Reason = fmt.Sprintf("withdrawn: the complainant retracted this complaint (not-spam feedback report %s)", r.ID)
 			res.Withdrawn = true
-			return PutOutboxTx(tx, e)
+			if err := PutOutboxTx(tx, e); err != nil {
+				return err
+			}
+			return addAttemptTx(tx, e.ID, s.node, Attempt{At: now, Outcome: AttemptWithdrawn, Detail: e.Reason})
 		}
 		return nil
 	})

@@ -22,7 +22,7 @@ func TestSummary(t *testing.T) {
 	if _, err := s.Claim(x[0].ID, time.Now().Add(time.Second), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GiveUp(x[0].ID, time.Now(), "550 no", "refused"); err != nil {
+	if _, err := s.GiveUp(x[0].ID, time.Now(), "550 no", "refused", nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,7 +10,7 @@
 // many SMTP sessions, which is what lets a 2-core machine take thousands of
 // messages per second while keeping "250 means durable".
 //
-// Buckets (schema version 4):
+// Buckets (schema version 5):
 //
 //	meta                  "schema" -> uint64 big-endian; "probe" -> the
 //	                      time of the last health probe (health.go);
@@ -23,6 +23,8 @@
 //	                      queries and retention walk
 //	by_ip                 16-byte source IP || id -> empty
 //	outbox                id -> JSON OutboxEntry (and the outbox_* buckets)
+//	outbox_attempts       id || seq -> JSON Attempt, the newest
+//	                      MaxAttemptsKept of each entry (outbox_attempts.go)
 //	quarantine            key -> JSON QuarantineEntry
 //	stats_hourly          hour || channel -> counters (stats.go); the
 //	stats_now             newest hour's are in stats_now
@@ -55,7 +57,7 @@ import (
 const FileName = "xarfd.db"
 
 // SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 var (
 	bucketMeta       = []byte("meta")
@@ -118,6 +120,10 @@ type Options struct {
 	// ProbeInterval is how often a store whose last commit failed tries
 	// a probe commit (DefaultProbeInterval when zero).
 	ProbeInterval time.Duration
+	// Node names this node in the outbox entries' attempt histories:
+	// cluster.node in a cluster, else the host name (the default; "local"
+	// when it cannot be read).
+	Node string
 	// FaultCommit, when set, is called in every write transaction after
 	// its operations; an error from it fails the commit as an I/O error
 	// would, for all operations of the group. Fault injection for tests.
@@ -141,6 +147,8 @@ type Store struct {
 	health      health
 	stopProbe   chan struct{}
 	foundSchema uint64
+	// node is Options.Node, for attempt histories.
+	node string
 }
 
 type op struct {
@@ -191,6 +199,10 @@ func Open(dir string, o Options) (*Store, error) {
 
 		faultCommit: o.FaultCommit,
 		stopProbe:   make(chan struct{}),
+		node:        o.Node,
+	}
+	if s.node == "" {
+		s.node = nodeName()
 	}
 	if err := s.migrate(o.Migrations); err != nil {
 		db.Close()

@@ -164,7 +164,12 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	setMemoryLimit(log)
 	m := metrics.New()
 	slog := log.With().Str("component", "store").Logger()
+	node := cfg.Hostname // names this node in outbox attempt histories
+	if cfg.Cluster != nil {
+		node = cfg.Cluster.Node
+	}
 	st, err := store.Open(cfg.DataDir, store.Options{
+		Node:     node,
 		OnCommit: m.StoreTransaction,
 		OnDamage: func(id store.ID) {
 			m.StoreDamaged()

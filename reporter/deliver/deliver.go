@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,14 @@ type Transmission struct {
 	Rejected map[string]string
 	// Reply is the server's final reply to the message.
 	Reply string
+	// Host is where the transaction went: the smarthost, or the MX host
+	// (the last one tried when none answered); Addr is the address the
+	// connection reached, invalid when none did.
+	Host string
+	Addr netip.Addr
+	// Refusal is the last permanent refusal of a recipient, with its
+	// codes (Rejected holds each one's text).
+	Refusal *smtp.SMTPError
 }
 
 // Sender hands a message to the next hop. The reporter and the case
@@ -37,8 +46,8 @@ type Transmission struct {
 type Sender interface {
 	// Send delivers msg to rcpts in one transaction; beforeDot, when not
 	// nil, runs just before the end of data is sent, and its error
-	// aborts the transaction. A *Transmission is returned whenever the
-	// server answered, also with an error.
+	// aborts the transaction. A *Transmission is returned whenever a
+	// host was tried, also with an error: Host and Addr say which.
 	Send(ctx context.Context, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error)
 	// Groups splits recipients into the transactions Send takes.
 	Groups(rcpts []string) [][]string
@@ -72,11 +81,18 @@ type SMTP struct {
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 }
 
-func (d *SMTP) dial(ctx context.Context, addr string) (net.Conn, error) {
+// dial connects to addr and notes in t the address it reached.
+func (d *SMTP) dial(ctx context.Context, addr string, t *Transmission) (net.Conn, error) {
 	// Host names (MX hosts, the smarthost) resolve through the
 	// configured resolver too.
 	dl := net.Dialer{Timeout: cmp.Or(d.DialTimeout, 30*time.Second), Resolver: d.Resolver}
-	return dl.DialContext(ctx, "tcp", addr)
+	conn, err := dl.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		if ap, perr := netip.ParseAddrPort(conn.RemoteAddr().String()); perr == nil {
+			t.Addr = ap.Addr().Unmap()
+		}
+	}
+	return conn, err
 }
 
 func (d *SMTP) tlsConfig(serverName string, verify bool) *tls.Config {
@@ -106,16 +122,20 @@ func (d *SMTP) Send(ctx context.Context, from string, rcpts []string, msg []byte
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
+	var (
+		errs []error
+		last *Transmission
+	)
 	for _, h := range hosts {
 		t, err := d.sendVia(ctx, net.JoinHostPort(h, strconv.Itoa(cmp.Or(d.MXPort, 25))), false, from, rcpts, msg, beforeDot)
 		var perm *PermanentError
 		if err == nil || errors.As(err, &perm) || isAnswered(err) {
 			return t, err
 		}
+		last = t
 		errs = append(errs, fmt.Errorf("%s: %w", h, err))
 	}
-	return nil, errors.Join(errs...)
+	return last, errors.Join(errs...)
 }
 
 // isAnswered: the server got as far as a reply to DATA; trying the next
@@ -196,7 +216,7 @@ func (d *SMTP) mxHosts(ctx context.Context, domain string) ([]string, error) {
 // connect opens an SMTP session: the smarthost's TLS mode, or
 // opportunistic STARTTLS for MX hosts (falling back to plain text when
 // the server offers none or the handshake fails).
-func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool) (*smtp.Client, error) {
+func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool, t *Transmission) (*smtp.Client, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	helo := cmp.Or(d.HeloName, "localhost")
 	mode := "starttls"
@@ -209,7 +229,7 @@ func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool) (*smtp.
 	}
 	switch mode {
 	case "implicit":
-		conn, err := d.dial(ctx, addr)
+		conn, err := d.dial(ctx, addr, t)
 		if err != nil {
 			return nil, err
 		}
@@ -221,9 +241,9 @@ func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool) (*smtp.
 		}
 		return c, nil
 	case "none":
-		return d.plain(ctx, addr, helo, setup)
+		return d.plain(ctx, addr, helo, setup, t)
 	}
-	conn, err := d.dial(ctx, addr)
+	conn, err := d.dial(ctx, addr, t)
 	if err != nil {
 		return nil, err
 	}
@@ -242,11 +262,11 @@ func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool) (*smtp.
 	if errors.As(err, &se) && se.Code >= 500 && se.Code != 502 && se.Code != 500 {
 		return nil, err
 	}
-	return d.plain(ctx, addr, helo, setup)
+	return d.plain(ctx, addr, helo, setup, t)
 }
 
-func (d *SMTP) plain(ctx context.Context, addr, helo string, setup func(*smtp.Client)) (*smtp.Client, error) {
-	conn, err := d.dial(ctx, addr)
+func (d *SMTP) plain(ctx context.Context, addr, helo string, setup func(*smtp.Client), t *Transmission) (*smtp.Client, error) {
+	conn, err := d.dial(ctx, addr, t)
 	if err != nil {
 		return nil, err
 	}
@@ -260,9 +280,11 @@ func (d *SMTP) plain(ctx context.Context, addr, helo string, setup func(*smtp.Cl
 }
 
 func (d *SMTP) sendVia(ctx context.Context, addr string, smarthost bool, from string, rcpts []string, msg []byte, beforeDot func() error) (*Transmission, error) {
-	c, err := d.connect(ctx, addr, smarthost)
+	host, _, _ := net.SplitHostPort(addr)
+	t := &Transmission{Rejected: map[string]string{}, Host: host}
+	c, err := d.connect(ctx, addr, smarthost, t)
 	if err != nil {
-		return nil, classify(err)
+		return t, classify(err)
 	}
 	defer c.Close()
 	// A cancelled context (shutdown) closes the connection: every
@@ -272,13 +294,12 @@ func (d *SMTP) sendVia(ctx context.Context, addr string, smarthost bool, from st
 
 	if smarthost && d.Username != "" {
 		if err := c.Auth(sasl.NewPlainClient("", d.Username, d.Password)); err != nil {
-			return nil, classify(fmt.Errorf("AUTH PLAIN at %s: %w", addr, err))
+			return t, classify(fmt.Errorf("AUTH PLAIN at %s: %w", addr, err))
 		}
 	}
 	if err := c.Mail(from, nil); err != nil {
-		return nil, classify(fmt.Errorf("MAIL FROM at %s: %w", addr, err))
+		return t, classify(fmt.Errorf("MAIL FROM at %s: %w", addr, err))
 	}
-	t := &Transmission{Rejected: map[string]string{}}
 	var ok []string
 	var tempErr error
 	for _, r := range rcpts {
@@ -286,6 +307,7 @@ func (d *SMTP) sendVia(ctx context.Context, addr string, smarthost bool, from st
 			var se *smtp.SMTPError
 			if errors.As(err, &se) && se.Code >= 500 {
 				t.Rejected[r] = se.Error()
+				t.Refusal = se
 				continue
 			}
 			tempErr = errors.Join(tempErr, fmt.Errorf("RCPT TO %s: %w", r, err))
