@@ -71,6 +71,13 @@ func ConfigFingerprint(cfg *config.Config, res *config.Resources) Fingerprint {
 		"per_contact_per_hour": rp.PerContactPerHour, "max_recipients_per_report": rp.MaxRecipientsPerReport,
 		"retry": []time.Duration{rp.Retry.First.D(), rp.Retry.GiveUpAfter.D()}, "max_age": rp.MaxAge.D(),
 	}
+	if cl := cfg.Cluster; cl != nil && cl.ClaimLease.D() != config.DefaultClusterClaimLease {
+		// The claim bucket's max age derives from the lease, and every
+		// node sets it. Only a lease other than the default is part of
+		// the hash, so that nodes of a version without the key, which
+		// run on the default, do not look different during an upgrade.
+		reporter["claim_lease"] = cl.ClaimLease.D()
+	}
 	return Fingerprint{
 		"channels":  hashJSON(chans),
 		"redaction": hashJSON(red),
