@@ -17,6 +17,7 @@ const (
 type Metrics struct {
 	publish  prometheus.Histogram
 	failures prometheus.Counter
+	tooLarge prometheus.Counter
 	apply    *prometheus.CounterVec
 	lag      prometheus.Gauge
 	healthy  prometheus.Gauge
@@ -34,6 +35,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xarfd_cluster_publish_failures_total",
 			Help: "Records the stream did not acknowledge in time (each was answered 451 or 503).",
 		}),
+		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_cluster_records_too_large_total",
+			Help: "Messages refused with 552 5.3.4 because their record exceeded the NATS servers' max_payload.",
+		}),
 		apply: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_cluster_records_applied_total",
 			Help: "Entries of stream records applied to the local store, by result (stored, held, damaged).",
@@ -50,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{resultStored, resultHeld, resultDamaged} {
 		m.apply.WithLabelValues(r)
 	}
-	reg.MustRegister(m.publish, m.failures, m.apply, m.lag, m.healthy)
+	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.lag, m.healthy)
 	return m
 }
 
@@ -63,6 +68,12 @@ func (m *Metrics) published(d time.Duration, err error) {
 		return
 	}
 	m.publish.Observe(d.Seconds())
+}
+
+func (m *Metrics) refusedTooLarge() {
+	if m != nil {
+		m.tooLarge.Inc()
+	}
 }
 
 func (m *Metrics) applied(result string, n int) {

@@ -184,13 +184,14 @@ const (
 	// data_dir.
 	DefaultClusterStoreSubdir = "nats"
 	// ClusterMaxPayload is the embedded NATS servers' largest message: a
-	// record holds the stored message once per channel it went to, with
-	// its report and envelope. NATS warns above 8 MiB and handles such
-	// messages, only slower.
+	// record holds each distinct stored copy of the message once (a
+	// redacting channel's differs), with its reports and envelope. NATS
+	// warns above 8 MiB and handles such messages, only slower.
 	ClusterMaxPayload = 64 << 20
 	// MaxClusterMessageBytes caps smtp.max_message_bytes in cluster mode:
-	// half a record, so that a message delivered to two channels still
-	// fits.
+	// half a record, so that a message stored as two different copies
+	// (a redacting channel and another) still fits; a larger record is
+	// refused with 552 5.3.4.
 	MaxClusterMessageBytes = ClusterMaxPayload / 2
 )
 
