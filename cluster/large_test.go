@@ -247,3 +247,44 @@ func waitVersion(t *testing.T, m *clustertest.Member, cfg *config.Config, in *in
 		return ""
 	})
 }
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
+// xarfd_cluster_stream_replicas_current counts the replicas caught up
+// with the leader: all three while all run, fewer once one is gone.
+func TestReplicasCurrentMetric(t *testing.T) {
+	c := clustertest.Start(t, 3, 3)
+	c.WaitHealthy(60 * time.Second)
+	const name = "xarfd_cluster_stream_replicas_current"
+	for _, m := range c.Members {
+		clustertest.Eventually(t, 30*time.Second, name+" on "+m.Name, func() string {
+			if v := gauge(t, m.Registry, name); v != 3 {
+				return fmt.Sprintf("%v", v)
+			}
+			return ""
+		})
+	}
+	gone := c.Members[2]
+	c.Stop(gone)
+	for _, m := range c.Members[:2] {
+		clustertest.Eventually(t, 60*time.Second, name+" on "+m.Name+" with a node stopped", func() string {
+			if v := gauge(t, m.Registry, name); v != 2 {
+				return fmt.Sprintf("%v", v)
+			}
+			return ""
+		})
+	}
+}

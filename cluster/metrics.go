@@ -21,6 +21,7 @@ type Metrics struct {
 	apply    *prometheus.CounterVec
 	lag      prometheus.Gauge
 	healthy  prometheus.Gauge
+	current  prometheus.Gauge
 }
 
 // NewMetrics registers the cluster's collectors with reg.
@@ -51,11 +52,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xarfd_cluster_healthy",
 			Help: "1 while connected to NATS with a known stream leader, else 0.",
 		}),
+		current: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xarfd_cluster_stream_replicas_current",
+			Help: "Replicas of the stream that are current (the leader and the followers caught up with it); below cluster.replicas, losing one more may stall or stop acceptance.",
+		}),
 	}
 	for _, r := range []string{resultStored, resultHeld, resultDamaged} {
 		m.apply.WithLabelValues(r)
 	}
-	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.lag, m.healthy)
+	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.lag, m.healthy, m.current)
 	return m
 }
 
@@ -86,6 +91,12 @@ func (m *Metrics) applied(result string, n int) {
 func (m *Metrics) setLag(n uint64) {
 	if m != nil {
 		m.lag.Set(float64(n))
+	}
+}
+
+func (m *Metrics) setCurrent(n int) {
+	if m != nil {
+		m.current.Set(float64(n))
 	}
 }
 

@@ -765,9 +765,24 @@ func (n *Node) check(ctx context.Context) {
 		h.Reason = ReasonNoLeader
 		return
 	}
+	// A single server (nats.url) has no cluster info: its one replica
+	// is current.
+	current := 1
 	if ci := s.CachedInfo().Cluster; ci != nil {
 		h.StreamLeader = ci.Leader
+		// A follower that rejoined is not current until it caught up
+		// (seconds): until then the majority rests on the others.
+		current = 0
+		if ci.Leader != "" {
+			current = 1
+		}
+		for _, r := range ci.Replicas {
+			if r.Current && !r.Offline {
+				current++
+			}
+		}
 	}
+	n.m.setCurrent(current)
 	if h.StreamLeader == "" && n.cfg.Replicas > 1 {
 		h.Reason = ReasonNoLeader
 		return
