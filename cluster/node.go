@@ -302,6 +302,9 @@ func (n *Node) stopServer() {
 // and not returned: the record is durable on the quorum, and the
 // consumer applies it when the store works again.
 func (n *Node) Commit(entries []store.Entry) ([]bool, error) {
+	if len(entries) == 0 || entries[0].Message == nil && entries[0].Report == nil {
+		return nil, errors.New("cluster: committing a record without entries")
+	}
 	id := entryID(&entries[0]).String()
 	b, err := n.encode(id, entries)
 	if err != nil {
