@@ -159,6 +159,11 @@ func (n *Node) publishFingerprint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A new watcher replays every key: what was deleted meanwhile must
+	// not linger (versions above all, which decide the record layout).
+	n.peersMu.Lock()
+	n.members, n.reads, n.membersKnown = map[string]bool{}, map[string]int{}, false
+	n.peersMu.Unlock()
 	w, err := kv.WatchFiltered(ctx, []string{"nodes.*", "records.*"})
 	if err != nil {
 		return err
