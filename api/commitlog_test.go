@@ -71,3 +71,25 @@ func TestCommitFailuresLoggedOncePerMinute(t *testing.T) {
 		t.Fatalf("after a minute: want a second line with the count %d:\n%s", n+n/2-1, strings.Join(got, ""))
 	}
 }
+
+// tooLargeReplicator refuses every record as too large for the cluster.
+type tooLargeReplicator struct{}
+
+func (tooLargeReplicator) Commit([]store.Entry) ([]bool, error) {
+	return nil, fmt.Errorf("publishing record: 70000000 bytes, the NATS servers take at most 67107840: %w", ingest.ErrTooLarge)
+}
+
+// A record too large for the cluster is 413, permanent, not the 503 a
+// client would retry.
+func TestRecordTooLargeIs413(t *testing.T) {
+	e := newEnv(t, true, nil)
+	in, err := ingest.New(e.cfg, e.st, ingest.Options{Validator: fakeValidator{}, Replicator: tooLargeReplicator{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Reload(e.cfg, in)
+	r := e.do("POST", "/api/v1/channels/plain/messages", tokSubmitAll, "message/rfc822", []byte("From: a@spam.example\r\nSubject: x\r\n\r\nbody\r\n"))
+	if r.code != 413 || r.h.Get("Retry-After") != "" || strings.Contains(string(r.body), "NATS") {
+		t.Fatalf("too large for the cluster: %d %s (Retry-After %q), want 413", r.code, r.body, r.h.Get("Retry-After"))
+	}
+}

@@ -448,6 +448,12 @@ func internalError(w http.ResponseWriter, r *http.Request, what string, err erro
 // submission until it is fixed, so it is logged once a minute with the
 // count of the others (each request's access log line stays).
 func (s *Server) commitError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, ingest.ErrTooLarge) {
+		// Permanent: the cluster's record would exceed what its
+		// servers take (the node logs it).
+		writeError(w, http.StatusRequestEntityTooLarge, "body exceeds the size limit")
+		return
+	}
 	if !errors.Is(err, store.ErrCommit) {
 		internalError(w, r, what, err)
 		return

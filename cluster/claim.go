@@ -99,6 +99,11 @@ type ClaimOptions struct {
 	// Horizon is how long a sent record is kept: at least Window and the
 	// longest time an entry is retried (reporter.retry.give_up_after).
 	Horizon time.Duration
+	// Lease, when set, is the TTL of every claim of this kind
+	// (cluster.claim_lease), whatever TTL the caller asks for: the lease
+	// is the cluster's setting, and the work it holds (a report, a
+	// notification, a restrict call) may be taken over after it.
+	Lease time.Duration
 	// MarkerTTL is how long the marker of an expired claim is kept (at
 	// least a second; default 15 minutes): a claim won within it counts
 	// as taken over.
@@ -109,14 +114,19 @@ type ClaimOptions struct {
 }
 
 // ReportClaimOptions are the ClaimOptions of a node's reporter under
-// cfg: the window is the reporter's de-duplication window, and sent
-// records are kept while any node may still retry the report
-// (reporter.retry.give_up_after and a lease), and an hour more.
+// cfg: claims hold for cluster.claim_lease, the window is the reporter's
+// de-duplication window, and sent records are kept while any node may
+// still retry the report (reporter.retry.give_up_after and a lease), and
+// an hour more.
 func ReportClaimOptions(cfg *config.Config, node string, replicas int, m *metrics.Metrics) ClaimOptions {
+	lease := reporter.DefaultLease
+	if cfg.Cluster != nil && cfg.Cluster.ClaimLease > 0 {
+		lease = cfg.Cluster.ClaimLease.D()
+	}
 	return ClaimOptions{
-		Node: node, Kind: metrics.ClaimReport, Replicas: replicas, Metrics: m,
+		Node: node, Kind: metrics.ClaimReport, Replicas: replicas, Metrics: m, Lease: lease,
 		Window:  reporter.DefaultDedupWindow,
-		Horizon: max(reporter.DefaultDedupWindow, cfg.Reporter.Retry.GiveUpAfter.D()) + reporter.DefaultLease + time.Hour,
+		Horizon: max(reporter.DefaultDedupWindow, cfg.Reporter.Retry.GiveUpAfter.D()) + lease + time.Hour,
 	}
 }
 
@@ -370,6 +380,9 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 	if err := c.ready(ctx); err != nil {
 		c.opt.Metrics.Claim(c.opt.Kind, metrics.ClaimError)
 		return nil, nil, err
+	}
+	if c.opt.Lease > 0 {
+		ttl = c.opt.Lease
 	}
 	k := c.key(key)
 	for i := range maxRaces {

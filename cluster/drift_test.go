@@ -157,6 +157,19 @@ func TestConfigFingerprint(t *testing.T) {
 		t.Errorf("another reporter setting differs in %v, want [reporter]", d)
 	}
 	cfg2 = remoteConfig(t, "mx2", "    url: \"nats://127.0.0.1:4222\"\n")
+	cfg2.Cluster.ClaimLease = config.Duration(30 * time.Minute)
+	if d := fp.Differs(cluster.ConfigFingerprint(cfg2, res)); !slices.Equal(d, []string{"reporter"}) {
+		t.Errorf("another claim lease differs in %v, want [reporter]", d)
+	}
+	// The default lease hashes as no lease at all: a node of a version
+	// that does not know cluster.claim_lease runs on the default.
+	cfg2.Cluster.ClaimLease = config.Duration(config.DefaultClusterClaimLease)
+	without := *cfg2
+	without.Cluster = nil
+	if d := cluster.ConfigFingerprint(cfg2, res).Differs(cluster.ConfigFingerprint(&without, res)); d != nil {
+		t.Errorf("the default claim lease differs from none in %v", d)
+	}
+	cfg2 = remoteConfig(t, "mx2", "    url: \"nats://127.0.0.1:4222\"\n")
 	cfg2.Channels[0].Name = "fbl2"
 	if d := fp.Differs(cluster.ConfigFingerprint(cfg2, res)); !slices.Contains(d, "channels") {
 		t.Errorf("a renamed channel differs in %v, want channels among them", d)

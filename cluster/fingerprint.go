@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 )
 
 // NodesBucket is the KV bucket where each node publishes its
-// configuration's fingerprint under its name (key nodes.<node>).
+// configuration's fingerprint under its name (key nodes.<node>), and the
+// newest record version it decodes (key records.<node>; a node without
+// one reads version 1 only).
 const NodesBucket = "xarfd_nodes"
 
 // Fingerprint is a node's configuration as hashes, one per part that
@@ -70,6 +73,13 @@ func ConfigFingerprint(cfg *config.Config, res *config.Resources) Fingerprint {
 		"dkim":                 []string{rp.DKIM.Domain, rp.DKIM.Selector},
 		"per_contact_per_hour": rp.PerContactPerHour, "max_recipients_per_report": rp.MaxRecipientsPerReport,
 		"retry": []time.Duration{rp.Retry.First.D(), rp.Retry.GiveUpAfter.D()}, "max_age": rp.MaxAge.D(),
+	}
+	if cl := cfg.Cluster; cl != nil && cl.ClaimLease.D() != config.DefaultClusterClaimLease {
+		// The claim bucket's max age derives from the lease, and every
+		// node sets it. Only a lease other than the default is part of
+		// the hash, so that nodes of a version without the key, which
+		// run on the default, do not look different during an upgrade.
+		reporter["claim_lease"] = cl.ClaimLease.D()
 	}
 	return Fingerprint{
 		"channels":  hashJSON(chans),
@@ -141,12 +151,20 @@ func (n *Node) publishFingerprint(ctx context.Context) error {
 		if err == nil {
 			_, err = kv.Put(cctx, "nodes."+n.cfg.Node, b)
 		}
+		if err == nil {
+			_, err = kv.Put(cctx, "records."+n.cfg.Node, []byte(strconv.Itoa(recordVersionShared)))
+		}
 	}
 	cancel()
 	if err != nil {
 		return err
 	}
-	w, err := kv.Watch(ctx, "nodes.*")
+	// A new watcher replays every key: what was deleted meanwhile must
+	// not linger (versions above all, which decide the record layout).
+	n.peersMu.Lock()
+	n.members, n.reads, n.membersKnown = map[string]bool{}, map[string]int{}, false
+	n.peersMu.Unlock()
+	w, err := kv.WatchFiltered(ctx, []string{"nodes.*", "records.*"})
 	if err != nil {
 		return err
 	}
@@ -160,6 +178,13 @@ func (n *Node) publishFingerprint(ctx context.Context) error {
 				return errors.New("the watcher stopped")
 			}
 			if e == nil { // the initial values are in
+				n.peersMu.Lock()
+				n.membersKnown = true
+				n.peersMu.Unlock()
+				continue
+			}
+			if node, ok := strings.CutPrefix(e.Key(), "records."); ok {
+				n.noteReads(node, e.Operation(), e.Value())
 				continue
 			}
 			n.noteFingerprint(strings.TrimPrefix(e.Key(), "nodes."), e.Operation(), e.Value())
@@ -170,6 +195,13 @@ func (n *Node) publishFingerprint(ctx context.Context) error {
 // noteFingerprint records another node's fingerprint and warns when it
 // differs from this node's (once per node and difference).
 func (n *Node) noteFingerprint(node string, op jetstream.KeyValueOp, value []byte) {
+	n.peersMu.Lock()
+	if op == jetstream.KeyValuePut {
+		n.members[node] = true
+	} else {
+		delete(n.members, node)
+	}
+	n.peersMu.Unlock()
 	if node == n.cfg.Node {
 		return
 	}
@@ -197,6 +229,35 @@ func (n *Node) noteFingerprint(node string, op jetstream.KeyValueOp, value []byt
 		n.log.Warn().Str("peer", node).Strs("differs", diff).
 			Msg("cluster: another node's configuration differs from this node's (channels, redaction, retention or reporter): keep them the same on every node")
 	}
+}
+
+// noteReads records the newest record version node decodes.
+func (n *Node) noteReads(node string, op jetstream.KeyValueOp, value []byte) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	v, err := strconv.Atoi(string(value))
+	if op != jetstream.KeyValuePut || err != nil {
+		delete(n.reads, node)
+		return
+	}
+	n.reads[node] = v
+}
+
+// sharedReadable says whether every node known to the bucket decodes
+// record version 2. Until the watcher has read the bucket once, and
+// while any node has not said so (an older version), it is false.
+func (n *Node) sharedReadable() bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if !n.membersKnown {
+		return false
+	}
+	for m := range n.members {
+		if m != n.cfg.Node && n.reads[m] < recordVersionShared {
+			return false
+		}
+	}
+	return true
 }
 
 // mismatched lists the nodes whose configuration differs, sorted.

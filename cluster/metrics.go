@@ -17,9 +17,11 @@ const (
 type Metrics struct {
 	publish  prometheus.Histogram
 	failures prometheus.Counter
+	tooLarge prometheus.Counter
 	apply    *prometheus.CounterVec
 	lag      prometheus.Gauge
 	healthy  prometheus.Gauge
+	current  prometheus.Gauge
 }
 
 // NewMetrics registers the cluster's collectors with reg.
@@ -34,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xarfd_cluster_publish_failures_total",
 			Help: "Records the stream did not acknowledge in time (each was answered 451 or 503).",
 		}),
+		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xarfd_cluster_records_too_large_total",
+			Help: "Messages refused with 552 5.3.4 because their record exceeded the NATS servers' max_payload.",
+		}),
 		apply: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xarfd_cluster_records_applied_total",
 			Help: "Entries of stream records applied to the local store, by result (stored, held, damaged).",
@@ -46,11 +52,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xarfd_cluster_healthy",
 			Help: "1 while connected to NATS with a known stream leader, else 0.",
 		}),
+		current: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xarfd_cluster_stream_replicas_current",
+			Help: "Replicas of the stream that are current (the leader and the followers caught up with it); below cluster.replicas, losing one more may stall or stop acceptance.",
+		}),
 	}
 	for _, r := range []string{resultStored, resultHeld, resultDamaged} {
 		m.apply.WithLabelValues(r)
 	}
-	reg.MustRegister(m.publish, m.failures, m.apply, m.lag, m.healthy)
+	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.lag, m.healthy, m.current)
 	return m
 }
 
@@ -65,6 +75,12 @@ func (m *Metrics) published(d time.Duration, err error) {
 	m.publish.Observe(d.Seconds())
 }
 
+func (m *Metrics) refusedTooLarge() {
+	if m != nil {
+		m.tooLarge.Inc()
+	}
+}
+
 func (m *Metrics) applied(result string, n int) {
 	if m == nil || n == 0 {
 		return
@@ -75,6 +91,12 @@ func (m *Metrics) applied(result string, n int) {
 func (m *Metrics) setLag(n uint64) {
 	if m != nil {
 		m.lag.Set(float64(n))
+	}
+}
+
+func (m *Metrics) setCurrent(n int) {
+	if m != nil {
+		m.current.Set(float64(n))
 	}
 }
 

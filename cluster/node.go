@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/internal/lograte"
 	"github.com/xarfd/xarfd/store"
 )
@@ -65,6 +66,9 @@ type Options struct {
 	// OnStored, when set, is called with the entries of each record the
 	// consumer stored (tests).
 	OnStored func([]store.Entry)
+	// MaxPayload replaces the embedded server's max_payload (tests: the
+	// limit a record must fit is read from the connection).
+	MaxPayload int32
 }
 
 // Node is this xarfd's membership in the cluster: its NATS connection
@@ -91,6 +95,15 @@ type Node struct {
 	fp      Fingerprint
 	peersMu sync.Mutex
 	peers   map[string][]string
+	// members are the nodes with a fingerprint in NodesBucket, reads
+	// the newest record version each node says it decodes, and
+	// membersKnown whether the watcher has read them all once.
+	members      map[string]bool
+	reads        map[string]int
+	membersKnown bool
+
+	// tooLarge rate-limits the log lines of records too large to publish.
+	tooLarge *lograte.Limiter
 
 	// reconnectFails rate-limits the log lines of failed reconnects.
 	reconnectFails *lograte.Limiter
@@ -115,7 +128,8 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 	}
 	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
 		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{},
-		reconnectFails: lograte.New(lograte.Every, nil)}
+		members: map[string]bool{}, reads: map[string]int{},
+		reconnectFails: lograte.New(lograte.Every, nil), tooLarge: lograte.New(lograte.Every, nil)}
 	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
 	copts := []nats.Option{
 		nats.Name("xarfd " + cl.Node),
@@ -142,6 +156,9 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		o, err := serverOptions(cfg, res)
 		if err != nil {
 			return nil, err
+		}
+		if opt.MaxPayload > 0 {
+			o.MaxPayload, o.MaxPending = opt.MaxPayload, 2*int64(opt.MaxPayload)
 		}
 		if n.srv, err = startServer(o, n.log.With().Str("component", "nats").Logger()); err != nil {
 			return nil, err
@@ -186,7 +203,7 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 	}
 	if mp := nc.MaxPayload(); mp > 0 && mp < cfg.SMTP.MaxMessageBytes+1<<20 && nc.IsConnected() {
 		n.log.Warn().Int64("max_payload", mp).Int64("smtp.max_message_bytes", cfg.SMTP.MaxMessageBytes).
-			Msg("cluster: the NATS servers' max_payload is below smtp.max_message_bytes: larger messages get 451; raise max_payload on the servers")
+			Msg("cluster: the NATS servers' max_payload is below smtp.max_message_bytes: larger messages get 552 5.3.4; raise max_payload on the servers")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -278,17 +295,21 @@ func (n *Node) stopServer() {
 
 // Commit publishes entries as one record and returns once the stream
 // acknowledged it, or with an error wrapping ErrUnavailable after
-// cluster.publish_timeout. After the acknowledgement it stores them in
+// cluster.publish_timeout, or ingest.ErrTooLarge when the record exceeds
+// the servers' max_payload. After the acknowledgement it stores them in
 // the local store (PutNew) and reports which it stored now: the others
 // reached this node through the stream first. A local failure is logged
 // and not returned: the record is durable on the quorum, and the
 // consumer applies it when the store works again.
 func (n *Node) Commit(entries []store.Entry) ([]bool, error) {
-	b, err := EncodeRecord(entries)
+	if len(entries) == 0 || entries[0].Message == nil && entries[0].Report == nil {
+		return nil, errors.New("cluster: committing a record without entries")
+	}
+	id := entryID(&entries[0]).String()
+	b, err := n.encode(id, entries)
 	if err != nil {
 		return nil, err
 	}
-	id := entryID(&entries[0]).String()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout.D())
 	defer cancel()
 	start := time.Now()
@@ -304,6 +325,50 @@ func (n *Node) Commit(entries []store.Entry) ([]bool, error) {
 	}
 	n.m.applied(resultStored, count(stored, true))
 	return stored, nil
+}
+
+// recordRoom is what the NATS message of a record carries besides the
+// record and counts against max_payload: its headers (Nats-Msg-Id,
+// Nats-Expected-Stream, about 100 bytes), with room to spare.
+const recordRoom = 1024
+
+// encode encodes entries as a record that fits in one NATS message.
+// Identical message bytes travel once (version 2) when every node reads
+// that version, or when version 1 would not fit at all (a node of an
+// older version then skips that one record, counted damaged, instead of
+// every node losing it). A record that does not fit even so is refused
+// with ingest.ErrTooLarge: the client gets a permanent 552, not a 451 it
+// would retry for ever.
+func (n *Node) encode(id string, entries []store.Entry) ([]byte, error) {
+	share := n.sharedReadable()
+	encode := EncodeRecord
+	if share {
+		encode = EncodeRecordShared
+	}
+	b, err := encode(entries)
+	if err != nil {
+		return nil, err
+	}
+	// The servers' max_payload, as the connection last learnt it (0
+	// before it ever connected: the publish then fails alike).
+	mp := n.nc.MaxPayload()
+	if mp <= 0 || int64(len(b))+recordRoom <= mp {
+		return b, nil
+	}
+	if !share {
+		if b, err = EncodeRecordShared(entries); err != nil {
+			return nil, err
+		}
+		if int64(len(b))+recordRoom <= mp {
+			return b, nil
+		}
+	}
+	n.m.refusedTooLarge()
+	if ok, k := n.tooLarge.Allow("too large"); ok {
+		n.log.Warn().Str("id", id).Int("entries", len(entries)).Int("record_bytes", len(b)).Int64("max_payload", mp).Int("repeated", k).
+			Msg("cluster: a message's record exceeds the NATS servers' max_payload; answered 552 5.3.4 (lower smtp.max_message_bytes, or raise max_payload on the servers)")
+	}
+	return nil, fmt.Errorf("publishing record %s: %d bytes, the NATS servers take at most %d: %w", id, len(b), mp-recordRoom, ingest.ErrTooLarge)
 }
 
 func subject(entries []store.Entry) string {
@@ -703,9 +768,24 @@ func (n *Node) check(ctx context.Context) {
 		h.Reason = ReasonNoLeader
 		return
 	}
+	// A single server (nats.url) has no cluster info: its one replica
+	// is current.
+	current := 1
 	if ci := s.CachedInfo().Cluster; ci != nil {
 		h.StreamLeader = ci.Leader
+		// A follower that rejoined is not current until it caught up
+		// (seconds): until then the majority rests on the others.
+		current = 0
+		if ci.Leader != "" {
+			current = 1
+		}
+		for _, r := range ci.Replicas {
+			if r.Current && !r.Offline {
+				current++
+			}
+		}
 	}
+	n.m.setCurrent(current)
 	if h.StreamLeader == "" && n.cfg.Replicas > 1 {
 		h.Reason = ReasonNoLeader
 		return

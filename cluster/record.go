@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"net/netip"
+	"slices"
 
 	"github.com/xarfd/xarfd/store"
 )
@@ -30,9 +32,28 @@ import (
 //	  outbox    store.OutboxEntry as JSON
 //	  retract   store.Retraction as JSON (a not-spam report's withdrawal)
 //
+// Version 2 carries identical message bytes once: a message that went to
+// several channels holds one copy per channel in version 1, the same
+// bytes wherever no channel's redaction changed them.
+//
+//	"XRC" 0x02
+//	crc32c
+//	blobs                            distinct message bytes, then each
+//	                                 as a length and the bytes
+//	count                            entries, at least 1
+//	per entry, the seven fields of version 1, except that raw holds
+//	the index of the entry's bytes among the blobs (a varint); every
+//	blob is some entry's
+//
+// Every node decodes both. A node writes version 2 only when it saves
+// bytes, and only once every node reads it (Node.Commit; nodes upgrade
+// one by one), unless version 1 would not fit in a NATS message at all.
 // A decoder meeting another version refuses the record rather than
 // guessing: the node logs it and must be upgraded (docs/cluster.md).
-const recordVersion = 1
+const (
+	recordVersion       = 1
+	recordVersionShared = 2
+)
 
 var recordMagic = [4]byte{'X', 'R', 'C', recordVersion}
 
@@ -53,20 +74,62 @@ type reportMeta struct {
 	Via      string     `json:"via"`
 }
 
-// EncodeRecord encodes entries as one record.
-func EncodeRecord(entries []store.Entry) ([]byte, error) {
+// EncodeRecord encodes entries as one record of version 1, the layout
+// every node reads.
+func EncodeRecord(entries []store.Entry) ([]byte, error) { return encodeRecord(entries, false) }
+
+// EncodeRecordShared encodes entries as one record of version 2 when
+// two of them hold the same message bytes (which then travel once), else
+// as EncodeRecord.
+func EncodeRecordShared(entries []store.Entry) ([]byte, error) { return encodeRecord(entries, true) }
+
+func encodeRecord(entries []store.Entry, share bool) ([]byte, error) {
 	if len(entries) == 0 || len(entries) > maxEntries {
 		return nil, fmt.Errorf("encoding record: %d entries", len(entries))
 	}
+	// blob[i] is the index of entry i's bytes among blobs (-1: none).
+	var blobs [][]byte
+	blob := make([]int, len(entries))
+	withBytes := 0
+	for i, e := range entries {
+		blob[i] = -1
+		if e.Message == nil || e.Message.Withheld {
+			continue
+		}
+		withBytes++
+		j := slices.IndexFunc(blobs, func(b []byte) bool { return bytes.Equal(b, e.Raw) })
+		if j < 0 {
+			j = len(blobs)
+			blobs = append(blobs, e.Raw)
+		}
+		blob[i] = j
+	}
+	shared := share && len(blobs) < withBytes
 	size := 16
 	for _, e := range entries {
-		size += len(e.Raw) + 256
+		size += 256
+		if !shared {
+			size += len(e.Raw)
+		}
 		if e.Report != nil {
 			size += len(e.Report.XARF)
 		}
 	}
+	if shared {
+		for _, p := range blobs {
+			size += len(p) + binary.MaxVarintLen64
+		}
+	}
 	b := make([]byte, 8, size)
 	copy(b, recordMagic[:])
+	if shared {
+		b[3] = recordVersionShared
+		b = binary.AppendUvarint(b, uint64(len(blobs)))
+		for _, p := range blobs {
+			b = binary.AppendUvarint(b, uint64(len(p)))
+			b = append(b, p...)
+		}
+	}
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	field := func(present bool, p []byte) {
 		if !present {
@@ -87,7 +150,7 @@ func EncodeRecord(entries []store.Entry) ([]byte, error) {
 				return nil, fmt.Errorf("encoding record: message: %w", err)
 			}
 		}
-		hasRaw := e.Message != nil && !e.Message.Withheld
+		hasRaw := blob[i] >= 0
 		doc, at, cut := []byte(nil), 0, false
 		if r := e.Report; r != nil {
 			if rep, err = json.Marshal(reportMeta{ID: r.ID, Channel: r.Channel, SourceIP: r.SourceIP, Via: r.Via}); err != nil {
@@ -109,7 +172,11 @@ func EncodeRecord(entries []store.Entry) ([]byte, error) {
 			}
 		}
 		field(msg != nil, msg)
-		field(hasRaw, e.Raw)
+		if shared {
+			field(hasRaw, binary.AppendUvarint(nil, uint64(max(blob[i], 0))))
+		} else {
+			field(hasRaw, e.Raw)
+		}
 		field(rep != nil, rep)
 		field(rep != nil, doc)
 		field(cut, binary.AppendUvarint(nil, uint64(at)))
@@ -128,13 +195,27 @@ func DecodeRecord(b []byte) ([]store.Entry, error) {
 	if [3]byte(b[:3]) != [3]byte(recordMagic[:3]) {
 		return nil, fmt.Errorf("%w: not a record", ErrRecord)
 	}
-	if b[3] != recordVersion {
-		return nil, fmt.Errorf("%w: version %d, this node reads %d (upgrade it)", ErrRecord, b[3], recordVersion)
+	if b[3] != recordVersion && b[3] != recordVersionShared {
+		return nil, fmt.Errorf("%w: version %d, this node reads %d and %d (upgrade it)", ErrRecord, b[3], recordVersion, recordVersionShared)
 	}
 	if sum := crc32.Checksum(b[8:], crcTable); sum != binary.BigEndian.Uint32(b[4:8]) {
 		return nil, fmt.Errorf("%w: checksum does not hold", ErrRecord)
 	}
 	d := decoder{b: b[8:]}
+	if b[3] == recordVersionShared {
+		nb := d.uvarint()
+		if d.err == nil && nb > maxEntries {
+			return nil, fmt.Errorf("%w: %d message blobs", ErrRecord, nb)
+		}
+		d.blobs = make([][]byte, 0, min(nb, 16))
+		for i := uint64(0); i < nb && d.err == nil; i++ {
+			if p, ok := d.bytes(d.uvarint()); ok {
+				d.blobs = append(d.blobs, p)
+			}
+		}
+		d.used = make([]bool, len(d.blobs))
+		d.shared = true
+	}
 	n := d.uvarint()
 	if d.err == nil && (n == 0 || n > maxEntries) {
 		return nil, fmt.Errorf("%w: %d entries", ErrRecord, n)
@@ -153,12 +234,20 @@ func DecodeRecord(b []byte) ([]store.Entry, error) {
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the last entry", ErrRecord, len(d.b))
 	}
+	if slices.Contains(d.used, false) {
+		return nil, fmt.Errorf("%w: message bytes no entry holds", ErrRecord)
+	}
 	return entries, nil
 }
 
 type decoder struct {
 	b   []byte
 	err error
+	// shared: version 2, where an entry's raw field is an index into
+	// blobs; used marks the blobs an entry took.
+	shared bool
+	blobs  [][]byte
+	used   []bool
 }
 
 var errShort = errors.New("truncated")
@@ -182,7 +271,14 @@ func (d *decoder) field() ([]byte, bool) {
 	if d.err != nil || n == 0 {
 		return nil, false
 	}
-	n--
+	return d.bytes(n - 1)
+}
+
+// bytes takes the next n bytes.
+func (d *decoder) bytes(n uint64) ([]byte, bool) {
+	if d.err != nil {
+		return nil, false
+	}
 	if n > uint64(len(d.b)) {
 		d.err = errShort
 		return nil, false
@@ -190,6 +286,16 @@ func (d *decoder) field() ([]byte, bool) {
 	p := d.b[:n:n]
 	d.b = d.b[n:]
 	return p, true
+}
+
+// raw resolves a version 2 raw field to the blob it names.
+func (d *decoder) raw(field []byte) ([]byte, error) {
+	i, n := binary.Uvarint(field)
+	if n <= 0 || n != len(field) || i >= uint64(len(d.blobs)) {
+		return nil, errors.New("bad message bytes index")
+	}
+	d.used[i] = true
+	return d.blobs[i], nil
 }
 
 func (d *decoder) entry() (store.Entry, error) {
@@ -203,6 +309,12 @@ func (d *decoder) entry() (store.Entry, error) {
 	retract, hasRetract := d.field()
 	if d.err != nil {
 		return e, d.err
+	}
+	if hasRaw && d.shared {
+		var err error
+		if raw, err = d.raw(raw); err != nil {
+			return e, err
+		}
 	}
 	if !hasMsg && !hasRep {
 		return e, errors.New("neither message nor report")

@@ -25,7 +25,11 @@ type Cluster struct {
 	// PublishTimeout bounds the wait for the stream's acknowledgement;
 	// past it the client gets 451 4.3.0.
 	PublishTimeout Duration `yaml:"publish_timeout"`
-	NATS           NATS     `yaml:"nats"`
+	// ClaimLease is how long a node's claim on outbound work (a report,
+	// a notification, a restrict call) holds without a refresh: when its
+	// node dies, another node takes the work over after it.
+	ClaimLease Duration `yaml:"claim_lease"`
+	NATS       NATS     `yaml:"nats"`
 }
 
 // NATS is how a node reaches the NATS cluster: an existing one by URL,
@@ -98,6 +102,9 @@ func applyClusterDefaults(c *Config) {
 	if cl.PublishTimeout == 0 {
 		cl.PublishTimeout = Duration(DefaultClusterPublishTimeout)
 	}
+	if cl.ClaimLease == 0 {
+		cl.ClaimLease = Duration(DefaultClusterClaimLease)
+	}
 	if e := cl.NATS.Embedded; e != nil && e.StoreDir == "" && c.DataDir != "" {
 		e.StoreDir = filepath.Join(c.DataDir, DefaultClusterStoreSubdir)
 	}
@@ -122,6 +129,14 @@ func (c *Config) validateCluster(v *validator) {
 	}
 	if cl.PublishTimeout.D() <= 0 {
 		v.bad("cluster.publish_timeout", "must be positive")
+	}
+	switch lease := cl.ClaimLease.D(); {
+	case lease < MinClusterClaimLease:
+		v.bad("cluster.claim_lease", "%s: at least %s (the reporter waits up to %s for the desk's answer to the final dot; a claim that ran out meanwhile would let another node send the same report again)",
+			lease, MinClusterClaimLease, ReporterDataTimeout)
+	case c.Reporter.Retry.GiveUpAfter.D() > 0 && lease >= c.Reporter.Retry.GiveUpAfter.D():
+		v.bad("cluster.claim_lease", "%s: must be shorter than reporter.retry.give_up_after (%s), or a dead node's reports are given up before another node may take them over",
+			lease, c.Reporter.Retry.GiveUpAfter.D())
 	}
 	n := &cl.NATS
 	switch {

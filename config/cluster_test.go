@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClusterAbsentIsSingleNode(t *testing.T) {
@@ -37,7 +38,7 @@ cluster:
 	}
 	cl := c.Cluster
 	if cl.Replicas != DefaultClusterReplicas || cl.Sync != SyncAlways || cl.PublishTimeout.D() != DefaultClusterPublishTimeout ||
-		cl.NATS.Embedded.StoreDir != "/var/lib/xarfd/nats" {
+		cl.ClaimLease.D() != DefaultClusterClaimLease || cl.NATS.Embedded.StoreDir != "/var/lib/xarfd/nats" {
 		t.Errorf("cluster defaults = %+v, embedded %+v", cl, cl.NATS.Embedded)
 	}
 	// The effective configuration prints and reads back the same.
@@ -73,6 +74,9 @@ func TestClusterValidation(t *testing.T) {
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, creds_file: /x}}", "cluster.nats.creds_file", "url only"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, tls: {cert_file: /c, key_file: /k}}}", "cluster.nats.tls", "mutual TLS"},
 		{"cluster: {node: mx1, nats: {embedded: {cluster_listen: ':6222', routes: ['nats://b:6222']}, tlss: {}}}", "cluster.nats.tlss", "unknown key"},
+		{"cluster: {node: mx1, claim_lease: 10m, nats: {url: 'nats://n:4222'}}", "cluster.claim_lease", "at least 11m0s (the reporter waits up to 10m0s"},
+		{"cluster: {node: mx1, claim_lease: 30s, nats: {url: 'nats://n:4222'}}", "cluster.claim_lease", "at least 11m0s"},
+		{"reporter: {retry: {give_up_after: 1h}}\ncluster: {node: mx1, claim_lease: 1h, nats: {url: 'nats://n:4222'}}", "cluster.claim_lease", "shorter than reporter.retry.give_up_after (1h0m0s)"},
 	} {
 		_, err := Parse([]byte(minimal+tc.block+"\n"), "c.yaml")
 		if err == nil {
@@ -81,6 +85,18 @@ func TestClusterValidation(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "c.yaml:") || !strings.Contains(err.Error(), tc.key+": ") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n got %v\nwant file, %s and %q", tc.block, err, tc.key, tc.want)
+		}
+	}
+}
+
+func TestClusterClaimLease(t *testing.T) {
+	for _, lease := range []string{"11m", "30m", "2h"} {
+		c, err := Parse([]byte(minimal+"cluster: {node: mx1, claim_lease: "+lease+", nats: {url: 'nats://n:4222'}}\n"), "c.yaml")
+		if err != nil {
+			t.Fatalf("claim_lease %s: %v", lease, err)
+		}
+		if want, _ := time.ParseDuration(lease); c.Cluster.ClaimLease.D() != want {
+			t.Errorf("claim_lease %s read as %v", lease, c.Cluster.ClaimLease.D())
 		}
 	}
 }

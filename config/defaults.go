@@ -164,17 +164,34 @@ const (
 	// acknowledgement: longer than a NATS leader election (a few seconds),
 	// far shorter than an SMTP client's wait after DATA (10 minutes).
 	DefaultClusterPublishTimeout = 10 * time.Second
+	// DefaultClusterClaimLease is how long a claim on outbound work holds
+	// without a refresh (cluster.claim_lease): a dead node's reports wait
+	// this long before another node takes them over. A quarter of an hour
+	// is MinClusterClaimLease with a few minutes to spare.
+	DefaultClusterClaimLease = 15 * time.Minute
+	// ReporterDataTimeout is how long the reporter waits for a desk's
+	// answer to the final dot of DATA (RFC 5321 4.5.3.2.6 asks for 10
+	// minutes; reporter/deliver uses it). A claim is refreshed just before
+	// the dot and must outlast that wait: once the dot is sent the desk
+	// may accept the report at any moment, and a claim that ran out
+	// meanwhile would let another node send it a second time.
+	ReporterDataTimeout = 10 * time.Minute
+	// MinClusterClaimLease is ReporterDataTimeout and a minute for
+	// writing the dot and recording the outcome in the claim bucket (a
+	// JetStream write may wait out a leader election).
+	MinClusterClaimLease = ReporterDataTimeout + time.Minute
 	// DefaultClusterStoreSubdir is the embedded server's store_dir inside
 	// data_dir.
 	DefaultClusterStoreSubdir = "nats"
 	// ClusterMaxPayload is the embedded NATS servers' largest message: a
-	// record holds the stored message once per channel it went to, with
-	// its report and envelope. NATS warns above 8 MiB and handles such
-	// messages, only slower.
+	// record holds each distinct stored copy of the message once (a
+	// redacting channel's differs), with its reports and envelope. NATS
+	// warns above 8 MiB and handles such messages, only slower.
 	ClusterMaxPayload = 64 << 20
 	// MaxClusterMessageBytes caps smtp.max_message_bytes in cluster mode:
-	// half a record, so that a message delivered to two channels still
-	// fits.
+	// half a record, so that a message stored as two different copies
+	// (a redacting channel and another) still fits; a larger record is
+	// refused with 552 5.3.4.
 	MaxClusterMessageBytes = ClusterMaxPayload / 2
 )
 

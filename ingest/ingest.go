@@ -82,10 +82,16 @@ type Options struct {
 // stored them in the local store too, and says which of them it stored
 // now (the others had reached this node through the stream already,
 // and their OnReport was called then). An error means nothing may be
-// acknowledged; it wraps store.ErrCommit.
+// acknowledged; it wraps store.ErrCommit, or ErrTooLarge.
 type Replicator interface {
 	Commit(entries []store.Entry) (stored []bool, err error)
 }
+
+// ErrTooLarge is wrapped by a Replicator's error when the entries can
+// never be committed as they are: their record exceeds the largest
+// message the cluster's servers take. Unlike store.ErrCommit it is
+// permanent (552 5.3.4): a retry would fail alike for ever.
+var ErrTooLarge = errors.New("ingest: the message is too large for the cluster's records")
 
 // Ingester stores messages. It is safe for concurrent use.
 type Ingester struct {

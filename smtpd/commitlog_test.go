@@ -94,3 +94,35 @@ func TestCommitFailuresLoggedOncePerMinute(t *testing.T) {
 		t.Errorf("second line lacks %s: %s", want, got[1])
 	}
 }
+
+// tooLargeReplicator is a cluster whose record of the message would
+// exceed the NATS servers' max_payload, as cluster.Node.Commit refuses it.
+type tooLargeReplicator struct{}
+
+func (tooLargeReplicator) Commit([]store.Entry) ([]bool, error) {
+	return nil, fmt.Errorf("publishing record: 70000000 bytes, the NATS servers take at most 67107840: %w", ingest.ErrTooLarge)
+}
+
+// A record too large for the cluster is a permanent 552 5.3.4, not the
+// 451 a sender would retry for ever; the session goes on.
+func TestRecordTooLargeIs552(t *testing.T) {
+	var cfg *config.Config
+	ts := startServerWith(t, testConfig, func(c *config.Config) { cfg = c }, func(s *Server) {
+		in, err := ingest.New(cfg, nil, ingest.Options{Replicator: tooLargeReplicator{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reload(cfg, in, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c := dial(t, ts.addr)
+	c.greet()
+	for i := range 2 {
+		code, text := c.message("sender@origin.example", []string{"fbl@test.example"}, fmt.Sprintf("Subject: %d\r\n\r\nbig", i))
+		if code != 552 || !strings.HasPrefix(text, "5.3.4 ") || strings.Contains(text, "NATS") || strings.Contains(text, "bytes") {
+			t.Fatalf("message %d: %d %s, want 552 5.3.4 with a generic text", i, code, text)
+		}
+	}
+	c.cmd(221, "QUIT")
+}

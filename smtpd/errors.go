@@ -12,6 +12,11 @@ var (
 	errSenderNotAllowed = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender not allowed for this recipient"}
 	// errLocal: our own fault (store full, I/O); the client retries.
 	errLocal = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, message not accepted; try again later"}
+	// errRecordTooLarge: in cluster mode, the record of a message that
+	// went to several channels exceeds what the NATS servers take. It
+	// would fail alike on every retry, so it is permanent, as go-smtp's
+	// own size limit.
+	errRecordTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Maximum message size exceeded"}
 	// errLineTooLong: a DATA line over smtp.max_line_length (RFC 5321
 	// section 4.5.3.1.6 names 500 for it); go-smtp closes the connection
 	// after this reply because the rest of the line cannot be skipped.

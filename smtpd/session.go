@@ -322,6 +322,10 @@ func (ss *session) Data(r io.Reader) error {
 		Via:        "smtp",
 	}
 	results, err := t.rt.ingest.Accept(env, t.byChan, stamped)
+	if errors.Is(err, ingest.ErrTooLarge) {
+		ss.logTxn(t, errRecordTooLarge.Code, n, nil, nil)
+		return ss.reply("DATA", errRecordTooLarge)
+	}
 	if err != nil {
 		ss.logStoreFailure(err)
 		ss.logTxn(t, errLocal.Code, n, nil, nil)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/store"
@@ -74,6 +76,8 @@ type Member struct {
 	Cfg   *config.Config
 	Store *store.Store
 	Node  *cluster.Node
+	// Registry holds the node's metrics (new at each Restart).
+	Registry *prometheus.Registry
 
 	mu      sync.Mutex
 	applied map[store.ID]int // reports given to OnApply, by id
@@ -93,6 +97,8 @@ type Cluster struct {
 	ports    []int // the members' cluster ports, in order
 	replicas int
 	sync     string
+	// maxPayload replaces the embedded servers' max_payload (0: keep).
+	maxPayload int32
 }
 
 // Start starts n nodes with replicas replicas; they are stopped when
@@ -105,7 +111,19 @@ func Start(t testing.TB, n, replicas int) *Cluster {
 // StartSync is Start with cluster.sync set to sync.
 func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync}
+	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync})
+}
+
+// StartMaxPayload is Start with the embedded servers' max_payload set to
+// maxPayload: a record near the limit without a test of 64 MiB records.
+func StartMaxPayload(t testing.TB, n, replicas int, maxPayload int32) *Cluster {
+	t.Helper()
+	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: config.SyncAlways, maxPayload: maxPayload})
+}
+
+func start(t testing.TB, c *Cluster) *Cluster {
+	t.Helper()
+	n := len(c.ports)
 	for i := range n {
 		c.Members = append(c.Members, c.member(i, c.ports))
 	}
@@ -165,7 +183,10 @@ func (c *Cluster) Restart(m *Member) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
 	node, err := cluster.Start(m.Cfg, &config.Resources{}, st, cluster.Options{
+		Metrics:    cluster.NewMetrics(reg),
+		MaxPayload: c.maxPayload,
 		OnApply: func(r *store.Report) {
 			m.mu.Lock()
 			m.applied[r.ID]++
@@ -176,7 +197,7 @@ func (c *Cluster) Restart(m *Member) {
 		st.Close()
 		c.t.Fatal(err)
 	}
-	m.Store, m.Node = st, node
+	m.Store, m.Node, m.Registry = st, node, reg
 }
 
 // WaitHealthy waits until every running member reports a healthy cluster.

@@ -601,6 +601,11 @@ func keepRestartOnly(running, next *config.Config) []string {
 // can point MX records at a desk on 127.0.0.1.
 func newReporter(cfg *config.Config, st *store.Store, m *metrics.Metrics, log zerolog.Logger) (*reporter.Reporter, error) {
 	opt := reporter.Options{Metrics: m, Logger: log.With().Str("component", "reporter").Logger(), UserAgent: "xarfd/" + version()}
+	if cfg.Cluster != nil {
+		// One lease for the entry in this node's store and its claim in
+		// the cluster (cluster.ReportClaimOptions).
+		opt.Lease = cfg.Cluster.ClaimLease.D()
+	}
 	if p := os.Getenv("XARFD_TEST_MX_PORT"); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {

@@ -81,6 +81,11 @@ type SMTP struct {
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 }
 
+// DefaultDataTimeout is the wait for the answer to the final dot (RFC
+// 5321 4.5.3.2.6). A cluster's claims must outlast it: it is
+// config.ReporterDataTimeout, the floor of cluster.claim_lease.
+const DefaultDataTimeout = 10 * time.Minute
+
 // dial connects to addr and notes in t the address it reached.
 func (d *SMTP) dial(ctx context.Context, addr string, t *Transmission) (net.Conn, error) {
 	// Host names (MX hosts, the smarthost) resolve through the
@@ -225,7 +230,7 @@ func (d *SMTP) connect(ctx context.Context, addr string, smarthost bool, t *Tran
 	}
 	setup := func(c *smtp.Client) {
 		c.CommandTimeout = cmp.Or(d.CommandTimeout, 2*time.Minute)
-		c.SubmissionTimeout = cmp.Or(d.DataTimeout, 10*time.Minute)
+		c.SubmissionTimeout = cmp.Or(d.DataTimeout, DefaultDataTimeout)
 	}
 	switch mode {
 	case "implicit":

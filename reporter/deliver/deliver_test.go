@@ -78,3 +78,15 @@ func TestSignerVerifies(t *testing.T) {
 		}
 	}
 }
+
+// cluster.claim_lease's floor is derived from the wait after the final
+// dot: a longer wait here than the config knows of would let a claim run
+// out while a desk may still accept the report.
+func TestDataTimeoutIsTheClaimLeaseFloor(t *testing.T) {
+	if DefaultDataTimeout != config.ReporterDataTimeout {
+		t.Errorf("DefaultDataTimeout %v, config.ReporterDataTimeout %v: keep them equal", DefaultDataTimeout, config.ReporterDataTimeout)
+	}
+	if config.MinClusterClaimLease <= DefaultDataTimeout {
+		t.Errorf("MinClusterClaimLease %v is not above the wait after the dot, %v", config.MinClusterClaimLease, DefaultDataTimeout)
+	}
+}
