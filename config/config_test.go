@@ -168,6 +168,9 @@ func TestErrorsNameFileAndKey(t *testing.T) {
 		{"unknown key in list item", minimal + "    colour: red\n", []string{"bad.yaml:8: channels[0].colour: unknown key"}},
 		{"wrong type", minimal + "smtp: {max_recipients: many}\n", []string{"bad.yaml:8: smtp.max_recipients:", "many"}},
 		{"bad duration", minimal + "smtp: {read_timeout: 60}\n", []string{"bad.yaml:8: smtp.read_timeout:", "not a duration"}},
+		// Several keys on one line: the error names the one whose value is wrong.
+		{"bad duration in a flow mapping", minimal + "smtp: {read_timeout: 60s, write_timeout: -1m, session_timeout: 30m}\n", []string{"bad.yaml:8: smtp.write_timeout:", "negative"}},
+		{"bad network in a flow list", minimal + "own_networks: [10.0.0.0/8, nowhere]\n", []string{"bad.yaml:8: own_networks[1]:", "not an IP"}},
 		{"bad network", minimal + "own_networks: [10.0.0.1/8]\n", []string{"own_networks[0]", "host bits"}},
 		{"bad network text", minimal + "    accept_from: {networks: [nowhere]}\n", []string{"channels[0].accept_from.networks[0]", "not an IP"}},
 		{"bad enum", minimal + "  - {name: b, kind: mbox, addresses: [b@example.net]}\n", []string{"channels[1].kind", "want arf or trap"}},

@@ -185,7 +185,7 @@ func kindName(n *yaml.Node) string {
 	return "the scalar " + strconv.Quote(n.Value)
 }
 
-var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+var yamlLine = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: (.*)$`)
 
 // decodeErrors turns yaml.v3's type errors ("line 7: cannot unmarshal
 // !!str `x` into int") into errors that name the key on that line.
@@ -196,13 +196,20 @@ func decodeErrors(err error, doc *yaml.Node, source string) error {
 	}
 	keys := make(map[int]string)
 	indexLines(doc, "", keys)
+	// Our own errors (typeErr) also give the value's column: in a flow
+	// mapping ({a: 1, b: 2}) several keys share a line.
+	at := make(map[[2]int]string)
+	indexValues(doc, "", at)
 	var errs Errors
 	for _, s := range te.Errors {
 		e := &Error{File: source, Msg: s}
 		if m := yamlLine.FindStringSubmatch(s); m != nil {
 			e.Line, _ = strconv.Atoi(m[1])
 			e.Key = keys[e.Line]
-			e.Msg = strings.ReplaceAll(m[2], "config.", "")
+			if col, err := strconv.Atoi(m[2]); err == nil && at[[2]int{e.Line, col}] != "" {
+				e.Key = at[[2]int{e.Line, col}]
+			}
+			e.Msg = strings.ReplaceAll(m[3], "config.", "")
 		}
 		errs = append(errs, e)
 	}
@@ -230,6 +237,26 @@ func indexLines(n *yaml.Node, path string, keys map[int]string) {
 				keys[item.Line] = p
 			}
 			indexLines(item, p, keys)
+		}
+	}
+}
+
+// indexValues records the key path of every value node by its line and
+// column.
+func indexValues(n *yaml.Node, path string, at map[[2]int]string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := join(path, n.Content[i].Value)
+			v := n.Content[i+1]
+			at[[2]int{v.Line, v.Column}] = p
+			indexValues(v, p, at)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			at[[2]int{item.Line, item.Column}] = p
+			indexValues(item, p, at)
 		}
 	}
 }
@@ -276,7 +303,7 @@ func (c *Config) Line(key string) int {
 // typeErr reports a bad value the way yaml.v3 reports its own, so that
 // decodeErrors collects them all and names the key on that line.
 func typeErr(n *yaml.Node, format string, args ...any) error {
-	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: ", n.Line, n.Column) + fmt.Sprintf(format, args...)}}
 }
 
 // UnmarshalYAML reads Go duration text; a bare number is refused because
