@@ -14,6 +14,7 @@ import (
 
 	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -93,6 +94,9 @@ type Cluster struct {
 	ports    []int // the members' cluster ports, in order
 	replicas int
 	sync     string
+	// ops builds a member's applier of operators' actions on its
+	// store, at each (re)start; nil applies none.
+	ops func(*Member) ops.Applier
 }
 
 // Start starts n nodes with replicas replicas; they are stopped when
@@ -105,7 +109,20 @@ func Start(t testing.TB, n, replicas int) *Cluster {
 // StartSync is Start with cluster.sync set to sync.
 func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync}
+	return start(t, n, replicas, sync, nil)
+}
+
+// StartOps is Start with each member applying operators' actions with
+// the applier build makes for it (called after its store opened, before
+// its node starts, at every restart).
+func StartOps(t testing.TB, n, replicas int, build func(*Member) ops.Applier) *Cluster {
+	t.Helper()
+	return start(t, n, replicas, config.SyncAlways, build)
+}
+
+func start(t testing.TB, n, replicas int, sync string, build func(*Member) ops.Applier) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync, ops: build}
 	for i := range n {
 		c.Members = append(c.Members, c.member(i, c.ports))
 	}
@@ -165,7 +182,13 @@ func (c *Cluster) Restart(m *Member) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	m.Store = st
+	var apply ops.Applier
+	if c.ops != nil {
+		apply = c.ops(m)
+	}
 	node, err := cluster.Start(m.Cfg, &config.Resources{}, st, cluster.Options{
+		ApplyOp: apply,
 		OnApply: func(r *store.Report) {
 			m.mu.Lock()
 			m.applied[r.ID]++
@@ -174,9 +197,10 @@ func (c *Cluster) Restart(m *Member) {
 	})
 	if err != nil {
 		st.Close()
+		m.Store = nil
 		c.t.Fatal(err)
 	}
-	m.Store, m.Node = st, node
+	m.Node = node
 }
 
 // WaitHealthy waits until every running member reports a healthy cluster.
