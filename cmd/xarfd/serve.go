@@ -29,6 +29,7 @@ import (
 	"github.com/xarfd/xarfd/console"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/smtpd"
@@ -248,11 +249,15 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Logger:  log.With().Str("component", "cluster").Logger(),
 			Metrics: cluster.NewMetrics(m.Registry),
 			OnApply: onReport,
+			ApplyOp: applyOps(intelSvc),
 		})
 		if err != nil {
 			return err
 		}
 		d.node = node
+		if intelSvc != nil {
+			intelSvc.SetReplicator(node)
+		}
 		// Runs before the store closes (deferred earlier), after the
 		// listeners stopped (below): nothing publishes any more.
 		defer node.Close()
@@ -386,6 +391,14 @@ loop:
 	d.wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// applyOps applies the operators' actions the cluster's stream brings
+// (and this node's own, in stream order) to this node's services.
+func applyOps(intelSvc *intel.Service) ops.Applier {
+	return ops.Mux{
+		ops.Delist: intelSvc.ApplyOp, // a nil service skips them
+	}.Apply
 }
 
 // clusterStatus is /healthz's view of node; nil without a cluster.
