@@ -74,3 +74,22 @@ func (s *Store) PruneOps(before time.Time) (int, error) {
 	})
 	return n, err
 }
+
+// OpenCase returns the unresolved case of key, or ErrNotFound: a case
+// action from another cluster node names the case by its key, since each
+// node has its own id for it.
+func (s *Store) OpenCase(key string) (*Case, error) {
+	var out *Case
+	err := s.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketCasesOpen) == nil {
+			return ErrNotFound
+		}
+		var err error
+		out, err = (&CaseTx{tx: tx}).Open(key)
+		if err == nil && out == nil {
+			err = ErrNotFound
+		}
+		return err
+	})
+	return out, err
+}

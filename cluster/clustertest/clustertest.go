@@ -97,6 +97,8 @@ type Cluster struct {
 	// ops builds a member's applier of operators' actions on its
 	// store, at each (re)start; nil applies none.
 	ops func(*Member) ops.Applier
+	// base is the configuration without its cluster block and data_dir.
+	base string
 }
 
 // Start starts n nodes with replicas replicas; they are stopped when
@@ -109,7 +111,7 @@ func Start(t testing.TB, n, replicas int) *Cluster {
 // StartSync is Start with cluster.sync set to sync.
 func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 	t.Helper()
-	return start(t, n, replicas, sync, nil)
+	return start(t, n, replicas, sync, Base, nil)
 }
 
 // StartOps is Start with each member applying operators' actions with
@@ -117,12 +119,19 @@ func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 // its node starts, at every restart).
 func StartOps(t testing.TB, n, replicas int, build func(*Member) ops.Applier) *Cluster {
 	t.Helper()
-	return start(t, n, replicas, config.SyncAlways, build)
+	return start(t, n, replicas, config.SyncAlways, Base, build)
 }
 
-func start(t testing.TB, n, replicas int, sync string, build func(*Member) ops.Applier) *Cluster {
+// StartOpsWith is StartOps with base (as Base: no cluster block, no
+// data_dir) as every member's configuration.
+func StartOpsWith(t testing.TB, n, replicas int, base string, build func(*Member) ops.Applier) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync, ops: build}
+	return start(t, n, replicas, config.SyncAlways, base, build)
+}
+
+func start(t testing.TB, n, replicas int, sync, base string, build func(*Member) ops.Applier) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync, ops: build, base: base}
 	for i := range n {
 		c.Members = append(c.Members, c.member(i, c.ports))
 	}
@@ -144,7 +153,7 @@ func (c *Cluster) member(i int, routes []int) *Member {
 	dir := c.t.TempDir()
 	name := fmt.Sprintf("n%d", i+1)
 	block := strings.Replace(YAML(name, c.ports[i], routes, c.replicas, filepath.Join(dir, "nats")), "\n  replicas:", "\n  sync: "+c.sync+"\n  replicas:", 1)
-	cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+block), name+".yaml")
+	cfg, err := config.Parse([]byte(c.base+"data_dir: "+dir+"\n"+block), name+".yaml")
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Logger:  log.With().Str("component", "cluster").Logger(),
 			Metrics: cluster.NewMetrics(m.Registry),
 			OnApply: onReport,
-			ApplyOp: applyOps(intelSvc),
+			ApplyOp: applyOps(intelSvc, cm),
 		})
 		if err != nil {
 			return err
@@ -257,6 +257,9 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.node = node
 		if intelSvc != nil {
 			intelSvc.SetReplicator(node)
+		}
+		if cm != nil {
+			cm.SetReplicator(node, cfg.Cluster.Node)
 		}
 		// Runs before the store closes (deferred earlier), after the
 		// listeners stopped (below): nothing publishes any more.
@@ -395,9 +398,10 @@ loop:
 
 // applyOps applies the operators' actions the cluster's stream brings
 // (and this node's own, in stream order) to this node's services.
-func applyOps(intelSvc *intel.Service) ops.Applier {
-	return ops.Mux{
-		ops.Delist: intelSvc.ApplyOp, // a nil service skips them
+func applyOps(intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
+	return ops.Mux{ // a nil service skips its kind
+		ops.Delist: intelSvc.ApplyOp,
+		ops.Case:   cm.ApplyOp,
 	}.Apply
 }
 
