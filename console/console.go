@@ -90,6 +90,10 @@ type Options struct {
 	// parser fix): ingest.Ingester.Reprocess of the ingester in force.
 	// nil hides the action.
 	Reprocess func(id store.ID) (ingest.Result, error)
+	// DeleteQuarantined deletes a quarantined message (as the API's:
+	// ingest.Ingester.DeleteQuarantined, on every node of a cluster);
+	// nil = Store.DeleteQuarantined.
+	DeleteQuarantined func(id store.ID) error
 	// Cancel cancels an outbox entry (as the API's); nil = Store.Cancel.
 	Cancel api.CancelFunc
 	Logger zerolog.Logger
@@ -133,6 +137,9 @@ func New(o Options) (*Console, error) {
 	}
 	if o.Cancel == nil {
 		o.Cancel = api.StoreCancel(o.Store)
+	}
+	if o.DeleteQuarantined == nil {
+		o.DeleteQuarantined = o.Store.DeleteQuarantined
 	}
 	if o.scan <= 0 {
 		o.scan = scanLimit

@@ -210,13 +210,13 @@ func (c *Console) reprocess(w http.ResponseWriter, r *http.Request) {
 	back(w, r, "/quarantine", "still")
 }
 
-// POST /quarantine/{id}/delete: store.DeleteQuarantined.
+// POST /quarantine/{id}/delete: Options.DeleteQuarantined.
 func (c *Console) deleteQuarantined(w http.ResponseWriter, r *http.Request) {
 	id, ok := c.pathID(w, r, "quarantined message")
 	if !ok {
 		return
 	}
-	if c.quarantineError(w, r, "deleting a quarantined message", c.o.Store.DeleteQuarantined(id)) {
+	if c.quarantineError(w, r, "deleting a quarantined message", c.o.DeleteQuarantined(id)) {
 		return
 	}
 	c.o.Logger.Info().Str("id", id.String()).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message deleted")

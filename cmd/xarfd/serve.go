@@ -249,7 +249,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Logger:  log.With().Str("component", "cluster").Logger(),
 			Metrics: cluster.NewMetrics(m.Registry),
 			OnApply: onReport,
-			ApplyOp: applyOps(intelSvc, cm),
+			ApplyOp: applyOps(st, onReport, intelSvc, cm),
 		})
 		if err != nil {
 			return err
@@ -311,9 +311,10 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if httpL != nil {
 		d.httpCfg.Store(cfg)
 		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
-			Reprocess: func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
-			Cancel:    rep.Cancel,
-			Logger:    log.With().Str("component", "console").Logger()})
+			Reprocess:         func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
+			DeleteQuarantined: func(id store.ID) error { return d.in.Load().DeleteQuarantined(id) },
+			Cancel:            rep.Cancel,
+			Logger:            log.With().Str("component", "console").Logger()})
 		if err != nil {
 			httpL.Close()
 			for _, l := range listeners {
@@ -398,10 +399,13 @@ loop:
 
 // applyOps applies the operators' actions the cluster's stream brings
 // (and this node's own, in stream order) to this node's services.
-func applyOps(intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
+func applyOps(st *store.Store, onReport func(*store.Report), intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
+	quarantine := ingest.ApplyOp(st, onReport)
 	return ops.Mux{ // a nil service skips its kind
-		ops.Delist: intelSvc.ApplyOp,
-		ops.Case:   cm.ApplyOp,
+		ops.Delist:           intelSvc.ApplyOp,
+		ops.Case:             cm.ApplyOp,
+		ops.QuarantineDelete: quarantine,
+		ops.Reprocess:        quarantine,
 	}.Apply
 }
 
