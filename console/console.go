@@ -96,6 +96,8 @@ type Options struct {
 	DeleteQuarantined func(id store.ID) error
 	// Cancel cancels an outbox entry (as the API's); nil = Store.Cancel.
 	Cancel api.CancelFunc
+	// Retry requeues an outbox entry (as the API's); nil = Store.Requeue.
+	Retry  api.CancelFunc
 	Logger zerolog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
@@ -137,6 +139,12 @@ func New(o Options) (*Console, error) {
 	}
 	if o.Cancel == nil {
 		o.Cancel = api.StoreCancel(o.Store)
+	}
+	if o.Retry == nil {
+		st := o.Store
+		o.Retry = func(_ context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
+			return st.Requeue(id, now, reason)
+		}
 	}
 	if o.DeleteQuarantined == nil {
 		o.DeleteQuarantined = o.Store.DeleteQuarantined

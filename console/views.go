@@ -93,7 +93,7 @@ func (c *Console) outbox(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "outbox", &page{Title: "Outbox", Nav: "outbox", Data: d})
 }
 
-// POST /outbox/{id}/retry|cancel: store.Requeue or store.Cancel, as the
+// POST /outbox/{id}/retry|cancel: Options.Retry or Options.Cancel, as the
 // API's actions.
 func (c *Console) outboxAction(verb string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +117,7 @@ func (c *Console) outboxAction(verb string) http.HandlerFunc {
 		}
 		now := c.o.Now().UTC()
 		if verb == "retry" {
-			e, err = c.o.Store.Requeue(id, now, why)
+			e, err = c.o.Retry(r.Context(), id, now, why)
 		} else {
 			e, err = c.o.Cancel(r.Context(), id, now, why)
 		}

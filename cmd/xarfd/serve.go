@@ -249,7 +249,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Logger:  log.With().Str("component", "cluster").Logger(),
 			Metrics: cluster.NewMetrics(m.Registry),
 			OnApply: onReport,
-			ApplyOp: applyOps(st, onReport, intelSvc, cm),
+			ApplyOp: applyOps(st, onReport, rep, intelSvc, cm),
 		})
 		if err != nil {
 			return err
@@ -261,6 +261,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		if cm != nil {
 			cm.SetReplicator(node, cfg.Cluster.Node)
 		}
+		rep.SetReplicator(node)
 		// Runs before the store closes (deferred earlier), after the
 		// listeners stopped (below): nothing publishes any more.
 		defer node.Close()
@@ -314,6 +315,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Reprocess:         func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
 			DeleteQuarantined: func(id store.ID) error { return d.in.Load().DeleteQuarantined(id) },
 			Cancel:            rep.Cancel,
+			Retry:             rep.Retry,
 			Logger:            log.With().Str("component", "console").Logger()})
 		if err != nil {
 			httpL.Close()
@@ -325,7 +327,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.console = con
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
-			Console: con, Cluster: clusterStatus(d.node), Cancel: rep.Cancel})
+			Console: con, Cluster: clusterStatus(d.node), Cancel: rep.Cancel, Retry: rep.Retry})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -399,13 +401,14 @@ loop:
 
 // applyOps applies the operators' actions the cluster's stream brings
 // (and this node's own, in stream order) to this node's services.
-func applyOps(st *store.Store, onReport func(*store.Report), intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
+func applyOps(st *store.Store, onReport func(*store.Report), rep *reporter.Reporter, intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
 	quarantine := ingest.ApplyOp(st, onReport)
 	return ops.Mux{ // a nil service skips its kind
 		ops.Delist:           intelSvc.ApplyOp,
 		ops.Case:             cm.ApplyOp,
 		ops.QuarantineDelete: quarantine,
 		ops.Reprocess:        quarantine,
+		ops.Retry:            rep.ApplyOp,
 	}.Apply
 }
 
