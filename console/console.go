@@ -413,7 +413,10 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, what string, 
 	case store.IsClosed(err):
 		code, msg = http.StatusServiceUnavailable, "The daemon is stopping. Try again in a moment."
 	case errors.Is(err, store.ErrCommit):
-		code, msg = http.StatusServiceUnavailable, "The store cannot commit now (disk full or an I/O error); /healthz says why. Try again later."
+		// In a cluster also an action the stream did not acknowledge
+		// (no quorum): nothing changed on any node.
+		w.Header().Set("Retry-After", "30")
+		code, msg = http.StatusServiceUnavailable, "The change cannot be stored now (disk full, an I/O error, or the cluster has no quorum); nothing changed, /healthz says why. Try again later."
 	case errors.Is(err, store.ErrDamaged):
 		msg = "This record is damaged and cannot be shown; restore the store from a backup (docs/operations.md)."
 	}
