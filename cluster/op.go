@@ -281,7 +281,7 @@ func (n *Node) applyOpMsg(ctx context.Context, m jetstream.Msg) bool {
 	switch {
 	case errors.Is(err, ops.ErrSkip):
 		n.log.Warn().Err(err).Str("action", op.ID).Str("kind", string(op.Kind)).Str("from", op.Node).
-			Msg("cluster: an operator's action made on another node does not apply on this one; skipped")
+			Msg("cluster: an operator's action does not apply on this node; skipped")
 		n.m.appliedOp(resultSkipped)
 	case err != nil:
 		n.log.Error().Err(err).Str("action", op.ID).Msg("cluster: applying an operator's action failed; retrying")

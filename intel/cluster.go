@@ -59,7 +59,7 @@ func (s *Service) ApplyOp(_ context.Context, op *ops.Op) error {
 		_, err = s.delist(k, op.Value, d)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%w: indicator %s %s not found", ops.ErrSkip, k, op.Value)
+		return fmt.Errorf("%w: indicator %s %s: %w", ops.ErrSkip, k, op.Value, err)
 	}
 	return err
 }
