@@ -63,10 +63,13 @@ func (m *Manager) ApplyOp(ctx context.Context, op *ops.Op) error {
 		return fmt.Errorf("%w: cases are not running on this node", ops.ErrSkip)
 	}
 	cs, err := m.st.OpenCase(op.CaseKey)
+	var stepErr error
 	for i := 0; errors.Is(err, store.ErrNotFound) && i < maxCatchUp; i++ {
-		more, serr := m.Step(ctx)
-		if serr != nil {
-			return fmt.Errorf("adding reports to cases before an operator's action: %w", serr)
+		var more bool
+		if more, stepErr = m.Step(ctx); stepErr != nil {
+			// The subscriber lookup may be down for long: the stream
+			// must not wait for it, so the action is skipped here.
+			break
 		}
 		cs, err = m.st.OpenCase(op.CaseKey)
 		if !more {
@@ -74,6 +77,9 @@ func (m *Manager) ApplyOp(ctx context.Context, op *ops.Op) error {
 		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		if stepErr != nil {
+			return fmt.Errorf("%w: no open case of the action's key (adding reports to cases failed: %w)", ops.ErrSkip, stepErr)
+		}
 		return fmt.Errorf("%w: no open case of the action's key", ops.ErrSkip)
 	}
 	if err != nil {
