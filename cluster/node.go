@@ -430,6 +430,7 @@ func Reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []Dri
 			missing = append(missing, sub)
 		}
 	}
+	want.Subjects = slices.Clone(want.Subjects) // the caller's stays as it was
 	for _, sub := range have.Subjects {
 		if !slices.Contains(want.Subjects, sub) {
 			want.Subjects = append(want.Subjects, sub)
