@@ -164,13 +164,19 @@ func (s *Server) reprocessMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 // DELETE /api/v1/messages/{id}: delete a quarantined message, its bytes
-// and its quarantine entry (store.DeleteQuarantined).
+// and its quarantine entry (ingest.DeleteQuarantined: on every node of a
+// cluster).
 func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request) {
 	id, why, ok := s.quarantineTarget(w, r)
 	if !ok {
 		return
 	}
-	if err := s.st.DeleteQuarantined(id); err != nil {
+	in := s.view.Load().in
+	if in == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable, try again later")
+		return
+	}
+	if err := in.DeleteQuarantined(id); err != nil {
 		quarantineError(w, r, err)
 		return
 	}

@@ -17,13 +17,14 @@ import (
 const maxActionBody = 4 << 10
 
 // POST /api/v1/outbox/{id}/retry: the entry is pending and due now
-// (store.Requeue). POST /api/v1/outbox/{id}/cancel: a pending entry is
-// never sent (Options.Cancel; in a cluster by no node). Both take an
+// (Options.Retry; in a cluster on every node, sent by one). POST
+// /api/v1/outbox/{id}/cancel: a pending entry is never sent
+// (Options.Cancel; in a cluster by no node). Both take an
 // optional JSON body {"reason": "…"} and answer the entry; 404 for an
 // unknown id, 409 when its status does not allow the action.
 func (s *Server) retryOutbox(w http.ResponseWriter, r *http.Request) {
 	s.outboxAction(w, r, "retry", func(id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
-		return s.st.Requeue(id, now, reason)
+		return s.retry(r.Context(), id, now, reason)
 	})
 }
 

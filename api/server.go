@@ -88,6 +88,9 @@ type Options struct {
 	// Cancel cancels an outbox entry (reporter.Reporter.Cancel, which
 	// makes it hold cluster-wide); nil = Store.Cancel.
 	Cancel CancelFunc
+	// Retry requeues an outbox entry (reporter.Reporter.Retry, which
+	// makes it hold cluster-wide); nil = Store.Requeue.
+	Retry CancelFunc
 }
 
 // CancelFunc cancels pending outbox entry id as store.Store.Cancel does.
@@ -138,6 +141,7 @@ type Server struct {
 	console http.Handler         // nil: no console
 	cluster func() ClusterStatus // nil: a single node
 	cancel  CancelFunc
+	retry   CancelFunc
 	// commitFails rate-limits the log lines of submissions the store or
 	// the cluster refused to commit.
 	commitFails *lograte.Limiter
@@ -158,9 +162,15 @@ func New(o Options) *Server {
 	if o.Cancel == nil {
 		o.Cancel = StoreCancel(o.Store)
 	}
+	if o.Retry == nil {
+		o.Retry = func(_ context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
+			return o.Store.Requeue(id, now, reason)
+		}
+	}
 	s := &Server{
 		st:      o.Store,
 		cancel:  o.Cancel,
+		retry:   o.Retry,
 		m:       o.Metrics,
 		log:     o.Logger,
 		ready:   o.Ready,

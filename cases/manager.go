@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/store"
 )
@@ -57,9 +59,15 @@ type Manager struct {
 	log  zerolog.Logger
 	set  atomic.Pointer[settings]
 	wake chan struct{}
-	// backAt is when Step last looked back behind the cursor; Step runs
-	// on one goroutine at a time (Run's, or a test's).
+	// stepMu makes Step run on one goroutine at a time (Run's, a test's,
+	// or ApplyOp's catching up before an action from another node).
+	stepMu sync.Mutex
+	// backAt is when Step last looked back behind the cursor.
 	backAt time.Time
+	// ops carries the operators' actions to every node of a cluster, as
+	// node; nil on a single node. Set before serving (SetReplicator).
+	ops  ops.Replicator
+	node string
 }
 
 // settings is what the configuration decides; Reload swaps it whole.
@@ -236,6 +244,8 @@ type pending struct {
 // Step adds one batch of new reports to cases; more is true when there
 // may be another batch waiting.
 func (m *Manager) Step(ctx context.Context) (more bool, err error) {
+	m.stepMu.Lock()
+	defer m.stepMu.Unlock()
 	set := m.s()
 	if len(set.channels) == 0 {
 		// No channel uses own: nothing to read, nothing to commit (the

@@ -163,7 +163,7 @@ func (m *Manager) Due(ctx context.Context) error {
 		}
 		if cs.State != store.CaseResolved && cs.State != store.CaseRestricted && (cs.Webhook == nil || cs.Webhook.Action != ActionRestrict) {
 			if why := threshold(set, cs); why != "" {
-				c, err := m.queueWebhook(cs.ID, ActionRestrict, By, why)
+				c, err := m.queueWebhook(cs.ID, ActionRestrict, By, why, m.opt.Now().UTC())
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -188,8 +188,7 @@ func (m *Manager) Due(ctx context.Context) error {
 }
 
 // queueWebhook makes action the case's pending call.
-func (m *Manager) queueWebhook(id store.ID, action, by, reason string) (*store.Case, error) {
-	now := m.opt.Now().UTC()
+func (m *Manager) queueWebhook(id store.ID, action, by, reason string, now time.Time) (*store.Case, error) {
 	return m.st.UpdateCase(id, func(c *store.Case) error {
 		if c.Webhook != nil {
 			c.WebhookHistory = append(c.WebhookHistory, *c.Webhook)
@@ -331,7 +330,8 @@ func (m *Manager) post(ctx context.Context, set *settings, url string, timeout t
 }
 
 // Act is an operator's action on a case (API): notify, restrict or
-// resolve, by whom and why.
+// resolve, by whom and why. In a cluster (SetReplicator) every node
+// makes the case's change (ops.go).
 func (m *Manager) Act(ctx context.Context, id store.ID, action, by, reason string) (*store.Case, error) {
 	set := m.s()
 	now := m.opt.Now().UTC()
@@ -339,38 +339,18 @@ func (m *Manager) Act(ctx context.Context, id store.ID, action, by, reason strin
 	if err != nil {
 		return nil, err
 	}
+	if err := allowed(set, cs, action); err != nil {
+		return nil, err
+	}
+	if m.ops != nil {
+		return m.actEverywhere(ctx, set, cs, action, by, reason, now)
+	}
 	var out *store.Case
 	switch action {
 	case "notify":
-		if !configNotify(set.cfg) {
-			return nil, fmt.Errorf("%w: subscribers.notify.from is not configured", ErrConflict)
-		}
 		out, err = m.notifyDue(ctx, set, cs, now, by, reason, true)
-	case "restrict":
-		if cs.State == store.CaseResolved || cs.State == store.CaseRestricted {
-			return nil, fmt.Errorf("%w: the case is %s", ErrConflict, cs.State)
-		}
-		if cs.Webhook != nil && cs.Webhook.Status == CallPending {
-			return nil, fmt.Errorf("%w: a %s call is pending", ErrConflict, cs.Webhook.Action)
-		}
-		out, err = m.queueWebhook(id, ActionRestrict, by, reason)
-	case "resolve":
-		if cs.State == store.CaseResolved {
-			return nil, fmt.Errorf("%w: the case is resolved", ErrConflict)
-		}
-		restricted := cs.State == store.CaseRestricted
-		out, err = m.st.UpdateCase(id, func(c *store.Case) error {
-			transition(c, store.CaseResolved, by, reason, now)
-			if restricted {
-				if c.Webhook != nil {
-					c.WebhookHistory = append(c.WebhookHistory, *c.Webhook)
-				}
-				c.Webhook = &store.Webhook{Action: ActionUnrestrict, Reason: reason, By: by, Created: now, Status: CallPending, NextAttempt: now}
-			}
-			return nil
-		})
 	default:
-		return nil, fmt.Errorf("%w: unknown action %q", ErrConflict, action)
+		out, err = m.change(cs, action, by, reason, now)
 	}
 	if err != nil {
 		return nil, err
@@ -382,4 +362,49 @@ func (m *Manager) Act(ctx context.Context, id store.ID, action, by, reason strin
 	}
 	m.Wake()
 	return out, nil
+}
+
+// allowed says why action may not be made on cs now (nil: it may).
+func allowed(set *settings, cs *store.Case, action string) error {
+	switch action {
+	case "notify":
+		if !configNotify(set.cfg) {
+			return fmt.Errorf("%w: subscribers.notify.from is not configured", ErrConflict)
+		}
+		if cs.Email == "" || cs.State == store.CaseResolved {
+			return fmt.Errorf("%w: the case has no subscriber address to notify", ErrConflict)
+		}
+	case "restrict":
+		if cs.State == store.CaseResolved || cs.State == store.CaseRestricted {
+			return fmt.Errorf("%w: the case is %s", ErrConflict, cs.State)
+		}
+		if cs.Webhook != nil && cs.Webhook.Status == CallPending {
+			return fmt.Errorf("%w: a %s call is pending", ErrConflict, cs.Webhook.Action)
+		}
+	case "resolve":
+		if cs.State == store.CaseResolved {
+			return fmt.Errorf("%w: the case is resolved", ErrConflict)
+		}
+	default:
+		return fmt.Errorf("%w: unknown action %q", ErrConflict, action)
+	}
+	return nil
+}
+
+// change makes the state change of restrict or resolve on cs at now.
+func (m *Manager) change(cs *store.Case, action, by, reason string, now time.Time) (*store.Case, error) {
+	if action == "restrict" {
+		return m.queueWebhook(cs.ID, ActionRestrict, by, reason, now)
+	}
+	restricted := cs.State == store.CaseRestricted
+	return m.st.UpdateCase(cs.ID, func(c *store.Case) error {
+		transition(c, store.CaseResolved, by, reason, now)
+		if restricted {
+			if c.Webhook != nil {
+				c.WebhookHistory = append(c.WebhookHistory, *c.Webhook)
+			}
+			c.Webhook = &store.Webhook{Action: ActionUnrestrict, Reason: reason, By: by, Created: now, Status: CallPending, NextAttempt: now}
+		}
+		return nil
+	})
 }

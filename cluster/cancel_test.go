@@ -133,3 +133,30 @@ func TestCancelClaim(t *testing.T) {
 		t.Fatalf("claim after cancelling a sent report: %v %+v, want sent", err, held)
 	}
 }
+
+// With NATS gone an operator's cancel cannot be recorded cluster-wide:
+// the error wraps store.ErrCommit (the API's and console's 503, try
+// again) and the entry stays pending on this node.
+func TestCancelWithoutNATS(t *testing.T) {
+	s := claimNATS(t)
+	cfgA := claimNodeConfig(t, "mx1.reporter.test", "127.0.0.1:9", 1000)
+	stA, _, ids := claimTwoStores(t, cfgA, 1)
+	claimsA, _ := claimNode(t, s, "mx1", metrics.New())
+	repA, err := reporter.New(cfgA, stA, reporter.Options{Claims: claimsA, Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	_, err = repA.Cancel(context.Background(), ids[0], time.Now().UTC(), "cancel requested through the API by an operator")
+	if !errors.Is(err, store.ErrCommit) {
+		t.Fatalf("cancel without NATS: %v, want an error wrapping store.ErrCommit", err)
+	}
+	e, err := stA.GetOutbox(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Status != store.OutboxPending {
+		t.Errorf("the entry is %s after a refused cancel, want pending", e.Status)
+	}
+}

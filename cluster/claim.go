@@ -448,7 +448,24 @@ func (c *Claims) Claim(ctx context.Context, key string, id store.ID, created tim
 // the next refresh, before the final dot of DATA; a message already
 // accepted by the desk stays sent. A sent record is kept (sent says
 // so): what was sent cannot be called back.
-func (c *Claims) CancelClaim(ctx context.Context, key string, id store.ID) (sent *reporter.Claimed, err error) {
+// An error (the bucket could not be asked or written: no quorum, NATS
+// unreachable) wraps ErrUnavailable, so that the operator is answered
+// 503, try again, and nothing changed on this node.
+func (c *Claims) CancelClaim(ctx context.Context, key string, id store.ID) (*reporter.Claimed, error) {
+	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
+	defer cancel()
+	sent, err := c.cancelClaim(ctx, key, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return sent, nil
+}
+
+// cancelTimeout bounds an operator's cancel waiting for the claim bucket
+// (as cluster.publish_timeout's default bounds a publish).
+const cancelTimeout = 10 * time.Second
+
+func (c *Claims) cancelClaim(ctx context.Context, key string, id store.ID) (sent *reporter.Claimed, err error) {
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}

@@ -28,4 +28,11 @@
 // Outbound work (the outbox every node now holds) is claimed cluster
 // wide in a JetStream KV bucket (claim*.go), so that each report is sent
 // once.
+//
+// An operator's action (package internal/ops: a delisting, a case
+// action, a quarantine delete or reprocess, an outbox retry) travels as
+// an op record on the same stream (op.go, subjects xarfd.op.<kind>):
+// Replicate publishes it and waits for the acknowledgement, and every
+// node applies it through Options.ApplyOp in stream order, once per
+// action id (marked in the node's store).
 package cluster

@@ -193,3 +193,24 @@ func connect(t *testing.T, s *server.Server) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// Subjects are never dropped: a stream of an older version gains the
+// operators' actions' subject (and says so), and one another node added
+// stays.
+func TestReconcileSubjects(t *testing.T) {
+	rec, op := cluster.SubjectPrefix+">", cluster.OpSubjectPrefix+">"
+	older := jetstream.StreamConfig{Name: cluster.StreamName, Subjects: []string{rec}}
+	this := jetstream.StreamConfig{Name: cluster.StreamName, Subjects: []string{rec, op}}
+	got, drift := cluster.Reconcile(older, this)
+	if fmt.Sprint(got.Subjects) != fmt.Sprint([]string{rec, op}) || len(drift) != 1 || drift[0].Kept != "node" {
+		t.Errorf("older stream: subjects %v, drift %+v", got.Subjects, drift)
+	}
+	other := jetstream.StreamConfig{Name: cluster.StreamName, Subjects: []string{rec, op, "xarfd.later.>"}}
+	got, drift = cluster.Reconcile(other, this)
+	if fmt.Sprint(got.Subjects) != fmt.Sprint([]string{rec, op, "xarfd.later.>"}) || len(drift) != 0 {
+		t.Errorf("a stream with a subject this node lacks: subjects %v, drift %+v", got.Subjects, drift)
+	}
+	if got, drift = cluster.Reconcile(this, this); fmt.Sprint(got.Subjects) != fmt.Sprint(this.Subjects) || len(drift) != 0 {
+		t.Errorf("same subjects: %v, drift %+v", got.Subjects, drift)
+	}
+}

@@ -11,6 +11,7 @@ const (
 	resultStored  = "stored"  // new on this node: stored now
 	resultHeld    = "held"    // held already (its own, or redelivered)
 	resultDamaged = "damaged" // a record that does not decode: skipped
+	resultSkipped = "skipped" // an operator's action that does not apply here
 )
 
 // Metrics are the cluster's collectors. A nil *Metrics counts nothing.
@@ -19,6 +20,7 @@ type Metrics struct {
 	failures prometheus.Counter
 	tooLarge prometheus.Counter
 	apply    *prometheus.CounterVec
+	ops      *prometheus.CounterVec
 	lag      prometheus.Gauge
 	healthy  prometheus.Gauge
 	current  prometheus.Gauge
@@ -44,6 +46,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "xarfd_cluster_records_applied_total",
 			Help: "Entries of stream records applied to the local store, by result (stored, held, damaged).",
 		}, []string{"result"}),
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xarfd_cluster_ops_applied_total",
+			Help: "Operators' actions of the stream applied on this node, by result (stored: applied now, skipped: it does not apply here).",
+		}, []string{"result"}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "xarfd_cluster_consumer_lag",
 			Help: "Records of the stream this node has not applied yet.",
@@ -60,7 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{resultStored, resultHeld, resultDamaged} {
 		m.apply.WithLabelValues(r)
 	}
-	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.lag, m.healthy, m.current)
+	for _, r := range []string{resultStored, resultSkipped} {
+		m.ops.WithLabelValues(r)
+	}
+	reg.MustRegister(m.publish, m.failures, m.tooLarge, m.apply, m.ops, m.lag, m.healthy, m.current)
 	return m
 }
 
@@ -86,6 +95,12 @@ func (m *Metrics) applied(result string, n int) {
 		return
 	}
 	m.apply.WithLabelValues(result).Add(float64(n))
+}
+
+func (m *Metrics) appliedOp(result string) {
+	if m != nil {
+		m.ops.WithLabelValues(result).Inc()
+	}
 }
 
 func (m *Metrics) setLag(n uint64) {

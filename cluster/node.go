@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/internal/lograte"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -69,6 +71,9 @@ type Options struct {
 	// MaxPayload replaces the embedded server's max_payload (tests: the
 	// limit a record must fit is read from the connection).
 	MaxPayload int32
+	// ApplyOp applies an operator's action (ops.Op) to this node, for
+	// the consumer and for Replicate; nil applies none (each is skipped).
+	ApplyOp ops.Applier
 }
 
 // Node is this xarfd's membership in the cluster: its NATS connection
@@ -82,6 +87,13 @@ type Node struct {
 	m       *Metrics
 	onApply func(*store.Report)
 	onStore func([]store.Entry)
+	ops     ops.Applier
+	// opMu makes an action's check, apply and mark one step (op.go).
+	opMu sync.Mutex
+	// waiting are this node's Replicate calls waiting for their action
+	// to come through the consumer, by action id.
+	waitMu  sync.Mutex
+	waiting map[string]chan<- error
 
 	srv *server.Server // nil with nats.url
 	nc  *nats.Conn
@@ -127,7 +139,7 @@ func Start(cfg *config.Config, res *config.Resources, st *store.Store, opt Optio
 		return nil, errors.New("cluster: no cluster configuration")
 	}
 	n := &Node{cfg: cl, maxAge: StreamMaxAge(cfg), st: st, log: opt.Logger, m: opt.Metrics,
-		onApply: opt.OnApply, onStore: opt.OnStored, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{},
+		onApply: opt.OnApply, onStore: opt.OnStored, ops: opt.ApplyOp, waiting: map[string]chan<- error{}, fp: ConfigFingerprint(cfg, res), peers: map[string][]string{},
 		members: map[string]bool{}, reads: map[string]int{},
 		reconnectFails: lograte.New(lograte.Every, nil), tooLarge: lograte.New(lograte.Every, nil)}
 	n.health.Store(&Health{Node: cl.Node, Reason: ReasonStarting, Checked: time.Now()})
@@ -400,7 +412,7 @@ func (n *Node) setup(ctx context.Context) (jetstream.Consumer, error) {
 	want := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "xarfd records: every accepted message's store entries",
-		Subjects:    []string{SubjectPrefix + ">"},
+		Subjects:    []string{SubjectPrefix + ">", OpSubjectPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    n.cfg.Replicas,
@@ -472,6 +484,26 @@ func Reconcile(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []Dri
 			want.MaxAge, d.Kept = have.MaxAge, "stream"
 		}
 		drift = append(drift, d)
+	}
+	// A subject is never dropped either: a stream an older version
+	// created lacks the operators' actions (xarfd.op.>), added here; a
+	// node of an older version drops it again when it starts (its
+	// actions then answer 503 until a newer node starts).
+	var missing []string
+	for _, sub := range want.Subjects {
+		if !slices.Contains(have.Subjects, sub) {
+			missing = append(missing, sub)
+		}
+	}
+	want.Subjects = slices.Clone(want.Subjects) // the caller's stays as it was
+	for _, sub := range have.Subjects {
+		if !slices.Contains(want.Subjects, sub) {
+			want.Subjects = append(want.Subjects, sub)
+		}
+	}
+	if len(missing) > 0 && len(have.Subjects) > 0 {
+		drift = append(drift, Drift{Key: "stream subjects (xarfd version)", Stream: strings.Join(have.Subjects, " "),
+			Node: strings.Join(want.Subjects, " "), Kept: "node"})
 	}
 	if have.Duplicates != want.Duplicates {
 		d := Drift{Key: "duplicate window (xarfd version)", Stream: have.Duplicates.String(), Node: want.Duplicates.String(), Kept: "node"}
@@ -575,24 +607,52 @@ func (n *Node) applyLoop(ctx context.Context, c jetstream.Consumer) error {
 	}
 }
 
-// apply stores the records of batch that this node does not hold yet, in
-// one transaction, then acknowledges them. A record that cannot be
-// decoded is terminated (it will never decode) and logged: it is lost on
-// this node only, and the metric says so.
+// apply applies batch in stream order: the records between two
+// operators' actions in one transaction each (see applyRecords), each
+// action on its own after the records before it (applyOpMsg). When the
+// store fails, the rest of the batch is handed back to come again.
 func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
+	start := 0
+	for i, m := range batch {
+		if !isOp(m) {
+			continue
+		}
+		if !n.applyRecords(ctx, batch[start:i]) || !n.applyOpMsg(ctx, m) {
+			n.nakWait(ctx, batch[i:])
+			return nil
+		}
+		start = i + 1
+	}
+	if !n.applyRecords(ctx, batch[start:]) {
+		n.nakWait(ctx, nil)
+	}
+	return nil
+}
+
+// nakWait hands msgs back (they come again after a second) and waits
+// that second, after a store failure.
+func (n *Node) nakWait(ctx context.Context, msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		m.NakWithDelay(time.Second)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+}
+
+// applyRecords stores the records of batch that this node does not hold
+// yet, in one transaction, then acknowledges them. A record that cannot
+// be decoded is terminated (it will never decode) and logged: it is lost
+// on this node only, and the metric says so. It returns false when the
+// store failed (the records were handed back).
+func (n *Node) applyRecords(ctx context.Context, batch []jetstream.Msg) bool {
 	var entries []store.Entry
 	var good []jetstream.Msg
 	for _, m := range batch {
 		es, err := DecodeRecord(m.Data())
 		if err != nil {
-			meta, _ := m.Metadata()
-			ev := n.log.Error().Err(err).Str("subject", m.Subject())
-			if meta != nil {
-				ev = ev.Uint64("stream_seq", meta.Sequence.Stream)
-			}
-			ev.Msg("cluster: a record of the stream cannot be decoded; it is skipped on this node")
-			n.m.applied(resultDamaged, 1)
-			m.Term()
+			n.damaged(m, err)
 			continue
 		}
 		entries = append(entries, es...)
@@ -605,11 +665,7 @@ func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
 				m.NakWithDelay(time.Second)
 			}
 			n.log.Error().Err(err).Msg("cluster: applying records to the store failed; retrying")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			return nil
+			return false
 		}
 		n.m.applied(resultStored, count(stored, true))
 		n.m.applied(resultHeld, count(stored, false))
@@ -641,7 +697,7 @@ func (n *Node) apply(ctx context.Context, batch []jetstream.Msg) error {
 			n.m.setLag(meta.NumPending)
 		}
 	}
-	return nil
+	return true
 }
 
 // retract makes, in this node's store, the withdrawal a not-spam report
@@ -736,8 +792,13 @@ func (n *Node) Health() Health {
 func (n *Node) monitor(ctx context.Context) {
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		n.check(ctx)
+		if time.Since(pruned) > opPruneInterval {
+			n.pruneOps()
+			pruned = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return

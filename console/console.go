@@ -91,8 +91,14 @@ type Options struct {
 	// parser fix): ingest.Ingester.Reprocess of the ingester in force.
 	// nil hides the action.
 	Reprocess func(id store.ID) (ingest.Result, error)
+	// DeleteQuarantined deletes a quarantined message (as the API's:
+	// ingest.Ingester.DeleteQuarantined, on every node of a cluster);
+	// nil = Store.DeleteQuarantined.
+	DeleteQuarantined func(id store.ID) error
 	// Cancel cancels an outbox entry (as the API's); nil = Store.Cancel.
 	Cancel api.CancelFunc
+	// Retry requeues an outbox entry (as the API's); nil = Store.Requeue.
+	Retry  api.CancelFunc
 	Logger zerolog.Logger
 	// Metrics counts refused live streams; nil counts nothing.
 	Metrics *metrics.Metrics
@@ -136,6 +142,15 @@ func New(o Options) (*Console, error) {
 	}
 	if o.Cancel == nil {
 		o.Cancel = api.StoreCancel(o.Store)
+	}
+	if o.Retry == nil {
+		st := o.Store
+		o.Retry = func(_ context.Context, id store.ID, now time.Time, reason string) (*store.OutboxEntry, error) {
+			return st.Requeue(id, now, reason)
+		}
+	}
+	if o.DeleteQuarantined == nil {
+		o.DeleteQuarantined = o.Store.DeleteQuarantined
 	}
 	if o.scan <= 0 {
 		o.scan = scanLimit
@@ -401,7 +416,10 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, what string, 
 	case store.IsClosed(err):
 		code, msg = http.StatusServiceUnavailable, "The daemon is stopping. Try again in a moment."
 	case errors.Is(err, store.ErrCommit):
-		code, msg = http.StatusServiceUnavailable, "The store cannot commit now (disk full or an I/O error); /healthz says why. Try again later."
+		// In a cluster also an action the stream did not acknowledge
+		// (no quorum): nothing changed on any node.
+		w.Header().Set("Retry-After", "30")
+		code, msg = http.StatusServiceUnavailable, "The change cannot be stored now (disk full, an I/O error, or the cluster has no quorum); nothing changed, /healthz says why. Try again later."
 	case errors.Is(err, store.ErrDamaged):
 		msg = "This record is damaged and cannot be shown; restore the store from a backup (docs/operations.md)."
 	}

@@ -94,7 +94,7 @@ func (c *Console) outbox(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "outbox", &page{Title: "Outbox", Nav: "outbox", Data: d})
 }
 
-// POST /outbox/{id}/retry|cancel: store.Requeue or store.Cancel, as the
+// POST /outbox/{id}/retry|cancel: Options.Retry or Options.Cancel, as the
 // API's actions.
 func (c *Console) outboxAction(verb string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +118,7 @@ func (c *Console) outboxAction(verb string) http.HandlerFunc {
 		}
 		now := c.o.Now().UTC()
 		if verb == "retry" {
-			e, err = c.o.Store.Requeue(id, now, why)
+			e, err = c.o.Retry(r.Context(), id, now, why)
 		} else {
 			e, err = c.o.Cancel(r.Context(), id, now, why)
 		}
@@ -211,13 +211,13 @@ func (c *Console) reprocess(w http.ResponseWriter, r *http.Request) {
 	back(w, r, "/quarantine", "still")
 }
 
-// POST /quarantine/{id}/delete: store.DeleteQuarantined.
+// POST /quarantine/{id}/delete: Options.DeleteQuarantined.
 func (c *Console) deleteQuarantined(w http.ResponseWriter, r *http.Request) {
 	id, ok := c.pathID(w, r, "quarantined message")
 	if !ok {
 		return
 	}
-	if c.quarantineError(w, r, "deleting a quarantined message", c.o.Store.DeleteQuarantined(id)) {
+	if c.quarantineError(w, r, "deleting a quarantined message", c.o.DeleteQuarantined(id)) {
 		return
 	}
 	c.o.Logger.Info().Str("id", id.String()).Str("by", viewerOf(r).by(r)).Msg("console: quarantined message deleted")

@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/redact"
 	"github.com/xarfd/xarfd/store"
@@ -86,18 +88,31 @@ func (in *Ingester) Reprocess(id store.ID) (Result, error) {
 	}
 	res = results[0]
 	res.retract = nil
+	if r := in.replicator(); r != nil {
+		// Every node stores this outcome (ApplyOp, which announces
+		// its report on every node, this one included).
+		op := &ops.Op{Kind: ops.Reprocess, At: in.now().UTC(), Target: id, Entry: &entries[0]}
+		if err := r.Replicate(context.Background(), op); err != nil {
+			return Result{}, err
+		}
+		in.opt.Metrics.Reprocessed(m.Channel, reprocessOutcome(&e))
+		return res, nil
+	}
 	if err := in.store.ReplaceQuarantined(e, in.now().UTC()); err != nil {
 		return Result{}, err
 	}
 	// Not a delivery: xarfd_messages_total counted the message once, as
 	// quarantined, when it arrived (as the hourly counters keep it).
-	outcome := metrics.OutcomeQuarantine
-	if e.Report != nil {
-		outcome = metrics.OutcomeReport
-	}
-	in.opt.Metrics.Reprocessed(m.Channel, outcome)
+	in.opt.Metrics.Reprocessed(m.Channel, reprocessOutcome(&e))
 	if e.Report != nil && in.opt.OnReport != nil {
 		in.opt.OnReport(e.Report)
 	}
 	return res, nil
+}
+
+func reprocessOutcome(e *store.Entry) string {
+	if e.Report != nil {
+		return metrics.OutcomeReport
+	}
+	return metrics.OutcomeQuarantine
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -58,6 +59,9 @@ type Service struct {
 	log     zerolog.Logger
 	metrics *Metrics
 	wake    chan struct{}
+	// ops carries a delisting to every node of a cluster; nil on a
+	// single node. Set before serving (SetReplicator).
+	ops ops.Replicator
 
 	mu     sync.RWMutex
 	listed map[Kind]map[string]Listing
@@ -483,10 +487,19 @@ func (s *Service) Status(ind *store.IntelIndicator) Status { return s.policy.Eva
 func (s *Service) Now() time.Time { return s.now() }
 
 // Delist removes an indicator from the lists by hand; the reason is kept
-// with it, and only hits after now list it again.
+// with it, and only hits after now list it again. In a cluster
+// (SetReplicator) every node delists it, at the same time, through the
+// stream (cluster.go); an error wrapping store.ErrCommit then means that
+// no node did.
 func (s *Service) Delist(k Kind, value, reason, by string) (*store.IntelIndicator, error) {
-	now := s.now()
-	ind, err := s.st.IntelDelist(string(k), value, store.IntelDelist{At: now, Reason: reason, By: by})
+	if s.ops != nil {
+		return s.delistEverywhere(k, value, reason, by)
+	}
+	return s.delist(k, value, store.IntelDelist{At: s.now(), Reason: reason, By: by})
+}
+
+func (s *Service) delist(k Kind, value string, d store.IntelDelist) (*store.IntelIndicator, error) {
+	ind, err := s.st.IntelDelist(string(k), value, d)
 	if err != nil {
 		return nil, err
 	}
@@ -496,7 +509,7 @@ func (s *Service) Delist(k Kind, value, reason, by string) (*store.IntelIndicato
 	s.reindex()
 	s.mu.Unlock()
 	if was {
-		s.emit([]Event{{Type: EventDelisted, Kind: k, Value: value, At: now}})
+		s.emit([]Event{{Type: EventDelisted, Kind: k, Value: value, At: d.At}})
 	}
 	return ind, nil
 }

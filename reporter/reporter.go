@@ -79,6 +79,7 @@ import (
 	"github.com/xarfd/xarfd/config"
 	msgheader "github.com/xarfd/xarfd/internal/header"
 	"github.com/xarfd/xarfd/internal/lograte"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter/contact"
 	"github.com/xarfd/xarfd/reporter/deliver"
@@ -241,6 +242,10 @@ type Reporter struct {
 	// iterations counts passes of Run's loop and claims the entries it
 	// tried to take: tests bound a failing reporter's work by them.
 	iterations, claims atomic.Int64
+
+	// ops carries an operator's retry to every node of a cluster; nil
+	// on a single node. Set before serving (ops.go).
+	ops ops.Replicator
 }
 
 // New prepares a Reporter: it reads the DKIM key and the smarthost

@@ -42,6 +42,8 @@ type Store interface {
 	// For an operator's cancel (Reporter.Cancel).
 	GetOutbox(id store.ID) (*store.OutboxEntry, error)
 	Cancel(id store.ID, now time.Time, reason string) (*store.OutboxEntry, error)
+	// For an operator's retry (Reporter.Retry).
+	Requeue(id store.ID, now time.Time, reason string) (*store.OutboxEntry, error)
 }
 
 var _ Store = (*store.Store)(nil)

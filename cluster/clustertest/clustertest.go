@@ -16,6 +16,7 @@ import (
 
 	"github.com/xarfd/xarfd/cluster"
 	"github.com/xarfd/xarfd/config"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/store"
 )
 
@@ -99,6 +100,11 @@ type Cluster struct {
 	sync     string
 	// maxPayload replaces the embedded servers' max_payload (0: keep).
 	maxPayload int32
+	// ops builds a member's applier of operators' actions on its
+	// store, at each (re)start; nil applies none.
+	ops func(*Member) ops.Applier
+	// base is the configuration without its cluster block and data_dir.
+	base string
 }
 
 // Start starts n nodes with replicas replicas; they are stopped when
@@ -111,14 +117,29 @@ func Start(t testing.TB, n, replicas int) *Cluster {
 // StartSync is Start with cluster.sync set to sync.
 func StartSync(t testing.TB, n, replicas int, sync string) *Cluster {
 	t.Helper()
-	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync})
+	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: sync, base: Base})
 }
 
 // StartMaxPayload is Start with the embedded servers' max_payload set to
 // maxPayload: a record near the limit without a test of 64 MiB records.
 func StartMaxPayload(t testing.TB, n, replicas int, maxPayload int32) *Cluster {
 	t.Helper()
-	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: config.SyncAlways, maxPayload: maxPayload})
+	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: config.SyncAlways, maxPayload: maxPayload, base: Base})
+}
+
+// StartOps is Start with each member applying operators' actions with
+// the applier build makes for it (called after its store opened, before
+// its node starts, at every restart).
+func StartOps(t testing.TB, n, replicas int, build func(*Member) ops.Applier) *Cluster {
+	t.Helper()
+	return StartOpsWith(t, n, replicas, Base, build)
+}
+
+// StartOpsWith is StartOps with base (as Base: no cluster block, no
+// data_dir) as every member's configuration.
+func StartOpsWith(t testing.TB, n, replicas int, base string, build func(*Member) ops.Applier) *Cluster {
+	t.Helper()
+	return start(t, &Cluster{t: t, ports: FreePorts(t, n), replicas: replicas, sync: config.SyncAlways, ops: build, base: base})
 }
 
 func start(t testing.TB, c *Cluster) *Cluster {
@@ -145,7 +166,7 @@ func (c *Cluster) member(i int, routes []int) *Member {
 	dir := c.t.TempDir()
 	name := fmt.Sprintf("n%d", i+1)
 	block := strings.Replace(YAML(name, c.ports[i], routes, c.replicas, filepath.Join(dir, "nats")), "\n  replicas:", "\n  sync: "+c.sync+"\n  replicas:", 1)
-	cfg, err := config.Parse([]byte(Base+"data_dir: "+dir+"\n"+block), name+".yaml")
+	cfg, err := config.Parse([]byte(c.base+"data_dir: "+dir+"\n"+block), name+".yaml")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -183,10 +204,16 @@ func (c *Cluster) Restart(m *Member) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	m.Store = st
+	var apply ops.Applier
+	if c.ops != nil {
+		apply = c.ops(m)
+	}
 	reg := prometheus.NewRegistry()
 	node, err := cluster.Start(m.Cfg, &config.Resources{}, st, cluster.Options{
 		Metrics:    cluster.NewMetrics(reg),
 		MaxPayload: c.maxPayload,
+		ApplyOp:    apply,
 		OnApply: func(r *store.Report) {
 			m.mu.Lock()
 			m.applied[r.ID]++
@@ -195,9 +222,10 @@ func (c *Cluster) Restart(m *Member) {
 	})
 	if err != nil {
 		st.Close()
+		m.Store = nil
 		c.t.Fatal(err)
 	}
-	m.Store, m.Node, m.Registry = st, node, reg
+	m.Node, m.Registry = node, reg
 }
 
 // WaitHealthy waits until every running member reports a healthy cluster.

@@ -29,6 +29,7 @@ import (
 	"github.com/xarfd/xarfd/console"
 	"github.com/xarfd/xarfd/ingest"
 	"github.com/xarfd/xarfd/intel"
+	"github.com/xarfd/xarfd/internal/ops"
 	"github.com/xarfd/xarfd/metrics"
 	"github.com/xarfd/xarfd/reporter"
 	"github.com/xarfd/xarfd/smtpd"
@@ -253,11 +254,19 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 			Logger:  log.With().Str("component", "cluster").Logger(),
 			Metrics: cluster.NewMetrics(m.Registry),
 			OnApply: onReport,
+			ApplyOp: applyOps(st, onReport, rep, intelSvc, cm),
 		})
 		if err != nil {
 			return err
 		}
 		d.node = node
+		if intelSvc != nil {
+			intelSvc.SetReplicator(node)
+		}
+		if cm != nil {
+			cm.SetReplicator(node, cfg.Cluster.Node)
+		}
+		rep.SetReplicator(node)
 		// Runs before the store closes (deferred earlier), after the
 		// listeners stopped (below): nothing publishes any more.
 		defer node.Close()
@@ -308,9 +317,11 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 	if httpL != nil {
 		d.httpCfg.Store(cfg)
 		con, err := console.New(console.Options{Config: d.httpCfg.Load, Store: st, Hub: hub, Intel: intelSvc, Cases: cm,
-			Reprocess: func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
-			Cancel:    rep.Cancel,
-			Logger:    log.With().Str("component", "console").Logger(), Metrics: m})
+			Reprocess:         func(id store.ID) (ingest.Result, error) { return d.in.Load().Reprocess(id) },
+			DeleteQuarantined: func(id store.ID) error { return d.in.Load().DeleteQuarantined(id) },
+			Cancel:            rep.Cancel,
+			Retry:             rep.Retry,
+			Logger:            log.With().Str("component", "console").Logger(), Metrics: m})
 		if err != nil {
 			httpL.Close()
 			for _, l := range listeners {
@@ -321,7 +332,7 @@ func (d *daemon) serve(cfg *config.Config, res *config.Resources, log zerolog.Lo
 		d.console = con
 		d.api = api.New(api.Options{Config: cfg, Store: st, Ingester: in, Metrics: m, Hub: hub, Intel: intelSvc,
 			Cases: cm, CaseHub: caseHub, Logger: log.With().Str("component", "http").Logger(), Ready: ctx.Err,
-			Console: con, Cluster: clusterStatus(d.node), Cancel: rep.Cancel})
+			Console: con, Cluster: clusterStatus(d.node), Cancel: rep.Cancel, Retry: rep.Retry})
 		d.wg.Go(func() {
 			if err := d.api.Serve(httpL); err != nil {
 				serveErr <- fmt.Errorf("http %s: %w", httpL.Addr(), err)
@@ -391,6 +402,19 @@ loop:
 	d.wg.Wait()
 	log.Info().Msg("xarfd stopped")
 	return runErr
+}
+
+// applyOps applies the operators' actions the cluster's stream brings
+// (and this node's own, in stream order) to this node's services.
+func applyOps(st *store.Store, onReport func(*store.Report), rep *reporter.Reporter, intelSvc *intel.Service, cm *cases.Manager) ops.Applier {
+	quarantine := ingest.ApplyOp(st, onReport)
+	return ops.Mux{ // a nil service skips its kind
+		ops.Delist:           intelSvc.ApplyOp,
+		ops.Case:             cm.ApplyOp,
+		ops.QuarantineDelete: quarantine,
+		ops.Reprocess:        quarantine,
+		ops.Retry:            rep.ApplyOp,
+	}.Apply
 }
 
 // clusterStatus is /healthz's view of node; nil without a cluster.
