@@ -121,6 +121,10 @@ func TestQuarantineActionsEveryNode(t *testing.T) {
 			if !bytes.Equal(got.XARF, want.XARF) {
 				return "its report differs from the asked node's"
 			}
+			// The announcement follows the commit: wait for it too.
+			if ann.count(m.Name, redo) == 0 {
+				return "the reprocessed report not announced yet"
+			}
 			return ""
 		})
 		if err := quarantinedOn(m, redo); !errors.Is(err, store.ErrNotQuarantined) {
