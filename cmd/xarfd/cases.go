@@ -1,20 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -123,42 +118,8 @@ func cmdCases(args []string, stdout, stderr io.Writer) int {
 	if *sub != "" {
 		q.Set("subscriber", *sub)
 	}
-	client := &http.Client{Timeout: 2 * time.Minute}
-	out := bufio.NewWriter(stdout)
-	defer out.Flush()
-	printed := 0
-	for {
-		page := reportsPageMax
-		if *limit > 0 && *limit-printed < page {
-			page = *limit - printed
-		}
-		q.Set("limit", fmt.Sprint(page))
-		u := base.JoinPath("/api/v1/cases")
-		u.RawQuery = q.Encode()
-		cs, next, err := fetchPage(client, u.String(), tok, "cases")
-		if err != nil {
-			out.Flush()
-			return fail("%v", err)
-		}
-		for _, c := range cs {
-			var line bytes.Buffer
-			if err := json.Compact(&line, c); err != nil {
-				out.Flush()
-				return fail("the API returned a case that is not JSON: %v", err)
-			}
-			line.WriteByte('\n')
-			if _, err := out.Write(line.Bytes()); err != nil {
-				return fail("writing output: %v", err)
-			}
-			printed++
-		}
-		if next == "" || (*limit > 0 && printed >= *limit) {
-			break
-		}
-		q.Set("cursor", next)
-	}
-	if err := out.Flush(); err != nil {
-		return fail("writing output: %v", err)
+	if err := printPages(stdout, base.JoinPath("/api/v1/cases").String(), q, tok, *limit, "cases", "case"); err != nil {
+		return fail("%v", err)
 	}
 	return 0
 }

@@ -88,42 +88,50 @@ func cmdReports(args []string, stdout, stderr io.Writer) int {
 		q.Set(f.param, t.Format(time.RFC3339Nano))
 	}
 
+	if err := printPages(stdout, base.String()+"/api/v1/reports", q, tok, *limit, "reports", "report"); err != nil {
+		return fail("%v", err)
+	}
+	return 0
+}
+
+// printPages prints the items of list (each as one line of compact JSON)
+// of the pages of endpoint with query q, following next_cursor, until
+// the last page or limit items (0: all).
+func printPages(stdout io.Writer, endpoint string, q url.Values, tok string, limit int, list, item string) error {
 	client := &http.Client{Timeout: 2 * time.Minute}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	printed := 0
 	for {
 		page := reportsPageMax
-		if *limit > 0 && *limit-printed < page {
-			page = *limit - printed
+		if limit > 0 && limit-printed < page {
+			page = limit - printed
 		}
 		q.Set("limit", fmt.Sprint(page))
-		reports, next, err := fetchPage(client, base.String()+"/api/v1/reports?"+q.Encode(), tok, "reports")
+		items, next, err := fetchPage(client, endpoint+"?"+q.Encode(), tok, list)
 		if err != nil {
-			out.Flush()
-			return fail("%v", err)
+			return err
 		}
-		for _, r := range reports {
+		for _, r := range items {
 			var line bytes.Buffer
 			if err := json.Compact(&line, r); err != nil {
-				out.Flush()
-				return fail("the API returned a report that is not JSON: %v", err)
+				return fmt.Errorf("the API returned a %s that is not JSON: %w", item, err)
 			}
 			line.WriteByte('\n')
 			if _, err := out.Write(line.Bytes()); err != nil {
-				return fail("writing output: %v", err)
+				return fmt.Errorf("writing output: %w", err)
 			}
 			printed++
 		}
-		if next == "" || (*limit > 0 && printed >= *limit) {
+		if next == "" || (limit > 0 && printed >= limit) {
 			break
 		}
 		q.Set("cursor", next)
 	}
 	if err := out.Flush(); err != nil {
-		return fail("writing output: %v", err)
+		return fmt.Errorf("writing output: %w", err)
 	}
-	return 0
+	return nil
 }
 
 // flagTime reads an RFC 3339 time or a duration before now.
