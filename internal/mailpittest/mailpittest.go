@@ -9,6 +9,7 @@ package mailpittest
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/xarfd/xarfd/internal/syncbuf"
 )
 
 // Version is the Mailpit the tests run; scripts/test pins the same.
@@ -51,29 +54,66 @@ type Server struct{ SMTP, API string }
 
 // Start runs a Mailpit with its own database in t.TempDir(), stopped at
 // the test's end, and returns once its API answers.
+//
+// Its two ports are picked free and then handed to Mailpit, so another
+// process (a test package running alongside) may take one in between:
+// a Mailpit that exits because a port is in use is started again on new
+// ports.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Binary(t)
-	m := &Server{SMTP: freePort(t), API: freePort(t)}
+	const tries = 5
+	for try := 1; ; try++ {
+		m, logs, err := start(t, bin, freePort(t), freePort(t))
+		if err == nil {
+			return m
+		}
+		if try == tries || !bytes.Contains(logs, []byte("address already in use")) {
+			t.Fatalf("mailpit did not serve its API: %v\n%s", err, logs)
+		}
+		t.Logf("mailpit: a port was taken meanwhile (%v); again on new ports", err)
+	}
+}
+
+// start runs one Mailpit and waits until its API answers, it exits or 30
+// seconds pass; on failure it is stopped and its output returned.
+func start(t testing.TB, bin, smtp, api string) (*Server, []byte, error) {
+	m := &Server{SMTP: smtp, API: api}
 	cmd := exec.Command(bin, "--smtp", m.SMTP, "--listen", m.API, "--database", filepath.Join(t.TempDir(), "mailpit.db"),
 		"--disable-version-check", "--smtp-disable-rdns", "--quiet")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Kill()
+		<-exited
+	}
+	// Whatever else may hold the port must not hang the poll.
+	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + m.API + "/api/v1/messages")
+		resp, err := client.Get("http://" + m.API + "/api/v1/messages")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return m
+				t.Cleanup(stop)
+				return m, nil, nil
 			}
+			err = fmt.Errorf("GET /api/v1/messages: %s", resp.Status)
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for stop
+			return nil, []byte(logs.String()), fmt.Errorf("mailpit exited (%v); the API last said: %w", werr, err)
+		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mailpit did not serve its API: %v\n%s", err, logs.String())
+			stop()
+			return nil, []byte(logs.String()), err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
