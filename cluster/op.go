@@ -210,7 +210,12 @@ func (n *Node) Replicate(ctx context.Context, op *ops.Op) error {
 		// has met it or will; applying here is a no-op if it did.
 		return n.applyOp(ctx, op)
 	}
-	t := time.NewTimer(timeout)
+	// Applied here out of stream order, the action could meet a case
+	// or an entry in another state than on the other nodes (an earlier
+	// action not applied yet here) and the nodes would differ: wait for
+	// the consumer as long as an HTTP answer may take, and only then
+	// apply it at once.
+	t := time.NewTimer(max(timeout, opApplyWait))
 	defer t.Stop()
 	select {
 	case err := <-done:
@@ -220,9 +225,17 @@ func (n *Node) Replicate(ctx context.Context, op *ops.Op) error {
 			Msg("cluster: this node's consumer lags; the operator's action is applied here at once, before records it has not applied yet")
 		return n.applyOp(ctx, op)
 	case <-ctx.Done():
-		return n.applyOp(context.WithoutCancel(ctx), op)
+		// The caller is gone; the action is in the stream and the
+		// consumer applies it in order.
+		return nil
 	}
 }
+
+// opApplyWait is the longest the asked node waits for its own consumer
+// to reach an action it published (at least cluster.publish_timeout):
+// under the HTTP server's 2-minute write timeout, far above a loaded
+// node's consumer lag.
+const opApplyWait = time.Minute
 
 // settled hands the outcome of applying action id from the stream to a
 // Replicate waiting for it on this node.
