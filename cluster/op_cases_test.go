@@ -172,7 +172,7 @@ subscribers:
 		if !reflect.DeepEqual(cs.Webhook, ref.Webhook) && (cs.Webhook == nil || ref.Webhook == nil || cs.Webhook.Created != ref.Webhook.Created || cs.Webhook.Action != ref.Webhook.Action) {
 			t.Errorf("webhook on %s differs: %+v, %+v", m.Name, cs.Webhook, ref.Webhook)
 		}
-		if len(cs.Notifications) != 1 || !cs.Notifications[0].At.Equal(ref.Notifications[0].At) {
+		if len(cs.Notifications) != 1 || len(ref.Notifications) != 1 || !cs.Notifications[0].At.Equal(ref.Notifications[0].At) {
 			t.Errorf("notifications on %s: %+v, want one at %v", m.Name, cs.Notifications, ref.Notifications)
 		}
 	}
