@@ -78,15 +78,16 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 
 // quarantineTarget reads the {id} of a quarantine action and the optional
 // body {"reason": "…"}, and checks that the id is a quarantined message
-// the token may act on. It answers the request itself when not.
-func (s *Server) quarantineTarget(w http.ResponseWriter, r *http.Request) (store.ID, string, bool) {
+// the token may act on, and returns the ingester that acts. It answers
+// the request itself when not.
+func (s *Server) quarantineTarget(w http.ResponseWriter, r *http.Request) (store.ID, string, *ingest.Ingester, bool) {
 	id, ok := idOnly(w, r, "quarantined message")
 	if !ok { // the Content-Type was checked by the route (guard.go)
-		return id, "", false
+		return id, "", nil, false
 	}
 	raw, ok := readOptionalBody(w, r)
 	if !ok {
-		return id, "", false
+		return id, "", nil, false
 	}
 	var body struct {
 		Reason string `json:"reason"`
@@ -94,21 +95,26 @@ func (s *Server) quarantineTarget(w http.ResponseWriter, r *http.Request) (store
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &body); err != nil {
 			writeError(w, http.StatusBadRequest, `want a JSON object {"reason": "…"} or no body`)
-			return id, "", false
+			return id, "", nil, false
 		}
 	}
 	_, m, _, err := s.st.Quarantined(id)
 	if err != nil {
 		quarantineError(w, r, err)
-		return id, "", false
+		return id, "", nil, false
 	}
 	// A token restricted to some channels acts on their messages only;
 	// the others look absent to it.
 	if !tokenOf(r).mayFeed(m.Channel) {
 		writeError(w, http.StatusNotFound, "no such quarantined message")
-		return id, "", false
+		return id, "", nil, false
 	}
-	return id, truncate(strings.Join(strings.Fields(body.Reason), " "), 200), true
+	in := s.view.Load().in
+	if in == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable, try again later")
+		return id, "", nil, false
+	}
+	return id, truncate(strings.Join(strings.Fields(body.Reason), " "), 200), in, true
 }
 
 // quarantineError answers the errors of the quarantine actions: 404 for
@@ -141,13 +147,8 @@ type reprocessReply struct {
 // POST /api/v1/messages/{id}/reprocess: run a quarantined message through
 // its channel's conversion again (ingest.Reprocess).
 func (s *Server) reprocessMessage(w http.ResponseWriter, r *http.Request) {
-	id, why, ok := s.quarantineTarget(w, r)
+	id, why, in, ok := s.quarantineTarget(w, r)
 	if !ok {
-		return
-	}
-	in := s.view.Load().in
-	if in == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable, try again later")
 		return
 	}
 	res, err := in.Reprocess(id)
@@ -167,13 +168,8 @@ func (s *Server) reprocessMessage(w http.ResponseWriter, r *http.Request) {
 // and its quarantine entry (ingest.DeleteQuarantined: on every node of a
 // cluster).
 func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request) {
-	id, why, ok := s.quarantineTarget(w, r)
+	id, why, in, ok := s.quarantineTarget(w, r)
 	if !ok {
-		return
-	}
-	in := s.view.Load().in
-	if in == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable, try again later")
 		return
 	}
 	if err := in.DeleteQuarantined(id); err != nil {
